@@ -1,0 +1,5 @@
+//! bai-manager's actors, the HTTP façade, the wire formats and the clients for its peers.
+
+pub mod etcd;
+pub mod facade;
+pub mod redis;

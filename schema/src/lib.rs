@@ -1,0 +1,9 @@
+//! bai-manager's PostgreSQL schema: migrations, enums, resource slots, row types and fixtures.
+
+pub mod enums;
+pub mod migrate;
+pub mod pool;
+pub mod slots;
+
+pub use pool::{DbSettings, PoolError};
+pub use slots::{ResourceSlot, SlotAmount, SlotUnit};

@@ -1,0 +1,100 @@
+//! `host:port` values, written as `"h:p"`, `[h, p]` or `{host = h, port = p}`.
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostPort {
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostPort {
+    pub fn new(host: &str, port: u16) -> HostPort {
+        HostPort {
+            host: host.to_owned(),
+            port,
+        }
+    }
+
+    /// Parses `"host:port"`, splitting at the last `:`; IPv6 brackets are stripped.
+    pub fn parse(text: &str) -> Result<HostPort, String> {
+        let (host, port) = text
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{text:?} is not a host:port address"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = parse_port(
+            port.parse::<i64>()
+                .map_err(|_| format!("{port:?} is not a port number"))?,
+        )?;
+        if host.is_empty() {
+            return Err(format!("{text:?} has an empty host"));
+        }
+        Ok(HostPort::new(host, port))
+    }
+}
+
+fn parse_port(port: i64) -> Result<u16, String> {
+    if (1..=65535).contains(&port) {
+        Ok(port as u16)
+    } else {
+        Err(format!("port {port} is out of range (1-65535)"))
+    }
+}
+
+impl fmt::Display for HostPort {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostPort {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct HostPortVisitor;
+        impl<'de> Visitor<'de> for HostPortVisitor {
+            type Value = HostPort;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("\"host:port\", [host, port] or {host, port}")
+            }
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<HostPort, E> {
+                HostPort::parse(text).map_err(E::custom)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<HostPort, A::Error> {
+                let host: String = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(0, &self))?;
+                let port: i64 = seq
+                    .next_element()?
+                    .ok_or_else(|| de::Error::invalid_length(1, &self))?;
+                Ok(HostPort::new(
+                    &host,
+                    parse_port(port).map_err(de::Error::custom)?,
+                ))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<HostPort, A::Error> {
+                let mut host: Option<String> = None;
+                let mut port: Option<i64> = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "host" => host = Some(map.next_value()?),
+                        "port" => port = Some(map.next_value()?),
+                        other => return Err(de::Error::unknown_field(other, &["host", "port"])),
+                    }
+                }
+                let host = host.ok_or_else(|| de::Error::missing_field("host"))?;
+                let port = port.ok_or_else(|| de::Error::missing_field("port"))?;
+                Ok(HostPort::new(
+                    &host,
+                    parse_port(port).map_err(de::Error::custom)?,
+                ))
+            }
+        }
+        deserializer.deserialize_any(HostPortVisitor)
+    }
+}

@@ -1,0 +1,3 @@
+//! Integration tests against real PostgreSQL, Redis, etcd and peers, started by bai-testkit.
+
+mod stack;

@@ -1,0 +1,240 @@
+//! A private PostgreSQL server, and fresh databases with bai-manager's schema for each test.
+
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio_postgres::NoTls;
+
+use crate::ports::free_port;
+use crate::process::{ServiceProcess, on_long_lived_thread, postgres_user, scratch_root};
+
+/// Where Debian keeps the server binaries (they are not on PATH).
+pub fn postgres_bin_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("BAI_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    for version in ["17", "16", "15", "14", "13"] {
+        let dir = PathBuf::from(format!("/usr/lib/postgresql/{version}/bin"));
+        if dir.join("postgres").exists() {
+            return dir;
+        }
+    }
+    PathBuf::from("/usr/lib/postgresql/15/bin")
+}
+
+/// A running server (or one given by `BAI_TEST_PG_URL`).
+pub struct PgServer {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    _process: Option<ServiceProcess>,
+}
+
+impl PgServer {
+    /// The server shared by every test of this process.
+    pub fn shared() -> &'static PgServer {
+        static SHARED: OnceLock<PgServer> = OnceLock::new();
+        SHARED.get_or_init(|| {
+            if let Ok(url) = std::env::var("BAI_TEST_PG_URL") {
+                return PgServer::from_url(&url);
+            }
+            on_long_lived_thread(PgServer::start)
+        })
+    }
+
+    fn from_url(url: &str) -> PgServer {
+        // postgres://user@host:port
+        let rest = url
+            .trim_start_matches("postgres://")
+            .trim_start_matches("postgresql://");
+        let (user, hostport) = rest.split_once('@').unwrap_or(("postgres", rest));
+        let hostport = hostport.trim_end_matches('/');
+        let (host, port) = hostport.rsplit_once(':').unwrap_or((hostport, "5432"));
+        PgServer {
+            host: host.to_owned(),
+            port: port.parse().expect("BAI_TEST_PG_URL has a bad port"),
+            user: user.to_owned(),
+            _process: None,
+        }
+    }
+
+    /// initdb into a scratch directory and start `postgres` on a free loopback port.
+    pub fn start() -> PgServer {
+        let bin = postgres_bin_dir();
+        let dir = scratch_root().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("creating the PostgreSQL scratch directory");
+        let data = dir.join("data");
+        let pg_user = postgres_user();
+        if let Some((uid, gid)) = pg_user {
+            nix::unistd::chown(&dir, Some(uid.into()), Some(gid.into()))
+                .expect("handing the PostgreSQL directory to the postgres user");
+        }
+        let mut initdb = Command::new(bin.join("initdb"));
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+        ]);
+        if let Some((uid, gid)) = pg_user {
+            initdb.uid(uid).gid(gid);
+        }
+        let output = initdb
+            .output()
+            .expect("running initdb (is postgresql installed?)");
+        assert!(
+            output.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let port = free_port();
+        let mut server = Command::new(bin.join("postgres"));
+        server.arg("-D").arg(&data).args([
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=400",
+            "-c",
+            "shared_buffers=128MB",
+        ]);
+        server.arg("-k").arg(&dir);
+        if let Some((uid, gid)) = pg_user {
+            server.uid(uid).gid(gid);
+        }
+        let log = dir.join("postgres.log");
+        if let Some((uid, gid)) = pg_user {
+            let _ = std::fs::File::create(&log);
+            let _ = nix::unistd::chown(&log, Some(uid.into()), Some(gid.into()));
+        }
+        let mut process = ServiceProcess::spawn("postgres", server, &log, libc::SIGQUIT);
+        process.wait_for_port(
+            SocketAddr::from(([127, 0, 0, 1], port)),
+            Duration::from_secs(30),
+        );
+        PgServer {
+            host: "127.0.0.1".to_owned(),
+            port,
+            user: "postgres".to_owned(),
+            _process: Some(process),
+        }
+    }
+
+    pub fn url(&self, database: &str) -> String {
+        format!(
+            "postgres://{}@{}:{}/{}",
+            self.user, self.host, self.port, database
+        )
+    }
+
+    pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(database), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url(database)));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+
+    /// Creates an empty database with a unique name.
+    pub async fn create_empty_database(&self) -> PgDatabase {
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = self.connect("postgres").await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name}: {e}"));
+        PgDatabase {
+            server_url: self.url(""),
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            name,
+        }
+    }
+
+    /// Creates a database that already has bai-manager's schema, copied from a template that
+    /// is migrated once per process.
+    pub async fn create_database_with_schema(&self) -> PgDatabase {
+        let template = self.schema_template().await;
+        let name = format!("t_{}", uuid::Uuid::new_v4().simple());
+        let admin = self.connect("postgres").await;
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name} TEMPLATE {template}"))
+            .await
+            .unwrap_or_else(|e| panic!("creating database {name} from {template}: {e}"));
+        PgDatabase {
+            server_url: self.url(""),
+            host: self.host.clone(),
+            port: self.port,
+            user: self.user.clone(),
+            name,
+        }
+    }
+
+    async fn schema_template(&self) -> String {
+        static TEMPLATE: tokio::sync::OnceCell<String> = tokio::sync::OnceCell::const_new();
+        TEMPLATE
+            .get_or_init(|| async {
+                // Unique per process: another test process may be building its own template.
+                let name = format!("tpl_{}", uuid::Uuid::new_v4().simple());
+                let admin = self.connect("postgres").await;
+                admin
+                    .batch_execute(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap_or_else(|e| panic!("creating template database {name}: {e}"));
+                let mut client = self.connect(&name).await;
+                bai_schema::migrate::apply_all(&mut client)
+                    .await
+                    .unwrap_or_else(|e| panic!("migrating the template database: {e}"));
+                drop(client);
+                // A template must have no other connections when it is copied.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                name
+            })
+            .await
+            .clone()
+    }
+}
+
+/// One test's database.
+#[derive(Debug, Clone)]
+pub struct PgDatabase {
+    server_url: String,
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub name: String,
+}
+
+impl PgDatabase {
+    pub fn url(&self) -> String {
+        format!("{}{}", self.server_url, self.name)
+    }
+
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.url(), NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url()));
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        client
+    }
+}
