@@ -3,3 +3,4 @@
 pub mod etcd;
 pub mod facade;
 pub mod redis;
+pub mod wire;
