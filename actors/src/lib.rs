@@ -3,4 +3,5 @@
 pub mod etcd;
 pub mod facade;
 pub mod redis;
+pub mod scheduler;
 pub mod wire;

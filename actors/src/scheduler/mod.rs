@@ -1,0 +1,19 @@
+//! The session scheduler: PENDING sessions onto agents, and their lifecycle afterwards.
+//!
+//! The decision is a pure function over a snapshot (`placement::plan_pass`), built from the
+//! policy (`policy`), the predicates (`predicates`) and the agent selector (`selector`); the
+//! actor around it only reads the snapshot, writes the reservation and dispatches to agents.
+
+pub mod placement;
+pub mod policy;
+pub mod predicates;
+pub mod selector;
+pub mod snapshot;
+
+pub use placement::{Decision, KernelAssignment, PassPlan, plan_pass};
+pub use policy::SchedulingPolicy;
+pub use selector::AgentSelectionStrategy;
+pub use snapshot::SchedulingSnapshot;
+
+#[cfg(test)]
+mod placement_tests;
