@@ -1,8 +1,10 @@
 //! `bai-manager`: Backend.AI Manager in Rust.
 
 mod cli;
-mod config;
-mod exit;
+
+// The command verbs reach the library's modules as `crate::config`, `crate::exit`, ...
+#[allow(unused_imports)]
+use bai_manager::{config, exit, logging, server};
 
 use clap::Parser;
 

@@ -34,6 +34,59 @@ impl HostPort {
         }
         Ok(HostPort::new(host, port))
     }
+
+    /// Reads any of the three TOML forms.
+    pub fn from_toml(value: &toml::Value) -> Result<HostPort, String> {
+        use toml::Value;
+        const FORMS: &str = "must be \"host:port\", [host, port] or { host = ..., port = ... }";
+        let port_of = |value: &Value| -> Result<u16, String> {
+            match value {
+                Value::Integer(port) => parse_port(*port),
+                Value::String(text) => parse_port(
+                    text.trim()
+                        .parse::<i64>()
+                        .map_err(|_| format!("{text:?} is not a port number"))?,
+                ),
+                _ => Err(format!("{FORMS}: the port must be a number")),
+            }
+        };
+        let host_of = |value: &Value| -> Result<String, String> {
+            match value {
+                Value::String(host) if !host.trim().is_empty() => Ok(host
+                    .trim()
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned()),
+                _ => Err(format!("{FORMS}: the host must be a non-empty string")),
+            }
+        };
+        match value {
+            Value::String(text) => HostPort::parse(text),
+            Value::Array(items) => match items.as_slice() {
+                [host, port] => Ok(HostPort {
+                    host: host_of(host)?,
+                    port: port_of(port)?,
+                }),
+                _ => Err(FORMS.to_owned()),
+            },
+            Value::Table(table) => {
+                if let Some(extra) = table.keys().find(|k| *k != "host" && *k != "port") {
+                    return Err(format!("{FORMS}: unexpected key {extra:?}"));
+                }
+                let host = table
+                    .get("host")
+                    .ok_or_else(|| format!("{FORMS}: host is missing"))?;
+                let port = table
+                    .get("port")
+                    .ok_or_else(|| format!("{FORMS}: port is missing"))?;
+                Ok(HostPort {
+                    host: host_of(host)?,
+                    port: port_of(port)?,
+                })
+            }
+            _ => Err(FORMS.to_owned()),
+        }
+    }
 }
 
 fn parse_port(port: i64) -> Result<u16, String> {

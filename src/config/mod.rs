@@ -1,14 +1,42 @@
 //! manager.toml: finding it, parsing it, validating it, and the environment overrides.
+//!
+//! The file is parsed to a TOML table, the `BACKEND_*` overrides are written into that table
+//! (as the original does, so they are validated like file values), and each section is then
+//! read key by key with the original's defaults and checks. Keys nobody reads are reported as
+//! warnings, not errors, so newer or older files keep loading.
 
+mod env;
 mod host_port;
+mod logging_section;
+mod reader;
+mod sections;
 
 pub use host_port::HostPort;
+pub use logging_section::{
+    ConsoleLogSection, FileLogSection, LogDriver, LogFormat, LoggingSection,
+};
+pub use sections::{
+    AccountId, DISTRIBUTED_LOCKS, DbSection, DebugSection, DockerRegistrySection, EtcdSection,
+    MAX_NUM_PROC, ManagerSection, cpu_count,
+};
 
 use std::path::{Path, PathBuf};
 
 use bai_actors::etcd::EtcdSettings;
 use bai_schema::DbSettings;
-use serde::Deserialize;
+
+use crate::logging::LogLevel;
+use reader::Section;
+
+/// The sections this implementation reads; any other top-level key is reported as unknown.
+const KNOWN_SECTIONS: &[&str] = &[
+    "etcd",
+    "db",
+    "manager",
+    "docker-registry",
+    "logging",
+    "debug",
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -20,140 +48,117 @@ pub enum ConfigError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    #[error("{path} is not valid TOML: {message}")]
+    Syntax { path: PathBuf, message: String },
+    #[error("invalid configuration in {path}: {key} = {value} {problem}")]
+    Invalid {
+        path: PathBuf,
+        /// The dotted key, e.g. `manager.num-proc`.
+        key: String,
+        /// The value as written (or `(missing)`), with the variable it came from if any.
+        value: String,
+        problem: String,
+    },
+}
+
+impl ConfigError {
+    /// Every configuration problem is an invalid argument for the CLI (exit code 4).
+    pub fn exit_code(&self) -> i32 {
+        crate::exit::INVALID_ARGUMENT
+    }
 }
 
 /// The whole local configuration.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case")]
+#[derive(Debug, Clone)]
 pub struct LocalConfig {
     pub etcd: EtcdSection,
     pub db: DbSection,
-    #[serde(default)]
     pub manager: ManagerSection,
+    pub docker_registry: DockerRegistrySection,
+    pub logging: LoggingSection,
+    pub debug: DebugSection,
     /// The file this was read from.
-    #[serde(skip)]
     pub source_path: PathBuf,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct EtcdSection {
-    pub namespace: String,
-    #[serde(default = "default_etcd_addr")]
-    pub addr: HostPort,
-    #[serde(default)]
-    pub user: Option<String>,
-    #[serde(default)]
-    pub password: Option<String>,
-}
-
-fn default_etcd_addr() -> HostPort {
-    HostPort::new("127.0.0.1", 2379)
-}
-
-#[derive(Clone, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct DbSection {
-    pub addr: HostPort,
-    pub name: String,
-    pub user: String,
-    pub password: String,
-    #[serde(default = "default_pool_size")]
-    pub pool_size: usize,
-}
-
-impl std::fmt::Debug for DbSection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DbSection")
-            .field("addr", &self.addr)
-            .field("name", &self.name)
-            .field("user", &self.user)
-            .finish_non_exhaustive()
-    }
-}
-
-fn default_pool_size() -> usize {
-    8
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub struct ManagerSection {
-    #[serde(default)]
-    pub id: Option<String>,
-    #[serde(default = "default_service_addr")]
-    pub service_addr: HostPort,
-    #[serde(default = "default_num_proc")]
-    pub num_proc: usize,
-    #[serde(default)]
-    pub hide_agents: bool,
-    #[serde(default = "default_heartbeat_timeout")]
-    pub heartbeat_timeout: f64,
-    #[serde(default = "default_pid_file")]
-    pub pid_file: PathBuf,
-    #[serde(default = "default_ipc_base_path")]
-    pub ipc_base_path: PathBuf,
-    #[serde(default = "default_distributed_lock")]
-    pub distributed_lock: String,
-}
-
-impl Default for ManagerSection {
-    fn default() -> Self {
-        ManagerSection {
-            id: None,
-            service_addr: default_service_addr(),
-            num_proc: default_num_proc(),
-            hide_agents: false,
-            heartbeat_timeout: default_heartbeat_timeout(),
-            pid_file: default_pid_file(),
-            ipc_base_path: default_ipc_base_path(),
-            distributed_lock: default_distributed_lock(),
-        }
-    }
-}
-
-fn default_service_addr() -> HostPort {
-    HostPort::new("0.0.0.0", 8080)
-}
-fn default_num_proc() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
-}
-fn default_heartbeat_timeout() -> f64 {
-    40.0
-}
-fn default_pid_file() -> PathBuf {
-    PathBuf::from("/dev/null")
-}
-fn default_ipc_base_path() -> PathBuf {
-    PathBuf::from("/tmp/backend.ai/ipc")
-}
-fn default_distributed_lock() -> String {
-    "pg_advisory".to_owned()
+    /// Things accepted but worth telling the operator (unknown keys, doubtful values); logged
+    /// once logging is set up.
+    pub warnings: Vec<String>,
 }
 
 impl LocalConfig {
     /// Finds and loads manager.toml: `explicit` (from `-f`), else `$BACKEND_CONFIG_FILE`, else
     /// the first of `./manager.toml`, `~/.config/backend.ai/manager.toml`,
-    /// `/etc/backend.ai/manager.toml`.
+    /// `/etc/backend.ai/manager.toml`. The `BACKEND_*` variables of the process apply.
     pub fn load(explicit: Option<&Path>) -> Result<LocalConfig, ConfigError> {
+        let lookup = |name: &str| std::env::var(name).ok();
         let path = match explicit {
             Some(path) => path.to_owned(),
-            None => find_config_file()?,
+            None => find_config_file_with(&lookup)?,
         };
         let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read {
             path: path.clone(),
             source,
         })?;
-        let mut config: LocalConfig = toml::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.clone(),
-            message: e.to_string(),
+        LocalConfig::parse(&path, &text, &lookup)
+    }
+
+    /// Validates the text of a manager.toml read from `path`, with environment variables looked
+    /// up through `lookup`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<LocalConfig, ConfigError> {
+        let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
         })?;
-        config.source_path = path;
-        Ok(config)
+        let origins = env::apply_overrides(&mut root, lookup);
+        let mut warnings = Vec::new();
+        let unread = std::cell::RefCell::new(Vec::new());
+        let section = |name: &str| Section::of(path, &root, name, &origins, &unread);
+
+        let etcd = EtcdSection::read(&section("etcd")?)?;
+        let db = DbSection::read(&section("db")?)?;
+        let mut manager = ManagerSection::read(&section("manager")?, &mut warnings)?;
+        apply_service_addr_overrides(path, &mut manager, lookup)?;
+        let docker_registry = DockerRegistrySection::read(&section("docker-registry")?)?;
+        let logging = LoggingSection::read(&section("logging")?)?;
+        let debug = DebugSection::read(&section("debug")?)?;
+
+        let mut unread = unread.take();
+        unread.extend(
+            root.keys()
+                .filter(|k| !KNOWN_SECTIONS.contains(&k.as_str()))
+                .cloned(),
+        );
+        warnings.extend(
+            unread
+                .into_iter()
+                .map(|key| format!("unknown key {key} in {} is ignored", path.display())),
+        );
+        Ok(LocalConfig {
+            etcd,
+            db,
+            manager,
+            docker_registry,
+            logging,
+            debug,
+            source_path: path.to_owned(),
+            warnings,
+        })
+    }
+
+    /// What `--debug` does in the original: debug mode on, and DEBUG for the global level and
+    /// for the `ai.backend` (our crates) and `aiohttp` (the HTTP server) namespaces.
+    pub fn apply_debug_flag(&mut self) {
+        self.debug.enabled = true;
+        self.logging.level = LogLevel::Debug;
+        self.logging
+            .pkg_ns
+            .insert("ai.backend".to_owned(), LogLevel::Debug);
+        self.logging
+            .pkg_ns
+            .insert("aiohttp".to_owned(), LogLevel::Debug);
     }
 
     /// `[manager] id`, defaulting to `i-<hostname>` as the original.
@@ -188,13 +193,52 @@ impl LocalConfig {
     }
 }
 
-/// The discovery order of `ai.backend.common.config.find_config_file`.
+/// `BACKEND_SERVICE_IP` and `BACKEND_SERVICE_PORT` replace the host and port of
+/// `service-addr` (the original writes them to an unused key, so they never worked there).
+fn apply_service_addr_overrides(
+    path: &Path,
+    manager: &mut ManagerSection,
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    let overrides = env::ServiceAddrOverride::from_env(lookup);
+    if let Some(host) = overrides.host {
+        manager.service_addr.host = host
+            .trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+    }
+    if let Some(port) = overrides.port {
+        let bad = || ConfigError::Invalid {
+            path: path.to_owned(),
+            key: "manager.service-addr".to_owned(),
+            value: format!("{port:?} (from $BACKEND_SERVICE_PORT)"),
+            problem: "is not a port number (1-65535)".to_owned(),
+        };
+        let number: u16 = port.trim().parse().map_err(|_| bad())?;
+        if number == 0 {
+            return Err(bad());
+        }
+        manager.service_addr.port = number;
+    }
+    Ok(())
+}
+
+/// The discovery order of `ai.backend.common.config.find_config_file`, with this process's
+/// environment.
 pub fn find_config_file() -> Result<PathBuf, ConfigError> {
-    if let Some(path) = std::env::var_os("BACKEND_CONFIG_FILE") {
+    find_config_file_with(&|name: &str| std::env::var(name).ok())
+}
+
+/// The discovery order, with the environment looked up through `lookup`.
+pub fn find_config_file_with(
+    lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<PathBuf, ConfigError> {
+    if let Some(path) = lookup("BACKEND_CONFIG_FILE").filter(|p| !p.is_empty()) {
         return Ok(PathBuf::from(path));
     }
     let mut tried = vec![PathBuf::from("manager.toml")];
-    if let Some(home) = std::env::var_os("HOME") {
+    if let Some(home) = lookup("HOME").filter(|h| !h.is_empty()) {
         tried.push(PathBuf::from(home).join(".config/backend.ai/manager.toml"));
     }
     tried.push(PathBuf::from("/etc/backend.ai/manager.toml"));
@@ -204,3 +248,6 @@ pub fn find_config_file() -> Result<PathBuf, ConfigError> {
         .cloned()
         .ok_or(ConfigError::NotFound { tried })
 }
+
+#[cfg(test)]
+mod tests;
