@@ -1,0 +1,88 @@
+//! The slog drain of every logger, and the bridge that routes the `log` crate's records (actix,
+//! tokio-postgres, redis, ...) through the same filter and sink.
+
+use std::fmt;
+
+use chrono::Utc;
+use slog::{KV, OwnedKVList, Record};
+
+use super::filter::NamespaceFilter;
+use super::sink::Sink;
+use super::{LogLevel, LogLine};
+
+/// Filters by namespace and level, turns the record into a [`LogLine`] and hands it to the sink.
+pub struct LineDrain {
+    pub filter: NamespaceFilter,
+    pub sink: Sink,
+    pub process: String,
+    pub pid: u32,
+}
+
+impl slog::Drain for LineDrain {
+    type Ok = ();
+    type Err = slog::Never;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> Result<(), slog::Never> {
+        let level = LogLevel::from_slog(record.level());
+        if !self.filter.allows(record.module(), level) {
+            return Ok(());
+        }
+        let mut fields = FieldCollector(Vec::new());
+        let _ = record.kv().serialize(record, &mut fields);
+        let _ = values.serialize(record, &mut fields);
+        self.sink.emit(&LogLine {
+            time: Utc::now(),
+            level,
+            module: record.module().to_owned(),
+            pid: self.pid,
+            process: self.process.clone(),
+            message: record.msg().to_string(),
+            fields: fields.0,
+        });
+        Ok(())
+    }
+}
+
+/// Collects key-value pairs as strings, innermost (the record's own) first.
+struct FieldCollector(Vec<(String, String)>);
+
+impl slog::Serializer for FieldCollector {
+    fn emit_arguments(&mut self, key: slog::Key, value: &fmt::Arguments<'_>) -> slog::Result {
+        self.0.push((key.to_string(), value.to_string()));
+        Ok(())
+    }
+}
+
+/// `log` crate records into the same filter and sink.
+pub struct LogBridge {
+    pub filter: NamespaceFilter,
+    pub sink: Sink,
+    pub process: String,
+    pub pid: u32,
+}
+
+impl log::Log for LogBridge {
+    fn enabled(&self, metadata: &log::Metadata<'_>) -> bool {
+        self.filter
+            .allows(metadata.target(), LogLevel::from_log(metadata.level()))
+    }
+
+    fn log(&self, record: &log::Record<'_>) {
+        let module = record.module_path().unwrap_or(record.target());
+        let level = LogLevel::from_log(record.level());
+        if !self.filter.allows(module, level) {
+            return;
+        }
+        self.sink.emit(&LogLine {
+            time: Utc::now(),
+            level,
+            module: module.to_owned(),
+            pid: self.pid,
+            process: self.process.clone(),
+            message: record.args().to_string(),
+            fields: Vec::new(),
+        });
+    }
+
+    fn flush(&self) {}
+}
