@@ -127,6 +127,20 @@ impl PgServer {
             SocketAddr::from(([127, 0, 0, 1], port)),
             Duration::from_secs(30),
         );
+        // PostgreSQL listens before it accepts sessions ("the database system is starting up").
+        let ready_deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !Command::new(bin.join("pg_isready"))
+            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+            .status()
+            .is_ok_and(|status| status.success())
+        {
+            assert!(
+                std::time::Instant::now() < ready_deadline,
+                "PostgreSQL on port {port} did not become ready:\n{}",
+                process.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         PgServer {
             host: "127.0.0.1".to_owned(),
             port,

@@ -1,0 +1,266 @@
+//! One worker process: it connects to PostgreSQL, etcd and Redis, starts this worker's actors,
+//! and serves the HTTP API on the socket the supervisor handed over, until SIGTERM/SIGINT.
+//!
+//! Other parts of the manager plug in here: their actors start in [`start_actors`], and their
+//! addresses are registered there so that request handlers can reach them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::middleware::{Condition, Logger};
+use actix_web::{App, HttpServer, web};
+use bai_actors::etcd::{EtcdError, EtcdStore};
+use bai_actors::facade::hello::ManagerVersion;
+use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
+use bai_actors::redis::{RedisError, RedisSettings, db};
+use bai_schema::PoolError;
+use slog::{error, info, o};
+
+use super::{listener, privileges, tls};
+use crate::config::LocalConfig;
+use crate::logging::{LogLevel, NamespaceFilter};
+
+/// HTTP threads per worker process: parallelism comes from `num-proc` processes, and one
+/// thread per process keeps each process's actors and handlers on few cores.
+pub const HTTP_THREADS_PER_WORKER: usize = 1;
+
+/// How long in-flight requests may run after SIGTERM before their connections are closed;
+/// below the supervisor's [`super::supervisor::WORKER_STOP_TIMEOUT`] so a worker exits by
+/// itself, and the whole stop stays within the 5 s of the systemd unit.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Idle keep-alive time of client connections (the original's aiohttp uses 30 s).
+pub const KEEP_ALIVE: Duration = Duration::from_secs(30);
+
+/// The access log goes through the `log` crate under this module, i.e. the `aiohttp`
+/// namespace of `[logging.pkg-ns]`, at INFO, like aiohttp's access log.
+const ACCESS_LOG_MODULE: &str = "actix_web::middleware::logger";
+const ACCESS_LOG_FORMAT: &str = r#"%a "%r" %s %b "%{Referer}i" "%{User-Agent}i" %Ts"#;
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Listen(#[from] listener::ListenError),
+    #[error("cannot set up HTTPS: {0}")]
+    Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error(transparent)]
+    Redis(#[from] RedisError),
+    #[error(transparent)]
+    Postgres(#[from] PoolError),
+    #[error("cannot start the actors: {0}")]
+    Actors(String),
+    #[error("the HTTP server failed: {0}")]
+    Http(#[from] std::io::Error),
+}
+
+/// Adds one piece of application data to an app being built.
+type Registration = Arc<dyn Fn(&mut web::ServiceConfig) + Send + Sync>;
+
+/// Application data that request handlers extract as `web::Data<T>`, added by the actors
+/// (typically an actor's `Addr`).
+#[derive(Clone, Default)]
+pub struct AppExtensions {
+    registrations: Vec<Registration>,
+}
+
+impl AppExtensions {
+    /// Makes `data` available to every handler as `web::Data<T>`.
+    pub fn add<T: Send + Sync + 'static>(&mut self, data: web::Data<T>) {
+        self.registrations.push(Arc::new(move |cfg| {
+            cfg.app_data(data.clone());
+        }));
+    }
+
+    fn apply(&self, cfg: &mut web::ServiceConfig) {
+        for register in &self.registrations {
+            register(cfg);
+        }
+    }
+}
+
+/// What an actor may need to start.
+pub struct ActorContext<'a> {
+    pub config: &'a LocalConfig,
+    /// Connections and settings (the same the handlers get).
+    pub state: &'a AppState,
+    /// Where Redis is, to open more connections (e.g. a blocking stream reader).
+    pub redis_settings: &'a RedisSettings,
+    /// 1-based index of this worker process.
+    pub worker_index: usize,
+    pub log: &'a slog::Logger,
+}
+
+/// Starts this worker's actors and registers their addresses for the handlers.
+///
+/// Every worker process runs the same actors. Work that must happen once per cluster takes the
+/// lock actor's lock; agent events are read through a Redis consumer group, so each is handled
+/// by one worker.
+async fn start_actors(
+    ctx: &ActorContext<'_>,
+    extensions: &mut AppExtensions,
+) -> Result<(), WorkerError> {
+    // ─── Start actors here ───────────────────────────────────────────────────────────────
+    // One block per actor: start it with what it needs from `ctx`, then register its address,
+    // e.g.
+    //
+    //     let bus = EventBus::new(ctx.state.redis.stream.clone(), ctx.log.new(o!("actor" => "event-bus"))).start();
+    //     extensions.add(web::Data::new(bus));
+    //
+    // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return `WorkerError::Actors` when
+    // an actor cannot start; the supervisor restarts the worker with a back-off.
+    let _ = (ctx, &extensions);
+    Ok(())
+}
+
+/// Runs a worker process and returns its exit code.
+pub fn run(mut config: LocalConfig, worker_index: usize, log: slog::Logger) -> i32 {
+    if let Some(secret) = read_secret_from_supervisor() {
+        config.manager.secret = secret;
+    }
+    let system = actix_web::rt::System::new();
+    match system.block_on(serve(config, worker_index, log.clone())) {
+        Ok(()) => crate::exit::OK,
+        Err(err) => {
+            error!(log, "worker {worker_index} failed: {err}");
+            crate::exit::FAILURE
+        }
+    }
+}
+
+/// The supervisor writes the effective `[manager] secret` on the worker's standard input, so
+/// that a random one is the same in every worker.
+fn read_secret_from_supervisor() -> Option<String> {
+    let mut line = String::new();
+    std::io::stdin().read_line(&mut line).ok()?;
+    let secret = line.trim_end_matches(['\r', '\n']);
+    (!secret.is_empty()).then(|| secret.to_owned())
+}
+
+async fn serve(
+    config: LocalConfig,
+    worker_index: usize,
+    log: slog::Logger,
+) -> Result<(), WorkerError> {
+    let socket = listener::inherited()?;
+    let tls_config = match (
+        config.manager.ssl_enabled,
+        &config.manager.ssl_cert,
+        &config.manager.ssl_privkey,
+    ) {
+        (true, Some(cert), Some(key)) => Some(tls::server_config(cert, key)?),
+        _ => None,
+    };
+    // Bound socket and TLS key in hand: from here on no root rights are needed.
+    let account = privileges::Account::resolve(&config.manager)?;
+    if account.switch_to()? {
+        info!(
+            log,
+            "worker {worker_index} switched to uid {} gid {}", account.uid, account.gid
+        );
+    }
+
+    let etcd = EtcdStore::connect(&config.etcd_settings()).await?;
+    let redis_settings = RedisSettings::from_etcd(&etcd).await?;
+    let redis = RedisConnections {
+        stat: redis_settings.connect(db::STAT).await?,
+        rate_limit: redis_settings.connect(db::RATE_LIMIT).await?,
+        live: redis_settings.connect(db::LIVE).await?,
+        image: redis_settings.connect(db::IMAGE).await?,
+        stream: redis_settings.connect(db::STREAM).await?,
+    };
+    let db = config.db_settings().connect_pool().await?;
+    let state = AppState {
+        db,
+        etcd,
+        redis,
+        settings: FacadeSettings {
+            manager_id: config.manager_id(),
+            manager_version: env!("CARGO_PKG_VERSION").to_owned(),
+            hide_agents: config.manager.hide_agents,
+            num_proc: config.manager.num_proc,
+            heartbeat_timeout: config.manager.heartbeat_timeout,
+            service_addr: config.manager.service_addr.to_string(),
+            ssl_enabled: config.manager.ssl_enabled,
+            debug: config.debug.enabled,
+        },
+        log: log.new(o!()),
+    };
+
+    let mut extensions = AppExtensions::default();
+    start_actors(
+        &ActorContext {
+            config: &config,
+            state: &state,
+            redis_settings: &redis_settings,
+            worker_index,
+            log: &log,
+        },
+        &mut extensions,
+    )
+    .await?;
+
+    let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
+        .allows(ACCESS_LOG_MODULE, LogLevel::Info);
+    let state = web::Data::new(state);
+    let version = web::Data::new(ManagerVersion(env!("CARGO_PKG_VERSION").to_owned()));
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
+            .wrap(bai_actors::facade::default_headers())
+            .app_data(state.clone())
+            .app_data(version.clone())
+            .configure(|cfg| extensions.apply(cfg))
+            .configure(bai_actors::facade::configure)
+    })
+    .workers(HTTP_THREADS_PER_WORKER)
+    .keep_alive(KEEP_ALIVE)
+    .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
+    .disable_signals();
+    let server = match tls_config {
+        Some(tls_config) => server.listen_rustls_0_23(socket, tls_config)?,
+        None => server.listen(socket)?,
+    }
+    .run();
+
+    let scheme = if config.manager.ssl_enabled {
+        "https"
+    } else {
+        "http"
+    };
+    info!(log, "worker {worker_index} serving on {scheme}://{}", config.manager.service_addr;
+        "pid" => std::process::id());
+    let handle = server.handle();
+    let stop_log = log.clone();
+    actix_web::rt::spawn(async move {
+        let signal = wait_for_stop_signal().await;
+        info!(
+            stop_log,
+            "worker {worker_index} got {signal}: finishing in-flight requests"
+        );
+        handle.stop(true).await;
+    });
+    server.await?;
+    info!(log, "worker {worker_index} stopped");
+    Ok(())
+}
+
+/// Waits for SIGTERM (from the supervisor) or SIGINT (Ctrl-C on the terminal reaches the whole
+/// process group) and names it.
+async fn wait_for_stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        // Without signal handlers the worker can only be killed; keep serving.
+        _ => std::future::pending().await,
+    }
+}

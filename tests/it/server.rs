@@ -1,0 +1,397 @@
+//! `bai-manager start-server` as an operator runs it: a supervisor and its workers against real
+//! PostgreSQL, etcd and Redis.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use bai_testkit::TestEnv;
+use bai_testkit::ports::free_port;
+
+use crate::manager_process::ManagerProcess;
+
+/// Generous bound for a stop: the manager promises 5 s; the test only fails on a hang.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(20);
+
+fn url(env: &TestEnv) -> String {
+    format!("http://127.0.0.1:{}/", env.service_port)
+}
+
+/// A client that opens a new connection for every request (so SO_REUSEPORT spreads them).
+fn one_shot_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap()
+}
+
+/// Rewrites a key of the manager.toml `TestEnv` wrote (its keys are fixed; these tests need
+/// other values).
+fn edit_toml(path: &PathBuf, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{from:?} not in {text}");
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[tokio::test]
+async fn start_server_serves_get_root_registers_and_stops_cleanly() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+
+    let response = reqwest::get(url(&env)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("server").unwrap().to_str().unwrap(),
+        "BackendAI"
+    );
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(
+        body,
+        serde_json::json!({"version": "v6.20220615", "manager": env!("CARGO_PKG_VERSION")})
+    );
+
+    let pid_file = env.path("manager.pid");
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap().trim(),
+        manager.pid().to_string()
+    );
+    let node_key = format!("nodes/manager/i-test-{}", env.namespace);
+    assert_eq!(env.etcd_get(&node_key).await.as_deref(), Some("up"));
+    assert_eq!(
+        env.etcd_get("manager/status").await.as_deref(),
+        Some("running")
+    );
+
+    manager.signal(libc::SIGTERM);
+    let status = manager.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", manager.output());
+    assert!(!pid_file.exists(), "the pid file is left behind");
+    assert_eq!(env.etcd_get(&node_key).await, None);
+    // A status set by the operator is kept.
+    assert_eq!(
+        env.etcd_get("manager/status").await.as_deref(),
+        Some("running")
+    );
+    assert!(
+        TcpStream::connect(("127.0.0.1", env.service_port)).is_err(),
+        "still listening after exit"
+    );
+}
+
+#[tokio::test]
+async fn a_frozen_manager_status_is_left_alone() {
+    let env = TestEnv::new().await;
+    env.etcd_put("manager/status", "frozen").await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+    assert_eq!(
+        env.etcd_get("manager/status").await.as_deref(),
+        Some("frozen")
+    );
+}
+
+#[tokio::test]
+async fn two_workers_share_the_port_and_both_serve() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    // The worker's pid is in the verbose console format; --debug turns the access log on.
+    edit_toml(&config, "format = \"simple\"", "format = \"verbose\"");
+    let mut command = crate::manager_process::command(&config, &["--debug", "start-server"]);
+    command.env("BACKEND_MANAGER_NPROC", "2");
+    let mut manager = ManagerProcess::spawn(command, &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+    manager.wait_for_output("worker 2 serving", Duration::from_secs(30));
+    let workers = manager.worker_pids();
+    assert_eq!(workers.len(), 2, "{}", manager.output());
+
+    let client = one_shot_client();
+    for _ in 0..40 {
+        let response = client.get(url(&env)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let served_by: std::collections::BTreeSet<u32> = manager
+        .output()
+        .lines()
+        .filter(|line| line.contains("actix_web::middleware::logger") && line.contains("GET / "))
+        .filter_map(|line| {
+            let start = line.find('[')? + 1;
+            let end = start + line[start..].find(']')?;
+            line[start..end].parse().ok()
+        })
+        .collect();
+    assert_eq!(
+        served_by,
+        workers.iter().copied().collect(),
+        "40 connections were not served by both workers:\n{}",
+        manager.output()
+    );
+}
+
+#[tokio::test]
+async fn sigterm_closes_idle_keep_alive_connections_and_exits_zero() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+
+    // A client that keeps its connection open must not hold the stop up for the 30 s
+    // keep-alive time.
+    let mut connection = TcpStream::connect(("127.0.0.1", env.service_port)).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    connection
+        .write_all(b"GET / HTTP/1.1\r\nHost: manager\r\n\r\n")
+        .unwrap();
+    let mut reply = [0u8; 1024];
+    let n = connection.read(&mut reply).unwrap();
+    assert!(String::from_utf8_lossy(&reply[..n]).starts_with("HTTP/1.1 200"));
+
+    manager.signal(libc::SIGTERM);
+    let status = manager.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", manager.output());
+    // The server closed the idle connection.
+    assert_eq!(connection.read(&mut reply).unwrap_or(0), 0);
+}
+
+#[tokio::test]
+async fn sigint_stops_like_sigterm() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+    manager.signal(libc::SIGINT);
+    let status = manager.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", manager.output());
+    assert!(!env.path("manager.pid").exists());
+}
+
+#[tokio::test]
+async fn a_killed_worker_is_replaced_and_the_port_keeps_serving() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(
+        &config,
+        &[("BACKEND_MANAGER_NPROC", "2")],
+        &env.path("out.log"),
+    );
+    manager.wait_for_port(env.service_port);
+    manager.wait_for_output("worker 2 serving", Duration::from_secs(30));
+    let before = manager.worker_pids();
+    assert_eq!(before.len(), 2);
+
+    let victim = before[0];
+    // SAFETY: kill(2) on a worker process of our own child.
+    unsafe {
+        libc::kill(victim as libc::pid_t, libc::SIGKILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let after = loop {
+        let now = manager.worker_pids();
+        if now.len() == 2 && !now.contains(&victim) {
+            break now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the killed worker was not replaced:\n{}",
+            manager.output()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(after.contains(&before[1]), "the healthy worker was touched");
+    manager.wait_for_output("was killed by signal 9; restarting", Duration::from_secs(5));
+    let replacement = after.iter().find(|pid| !before.contains(pid)).unwrap();
+    manager.wait_for_output(
+        &format!("started pid={replacement}"),
+        Duration::from_secs(5),
+    );
+    let client = one_shot_client();
+    for _ in 0..20 {
+        assert_eq!(client.get(url(&env)).send().await.unwrap().status(), 200);
+    }
+}
+
+/// A self-signed certificate for `localhost`, made with the openssl command line.
+fn self_signed_certificate(dir: &std::path::Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let status = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=localhost",
+            "-addext",
+            "subjectAltName=DNS:localhost",
+            // An end-entity certificate (openssl makes a CA by default, which TLS clients
+            // refuse to accept as a server certificate).
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .expect("running openssl (deploy/stack.sh install installs it)");
+    assert!(status.success());
+    (cert, key)
+}
+
+#[tokio::test]
+async fn https_with_a_self_signed_certificate() {
+    let env = TestEnv::new().await;
+    let (cert, key) = self_signed_certificate(env.dir.path());
+    let config = env.manager_toml("");
+    edit_toml(
+        &config,
+        "ssl-enabled = false",
+        &format!(
+            "ssl-enabled = true\nssl-cert = \"{}\"\nssl-privkey = \"{}\"",
+            cert.display(),
+            key.display()
+        ),
+    );
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+
+    let certificate = reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .tls_certs_only([certificate])
+        .resolve(
+            "localhost",
+            std::net::SocketAddr::from(([127, 0, 0, 1], env.service_port)),
+        )
+        .build()
+        .unwrap();
+    let response = client
+        .get(format!("https://localhost:{}/", env.service_port))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["server"], "BackendAI");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["version"], "v6.20220615");
+    // Plain HTTP on the TLS port gets no API answer.
+    assert!(reqwest::get(url(&env)).await.is_err());
+}
+
+#[tokio::test]
+async fn an_unreachable_service_fails_the_start_naming_it() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let dead = free_port();
+    let dead_addr = format!("127.0.0.1:{dead}");
+    let cases = [
+        ("etcd", "BACKEND_ETCD_ADDR", format!("etcd at {dead_addr}")),
+        (
+            "postgres",
+            "BACKEND_DB_ADDR",
+            format!("PostgreSQL at {dead_addr}"),
+        ),
+    ];
+    for (name, variable, expected) in cases {
+        let mut manager = ManagerProcess::start_server(
+            &config,
+            &[(variable, dead_addr.as_str())],
+            &env.path(&format!("{name}.log")),
+        );
+        let status = manager.wait_exit(Duration::from_secs(60));
+        assert_eq!(status.code(), Some(1), "{name}: {}", manager.output());
+        assert!(
+            manager.output().contains(&expected),
+            "{name}: expected {expected:?} in:\n{}",
+            manager.output()
+        );
+        assert!(!env.path("manager.pid").exists());
+    }
+
+    // Redis is found through etcd.
+    env.etcd_put("config/redis/addr", &format!("127.0.0.1:{dead}"))
+        .await;
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("redis.log"));
+    let status = manager.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", manager.output());
+    assert!(
+        manager
+            .output()
+            .contains(&format!("Redis at 127.0.0.1:{dead}")),
+        "{}",
+        manager.output()
+    );
+}
+
+#[tokio::test]
+async fn a_port_in_use_fails_the_start_naming_the_address() {
+    let env = TestEnv::new().await;
+    let taken = std::net::TcpListener::bind(("127.0.0.1", env.service_port)).unwrap();
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    let status = manager.wait_exit(Duration::from_secs(60));
+    assert_eq!(status.code(), Some(1), "{}", manager.output());
+    assert!(
+        manager
+            .output()
+            .contains(&format!("cannot listen on 127.0.0.1:{}", env.service_port)),
+        "{}",
+        manager.output()
+    );
+    drop(taken);
+}
+
+#[tokio::test]
+async fn workers_run_as_the_configured_user_when_started_as_root() {
+    if !nix::unistd::Uid::effective().is_root() {
+        eprintln!("skipped: dropping privileges needs root");
+        return;
+    }
+    let env = TestEnv::new().await;
+    let nobody = nix::unistd::User::from_name("nobody").unwrap().unwrap();
+    let config = env.manager_toml(&format!(
+        "user = \"nobody\"\ngroup = {}",
+        nobody.gid.as_raw()
+    ));
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+    manager.wait_for_output("serving on", Duration::from_secs(30));
+    let worker = manager.worker_pids()[0];
+    let status = std::fs::read_to_string(format!("/proc/{worker}/status")).unwrap();
+    let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    let gid_line = status.lines().find(|l| l.starts_with("Gid:")).unwrap();
+    let nobody_uid = nobody.uid.as_raw().to_string();
+    assert!(
+        uid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|id| id == nobody_uid),
+        "{uid_line}"
+    );
+    assert!(
+        gid_line
+            .split_whitespace()
+            .skip(1)
+            .all(|id| id == nobody.gid.as_raw().to_string()),
+        "{gid_line}"
+    );
+    // The supervisor keeps root (it removes the pid file and deregisters at the end).
+    let supervisor = std::fs::read_to_string(format!("/proc/{}/status", manager.pid())).unwrap();
+    let supervisor_uid = supervisor.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    assert_eq!(supervisor_uid.split_whitespace().nth(1), Some("0"));
+    assert_eq!(
+        reqwest::get(url(&env)).await.unwrap().status(),
+        200,
+        "{}",
+        manager.output()
+    );
+}
