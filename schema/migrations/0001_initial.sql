@@ -31,6 +31,8 @@ CREATE TYPE vfolderpermission AS ENUM ('ro', 'rw', 'wd');
 CREATE TYPE vfolderusagemode AS ENUM ('general', 'model', 'data');
 CREATE TYPE vfolderownershiptype AS ENUM ('user', 'group');
 CREATE TYPE vfolderinvitationstate AS ENUM ('pending', 'canceled', 'accepted', 'rejected');
+-- 23.09 `KernelRole` (EnumType: names).
+CREATE TYPE kernelrole AS ENUM ('INFERENCE', 'COMPUTE', 'SYSTEM');
 
 -- ---------------------------------------------------------------------------------------------
 -- resource policies
@@ -116,13 +118,14 @@ CREATE TABLE users (
     uuid                  uuid PRIMARY KEY DEFAULT uuid_generate_v4(),
     username              varchar(64) UNIQUE,
     email                 varchar(64) NOT NULL,
-    password              varchar(128),
+    -- bcrypt hash (`$2b$12$...`), written by `PasswordColumn` in the original.
+    password              varchar,
     need_password_change  boolean NOT NULL DEFAULT false,
-    password_changed_at   timestamptz,
+    password_changed_at   timestamptz DEFAULT now(),
     full_name             varchar(64),
     description           varchar(500),
     status                userstatus NOT NULL DEFAULT 'active',
-    status_info           varchar(64),
+    status_info           varchar,
     created_at            timestamptz NOT NULL DEFAULT now(),
     modified_at           timestamptz NOT NULL DEFAULT now(),
     integration_id        varchar(512),
@@ -337,6 +340,7 @@ CREATE TABLE kernels (
     cluster_idx          integer NOT NULL DEFAULT 0,
     local_rank           integer NOT NULL DEFAULT 0,
     cluster_hostname     varchar(64) NOT NULL,
+    role                 kernelrole NOT NULL DEFAULT 'COMPUTE',
     scaling_group        varchar(64) REFERENCES scaling_groups (name),
     agent                varchar(64) REFERENCES agents (id),
     agent_addr           varchar(128),

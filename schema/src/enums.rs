@@ -108,6 +108,12 @@ pg_enum!(UserRole, "userrole", {
     Superadmin => "superadmin", Admin => "admin", User => "user", Monitor => "monitor",
 });
 
+pg_enum!(
+    /// Role of a kernel (23.09; stored by name).
+    KernelRole, "kernelrole", {
+    Inference => "INFERENCE", Compute => "COMPUTE", System => "SYSTEM",
+});
+
 pg_enum!(DefaultForUnspecified, "defaultforunspecified", {
     Limited => "LIMITED", Unlimited => "UNLIMITED",
 });

@@ -1,6 +1,7 @@
 //! bai-manager's PostgreSQL schema: migrations, enums, resource slots, row types and fixtures.
 
 pub mod enums;
+pub mod fixture;
 pub mod migrate;
 pub mod pool;
 pub mod slots;

@@ -1,5 +1,6 @@
 //! The `bai-manager` command line, mirroring `backend.ai mgr`.
 
+mod common;
 pub mod dbshell;
 pub mod etcd;
 pub mod fixture;

@@ -51,6 +51,31 @@ impl TestEnv {
         env
     }
 
+    /// Loads one fixture file of `configs/fixtures/` (e.g. `example-users.json`) with the
+    /// project's loader, hashing passwords at the minimum bcrypt cost to keep tests fast.
+    pub async fn load_fixture(&self, name: &str) -> bai_schema::fixture::FixtureReport {
+        let mut client = self.db.connect().await;
+        let options = bai_schema::fixture::PopulateOptions {
+            bcrypt_cost: bai_schema::fixture::MIN_BCRYPT_COST,
+            array_table: None,
+        };
+        let path = configs_file(&format!("fixtures/{name}"));
+        bai_schema::fixture::populate_file(&mut client, &path, &options)
+            .await
+            .unwrap_or_else(|e| panic!("loading fixture {name}: {e}"))
+    }
+
+    /// Loads the original's example fixtures in its install order: the `default` domain,
+    /// project (group `2de2b969-1d04-48a6-af16-0bc8adb3c831`) and scaling group, the users
+    /// (admin@lablup.com / `wJalrXUt`, ...), their keypairs (admin `AKIAIOSFODNN7EXAMPLE` /
+    /// `wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY`, user `AKIANABBDUSEREXAMPLE`, ...), the users'
+    /// main access keys and the resource presets.
+    pub async fn load_example_fixtures(&self) {
+        for name in bai_schema::fixture::EXAMPLE_FIXTURE_ORDER {
+            self.load_fixture(name).await;
+        }
+    }
+
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }

@@ -157,9 +157,23 @@ impl PgServer {
     }
 
     pub async fn connect(&self, database: &str) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url(database), NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url(database)));
+        // PostgreSQL accepts TCP connections before it accepts sessions ("the database system
+        // is starting up", SQLSTATE 57P03); a test that races the first start-up waits for it.
+        let mut attempts_left = 100;
+        let (client, connection) = loop {
+            match tokio_postgres::connect(&self.url(database), NoTls).await {
+                Ok(pair) => break pair,
+                Err(e)
+                    if attempts_left > 0
+                        && e.code()
+                            == Some(&tokio_postgres::error::SqlState::CANNOT_CONNECT_NOW) =>
+                {
+                    attempts_left -= 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                Err(e) => panic!("connecting to {}: {e:?}", self.url(database)),
+            }
+        };
         tokio::spawn(async move {
             let _ = connection.await;
         });
