@@ -4,6 +4,7 @@ pub mod enums;
 pub mod fixture;
 pub mod migrate;
 pub mod pool;
+pub mod queries;
 pub mod slots;
 
 pub use pool::{DbSettings, PoolError};

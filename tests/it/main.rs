@@ -1,5 +1,7 @@
 //! Integration tests against real PostgreSQL, Redis, etcd and peers, started by bai-testkit.
 
+mod api_auth;
+mod api_support;
 mod cli_run;
 mod fixture_cli;
 mod manager_process;

@@ -5,6 +5,9 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::{Value, json};
 
+/// The media type of error replies, as aiohttp sends it.
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json; charset=utf-8";
+
 /// The base of every problem `type` URL.
 pub const PROBLEM_BASE: &str = "https://api.backend.ai/probs/";
 
@@ -161,9 +164,14 @@ impl ProblemKind {
 }
 
 /// An API error: a kind, an optional title override (e.g. "No such session."), an optional
-/// `msg` and optional `data`. Never put a secret in any of them.
+/// `msg` and optional `data`. Never put a secret in any of them. Boxed, so a `Result` carrying
+/// it stays one pointer wide.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<ProblemParts>);
+
+/// The parts of a [`Problem`], readable through it.
+#[derive(Debug, Clone)]
+pub struct ProblemParts {
     pub kind: ProblemKind,
     pub status: Option<u16>,
     pub title: Option<String>,
@@ -171,15 +179,28 @@ pub struct Problem {
     pub data: Option<Value>,
 }
 
+impl std::ops::Deref for Problem {
+    type Target = ProblemParts;
+    fn deref(&self) -> &ProblemParts {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Problem {
+    fn deref_mut(&mut self) -> &mut ProblemParts {
+        &mut self.0
+    }
+}
+
 impl Problem {
     pub fn new(kind: ProblemKind) -> Problem {
-        Problem {
+        Problem(Box::new(ProblemParts {
             kind,
             status: None,
             title: None,
             msg: None,
             data: None,
-        }
+        }))
     }
 
     /// The `extra_msg` of the original: rendered as `msg`.
@@ -262,7 +283,7 @@ impl ResponseError for Problem {
 
     fn error_response(&self) -> HttpResponse {
         HttpResponse::build(ResponseError::status_code(self))
-            .content_type("application/problem+json")
+            .content_type(PROBLEM_CONTENT_TYPE)
             .body(self.body().to_string())
     }
 }

@@ -1,10 +1,16 @@
 //! What every request handler can reach: the database pool, etcd, Redis and the settings.
 //! Actor addresses are added here as the actors are wired in.
 
+use std::sync::Arc;
+
 use deadpool_postgres::Pool;
 use redis::aio::ConnectionManager;
 
 use crate::etcd::EtcdStore;
+use crate::facade::auth::credentials::CredentialCache;
+use crate::facade::manager_status::ManagerStatusCache;
+use crate::facade::ratelimit::RateLimiter;
+use crate::facade::slot_types::SlotTypesCache;
 
 /// Settings of the façade taken from manager.toml.
 #[derive(Debug, Clone)]
@@ -36,7 +42,17 @@ pub struct RedisConnections {
     pub stream: ConnectionManager,
 }
 
-/// Shared state of one worker's HTTP façade.
+/// The request pipeline's own state, shared by all threads of a worker: the keypair and
+/// manager-status caches and the rate-limit script (see `facade::access`).
+#[derive(Default)]
+pub struct PipelineState {
+    pub credentials: CredentialCache,
+    pub manager_status: ManagerStatusCache,
+    pub rate_limiter: RateLimiter,
+    pub slot_types: SlotTypesCache,
+}
+
+/// Shared state of one worker's HTTP façade. Build it with [`AppState::new`].
 #[derive(Clone)]
 pub struct AppState {
     pub db: Pool,
@@ -44,4 +60,24 @@ pub struct AppState {
     pub redis: RedisConnections,
     pub settings: FacadeSettings,
     pub log: slog::Logger,
+    pub pipeline: Arc<PipelineState>,
+}
+
+impl AppState {
+    pub fn new(
+        db: Pool,
+        etcd: EtcdStore,
+        redis: RedisConnections,
+        settings: FacadeSettings,
+        log: slog::Logger,
+    ) -> AppState {
+        AppState {
+            db,
+            etcd,
+            redis,
+            settings,
+            log,
+            pipeline: Arc::new(PipelineState::default()),
+        }
+    }
 }

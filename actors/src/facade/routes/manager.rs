@@ -1,0 +1,137 @@
+//! `/manager`: the cluster status (`GET|PUT /manager/status`, the etcd `manager/status` key
+//! the gate reads) and the announcement banner (`GET|POST /manager/announcement`).
+
+use actix_web::{HttpResponse, web};
+use serde_json::json;
+
+use crate::facade::access::Access;
+use crate::facade::auth::Authenticated;
+use crate::facade::manager_status::{MANAGER_STATUS_KEY, ManagerStatus};
+use crate::facade::params::{ApiParams, invalid_param};
+use crate::facade::pipeline::ApiVersion;
+use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::reply;
+use crate::facade::routes::{db_client, etcd_failed, query_failed};
+use crate::facade::state::AppState;
+
+/// The etcd key of the announcement banner; absent means no announcement.
+pub const ANNOUNCEMENT_KEY: &str = "manager/announcement";
+
+pub fn register(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/manager/status")
+            .route(web::get().to(get_status))
+            .route(web::put().to(put_status).wrap(Access::superadmin())),
+    );
+    cfg.service(
+        web::resource("/manager/announcement")
+            .route(web::get().to(get_announcement))
+            .route(web::post().to(post_announcement).wrap(Access::superadmin())),
+    );
+}
+
+/// `GET /manager/status`: this manager node, the cluster status and the live sessions.
+async fn get_status(
+    state: web::Data<AppState>,
+    version: ApiVersion,
+) -> Result<HttpResponse, Problem> {
+    let status = state
+        .pipeline
+        .manager_status
+        .current(&state.etcd)
+        .await
+        .map_err(etcd_failed(&state, "reading the manager status"))?;
+    let client = db_client(&state).await?;
+    let active_sessions: i64 = client
+        .query_one(
+            "SELECT count(*) FROM kernels WHERE cluster_role = 'main'
+             AND status NOT IN ('TERMINATED', 'PENDING', 'CANCELLED')",
+            &[],
+        )
+        .await
+        .map_err(query_failed(&state, "counting active sessions"))?
+        .get(0);
+    let settings = &state.settings;
+    Ok(reply::json(&json!({
+        "nodes": [{
+            "id": settings.manager_id,
+            "num_proc": settings.num_proc,
+            "service_addr": settings.service_addr,
+            "heartbeat_timeout": settings.heartbeat_timeout,
+            "ssl_enabled": settings.ssl_enabled,
+            "active_sessions": active_sessions,
+            "status": status.as_str(),
+            "version": settings.manager_version,
+            "api_version": [version.major, version.revision],
+        }],
+        "status": status.as_str(),
+        "active_sessions": active_sessions,
+    })))
+}
+
+/// `PUT /manager/status {status, force_kill}`: freeze or unfreeze the cluster.
+async fn put_status(
+    caller: Authenticated,
+    params: ApiParams,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let text = params.string(&["status"])?;
+    let status = ManagerStatus::parse(&text)
+        .ok_or_else(|| invalid_param("status", format!("{text:?} is not a manager status")))?;
+    let force_kill = params.to_bool(&["force_kill"], false)?;
+    if force_kill {
+        // Killing every session is the scheduler's work (agent RPC); refuse rather than
+        // change the status and leave the sessions running.
+        return Err(Problem::new(ProblemKind::QueryNotImplemented)
+            .with_msg("force_kill needs the session scheduler, which is not wired in yet"));
+    }
+    slog::info!(state.log, "MANAGER.UPDATE_MANAGER_STATUS";
+        "status" => status.as_str(), "access_key" => &caller.access_key);
+    state
+        .etcd
+        .put(MANAGER_STATUS_KEY, status.as_str())
+        .await
+        .map_err(etcd_failed(&state, "writing the manager status"))?;
+    state.pipeline.manager_status.invalidate();
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /manager/announcement`.
+async fn get_announcement(state: web::Data<AppState>) -> Result<HttpResponse, Problem> {
+    let message = state
+        .etcd
+        .get(ANNOUNCEMENT_KEY)
+        .await
+        .map_err(etcd_failed(&state, "reading the announcement"))?;
+    Ok(reply::json(&match message {
+        Some(message) => json!({"enabled": true, "message": message}),
+        None => json!({"enabled": false, "message": ""}),
+    }))
+}
+
+/// `POST /manager/announcement {enabled, message}`.
+async fn post_announcement(
+    _caller: Authenticated,
+    params: ApiParams,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let enabled = params.to_bool(&["enabled"], false)?;
+    let message = params.opt_string(&["message"])?;
+    if enabled {
+        let message = message.filter(|m| !m.is_empty()).ok_or_else(|| {
+            Problem::invalid_params("Empty message not allowed to enable announcement")
+        })?;
+        state
+            .etcd
+            .put(ANNOUNCEMENT_KEY, &message)
+            .await
+            .map_err(etcd_failed(&state, "writing the announcement"))?;
+    } else {
+        state
+            .etcd
+            .delete(ANNOUNCEMENT_KEY)
+            .await
+            .map_err(etcd_failed(&state, "deleting the announcement"))?;
+    }
+    Ok(HttpResponse::NoContent().finish())
+}

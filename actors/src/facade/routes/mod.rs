@@ -1,0 +1,48 @@
+//! The REST routes of the client API, one file per area, and the helpers their handlers share.
+
+pub mod auth;
+pub mod config;
+pub mod manager;
+
+use actix_web::web;
+use deadpool_postgres::Object;
+
+use crate::facade::problem::Problem;
+use crate::facade::state::AppState;
+
+/// Registers the routes of every area (inside the API scope, see `facade::configure`).
+pub fn register(cfg: &mut web::ServiceConfig) {
+    auth::register(cfg);
+    config::register(cfg);
+    manager::register(cfg);
+}
+
+/// A pooled database connection, or 500 naming the cause.
+pub async fn db_client(state: &AppState) -> Result<Object, Problem> {
+    state.db.get().await.map_err(|e| {
+        slog::error!(state.log, "cannot get a database connection"; "error" => %e);
+        Problem::internal("the database is unavailable")
+    })
+}
+
+/// Maps a failed query to 500 after logging what was being done.
+pub fn query_failed<'a, E: std::fmt::Display>(
+    state: &'a AppState,
+    doing: &'static str,
+) -> impl FnOnce(E) -> Problem + 'a {
+    move |e| {
+        slog::error!(state.log, "database query failed"; "while" => doing, "error" => %e);
+        Problem::internal(format!("database error while {doing}"))
+    }
+}
+
+/// Maps a failed etcd request to 500 after logging what was being done.
+pub fn etcd_failed<'a, E: std::fmt::Display>(
+    state: &'a AppState,
+    doing: &'static str,
+) -> impl FnOnce(E) -> Problem + 'a {
+    move |e| {
+        slog::error!(state.log, "etcd request failed"; "while" => doing, "error" => %e);
+        Problem::internal(format!("etcd error while {doing}"))
+    }
+}
