@@ -173,11 +173,11 @@ async fn serve(
         stream: redis_settings.connect(db::STREAM).await?,
     };
     let db = config.db_settings().connect_pool().await?;
-    let state = AppState {
+    let state = AppState::new(
         db,
         etcd,
         redis,
-        settings: FacadeSettings {
+        FacadeSettings {
             manager_id: config.manager_id(),
             manager_version: env!("CARGO_PKG_VERSION").to_owned(),
             hide_agents: config.manager.hide_agents,
@@ -187,8 +187,8 @@ async fn serve(
             ssl_enabled: config.manager.ssl_enabled,
             debug: config.debug.enabled,
         },
-        log: log.new(o!()),
-    };
+        log.new(o!()),
+    );
 
     let mut extensions = AppExtensions::default();
     start_actors(
