@@ -13,7 +13,6 @@ use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::redis::{RedisSettings, db};
 use bai_schema::DbSettings;
 use bai_testkit::TestEnv;
-use bai_testkit::env::configs_file;
 use serde_json::Value;
 
 pub const ADMIN_AK: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -32,48 +31,6 @@ pub const ALL_SECRETS: [&str; 5] = [ADMIN_SK, DOMAIN_ADMIN_SK, USER_SK, USER2_SK
 
 /// The Host the test requests claim (the signature covers it).
 pub const TEST_HOST: &str = "127.0.0.1:8081";
-
-/// Loads one of the project's example fixture files the way `fixture populate` does (rows in
-/// file order, `ON CONFLICT DO NOTHING`, plain passwords stored bcrypt-hashed), using
-/// PostgreSQL's `json_populate_record` to convert each JSON row to the table's types.
-/// Stands in until the operator CLI's fixture loader is available to tests.
-pub async fn load_fixture(client: &tokio_postgres::Client, relative: &str) {
-    let path = configs_file(relative);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
-    let fixture: serde_json::Map<String, Value> = serde_json::from_str(&text).unwrap();
-    if fixture.get("__mode").and_then(Value::as_str) == Some("update") {
-        return;
-    }
-    for (table, rows) in &fixture {
-        for row in rows.as_array().unwrap() {
-            let mut row = row.as_object().unwrap().clone();
-            if let Some(Value::String(password)) = row.get("password") {
-                // The lowest bcrypt cost keeps the tests fast; verification is the same.
-                let hashed = bcrypt::hash(password, 4).unwrap();
-                row.insert("password".into(), Value::String(hashed));
-            }
-            insert_row(client, table, &row).await;
-        }
-    }
-}
-
-/// Inserts one JSON row into `table`, converting values with `json_populate_record`.
-pub async fn insert_row(
-    client: &tokio_postgres::Client,
-    table: &str,
-    row: &serde_json::Map<String, Value>,
-) {
-    let columns: Vec<String> = row.keys().map(|k| format!("\"{k}\"")).collect();
-    let columns = columns.join(", ");
-    let sql = format!(
-        "INSERT INTO {table} ({columns}) SELECT {columns} FROM json_populate_record(NULL::{table}, $1::text::json) ON CONFLICT DO NOTHING"
-    );
-    let json = Value::Object(row.clone()).to_string();
-    client
-        .execute(&sql, &[&json])
-        .await
-        .unwrap_or_else(|e| panic!("inserting into {table}: {e}"));
-}
 
 /// Log lines written by the façade, kept for inspection.
 #[derive(Clone, Default)]
@@ -113,14 +70,7 @@ pub struct ApiWorld {
 impl ApiWorld {
     pub async fn new() -> ApiWorld {
         let env = TestEnv::new().await;
-        let client = env.db.connect().await;
-        for file in [
-            "fixtures/example-users.json",
-            "fixtures/example-keypairs.json",
-            "fixtures/example-resource-presets.json",
-        ] {
-            load_fixture(&client, file).await;
-        }
+        env.load_example_fixtures().await;
         env.etcd_put("manager/status", "running").await;
         let log = LogCapture::default();
         let state = app_state(&env, log.logger()).await;
