@@ -7,3 +7,4 @@ mod fixture_cli;
 mod manager_process;
 mod server;
 mod stack;
+mod storage_client;

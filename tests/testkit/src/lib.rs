@@ -13,5 +13,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod registry;
+pub mod storage_proxy;
 
 pub use env::TestEnv;
+pub use storage_proxy::StorageProxyServer;
