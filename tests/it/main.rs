@@ -3,6 +3,7 @@
 mod api_auth;
 mod api_support;
 mod cli_run;
+mod etcd_cli;
 mod fixture_cli;
 mod manager_process;
 mod server;
