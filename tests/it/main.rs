@@ -7,5 +7,7 @@ mod etcd_cli;
 mod fixture_cli;
 mod manager_process;
 mod server;
+mod sched_agent_rpc;
+mod sched_support;
 mod stack;
 mod storage_client;

@@ -1,0 +1,89 @@
+//! The agent RPC methods the manager calls, with the versions that expose them.
+//!
+//! Calling a method the agent does not have kills the agent's whole RPC server (callosum looks
+//! the method up outside its per-request error handling), so every call goes through
+//! [`AgentMethod`] and is refused locally unless the agent's reported version exposes it.
+
+/// Methods the manager calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AgentMethod {
+    Ping,
+    GatherHwinfo,
+    GetLocalConfig,
+    PingKernel,
+    SyncKernelRegistry,
+    CreateKernels,
+    DestroyKernel,
+    CreateLocalNetwork,
+    DestroyLocalNetwork,
+    CheckRunning,
+    CheckCreating,
+}
+
+impl AgentMethod {
+    pub fn name(&self) -> &'static str {
+        match self {
+            AgentMethod::Ping => "ping",
+            AgentMethod::GatherHwinfo => "gather_hwinfo",
+            AgentMethod::GetLocalConfig => "get_local_config",
+            AgentMethod::PingKernel => "ping_kernel",
+            AgentMethod::SyncKernelRegistry => "sync_kernel_registry",
+            AgentMethod::CreateKernels => "create_kernels",
+            AgentMethod::DestroyKernel => "destroy_kernel",
+            AgentMethod::CreateLocalNetwork => "create_local_network",
+            AgentMethod::DestroyLocalNetwork => "destroy_local_network",
+            AgentMethod::CheckRunning => "check_running",
+            AgentMethod::CheckCreating => "check_creating",
+        }
+    }
+
+    /// Whether an agent reporting `version` (heartbeat `version`, e.g. `23.09.10`, `26.9.6`)
+    /// exposes this method. Unknown or unparsable versions get only the methods every agent
+    /// since 22.09 has.
+    pub fn exposed_by(&self, version: &str) -> bool {
+        let (major, minor) = parse_version(version).unwrap_or((0, 0));
+        match self {
+            AgentMethod::Ping
+            | AgentMethod::GatherHwinfo
+            | AgentMethod::GetLocalConfig
+            | AgentMethod::PingKernel
+            | AgentMethod::SyncKernelRegistry
+            | AgentMethod::CreateKernels
+            | AgentMethod::DestroyKernel
+            | AgentMethod::CreateLocalNetwork
+            | AgentMethod::DestroyLocalNetwork => true,
+            // The health probes arrived with the 25.x agents (present in 26.9.6, absent in 23.09).
+            AgentMethod::CheckRunning | AgentMethod::CheckCreating => (major, minor) >= (25, 0),
+        }
+    }
+}
+
+fn parse_version(version: &str) -> Option<(u32, u32)> {
+    let mut parts = version.trim().split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts
+        .next()
+        .and_then(|m| {
+            m.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0);
+    Some((major, minor))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probes_are_only_called_on_agents_that_have_them() {
+        assert!(AgentMethod::CreateKernels.exposed_by("23.09.10"));
+        assert!(!AgentMethod::CheckRunning.exposed_by("23.09.10"));
+        assert!(AgentMethod::CheckRunning.exposed_by("26.9.6"));
+        assert!(!AgentMethod::CheckRunning.exposed_by("garbage"));
+        assert!(AgentMethod::Ping.exposed_by(""));
+    }
+}
