@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL, Redis, etcd and peers, started by bai-testkit.
 
 mod api_auth;
+mod api_resource;
 mod api_support;
 mod cli_run;
 mod etcd_cli;

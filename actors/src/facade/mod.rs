@@ -13,6 +13,7 @@ pub mod hello;
 pub mod manager_status;
 pub mod params;
 pub mod pipeline;
+pub mod preset_check;
 pub mod problem;
 pub mod ratelimit;
 pub mod reply;

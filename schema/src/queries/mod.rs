@@ -3,6 +3,8 @@
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
 pub mod keypair;
+pub mod resource;
+pub mod scaling_group;
 
 use crate::slots::{ResourceSlot, SlotError};
 

@@ -3,6 +3,8 @@
 pub mod auth;
 pub mod config;
 pub mod manager;
+pub mod resource;
+pub mod scaling_group;
 
 use actix_web::web;
 use deadpool_postgres::Object;
@@ -15,6 +17,8 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     auth::register(cfg);
     config::register(cfg);
     manager::register(cfg);
+    resource::register(cfg);
+    scaling_group::register(cfg);
 }
 
 /// A pooled database connection, or 500 naming the cause.
