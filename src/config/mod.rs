@@ -110,7 +110,7 @@ impl LocalConfig {
     ) -> Result<LocalConfig, ConfigError> {
         let mut root: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message: e.to_string().trim_end().to_owned(),
+            message: describe_syntax_error(text, &e),
         })?;
         let origins = env::apply_overrides(&mut root, lookup);
         let mut warnings = Vec::new();
@@ -191,6 +191,20 @@ impl LocalConfig {
             pool_size: self.db.pool_size,
         }
     }
+}
+
+/// A TOML error on one line: where it is, the line as written, and what is wrong.
+fn describe_syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let message = error.message().trim_end();
+    let Some(offset) = error.span().map(|span| span.start.min(text.len())) else {
+        return message.to_owned();
+    };
+    let before = &text[..offset];
+    let line_number = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map(|i| i + 1).unwrap_or(0);
+    let column = before[line_start..].chars().count() + 1;
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    format!("line {line_number}, column {column} ({line}): {message}")
 }
 
 /// `BACKEND_SERVICE_IP` and `BACKEND_SERVICE_PORT` replace the host and port of

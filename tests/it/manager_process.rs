@@ -175,3 +175,32 @@ pub fn children_of(parent: u32) -> Vec<u32> {
     children.sort_unstable();
     children
 }
+
+/// Replaces the `[logging]` sections of a manager.toml written by `TestEnv::manager_toml`.
+pub fn replace_logging_sections(config: &Path, logging: &str) {
+    let text = std::fs::read_to_string(config).expect("reading manager.toml");
+    let start = text.find("[logging]").expect("a [logging] section");
+    let end = text.find("[debug]").expect("a [debug] section");
+    let edited = format!("{}{logging}\n\n{}", &text[..start], &text[end..]);
+    std::fs::write(config, edited).expect("writing manager.toml");
+}
+
+/// Runs `bai-manager` to completion in `cwd` with exactly the given `BACKEND_*`/`HOME`
+/// environment; returns the exit code and everything it printed.
+pub fn run_to_end(args: &[&str], cwd: &Path, envs: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
+    command.args(args).current_dir(cwd).stdin(Stdio::null());
+    for (name, _) in std::env::vars() {
+        if name.starts_with("BACKEND_") || name == "HOME" {
+            command.env_remove(name);
+        }
+    }
+    command.envs(envs.iter().copied());
+    let output = command.output().expect("running bai-manager");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.code(), text)
+}
