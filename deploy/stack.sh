@@ -7,14 +7,17 @@
 #   deploy/stack.sh stop             stop them
 #   deploy/stack.sh status           show what runs
 #   deploy/stack.sh env              print the stack's addresses as shell variables
+#   deploy/stack.sh config [FILE]    write a manager.toml for this stack to FILE (default: stdout)
 #
 # Ports default to the original halfstack's (PostgreSQL 8100, Redis 8110, etcd 8120); override
 # with BAI_PG_PORT, BAI_REDIS_PORT, BAI_ETCD_PORT (BAI_ETCD_PEER_PORT) or BAI_PORTS=auto for free
-# ports. State lives in $BAI_STATE_DIR (default: .state/stack in the checkout).
+# ports. State lives in $BAI_STATE_DIR (default: .state/stack in the checkout). `start` also
+# creates the database $BAI_DB_NAME (default: backend), as the original halfstack does.
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE="${BAI_STATE_DIR:-$REPO/.state/stack}"
+DB_NAME="${BAI_DB_NAME:-backend}"
 PG_BIN="${BAI_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)}"
 
 log() { printf '[stack] %s\n' "$*" >&2; }
@@ -48,7 +51,7 @@ PORTS
 
 install_packages() {
     local wanted=(postgresql redis-server etcd-server etcd-client protobuf-compiler libprotobuf-dev
-                  docker-registry apache2-utils skopeo umoci jq curl wrk python3-venv)
+                  docker-registry apache2-utils skopeo umoci jq curl wrk python3-venv openssl)
     local missing=()
     for pkg in "${wanted[@]}"; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -90,7 +93,22 @@ start_pg() {
     as_postgres "$PG_BIN/pg_ctl" -D "$data" -l "$STATE/pg.log" -w -t 30 \
         -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $STATE/pg -c max_connections=400" start >/dev/null
     wait_tcp pg "$PG_PORT" 30
+    local deadline=$((SECONDS + 30))
+    until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT"; do
+        ((SECONDS < deadline)) || die "PostgreSQL on 127.0.0.1:$PG_PORT did not accept sessions within 30 s (see $STATE/pg.log)"
+        sleep 0.1
+    done
     log "PostgreSQL on 127.0.0.1:$PG_PORT"
+}
+
+create_database() {
+    local exists
+    exists=$("$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -tAc \
+        "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")
+    if [[ "$exists" != 1 ]]; then
+        "$PG_BIN/psql" -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qc "CREATE DATABASE \"$DB_NAME\"" >/dev/null
+        log "created database $DB_NAME"
+    fi
 }
 
 start_redis() {
@@ -135,6 +153,63 @@ stop_all() {
     log "stopped"
 }
 
+# A manager.toml for this stack (after configs/manager/halfstack.toml): loopback addresses,
+# trust authentication (the password is not checked), the API on 127.0.0.1:$BAI_SERVICE_PORT.
+print_config() {
+    local run_dir="${1:-.}"
+    cat <<TOML
+# manager.toml for the local stack of deploy/stack.sh (written by \`deploy/stack.sh config\`).
+[etcd]
+namespace = "${BAI_NAMESPACE:-local}"
+addr = { host = "127.0.0.1", port = $ETCD_PORT }
+user = ""
+password = ""
+
+[db]
+type = "postgresql"
+addr = { host = "127.0.0.1", port = $PG_PORT }
+name = "$DB_NAME"
+user = "postgres"
+password = "develove"
+
+[manager]
+num-proc = ${BAI_NUM_PROC:-2}
+service-addr = { host = "127.0.0.1", port = ${BAI_SERVICE_PORT:-8081} }
+ssl-enabled = false
+heartbeat-timeout = 40.0
+pid-file = "$run_dir/manager.pid"
+ipc-base-path = "$run_dir/ipc"
+distributed-lock = "filelock"
+disabled-plugins = []
+hide-agents = true
+
+[docker-registry]
+ssl-verify = false
+
+[logging]
+level = "INFO"
+drivers = ["console", "file"]
+
+[logging.pkg-ns]
+"" = "WARNING"
+"ai.backend" = "INFO"
+"aiohttp" = "INFO"
+
+[logging.console]
+colored = true
+format = "verbose"
+
+[logging.file]
+path = "$run_dir/logs"
+filename = "manager.log"
+backup-count = 5
+rotation-size = "10M"
+
+[debug]
+enabled = false
+TOML
+}
+
 print_env() {
     cat <<ENV
 BAI_STACK_PG_PORT=$PG_PORT
@@ -151,8 +226,19 @@ case "$cmd" in
     start)
         load_ports
         start_pg
+        create_database
         start_redis
         start_etcd
+        ;;
+    config)
+        load_ports
+        if [[ -n "${2:-}" ]]; then
+            mkdir -p "$(dirname "$2")"
+            print_config "$(cd "$(dirname "$2")" && pwd)" > "$2"
+            log "wrote $2"
+        else
+            print_config "$(pwd)"
+        fi
         ;;
     stop) load_ports; stop_all ;;
     status)
@@ -162,5 +248,5 @@ case "$cmd" in
         done
         ;;
     env) load_ports; print_env ;;
-    *) die "unknown command $cmd (install|start|stop|status|env)" ;;
+    *) die "unknown command $cmd (install|start|stop|status|env|config)" ;;
 esac
