@@ -54,17 +54,22 @@ rotation-size = "2K""#,
             .unwrap();
         assert_eq!(response.status(), 200);
     }
-    // The workers relay their lines to the supervisor; wait for the last one to be written.
-    let current = logs.join("manager.log");
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !std::fs::read_to_string(&current)
-        .unwrap_or_default()
-        .contains("request-59")
-    {
+    // The workers relay their lines to the supervisor; wait for the last one to be written
+    // (two workers log concurrently, so it may already sit in a rotated file).
+    let all_logs = || {
+        ["manager.log", "manager.log.1", "manager.log.2"]
+            .iter()
+            .map(|name| std::fs::read_to_string(logs.join(name)).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("")
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !all_logs().contains("request-59") {
         assert!(
             std::time::Instant::now() < deadline,
-            "the last access was not logged:\n{}",
-            manager.output()
+            "the last access was not logged:\n{}\n{}",
+            manager.output(),
+            all_logs()
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
