@@ -2,7 +2,9 @@
 
 pub mod agent_rpc;
 pub mod etcd;
+pub mod event_bus;
 pub mod facade;
+pub mod heartbeat;
 pub mod redis;
 pub mod scheduler;
 pub mod wire;

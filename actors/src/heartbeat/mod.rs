@@ -1,0 +1,497 @@
+//! The heartbeat tracker: keeps the `agents` view in step with what agents say. On
+//! `agent_heartbeat` it refreshes `agent.last_seen`, inserts, updates (only what changed) or
+//! revives the agent's row, records its images and new slot types; on `agent_started` /
+//! `agent_terminated` it moves the agent's status; and once per second (on one worker) it
+//! reports silent agents lost.
+//!
+//! An unchanged heartbeat costs one Redis HSET and no PostgreSQL statement: the tracker keeps
+//! each agent's row in memory, and `HSET agent.last_seen` tells it when an agent was absent
+//! from the hash (first contact, or marked lost/terminated by any worker since, which deletes
+//! the field), in which case it re-reads the row.
+
+pub mod decide;
+pub mod store;
+pub mod sweep;
+
+use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bai_schema::SlotUnit;
+use bai_schema::enums::AgentStatus;
+use deadpool_postgres::Pool;
+use redis::aio::ConnectionManager;
+
+use self::decide::{AgentSnapshot, HeartbeatDecision, decide_heartbeat, status_after_termination};
+use self::store::{StoreError, WriteOutcome};
+use self::sweep::{LostAgentSweep, unix_now};
+use crate::etcd::EtcdStore;
+use crate::event_bus::{EventBatch, EventInterest, ReceivedEvent};
+use crate::wire::{AgentInfo, Event, EventProducer};
+
+/// How often the lost-agent sweep runs (the original's `check_agent_lost` timer).
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a cached row is trusted before the next heartbeat re-reads it; bounds how long a
+/// change made by another worker or by hand can go unnoticed.
+pub const CACHE_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
+/// Where the known slot types live in etcd (`<prefix><slot>` = count|bytes|unique).
+pub const SLOT_TYPES_PREFIX: &str = "config/resource_slots/";
+/// The original's `[manager] heartbeat-timeout` default.
+pub const DEFAULT_HEARTBEAT_TIMEOUT: Duration = Duration::from_secs(40);
+
+/// The events the tracker handles.
+pub fn interest() -> EventInterest {
+    EventInterest::names(&["agent_heartbeat", "agent_started", "agent_terminated"])
+}
+
+/// What the tracker needs to reach.
+#[derive(Clone)]
+pub struct TrackerDeps {
+    pub pool: Pool,
+    /// Redis db 2.
+    pub live: ConnectionManager,
+    /// Redis db 3.
+    pub images: ConnectionManager,
+    pub producer: EventProducer,
+    pub etcd: EtcdStore,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrackerSettings {
+    pub heartbeat_timeout: Duration,
+    pub sweep_interval: Duration,
+    /// This worker's name (for the sweep guard and logs).
+    pub worker: String,
+}
+
+/// Counters a test or a benchmark can read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, MessageResponse)]
+pub struct TrackerStats {
+    pub heartbeats: u64,
+    pub inserted: u64,
+    pub updated: u64,
+    pub revived: u64,
+    pub marked_terminated: u64,
+    pub ignored: u64,
+    pub errors: u64,
+}
+
+#[derive(Message)]
+#[rtype(result = "TrackerStats")]
+pub struct GetTrackerStats;
+
+struct CachedAgent {
+    snapshot: AgentSnapshot,
+    images_fingerprint: Option<u64>,
+    verified_at: Instant,
+}
+
+struct TrackerCore {
+    log: slog::Logger,
+    deps: TrackerDeps,
+    cache: HashMap<String, CachedAgent>,
+    known_slot_types: HashMap<String, SlotUnit>,
+    slot_types_loaded: bool,
+    stats: TrackerStats,
+}
+
+pub struct HeartbeatTracker {
+    log: slog::Logger,
+    settings: TrackerSettings,
+    core: Arc<tokio::sync::Mutex<TrackerCore>>,
+    sweep: Arc<tokio::sync::Mutex<LostAgentSweep>>,
+}
+
+impl HeartbeatTracker {
+    pub fn new(log: slog::Logger, deps: TrackerDeps, settings: TrackerSettings) -> Self {
+        let sweep = LostAgentSweep::new(
+            log.clone(),
+            deps.live.clone(),
+            deps.producer.clone(),
+            settings.heartbeat_timeout,
+            settings.worker.clone(),
+        );
+        HeartbeatTracker {
+            log: log.clone(),
+            settings,
+            core: Arc::new(tokio::sync::Mutex::new(TrackerCore {
+                log,
+                deps,
+                cache: HashMap::new(),
+                known_slot_types: HashMap::new(),
+                slot_types_loaded: false,
+                stats: TrackerStats::default(),
+            })),
+            sweep: Arc::new(tokio::sync::Mutex::new(sweep)),
+        }
+    }
+}
+
+impl Actor for HeartbeatTracker {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let core = self.core.clone();
+        ctx.wait(
+            async move {
+                core.lock().await.warm_up().await;
+            }
+            .into_actor(self),
+        );
+        ctx.run_interval(self.settings.sweep_interval, |tracker, ctx| {
+            let sweep = tracker.sweep.clone();
+            let log = tracker.log.clone();
+            ctx.spawn(
+                async move {
+                    // A slow tick is skipped rather than queued behind the previous one.
+                    let Ok(mut sweep) = sweep.try_lock() else {
+                        return;
+                    };
+                    if let Err(error) = sweep.tick().await {
+                        slog::warn!(log, "lost-agent sweep failed; retrying next tick"; "error" => %error);
+                    }
+                }
+                .into_actor(tracker),
+            );
+        });
+    }
+}
+
+impl Handler<EventBatch> for HeartbeatTracker {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let core = self.core.clone();
+        Box::pin(async move {
+            core.lock().await.handle_batch(batch.events).await;
+        })
+    }
+}
+
+impl Handler<GetTrackerStats> for HeartbeatTracker {
+    type Result = ResponseFuture<TrackerStats>;
+
+    fn handle(&mut self, _: GetTrackerStats, _ctx: &mut Self::Context) -> Self::Result {
+        let core = self.core.clone();
+        Box::pin(async move { core.lock().await.stats.clone() })
+    }
+}
+
+fn images_fingerprint(info: &AgentInfo) -> Option<u64> {
+    let images = info.images.as_ref()?;
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    for image in images {
+        image.canonical.hash(&mut hasher);
+        image.digest.hash(&mut hasher);
+    }
+    Some(hasher.finish())
+}
+
+impl TrackerCore {
+    async fn warm_up(&mut self) {
+        match store::load_all(&self.deps.pool).await {
+            Ok(rows) => {
+                let now = Instant::now();
+                for (agent, snapshot) in rows {
+                    self.cache.insert(
+                        agent,
+                        CachedAgent {
+                            snapshot,
+                            images_fingerprint: None,
+                            verified_at: now,
+                        },
+                    );
+                }
+            }
+            Err(error) => {
+                slog::warn!(self.log, "cannot preload the agents table; rows will be read on demand"; "error" => %error)
+            }
+        }
+        self.load_slot_types().await;
+    }
+
+    async fn load_slot_types(&mut self) {
+        match self.deps.etcd.get_prefix_flat(SLOT_TYPES_PREFIX).await {
+            Ok(entries) => {
+                for (key, unit) in entries {
+                    let slot = key.strip_prefix(SLOT_TYPES_PREFIX).unwrap_or(&key);
+                    if let Some(unit) = SlotUnit::parse(&unit) {
+                        self.known_slot_types.insert(slot.to_owned(), unit);
+                    }
+                }
+                self.slot_types_loaded = true;
+            }
+            Err(error) => {
+                slog::warn!(self.log, "cannot read config/resource_slots from etcd"; "error" => %error)
+            }
+        }
+    }
+
+    async fn handle_batch(&mut self, events: Vec<ReceivedEvent>) {
+        let mut heartbeats: Vec<(String, AgentInfo)> = Vec::new();
+        for received in events {
+            match received.event {
+                Event::AgentHeartbeat(info) => heartbeats.push((received.source, *info)),
+                Event::AgentStarted { reason } => {
+                    self.flush_heartbeats(std::mem::take(&mut heartbeats)).await;
+                    self.agent_started(&received.source, &reason).await;
+                }
+                Event::AgentTerminated { reason } => {
+                    self.flush_heartbeats(std::mem::take(&mut heartbeats)).await;
+                    self.agent_terminated(&received.source, &reason).await;
+                }
+                _ => {}
+            }
+        }
+        self.flush_heartbeats(heartbeats).await;
+    }
+
+    async fn agent_started(&mut self, agent: &str, reason: &str) {
+        match store::mark_started(&self.deps.pool, agent).await {
+            Ok(changed) => {
+                if changed {
+                    slog::info!(self.log, "agent started"; "agent" => agent, "reason" => reason);
+                }
+                if let Some(cached) = self.cache.get_mut(agent) {
+                    cached.snapshot.status = AgentStatus::Alive;
+                }
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot mark agent alive"; "agent" => agent, "error" => %error);
+            }
+        }
+    }
+
+    async fn agent_terminated(&mut self, agent: &str, reason: &str) {
+        let status = status_after_termination(reason);
+        let result = async {
+            // The row first, then the last-seen field: a heartbeat racing with this either
+            // still finds the field (and is handled as before), or finds it gone and re-reads
+            // the row, now LOST/TERMINATED, and revives the agent.
+            let changed = store::mark_terminated(&self.deps.pool, agent, status).await?;
+            if status != AgentStatus::Restarting {
+                store::forget_last_seen(&mut self.deps.live, agent).await?;
+                store::remove_from_image_sets(&mut self.deps.images, agent).await?;
+            }
+            Ok::<bool, StoreError>(changed)
+        }
+        .await;
+        match result {
+            Ok(changed) => {
+                if changed {
+                    self.stats.marked_terminated += 1;
+                    slog::info!(self.log, "agent terminated"; "agent" => agent,
+                        "reason" => reason, "status" => ?status);
+                }
+                if let Some(cached) = self.cache.get_mut(agent) {
+                    cached.snapshot.status = status;
+                    cached.images_fingerprint = None;
+                }
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot mark agent terminated"; "agent" => agent,
+                    "reason" => reason, "error" => %error);
+            }
+        }
+    }
+
+    async fn flush_heartbeats(&mut self, heartbeats: Vec<(String, AgentInfo)>) {
+        if heartbeats.is_empty() {
+            return;
+        }
+        self.stats.heartbeats += heartbeats.len() as u64;
+        // Only the newest heartbeat of each agent in the batch matters.
+        let mut latest: HashMap<String, AgentInfo> = HashMap::with_capacity(heartbeats.len());
+        let mut order = Vec::with_capacity(heartbeats.len());
+        for (agent, info) in heartbeats {
+            if latest.insert(agent.clone(), info).is_none() {
+                order.push(agent);
+            }
+        }
+        let now = unix_now();
+        let touches: Vec<(&str, f64)> = order.iter().map(|agent| (agent.as_str(), now)).collect();
+        let newly_seen = match store::touch_last_seen(&mut self.deps.live, &touches).await {
+            Ok(flags) => flags,
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot record heartbeats in agent.last_seen"; "error" => %error);
+                vec![true; order.len()]
+            }
+        };
+        self.record_new_slot_types(latest.values()).await;
+        let mut to_verify = Vec::new();
+        for (agent, was_absent) in order.iter().zip(newly_seen) {
+            let Some(info) = latest.get(agent) else {
+                continue;
+            };
+            let fast = !was_absent
+                && self.cache.get(agent).is_some_and(|cached| {
+                    cached.verified_at.elapsed() < CACHE_REVALIDATE_AFTER
+                        && decide_heartbeat(Some(&cached.snapshot), info)
+                            == HeartbeatDecision::Unchanged
+                });
+            if fast {
+                self.record_images(agent, info, false).await;
+            } else {
+                to_verify.push(agent.clone());
+            }
+        }
+        if to_verify.is_empty() {
+            return;
+        }
+        let rows: HashMap<String, AgentSnapshot> =
+            match store::load_some(&self.deps.pool, &to_verify).await {
+                Ok(rows) => rows.into_iter().collect(),
+                Err(error) => {
+                    self.stats.errors += 1;
+                    slog::error!(self.log, "cannot read agents rows"; "error" => %error);
+                    return;
+                }
+            };
+        for agent in to_verify {
+            let Some(info) = latest.get(&agent) else {
+                continue;
+            };
+            let decision = decide_heartbeat(rows.get(&agent), info);
+            if decision == HeartbeatDecision::Unchanged {
+                self.remember(&agent, AgentSnapshot::alive_from(info), None);
+                self.record_images(&agent, info, true).await;
+                continue;
+            }
+            self.write_heartbeat(&agent, info).await;
+        }
+    }
+
+    async fn write_heartbeat(&mut self, agent: &str, info: &AgentInfo) {
+        match store::apply_heartbeat(&self.deps.pool, agent, info).await {
+            Ok((outcome, snapshot)) => {
+                match &outcome {
+                    WriteOutcome::Inserted => {
+                        self.stats.inserted += 1;
+                        slog::info!(self.log, "agent joined"; "agent" => agent,
+                            "addr" => &info.addr, "scaling_group" => &info.scaling_group,
+                            "slots" => %info.available_slots.to_json());
+                    }
+                    WriteOutcome::Revived => {
+                        self.stats.revived += 1;
+                        slog::info!(self.log, "agent revived"; "agent" => agent, "addr" => &info.addr);
+                        let event = Event::AgentStarted {
+                            reason: "revived".to_owned(),
+                        };
+                        if let Err(error) = self.deps.producer.produce_as(agent, &event).await {
+                            slog::error!(self.log, "cannot produce agent_started(revived)";
+                                "agent" => agent, "error" => %error);
+                        }
+                    }
+                    WriteOutcome::Updated(columns) => {
+                        self.stats.updated += 1;
+                        slog::info!(self.log, "agent changed"; "agent" => agent,
+                            "columns" => columns.join(","));
+                    }
+                    WriteOutcome::Unchanged => {}
+                    WriteOutcome::LeftRestarting => {
+                        slog::debug!(self.log, "heartbeat from a restarting agent"; "agent" => agent);
+                    }
+                }
+                self.remember(agent, snapshot, None);
+                self.record_images(agent, info, true).await;
+            }
+            Err(StoreError::UnknownScalingGroup {
+                agent,
+                scaling_group,
+            }) => {
+                self.stats.ignored += 1;
+                slog::warn!(self.log, "heartbeat ignored: the agent's scaling group does not exist; create it or fix the agent's config";
+                    "agent" => agent, "scaling_group" => scaling_group);
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot record heartbeat"; "agent" => agent, "error" => %error);
+            }
+        }
+    }
+
+    fn remember(&mut self, agent: &str, snapshot: AgentSnapshot, images: Option<u64>) {
+        let images_fingerprint = images.or_else(|| {
+            self.cache
+                .get(agent)
+                .and_then(|cached| cached.images_fingerprint)
+        });
+        self.cache.insert(
+            agent.to_owned(),
+            CachedAgent {
+                snapshot,
+                images_fingerprint,
+                verified_at: Instant::now(),
+            },
+        );
+    }
+
+    /// SADDs the agent to its images' sets when the list changed (or `force`).
+    async fn record_images(&mut self, agent: &str, info: &AgentInfo, force: bool) {
+        let (Some(images), Some(fingerprint)) = (&info.images, images_fingerprint(info)) else {
+            return;
+        };
+        let cached = self
+            .cache
+            .get(agent)
+            .and_then(|cached| cached.images_fingerprint);
+        if !force && cached == Some(fingerprint) {
+            return;
+        }
+        match store::add_to_image_sets(&mut self.deps.images, agent, images).await {
+            Ok(()) => {
+                if let Some(cached) = self.cache.get_mut(agent) {
+                    cached.images_fingerprint = Some(fingerprint);
+                }
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot record the agent's images"; "agent" => agent, "error" => %error);
+            }
+        }
+    }
+
+    /// Writes `config/resource_slots/<slot>` for slot types not seen before.
+    async fn record_new_slot_types<'a>(&mut self, infos: impl Iterator<Item = &'a AgentInfo>) {
+        if !self.slot_types_loaded {
+            self.load_slot_types().await;
+        }
+        let mut new_types: HashMap<String, SlotUnit> = HashMap::new();
+        let intrinsic: HashSet<&str> = ["cpu", "mem"].into();
+        for info in infos {
+            for (slot, unit) in &info.slot_types {
+                if !intrinsic.contains(slot.as_str()) && !self.known_slot_types.contains_key(slot) {
+                    new_types.insert(slot.clone(), *unit);
+                }
+            }
+        }
+        if new_types.is_empty() {
+            return;
+        }
+        let pairs: Vec<(String, String)> = new_types
+            .iter()
+            .map(|(slot, unit)| {
+                (
+                    format!("{SLOT_TYPES_PREFIX}{slot}"),
+                    unit.as_str().to_owned(),
+                )
+            })
+            .collect();
+        match self.deps.etcd.put_many(&pairs).await {
+            Ok(()) => {
+                slog::info!(self.log, "new slot types registered in etcd";
+                    "slots" => pairs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","));
+                self.known_slot_types.extend(new_types);
+            }
+            Err(error) => {
+                self.stats.errors += 1;
+                slog::error!(self.log, "cannot write new slot types to etcd"; "error" => %error);
+            }
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The event bus against a real Redis: malformed entries, two workers sharing the stream, and
+//! entries left pending by a dead worker.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use bai_actors::event_bus::EventInterest;
+use bai_actors::heartbeat::GetTrackerStats;
+use bai_actors::redis::db;
+use bai_actors::wire::WireFormat;
+use bai_agent_sim::{SimAgent, StreamWriter, fleet};
+use bai_testkit::TestEnv;
+
+use crate::agents_support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(40);
+const LIMIT: Duration = Duration::from_secs(60);
+
+#[actix::test]
+async fn malformed_entries_are_logged_acknowledged_and_do_not_block_the_ones_behind() {
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let mut redis = env.redis.connection(db::STREAM).await;
+    let huge = vec![0x91u8; 10 * 1024 * 1024];
+    let bad_entries: Vec<Vec<(&str, &[u8])>> = vec![
+        // garbage bytes
+        vec![
+            ("name", b"agent_heartbeat"),
+            ("source", b"i-bad"),
+            ("args", b"\xc1\xff\x00"),
+        ],
+        // wrong field types: agent_info is a string, a reason is an int
+        vec![
+            ("name", b"agent_heartbeat"),
+            ("source", b"i-bad"),
+            ("args", b"\x91\xa3abc"),
+        ],
+        vec![
+            ("name", b"agent_terminated"),
+            ("source", b"i-bad"),
+            ("payload", b"{\"reason\": 5}"),
+        ],
+        // missing fields
+        vec![("name", b"agent_heartbeat"), ("source", b"i-bad")],
+        vec![("source", b"i-bad"), ("args", b"\x90")],
+        vec![
+            ("name", b"agent_heartbeat"),
+            ("source", b"i-bad"),
+            ("payload", b"{\"agent_info\": {}}"),
+        ],
+        // an unknown event name
+        vec![
+            ("name", b"agent_exploded"),
+            ("source", b"i-bad"),
+            ("args", b"\x90"),
+        ],
+        // a 10 MB payload
+        vec![
+            ("name", b"agent_heartbeat"),
+            ("source", b"i-bad"),
+            ("args", &huge),
+        ],
+    ];
+    let mut bad_ids = Vec::new();
+    for fields in &bad_entries {
+        let mut command = redis::cmd("XADD");
+        command.arg("events").arg("*");
+        for (key, value) in fields {
+            command.arg(*key).arg(*value);
+        }
+        let id: String = command.query_async(&mut redis).await.unwrap();
+        bad_ids.push(id);
+    }
+    let good = SimAgent::new("i-good", WireFormat::Args, 16001);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    writer.send(&good, &good.heartbeat()).await.unwrap();
+
+    let lines = LogLines::default();
+    let _worker = start_worker(&env, &test_log(&lines), "w1", TIMEOUT, vec![]).await;
+    wait_for(
+        "the good heartbeat behind the bad entries",
+        LIMIT,
+        || async { (agent_status(&env, "i-good").await.as_deref() == Some("ALIVE")).then_some(()) },
+    )
+    .await;
+    assert_eq!(agent_status(&env, "i-bad").await, None);
+    wait_for("every entry acknowledged", LIMIT, || async {
+        (pending_count(&env).await == 0).then_some(())
+    })
+    .await;
+    for id in &bad_ids {
+        assert!(
+            lines.contains(&["malformed", &format!("stream_id={id}")]),
+            "no log line names the malformed entry {id}"
+        );
+    }
+    assert!(lines.contains(&["unknown event name", "agent_exploded"]));
+    assert!(lines.contains(&["more than", "accepted"]));
+}
+
+#[actix::test]
+async fn two_workers_handle_every_heartbeat_exactly_once() {
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let lines = LogLines::default();
+    let log = test_log(&lines);
+    let interest = EventInterest::names(&["agent_heartbeat"]);
+    let (record_a, seen_a) = recorder(interest.clone());
+    let (record_b, seen_b) = recorder(interest);
+    let worker_a = start_worker(&env, &log, "w-a", TIMEOUT, vec![record_a]).await;
+    let worker_b = start_worker(&env, &log, "w-b", TIMEOUT, vec![record_b]).await;
+
+    // 23.09 agents: 26.x ones cap the stream at ~128 entries on every XADD, which would drop
+    // some of a 500-entry burst before any manager reads it.
+    let agents = fleet("i-pair-", 100, WireFormat::Args, 20000);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let mut sent = Vec::new();
+    for _ in 0..5 {
+        sent.extend(writer.heartbeat_all(&agents).await.unwrap());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let sent: HashSet<String> = sent.into_iter().collect();
+    assert_eq!(sent.len(), 500);
+    wait_for(
+        "both workers together to see every heartbeat",
+        LIMIT,
+        || async {
+            let total = seen_a.lock().unwrap().len() + seen_b.lock().unwrap().len();
+            (total >= sent.len()).then_some(())
+        },
+    )
+    .await;
+    let a: Vec<String> = seen_a.lock().unwrap().clone();
+    let b: Vec<String> = seen_b.lock().unwrap().clone();
+    let a_set: HashSet<String> = a.iter().cloned().collect();
+    let b_set: HashSet<String> = b.iter().cloned().collect();
+    assert_eq!(a.len(), a_set.len(), "worker a saw a heartbeat twice");
+    assert_eq!(b.len(), b_set.len(), "worker b saw a heartbeat twice");
+    assert!(
+        a_set.is_disjoint(&b_set),
+        "a heartbeat was handled by both workers"
+    );
+    let union: HashSet<String> = a_set.union(&b_set).cloned().collect();
+    assert_eq!(union, sent);
+
+    let stats_a = worker_a.tracker.send(GetTrackerStats).await.unwrap();
+    let stats_b = worker_b.tracker.send(GetTrackerStats).await.unwrap();
+    assert_eq!(stats_a.heartbeats + stats_b.heartbeats, 500);
+    assert_eq!(stats_a.inserted + stats_b.inserted, 100);
+    let rows: i64 = env
+        .db
+        .connect()
+        .await
+        .query_one("SELECT count(*) FROM agents WHERE status = 'ALIVE'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, 100);
+}
+
+#[actix::test]
+async fn entries_left_pending_by_a_dead_worker_are_claimed_by_another() {
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let agents = fleet("i-orphan-", 20, WireFormat::Args, 21000);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    writer.heartbeat_all(&agents).await.unwrap();
+
+    // A worker reads the entries and dies before acknowledging them.
+    let mut redis = env.redis.connection(db::STREAM).await;
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("manager")
+        .arg("w-dead")
+        .arg("COUNT")
+        .arg(100)
+        .arg("STREAMS")
+        .arg("events")
+        .arg(">")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(pending_count(&env).await, 20);
+
+    let lines = LogLines::default();
+    let _survivor = start_worker(&env, &test_log(&lines), "w-alive", TIMEOUT, vec![]).await;
+    wait_for("the orphaned heartbeats to be handled", LIMIT, || async {
+        let rows: i64 = env
+            .db
+            .connect()
+            .await
+            .query_one(
+                "SELECT count(*) FROM agents WHERE id LIKE 'i-orphan-%'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        (rows == 20).then_some(())
+    })
+    .await;
+    wait_for("no entry left pending", LIMIT, || async {
+        (pending_count(&env).await == 0).then_some(())
+    })
+    .await;
+    assert!(lines.contains(&["claimed entries left pending", "count=20"]));
+}
