@@ -1,6 +1,7 @@
 //! Integration tests against real PostgreSQL, Redis, etcd and peers, started by bai-testkit.
 
 mod agents_bus;
+mod agents_heartbeat;
 mod agents_support;
 mod api_auth;
 mod api_resource;
