@@ -159,6 +159,52 @@ async fn sigterm_closes_idle_keep_alive_connections_and_exits_zero() {
 }
 
 #[tokio::test]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    let env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    manager.wait_for_port(env.service_port);
+
+    // A login whose body is still being uploaded when the stop begins: its handler is running,
+    // waiting for the rest of the body.
+    let body = br#"{"type": "keypair", "domain": "default", "username": "admin@lablup.com", "password": "wJalrXUt"}"#;
+    let head = format!(
+        "POST /auth/authorize HTTP/1.1\r\nHost: manager\r\nContent-Type: application/json\r\nX-BackendAI-Version: v6.20220615\r\nDate: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+        body.len()
+    );
+    let mut connection = TcpStream::connect(("127.0.0.1", env.service_port)).unwrap();
+    connection
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    connection.write_all(head.as_bytes()).unwrap();
+    connection.write_all(&body[..20]).unwrap();
+    // Let the worker accept the connection and start the handler (a request that has not
+    // reached the worker yet is not in flight).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    manager.signal(libc::SIGTERM);
+    manager.wait_for_output("finishing in-flight requests", Duration::from_secs(10));
+    connection.write_all(&body[20..]).unwrap();
+    let mut reply = String::new();
+    connection.read_to_string(&mut reply).unwrap();
+    assert!(
+        reply.starts_with("HTTP/1.1 200"),
+        "{reply}\n{}",
+        manager.output()
+    );
+    assert!(reply.contains("AKIAIOSFODNN7EXAMPLE"), "{reply}");
+
+    let status = manager.wait_exit(EXIT_TIMEOUT);
+    assert_eq!(status.code(), Some(0), "{}", manager.output());
+    assert!(
+        TcpStream::connect(("127.0.0.1", env.service_port)).is_err(),
+        "still accepting after the stop"
+    );
+}
+
+#[tokio::test]
 async fn sigint_stops_like_sigterm() {
     let env = TestEnv::new().await;
     let config = env.manager_toml("");
