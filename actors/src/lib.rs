@@ -7,4 +7,5 @@ pub mod facade;
 pub mod heartbeat;
 pub mod redis;
 pub mod scheduler;
+pub mod storage;
 pub mod wire;

@@ -1,0 +1,17 @@
+//! Storage-proxy brokering: the `volumes/` configuration, a client per storage proxy, and the
+//! broker actor that keeps both current. The vfolder routes (`facade::routes::vfolder*`) and
+//! the session mount resolution use it.
+
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod error;
+pub mod ids;
+pub mod proxies;
+
+pub use broker::StorageBroker;
+pub use client::{ProxyClient, VolumeInfo};
+pub use config::{Secret, VolumesConfig};
+pub use error::StorageError;
+pub use ids::{QuotaScopeId, VFolderHost, VFolderId};
+pub use proxies::{ProxySet, ProxyVolume};
