@@ -28,8 +28,8 @@ pub enum TlsError {
     },
 }
 
-/// Reads the certificate chain and the key and builds the server configuration (HTTP/1.1 and
-/// HTTP/2 by ALPN).
+/// Reads the certificate chain and the key and builds the server configuration (actix-http
+/// adds the ALPN protocols it serves: HTTP/1.1, as the original's aiohttp).
 pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> {
     let read = |path: &Path| {
         std::fs::read(path).map_err(|source| TlsError::Read {
@@ -65,13 +65,10 @@ pub fn server_config(cert: &Path, key: &Path) -> Result<ServerConfig, TlsError> 
     };
     // The provider is named: with both ring and aws-lc-rs compiled in (reqwest brings the
     // latter), rustls cannot pick a process default on its own.
-    let mut config =
-        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_err)?
-            .with_no_client_auth()
-            .with_single_cert(certificates, private_key)
-            .map_err(rustls_err)?;
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(config)
+    ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_err)?
+        .with_no_client_auth()
+        .with_single_cert(certificates, private_key)
+        .map_err(rustls_err)
 }
