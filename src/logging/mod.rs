@@ -71,35 +71,6 @@ pub fn init(config: &LoggingSection, role: Role) -> Result<Logging, SinkError> {
     })
 }
 
-/// A logger that writes `simple` lines to the console at INFO and above: for the time before
-/// the configuration is read, and for tests.
-pub fn fallback() -> slog::Logger {
-    let config = LoggingSection {
-        level: LogLevel::Info,
-        pkg_ns: Default::default(),
-        drivers: vec![crate::config::LogDriver::Console],
-        console: crate::config::ConsoleLogSection {
-            colored: Some(false),
-            format: crate::config::LogFormat::Simple,
-        },
-        file: None,
-    };
-    let filter = NamespaceFilter::new(config.level, &config.pkg_ns);
-    match DriverSink::open(&config) {
-        Ok(drivers) => slog::Logger::root(
-            drain::LineDrain {
-                filter,
-                sink: Sink::Drivers(drivers),
-                process: "cli".to_owned(),
-                pid: std::process::id(),
-            }
-            .fuse(),
-            o!(),
-        ),
-        Err(_) => slog::Logger::root(slog::Discard, o!()),
-    }
-}
-
 /// Parses a line a worker wrote on its standard error: a relayed record, or — for anything
 /// else, such as a panic message — a line of its own at ERROR level.
 pub fn relayed_line(raw: &str, worker_index: usize, worker_pid: u32) -> LogLine {

@@ -117,3 +117,36 @@ pub fn install_in_child(fd: RawFd) -> std::io::Result<()> {
 pub fn raw(fd: &OwnedFd) -> RawFd {
     fd.as_raw_fd()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_sockets_listen_on_one_port() {
+        let sockets = bind_shared(SocketAddr::from(([127, 0, 0, 1], 0)), 3).unwrap();
+        let ports: Vec<u16> = sockets
+            .iter()
+            .map(|fd| {
+                let socket = Socket::from(fd.try_clone().unwrap());
+                assert!(socket.is_listener().unwrap());
+                socket.local_addr().unwrap().as_socket().unwrap().port()
+            })
+            .collect();
+        assert_eq!(ports.len(), 3);
+        assert!(ports.iter().all(|p| *p == ports[0] && *p != 0), "{ports:?}");
+    }
+
+    #[test]
+    fn a_taken_port_is_reported_with_its_address() {
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = taken.local_addr().unwrap();
+        let error = bind_shared(addr, 1).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with(&format!("cannot listen on {addr}")),
+            "{error}"
+        );
+    }
+}

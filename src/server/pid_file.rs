@@ -45,3 +45,37 @@ impl PidFile {
         &self.path
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_with_our_pid_and_removed_only_while_ours() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("manager.pid");
+        let pid_file = PidFile::write(&path).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&path).unwrap(),
+            format!("{}\n", std::process::id())
+        );
+        pid_file.remove().unwrap();
+        assert!(!path.exists());
+
+        let pid_file = PidFile::write(&path).unwrap();
+        std::fs::write(&path, "1\n").unwrap();
+        pid_file.remove().unwrap();
+        assert!(path.exists(), "another manager's pid file was removed");
+    }
+
+    #[test]
+    fn an_unwritable_path_names_the_file() {
+        let error = PidFile::write(Path::new("/nonexistent/dir/manager.pid")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("cannot write the pid file /nonexistent/dir/manager.pid"),
+            "{error}"
+        );
+    }
+}

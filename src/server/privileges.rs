@@ -106,3 +106,30 @@ impl Account {
         Ok(true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_names_resolve_and_unknown_names_are_named() {
+        let manager = ManagerSection {
+            user: Some(AccountId::Id(1234)),
+            group: Some(AccountId::Name("root".into())),
+            ..ManagerSection::default()
+        };
+        assert_eq!(
+            Account::resolve(&manager).unwrap(),
+            Account { uid: 1234, gid: 0 }
+        );
+        let manager = ManagerSection {
+            user: Some(AccountId::Name("no-such-user-bai".into())),
+            ..ManagerSection::default()
+        };
+        let error = Account::resolve(&manager).unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "manager.user = \"no-such-user-bai\": no such user on this host"
+        );
+    }
+}
