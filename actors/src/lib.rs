@@ -6,6 +6,7 @@ pub mod event_bus;
 pub mod facade;
 pub mod heartbeat;
 pub mod redis;
+pub mod registry_sync;
 pub mod scheduler;
 pub mod storage;
 pub mod wire;

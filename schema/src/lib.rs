@@ -2,6 +2,8 @@
 
 pub mod enums;
 pub mod fixture;
+pub mod image_ref;
+pub mod images;
 pub mod migrate;
 pub mod pool;
 pub mod queries;

@@ -1,0 +1,188 @@
+//! The registry-sync actor: owns image metadata. It runs rescans (one at a time, asked by the
+//! CLI, GraphQL or its own optional timer) and the catalogue edits GraphQL exposes (alias,
+//! dealias, forget).
+//!
+//! Messages (all answered with a `Result`):
+//! - [`Rescan`] `{ target, progress }` → [`RescanReport`]: `target` is `image rescan`'s
+//!   argument (`None` = every registry, a registry name, or `<registry>/<repo>:<tag>`);
+//!   `progress` optionally receives [`ScanProgress`](super::scan::ScanProgress) events.
+//! - [`AliasImage`] `{ alias, target, architecture }` → the aliased image.
+//! - [`DealiasImage`] `{ alias }` → `()`.
+//! - [`ForgetImage`] `{ reference, architecture }` → the deleted image (`reference` is a
+//!   canonical reference or an alias).
+//!
+//! A rescan runs beside other messages; a second rescan waits for the first. If the actor
+//! stops mid-rescan the caller sees a `MailboxError` and may retry: a rescan is idempotent.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bai_schema::images::{self, ImageDbError, ImageRecord};
+use deadpool_postgres::Pool;
+
+use super::rescan::{RescanError, RescanReport, rescan};
+use super::scan::{ProgressSender, ScanOptions};
+use crate::etcd::EtcdStore;
+
+/// Catalogue edits that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("cannot get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Image(#[from] ImageDbError),
+}
+
+/// Rescan the registries (or one registry, or one image) named by `target`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<RescanReport, RescanError>")]
+pub struct Rescan {
+    pub target: Option<String>,
+    pub progress: Option<ProgressSender>,
+}
+
+/// Add `alias` for the image `target` (canonical reference) of `architecture`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ImageRecord, CatalogError>")]
+pub struct AliasImage {
+    pub alias: String,
+    pub target: String,
+    pub architecture: String,
+}
+
+/// Remove `alias`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(), CatalogError>")]
+pub struct DealiasImage {
+    pub alias: String,
+}
+
+/// Delete the image `reference` (canonical or alias) of `architecture` and its aliases.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ImageRecord, CatalogError>")]
+pub struct ForgetImage {
+    pub reference: String,
+    pub architecture: String,
+}
+
+/// The registry-sync actor.
+pub struct RegistrySync {
+    etcd: EtcdStore,
+    db: Pool,
+    options: ScanOptions,
+    /// Rescan every registry this often (none: only on request).
+    rescan_interval: Option<Duration>,
+    /// Serializes rescans; catalogue edits do not take it.
+    rescan_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl RegistrySync {
+    pub fn new(etcd: EtcdStore, db: Pool, options: ScanOptions) -> RegistrySync {
+        RegistrySync {
+            etcd,
+            db,
+            options,
+            rescan_interval: None,
+            rescan_lock: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
+
+    /// Also rescan every registry every `interval`, starting one interval after start.
+    pub fn with_rescan_interval(mut self, interval: Duration) -> RegistrySync {
+        self.rescan_interval = Some(interval);
+        self
+    }
+}
+
+impl Actor for RegistrySync {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(interval) = self.rescan_interval {
+            ctx.run_interval(interval, |actor, ctx| {
+                let lock = actor.rescan_lock.clone();
+                let (etcd, db, options) = (actor.etcd.clone(), actor.db.clone(), actor.options);
+                ctx.spawn(
+                    async move {
+                        // A rescan still running makes this tick redundant.
+                        let Ok(_guard) = lock.try_lock() else {
+                            return;
+                        };
+                        match rescan(&etcd, &db, None, options, None).await {
+                            Ok(report) => {
+                                for (registry, error) in report.broken_registries() {
+                                    log::error!("periodic rescan of {registry} failed: {error}");
+                                }
+                            }
+                            Err(error) => log::error!("periodic image rescan failed: {error}"),
+                        }
+                    }
+                    .into_actor(actor),
+                );
+            });
+        }
+    }
+}
+
+impl Handler<Rescan> for RegistrySync {
+    type Result = ResponseFuture<Result<RescanReport, RescanError>>;
+
+    fn handle(&mut self, message: Rescan, _ctx: &mut Self::Context) -> Self::Result {
+        let lock = self.rescan_lock.clone();
+        let (etcd, db, options) = (self.etcd.clone(), self.db.clone(), self.options);
+        Box::pin(async move {
+            let _guard = lock.lock().await;
+            rescan(
+                &etcd,
+                &db,
+                message.target.as_deref(),
+                options,
+                message.progress.as_ref(),
+            )
+            .await
+        })
+    }
+}
+
+impl Handler<AliasImage> for RegistrySync {
+    type Result = ResponseFuture<Result<ImageRecord, CatalogError>>;
+
+    fn handle(&mut self, message: AliasImage, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let client = db.get().await?;
+            Ok(images::alias_image(
+                &**client,
+                &message.alias,
+                &message.target,
+                &message.architecture,
+            )
+            .await?)
+        })
+    }
+}
+
+impl Handler<DealiasImage> for RegistrySync {
+    type Result = ResponseFuture<Result<(), CatalogError>>;
+
+    fn handle(&mut self, message: DealiasImage, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let client = db.get().await?;
+            Ok(images::dealias_image(&**client, &message.alias).await?)
+        })
+    }
+}
+
+impl Handler<ForgetImage> for RegistrySync {
+    type Result = ResponseFuture<Result<ImageRecord, CatalogError>>;
+
+    fn handle(&mut self, message: ForgetImage, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let client = db.get().await?;
+            Ok(images::forget_image(&**client, &message.reference, &message.architecture).await?)
+        })
+    }
+}
