@@ -13,6 +13,8 @@ mod fixture_cli;
 mod logging;
 mod manager_process;
 mod operator_cli;
+mod registry_common;
+mod registry_docker;
 mod sched_agent_rpc;
 mod sched_support;
 mod schema_cli;

@@ -8,12 +8,15 @@
 
 pub mod env;
 pub mod etcd;
+pub mod harbor_api;
+pub mod image_push;
 pub mod ports;
 pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod registry;
 pub mod storage_proxy;
+pub mod token_server;
 
 pub use env::TestEnv;
 pub use storage_proxy::StorageProxyServer;

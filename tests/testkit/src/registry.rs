@@ -21,6 +21,14 @@ pub enum RegistryAuth {
         user: String,
         password: String,
     },
+    /// Docker token auth: clients get bearer tokens from a token server's `realm`; tokens are
+    /// JWTs from `issuer` for `service`, signed by the key of the certificate `root_cert_pem`.
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        root_cert_pem: std::path::PathBuf,
+    },
 }
 
 impl RegistryServer {
@@ -46,6 +54,15 @@ impl RegistryServer {
                     path.display()
                 )
             }
+            RegistryAuth::Token {
+                realm,
+                service,
+                issuer,
+                root_cert_pem,
+            } => format!(
+                "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+                root_cert_pem.display()
+            ),
         };
         let config = format!(
             "version: 0.1\nlog:\n  level: warn\nstorage:\n  cache:\n    blobdescriptor: inmemory\n  filesystem:\n    rootdirectory: {root}\n  delete:\n    enabled: true\n{auth_block}http:\n  addr: 127.0.0.1:{port}\n  debug:\n    addr: 127.0.0.1:{debug_port}\n",
