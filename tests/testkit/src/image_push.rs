@@ -469,8 +469,11 @@ mod tests {
         let manifest: Value = serde_json::from_slice(&built.manifest).unwrap();
         assert_eq!(manifest["config"]["digest"], built.config_digest());
         assert_eq!(manifest["mediaType"], OCI_MANIFEST);
-        let list: Value =
-            serde_json::from_slice(&build_list(ManifestFormat::Oci, &[built.clone()])).unwrap();
+        let list: Value = serde_json::from_slice(&build_list(
+            ManifestFormat::Oci,
+            std::slice::from_ref(&built),
+        ))
+        .unwrap();
         assert_eq!(list["manifests"][0]["digest"], built.manifest_digest());
         assert_eq!(list["manifests"][0]["platform"]["architecture"], "amd64");
     }
