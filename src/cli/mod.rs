@@ -80,9 +80,3 @@ pub fn run(cli: Cli) -> i32 {
         Command::Dbshell(args) => dbshell::run(args, &cli.global),
     }
 }
-
-/// Reports a verb that is not there yet, with the failure exit code.
-pub fn not_implemented(verb: &str) -> i32 {
-    eprintln!("bai-manager {verb}: not implemented yet");
-    crate::exit::FAILURE
-}
