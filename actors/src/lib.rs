@@ -5,6 +5,7 @@ pub mod etcd;
 pub mod event_bus;
 pub mod facade;
 pub mod heartbeat;
+pub mod lock;
 pub mod redis;
 pub mod registry_sync;
 pub mod scheduler;

@@ -15,11 +15,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Add new files here with the next number; never edit an applied one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "0001_initial",
-    sql: include_str!("../migrations/0001_initial.sql"),
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "0001_initial",
+        sql: include_str!("../migrations/0001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "0002_lock_fences",
+        sql: include_str!("../migrations/0002_lock_fences.sql"),
+    },
+];
 
 /// The advisory lock key that serialises migration runs ("baischem" in ASCII).
 const MIGRATION_LOCK_KEY: i64 = 0x6261_6973_6368_656d;

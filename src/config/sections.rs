@@ -161,6 +161,10 @@ pub struct ManagerSection {
     pub ipc_base_path: PathBuf,
     /// One of [`DISTRIBUTED_LOCKS`].
     pub distributed_lock: String,
+    /// `lock-lifetime` (seconds): how long a leased lock (etcd) outlives its last renewal.
+    pub lock_lifetime: f64,
+    /// `lock-acquire-timeout` (seconds): how long a worker waits for a busy cluster-wide lock.
+    pub lock_acquire_timeout: f64,
     /// Salt for plugin tokens; random per start when not configured.
     pub secret: String,
     /// Account the workers switch to after binding, when started as root.
@@ -207,6 +211,8 @@ impl Default for ManagerSection {
             pid_file: PathBuf::from("/dev/null"),
             ipc_base_path: PathBuf::from("/tmp/backend.ai/ipc"),
             distributed_lock: "pg_advisory".to_owned(),
+            lock_lifetime: 30.0,
+            lock_acquire_timeout: 30.0,
             secret: random_secret(),
             user: None,
             group: None,
@@ -296,6 +302,8 @@ impl ManagerSection {
                 "pg_advisory",
                 DISTRIBUTED_LOCKS,
             )?,
+            lock_lifetime: section.float("lock-lifetime", 30.0, 1.0)?,
+            lock_acquire_timeout: section.float("lock-acquire-timeout", 30.0, 0.0)?,
             secret: section
                 .optional_string("secret")?
                 .unwrap_or(defaults.secret),

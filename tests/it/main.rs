@@ -16,6 +16,7 @@ mod operator_cli;
 mod registry_common;
 mod registry_docker;
 mod sched_agent_rpc;
+mod sched_lock;
 mod sched_support;
 mod schema_cli;
 mod server;

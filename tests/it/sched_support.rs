@@ -203,3 +203,22 @@ list-files = 0.1
         }
     }
 }
+
+/// `[db]` settings of the test's database.
+pub fn db_settings(env: &TestEnv) -> bai_schema::DbSettings {
+    bai_schema::DbSettings {
+        host: env.db.host.clone(),
+        port: env.db.port,
+        name: env.db.name.clone(),
+        user: env.db.user.clone(),
+        password: String::new(),
+        pool_size: 8,
+    }
+}
+
+pub async fn db_pool(env: &TestEnv) -> deadpool_postgres::Pool {
+    db_settings(env)
+        .connect_pool()
+        .await
+        .unwrap_or_else(|e| panic!("connecting a pool to the test database: {e}"))
+}
