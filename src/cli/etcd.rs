@@ -46,7 +46,8 @@ pub enum EtcdCommand {
         scope: ScopeArg,
     },
     /// Put a JSON object from FILE ("-" for stdin) as flattened keys under the KEY prefix, in
-    /// one transaction.
+    /// one transaction. Files of more than etcd's 128 operations per transaction go into nested
+    /// transactions of that one transaction (up to 4096 keys); a bigger file is refused whole.
     PutJson {
         key: String,
         file: PathBuf,

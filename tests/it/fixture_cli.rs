@@ -177,6 +177,9 @@ async fn example_fixtures_load_in_install_order_and_a_second_load_changes_nothin
     assert_eq!(count(&db, "users").await, 5);
     assert_eq!(count(&db, "keypairs").await, 5);
     assert_eq!(count(&db, "session_templates").await, 2);
+    assert_eq!(count(&db, "association_groups_users").await, 5);
+    assert_eq!(count(&db, "sgroups_for_domains").await, 1);
+    assert_eq!(count(&db, "resource_presets").await, 6);
 }
 
 /// 22.09 ships users, domains and groups inside the keypairs file, without resource policies
