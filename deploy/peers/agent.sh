@@ -23,7 +23,10 @@ pick_python() {
     local candidate
     for candidate in "${BAI_AGENT_PYTHON313:-}" python3.13; do
         [[ -n $candidate ]] || continue
-        if command -v "$candidate" >/dev/null 2>&1; then command -v "$candidate"; return; fi
+        # A pyenv shim is on PATH even when no 3.13 is selected: check that it really runs.
+        if command -v "$candidate" >/dev/null 2>&1 && "$candidate" -c 'import sys' >/dev/null 2>&1; then
+            command -v "$candidate"; return
+        fi
     done
     if command -v pyenv >/dev/null 2>&1; then
         for candidate in "$(pyenv root)"/versions/3.13.*/bin/python3.13; do

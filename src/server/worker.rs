@@ -7,12 +7,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use actix::Actor;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use bai_actors::etcd::{EtcdError, EtcdStore};
+use bai_actors::event_bus::{EventBus, Subscription};
 use bai_actors::facade::hello::ManagerVersion;
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
+use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
 use bai_actors::redis::{RedisError, RedisSettings, db};
+use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::PoolError;
 use slog::{error, info, o};
 
@@ -112,8 +116,48 @@ async fn start_actors(
     //
     // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return `WorkerError::Actors` when
     // an actor cannot start; the supervisor restarts the worker with a back-off.
-    let _ = (ctx, &extensions);
+    start_event_actors(ctx, extensions);
     Ok(())
+}
+
+/// The event bus (this worker's consumer of the `events` stream), the heartbeat tracker it
+/// feeds, and the producer the handlers use (`web::Data<EventProducer>`). More subscribers:
+/// `.with_subscriber(...)` on the bus before it starts, or the `Subscribe` message later.
+fn start_event_actors(ctx: &ActorContext<'_>, extensions: &mut AppExtensions) {
+    let worker = format!("{}:{}", ctx.state.settings.manager_id, ctx.worker_index);
+    // Manager events go out in the 23.09 shape: 23.09 agents read them from the stream, 26.x
+    // agents do not read the stream at all, and this manager reads both shapes.
+    let producer = EventProducer::new(ctx.state.redis.stream.clone(), WireFormat::Args);
+    let tracker = HeartbeatTracker::new(
+        ctx.log.new(o!("actor" => "heartbeat-tracker")),
+        TrackerDeps {
+            pool: ctx.state.db.clone(),
+            live: ctx.state.redis.live.clone(),
+            images: ctx.state.redis.image.clone(),
+            producer: producer.clone(),
+            etcd: ctx.state.etcd.clone(),
+        },
+        TrackerSettings {
+            heartbeat_timeout: Duration::from_secs_f64(ctx.config.manager.heartbeat_timeout),
+            sweep_interval: heartbeat::SWEEP_INTERVAL,
+            worker: worker.clone(),
+        },
+    )
+    .start();
+    let bus = EventBus::new(
+        ctx.log.new(o!("actor" => "event-bus")),
+        ctx.redis_settings.clone(),
+        worker,
+    )
+    .with_subscriber(Subscription {
+        name: "heartbeat-tracker".into(),
+        interest: heartbeat::interest(),
+        recipient: tracker.clone().recipient(),
+    })
+    .start();
+    extensions.add(web::Data::new(producer));
+    extensions.add(web::Data::new(bus));
+    extensions.add(web::Data::new(tracker));
 }
 
 /// Runs a worker process and returns its exit code.

@@ -2,6 +2,7 @@
 
 mod agents_bus;
 mod agents_heartbeat;
+mod agents_real;
 mod agents_support;
 mod api_auth;
 mod api_resource;

@@ -254,7 +254,7 @@ impl TrackerCore {
                 if changed {
                     slog::info!(self.log, "agent started"; "agent" => agent, "reason" => reason);
                 }
-                if let Some(cached) = self.cache.get_mut(agent) {
+                if changed && let Some(cached) = self.cache.get_mut(agent) {
                     cached.snapshot.status = AgentStatus::Alive;
                 }
             }

@@ -246,13 +246,15 @@ pub async fn mark_terminated(
     Ok(changed > 0)
 }
 
-/// `agent_started`: the agent is ALIVE (a no-op write-free when it already is).
+/// `agent_started`: a RESTARTING agent is ALIVE again. A LOST or TERMINATED one is left to
+/// its next heartbeat (sent right after), which revives it with every field refreshed and
+/// `lost_at` cleared; the original set only the status here and kept a stale `lost_at`.
 pub async fn mark_started(pool: &Pool, agent: &str) -> Result<bool, StoreError> {
     let client = pool.get().await?;
     let changed = client
         .execute(
             "UPDATE agents SET status = 'ALIVE', status_changed = now() \
-             WHERE id = $1 AND status <> 'ALIVE'",
+             WHERE id = $1 AND status = 'RESTARTING'",
             &[&agent],
         )
         .await?;
