@@ -67,6 +67,13 @@ pub enum RegistryError {
         "registry {registry} has no project {project:?} (check config/docker/registry/<name>/project)"
     )]
     UnknownProject { registry: String, project: String },
+    #[error(
+        "registry {registry} is a {registry_type} registry and needs config/docker/registry/<name>/project (comma-separated projects)"
+    )]
+    ProjectRequired {
+        registry: String,
+        registry_type: &'static str,
+    },
     #[error("registry {registry}: cannot read the response of {url}: {detail}")]
     BadResponse {
         registry: String,

@@ -124,7 +124,15 @@ pub async fn list_repositories_v2(
         encode(project)
     )));
     let repositories: Vec<Repository> =
-        paginate(client, url, &format!("repositories in project {project}")).await?;
+        match paginate(client, url, &format!("repositories in project {project}")).await {
+            Err(RegistryError::Status { status: 404, .. }) => {
+                return Err(RegistryError::UnknownProject {
+                    registry: client.registry().to_owned(),
+                    project: project.to_owned(),
+                });
+            }
+            other => other?,
+        };
     Ok(repositories.into_iter().map(|r| r.name).collect())
 }
 

@@ -140,9 +140,9 @@ pub async fn list_jobs(
     match config.registry_type {
         RegistryType::Harbor2 => {
             if config.projects.is_empty() {
-                return Err(RegistryError::UnknownProject {
+                return Err(RegistryError::ProjectRequired {
                     registry,
-                    project: String::new(),
+                    registry_type: config.registry_type.as_str(),
                 });
             }
             let mut repositories = Vec::new();

@@ -27,6 +27,8 @@ struct Harbor {
     credentials: Option<(String, String)>,
     http: reqwest::Client,
     api_requests: AtomicUsize,
+    in_flight: AtomicUsize,
+    max_in_flight: AtomicUsize,
 }
 
 /// A running Harbor-shaped test server.
@@ -50,6 +52,8 @@ impl HarborApiServer {
             credentials: credentials.map(|(u, p)| (u.to_owned(), p.to_owned())),
             http: reqwest::Client::new(),
             api_requests: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
+            max_in_flight: AtomicUsize::new(0),
         });
         let listener = TcpListener::bind("127.0.0.1:0").expect("binding the Harbor test server");
         let port = listener.local_addr().expect("a bound address").port();
@@ -73,6 +77,11 @@ impl HarborApiServer {
     /// The registry name of this server in image references.
     pub fn name(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The most requests (API and `/v2/`) that were ever being served at the same time.
+    pub fn max_in_flight(&self) -> usize {
+        self.state.max_in_flight.load(Ordering::SeqCst)
     }
 
     /// Requests served under `/api/`.
@@ -143,9 +152,18 @@ async fn dispatch(
     body: web::Bytes,
     harbor: web::Data<Harbor>,
 ) -> HttpResponse {
+    let now = harbor.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+    harbor.max_in_flight.fetch_max(now, Ordering::SeqCst);
+    let response = serve(&request, body, &harbor).await;
+    harbor.in_flight.fetch_sub(1, Ordering::SeqCst);
+    response
+}
+
+async fn serve(request: &HttpRequest, body: web::Bytes, harbor: &Harbor) -> HttpResponse {
+    let request = request.clone();
     let path = request.uri().path().to_owned();
     if path.starts_with("/v2/") || path == "/v2" {
-        return proxy(&request, body, &harbor).await;
+        return proxy(&request, body, harbor).await;
     }
     if !path.starts_with("/api/") {
         return harbor_error(
@@ -181,7 +199,7 @@ async fn dispatch(
                     let items = names
                         .iter()
                         .enumerate()
-                        .map(|(i, name)| json!({"id": i + 1, "name": name, "project_id": project_id(&harbor, &project), "artifact_count": 1}))
+                        .map(|(i, name)| json!({"id": i + 1, "name": name, "project_id": project_id(harbor, &project), "artifact_count": 1}))
                         .collect();
                     paginated(&request, items)
                 }
@@ -217,7 +235,7 @@ async fn dispatch(
             let items = harbor
                 .projects
                 .iter()
-                .map(|name| json!({"project_id": project_id(&harbor, name), "name": name}))
+                .map(|name| json!({"project_id": project_id(harbor, name), "name": name}))
                 .collect();
             paginated(&request, items)
         }
@@ -227,7 +245,7 @@ async fn dispatch(
             let Some(project) = harbor
                 .projects
                 .iter()
-                .find(|p| Some(project_id(&harbor, p)) == wanted)
+                .find(|p| Some(project_id(harbor, p)) == wanted)
                 .cloned()
             else {
                 return harbor_error(
@@ -291,16 +309,38 @@ impl Harbor {
         Ok((headers, body.to_vec()))
     }
 
+    /// Every item under `key` of a paginated registry listing (the registry caps `n` at 1000).
+    async fn registry_listing(&self, first: &str, key: &str) -> Result<Vec<String>, String> {
+        let mut items = Vec::new();
+        let mut next = Some(first.to_owned());
+        while let Some(path) = next.take() {
+            let (headers, body) = self.registry_json(&path, None).await?;
+            let page: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
+            items.extend(
+                page[key]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .map(str::to_owned),
+            );
+            next = headers
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|link| link.split_once('<'))
+                .and_then(|(_, rest)| rest.split_once('>'))
+                .map(|(target, _)| target.to_owned());
+        }
+        Ok(items)
+    }
+
     async fn repositories(&self, project: &str) -> Result<Vec<String>, String> {
-        let (_, body) = self.registry_json("/v2/_catalog?n=100000", None).await?;
-        let catalog: Value = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
-        Ok(catalog["repositories"]
-            .as_array()
+        let all = self
+            .registry_listing("/v2/_catalog?n=1000", "repositories")
+            .await?;
+        Ok(all
             .into_iter()
-            .flatten()
-            .filter_map(Value::as_str)
             .filter(|r| r.starts_with(&format!("{project}/")))
-            .map(str::to_owned)
             .collect())
     }
 
