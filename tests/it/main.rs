@@ -15,6 +15,7 @@ mod logging;
 mod manager_process;
 mod operator_cli;
 mod registry_auth;
+mod registry_catalog;
 mod registry_common;
 mod registry_docker;
 mod registry_harbor;

@@ -137,14 +137,18 @@ pub async fn list_jobs(
     progress: Option<&ProgressSender>,
 ) -> Result<Listing, RegistryError> {
     let registry = config.name.clone();
+    let needs_projects = matches!(
+        config.registry_type,
+        RegistryType::Harbor | RegistryType::Harbor2
+    );
+    if needs_projects && config.projects.is_empty() {
+        return Err(RegistryError::ProjectRequired {
+            registry,
+            registry_type: config.registry_type.as_str(),
+        });
+    }
     match config.registry_type {
         RegistryType::Harbor2 => {
-            if config.projects.is_empty() {
-                return Err(RegistryError::ProjectRequired {
-                    registry,
-                    registry_type: config.registry_type.as_str(),
-                });
-            }
             let mut repositories = Vec::new();
             for project in &config.projects {
                 repositories.extend(harbor::list_repositories_v2(client, project).await?);
