@@ -6,6 +6,7 @@ mod agents_real;
 mod agents_support;
 mod api_auth;
 mod api_resource;
+mod api_session;
 mod api_support;
 mod cli_run;
 mod config;

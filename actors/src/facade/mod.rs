@@ -18,6 +18,7 @@ pub mod problem;
 pub mod ratelimit;
 pub mod reply;
 pub mod routes;
+pub mod session;
 pub mod slot_types;
 pub mod state;
 

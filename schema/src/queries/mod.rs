@@ -2,15 +2,17 @@
 //! scaling groups. Each query takes a `deadpool_postgres::GenericClient` (a pooled connection
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
+pub mod image;
 pub mod keypair;
 pub mod resource;
 pub mod scaling_group;
+pub mod session;
 
 use crate::slots::{ResourceSlot, SlotError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
-    #[error("database query failed while {context}: {source}")]
+    #[error("database query failed while {context}: {}", describe(source))]
     Db {
         context: &'static str,
         #[source]
@@ -25,6 +27,41 @@ pub enum QueryError {
         key: String,
         reason: String,
     },
+}
+
+/// The server's message when there is one ("db error" alone says nothing).
+fn describe(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => format!("{} ({})", db.message(), db.code().code()),
+        None => error.to_string(),
+    }
+}
+
+impl QueryError {
+    fn sql_state(&self) -> Option<&tokio_postgres::error::SqlState> {
+        match self {
+            QueryError::Db { source, .. } => source.code(),
+            _ => None,
+        }
+    }
+
+    /// The constraint a failed statement violated, if the database named one.
+    pub fn constraint(&self) -> Option<&str> {
+        match self {
+            QueryError::Db { source, .. } => source.as_db_error().and_then(|e| e.constraint()),
+            _ => None,
+        }
+    }
+
+    /// A unique constraint or index was violated (e.g. a live session of the same name).
+    pub fn is_unique_violation(&self) -> bool {
+        self.sql_state() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+    }
+
+    /// A foreign key was violated (e.g. a kernel assigned to an unknown agent).
+    pub fn is_foreign_key_violation(&self) -> bool {
+        self.sql_state() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    }
 }
 
 /// Builds the `map_err` closure that names what was being done.

@@ -6,6 +6,7 @@ pub mod client_ip;
 pub mod context;
 pub mod credentials;
 pub mod date;
+pub mod scope;
 pub mod signature;
 pub mod verify;
 

@@ -5,6 +5,7 @@ pub mod config;
 pub mod manager;
 pub mod resource;
 pub mod scaling_group;
+pub mod session;
 
 use actix_web::web;
 use deadpool_postgres::Object;
@@ -19,6 +20,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     manager::register(cfg);
     resource::register(cfg);
     scaling_group::register(cfg);
+    session::register(cfg);
 }
 
 /// A pooled database connection, or 500 naming the cause.

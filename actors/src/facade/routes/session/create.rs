@@ -1,0 +1,570 @@
+//! `POST /session` (`create_from_params`): checks the request, resolves the image, the
+//! owner's group and scaling group and the kernels' resources, stores the session and its
+//! kernels PENDING in one transaction, announces `session_enqueued`, and (unless
+//! `enqueueOnly`) waits for the scheduler to start it.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use bai_schema::enums::{SessionStatus, UserRole};
+use bai_schema::queries::image::{
+    ImageRow, domain_allowed_registries, find_image_by_alias, find_images_by_canonical,
+};
+use bai_schema::queries::keypair::{
+    KeypairResourcePolicy, find_bootstrap_script, find_resource_policy,
+};
+use bai_schema::queries::scaling_group::{GroupRef, allowed_scaling_groups, allows_session_type};
+use bai_schema::queries::session::{
+    MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources, find_live_session_by_name,
+    find_session_group, insert_pending_session, main_kernel_service_ports, session_status,
+};
+use bai_schema::slots::ResourceSlot;
+use base64::Engine;
+use chrono::Utc;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::{find_session, produce_event};
+use crate::facade::auth::Authenticated;
+use crate::facade::auth::scope::{AccessKeyScope, access_key_scope};
+use crate::facade::params::ApiParams;
+use crate::facade::pipeline::ApiVersion;
+use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::reply;
+use crate::facade::routes::{db_client, etcd_failed, query_failed};
+use crate::facade::session::dotfiles::internal_data;
+use crate::facade::session::image_ref::{ImageRef, manager_architecture};
+use crate::facade::session::request::{CreationRequest, check_agent_list, parse_creation_request};
+use crate::facade::session::resources::{check_policy_limits, image_slot_ranges, kernel_request};
+use crate::facade::state::AppState;
+use crate::wire::{Event, SessionEvent, SessionEventKind};
+
+/// How often a waiting `POST /session` (not `enqueueOnly`) looks whether the session started.
+/// Half a second keeps the reply prompt without loading the database (one indexed read).
+pub const START_POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The image label marking system (private) images, which may use private scaling groups.
+const ROLE_LABEL: &str = "ai.backend.role";
+
+/// `POST /session`.
+pub async fn create(
+    caller: Authenticated,
+    params: ApiParams,
+    version: ApiVersion,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let request = parse_creation_request(&params, version, &manager_architecture(), Utc::now())?;
+    check_agent_list(&request, caller.is_superadmin)?;
+    let mut client = db_client(&state).await?;
+    let scope = access_key_scope(&caller, &client, request.owner_access_key.as_deref()).await?;
+    slog::info!(state.log, "GET_OR_CREATE";
+        "access_key" => &scope.requester, "owner" => &scope.owner,
+        "image" => &request.image, "session" => &request.session_name);
+    let failed = |doing| query_failed(&state, doing);
+
+    let image = resolve_image(&client, &request, &state).await?;
+    let canonical = image.name.clone();
+
+    if let Some((existing_id, _, images)) =
+        find_live_session_by_name(&client, &request.session_name, &scope.owner)
+            .await
+            .map_err(failed("looking up an existing session"))?
+    {
+        let same_image = images.first() == Some(&canonical);
+        if !same_image || !request.reuse {
+            return Err(Problem::new(ProblemKind::SessionAlreadyExists)
+                .with_data(json!({"existingSessionId": existing_id.to_string()})));
+        }
+        let found = find_session(
+            &client,
+            &existing_id.to_string(),
+            &scope.owner,
+            false,
+            &state,
+        )
+        .await?;
+        let detail = super::load_detail(&client, found.id, &state).await?;
+        return Ok(reply::json(&json!({
+            "sessionId": existing_id.to_string(),
+            "sessionName": request.session_name,
+            "status": detail.status.as_str(),
+            "service_ports": detail.service_ports,
+            "created": false,
+        })));
+    }
+
+    let owner = resolve_owner(&caller, &scope, &request, &client, &state).await?;
+    let mounts_requested =
+        !request.config.mounts.is_empty() || !request.config.mount_map.is_empty();
+    if mounts_requested {
+        return Err(Problem::new(ProblemKind::QueryNotImplemented).with_msg(
+            "mounting virtual folders needs the storage broker, which is not wired in yet",
+        ));
+    }
+    if request.cluster_size > owner.policy.max_containers_per_session {
+        return Err(Problem::new(ProblemKind::QuotaExceeded).with_msg(format!(
+            "You cannot create session with more than {} containers.",
+            owner.policy.max_containers_per_session
+        )));
+    }
+    let public_only = image
+        .labels
+        .get(ROLE_LABEL)
+        .and_then(Value::as_str)
+        .is_none_or(|role| !role.eq_ignore_ascii_case("system"));
+    let (scaling_group, use_host_network) = check_scaling_group(
+        &client,
+        &request,
+        &scope.owner,
+        owner.group_id,
+        public_only,
+        &state,
+    )
+    .await?;
+
+    let known = state
+        .pipeline
+        .slot_types
+        .current(&state.etcd)
+        .await
+        .map_err(etcd_failed(&state, "reading the resource slot types"))?;
+    let ranges = image_slot_ranges(&image.resources, &known);
+    let kernel_resources = kernel_request(
+        request.config.resources.as_ref(),
+        &request.config.resource_opts,
+        &request.config.legacy,
+        &image.labels,
+        &ranges,
+        &known,
+    )?;
+    let mut session_slots = ResourceSlot::new();
+    for _ in 0..request.cluster_size {
+        session_slots = &session_slots + &kernel_resources.requested;
+    }
+    check_policy_limits(
+        &session_slots,
+        &owner.policy.total_resource_slots,
+        owner.policy.default_for_unspecified == bai_schema::enums::DefaultForUnspecified::Unlimited,
+        &known,
+    )?;
+
+    let bootstrap_script = match request.bootstrap_script.clone().filter(|s| !s.is_empty()) {
+        Some(script) => Some(script),
+        None => Some(
+            find_bootstrap_script(&client, &scope.owner)
+                .await
+                .map_err(failed("reading the keypair's bootstrap script"))?,
+        )
+        .filter(|s| !s.is_empty()),
+    };
+    let sources = dotfile_sources(&client, &scope.owner, owner.group_id, &request.domain)
+        .await
+        .map_err(failed("reading dotfiles"))?;
+    let internal = internal_data(&sources)?;
+    let dependencies = resolve_dependencies(&client, &request, &scope.owner, &state).await?;
+
+    let session_id = Uuid::new_v4();
+    let creation_id = new_creation_id();
+    let mut resource_opts = request.config.resource_opts.clone();
+    resource_opts.insert("shmem".into(), json!(kernel_resources.shmem_bytes));
+    let environ: Vec<String> = request
+        .config
+        .environ
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    let kernels: Vec<NewKernel> = (0..request.cluster_size)
+        .map(|index| {
+            let (role, idx) = if index == 0 {
+                (MAIN_ROLE, 1)
+            } else {
+                ("sub", index)
+            };
+            NewKernel {
+                id: Uuid::new_v4(),
+                agent: request
+                    .config
+                    .agent_list
+                    .as_ref()
+                    .and_then(|agents| agents.get(index as usize).or(agents.first()))
+                    .cloned(),
+                cluster_role: role.to_owned(),
+                cluster_idx: idx,
+                local_rank: index,
+                cluster_hostname: format!("{role}{idx}"),
+                image: canonical.clone(),
+                architecture: image.architecture.clone(),
+                registry: image.registry.clone(),
+                requested_slots: kernel_resources.requested.clone(),
+                resource_opts: Value::Object(resource_opts.clone()),
+                environ: environ.clone(),
+                bootstrap_script: bootstrap_script.clone(),
+                startup_command: request.startup_command.clone(),
+                preopen_ports: request.config.preopen_ports.clone(),
+                internal_data: internal.clone(),
+            }
+        })
+        .collect();
+    let session = NewSession {
+        id: session_id,
+        creation_id: creation_id.clone(),
+        name: request.session_name.clone(),
+        session_type: request.session_type.stored_name().to_owned(),
+        cluster_mode: request.cluster_mode.clone(),
+        cluster_size: request.cluster_size,
+        scaling_group,
+        domain_name: request.domain.clone(),
+        group_id: owner.group_id,
+        user_uuid: owner.user_uuid,
+        access_key: scope.owner.clone(),
+        images: vec![canonical.clone()],
+        tag: request.tag.clone(),
+        requested_slots: session_slots,
+        vfolder_mounts: json!([]),
+        environ: Value::Object(request.config.environ.clone()),
+        bootstrap_script,
+        use_host_network,
+        starts_at: request.starts_at,
+        callback_url: request.callback_url.clone(),
+        startup_command: request.startup_command.clone(),
+        dependencies,
+    };
+
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(query_failed(&state, "starting a transaction"))?;
+    if let Err(e) = insert_pending_session(&transaction, &session, &kernels, Utc::now()).await {
+        if e.is_unique_violation() {
+            return Err(
+                Problem::new(ProblemKind::SessionAlreadyExists).with_msg(format!(
+                    "a live session named {:?} already exists",
+                    request.session_name
+                )),
+            );
+        }
+        if e.is_foreign_key_violation() && e.constraint().is_some_and(|c| c.contains("agent")) {
+            return Err(Problem::invalid_params("No such agent"));
+        }
+        return Err(failed("storing the session")(e));
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(query_failed(&state, "committing the session"))?;
+
+    produce_event(
+        &state,
+        Event::Session(SessionEvent {
+            kind: SessionEventKind::Enqueued,
+            session_id,
+            creation_id: Some(creation_id),
+            reason: String::new(),
+            exit_code: None,
+        }),
+    )
+    .await;
+
+    let mut reply = json!({
+        "sessionId": session_id.to_string(),
+        "sessionName": request.session_name,
+        "status": "PENDING",
+        "servicePorts": [],
+        "created": true,
+    });
+    if !request.enqueue_only {
+        wait_for_start(&state, session_id, request.max_wait_seconds, &mut reply).await?;
+    }
+    Ok(reply::json_with_status(StatusCode::CREATED, &reply))
+}
+
+/// 22 URL-safe characters, as `secrets.token_urlsafe(16)`.
+fn new_creation_id() -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+}
+
+/// The image row the request names, as a reference or an alias, from a registry the domain
+/// allows; 404 "No such environment image." otherwise.
+async fn resolve_image(
+    client: &deadpool_postgres::Object,
+    request: &CreationRequest,
+    state: &AppState,
+) -> Result<ImageRow, Problem> {
+    let failed = |doing| query_failed(state, doing);
+    let mut searched = Vec::new();
+    let mut found = None;
+    if let Ok(reference) = ImageRef::parse_any_registry(&request.image, &request.architecture) {
+        let canonical = reference.canonical();
+        searched.push(format!("ref:{canonical:?}"));
+        found = find_images_by_canonical(client, &canonical, &reference.architecture)
+            .await
+            .map_err(failed("looking up the image"))?
+            .into_iter()
+            .next();
+    }
+    if found.is_none() {
+        searched.push(format!("alias:{:?}", request.image));
+        found = find_image_by_alias(client, &request.image, &request.architecture)
+            .await
+            .map_err(failed("looking up the image alias"))?;
+    }
+    let Some(image) = found else {
+        return Err(Problem::not_found("environment image")
+            .with_msg(format!("Unknown image references: {}", searched.join(", "))));
+    };
+    let allowed = domain_allowed_registries(client, &request.domain)
+        .await
+        .map_err(failed("reading the domain's registries"))?
+        .unwrap_or_default();
+    if !allowed.contains(&image.registry) {
+        return Err(Problem::not_found("environment image")
+            .with_msg("unknown alias or disallowed registry"));
+    }
+    Ok(image)
+}
+
+/// The owner of the new session, its group and its resource policy (`_query_userinfo`).
+struct SessionOwner {
+    user_uuid: Uuid,
+    group_id: Uuid,
+    policy: KeypairResourcePolicy,
+}
+
+async fn resolve_owner(
+    caller: &Authenticated,
+    scope: &AccessKeyScope,
+    request: &CreationRequest,
+    client: &deadpool_postgres::Object,
+    state: &AppState,
+) -> Result<SessionOwner, Problem> {
+    let failed = |doing| query_failed(state, doing);
+    let (user_uuid, owner_domain, owner_role, policy) = match &scope.delegated_owner {
+        Some(owner) => {
+            let policy = find_resource_policy(client, &owner.resource_policy)
+                .await
+                .map_err(failed("reading the owner's resource policy"))?
+                .ok_or_else(|| {
+                    Problem::internal(format!(
+                        "the owner's resource policy {:?} does not exist",
+                        owner.resource_policy
+                    ))
+                })?;
+            (
+                owner.user_uuid,
+                owner.domain_name.clone().unwrap_or_default(),
+                owner.role,
+                policy,
+            )
+        }
+        // The original treats one's own sessions as a plain user's: group membership counts.
+        None => (
+            caller.user_uuid(),
+            caller.domain_name().to_owned(),
+            UserRole::User,
+            caller.resource_policy.clone(),
+        ),
+    };
+    if !domain_is_active(client, &owner_domain)
+        .await
+        .map_err(failed("checking the owner's domain"))?
+    {
+        return Err(Problem::invalid_params("Invalid domain"));
+    }
+    let group_id = match owner_role {
+        UserRole::Superadmin => {
+            find_session_group(client, &request.domain, &request.group, None).await
+        }
+        UserRole::Admin => {
+            if request.domain != owner_domain {
+                return Err(Problem::invalid_params(
+                    "You can only set the domain to the owner's domain.",
+                ));
+            }
+            find_session_group(client, &owner_domain, &request.group, None).await
+        }
+        UserRole::User | UserRole::Monitor => {
+            if request.domain != owner_domain {
+                return Err(Problem::invalid_params(
+                    "You can only set the domain to your domain.",
+                ));
+            }
+            find_session_group(client, &owner_domain, &request.group, Some(user_uuid)).await
+        }
+    }
+    .map_err(failed("looking up the group"))?
+    .ok_or_else(|| Problem::invalid_params("Invalid group"))?;
+    Ok(SessionOwner {
+        user_uuid,
+        group_id,
+        policy,
+    })
+}
+
+/// The scaling group of the session (`check_scaling_group`): the requested one if allowed
+/// and open to the session type, else the first allowed one that is.
+async fn check_scaling_group(
+    client: &deadpool_postgres::Object,
+    request: &CreationRequest,
+    owner_access_key: &str,
+    group_id: Uuid,
+    public_only: bool,
+    state: &AppState,
+) -> Result<(String, bool), Problem> {
+    let candidates: Vec<_> = allowed_scaling_groups(
+        client,
+        &request.domain,
+        &GroupRef::Id(group_id),
+        owner_access_key,
+    )
+    .await
+    .map_err(query_failed(state, "listing the allowed scaling groups"))?
+    .into_iter()
+    .filter(|group| !public_only || group.is_public)
+    .collect();
+    let not_found = |msg: String| Problem::not_found("scaling group").with_msg(msg);
+    if candidates.is_empty() {
+        return Err(not_found(
+            "You have no scaling groups allowed to use.".into(),
+        ));
+    }
+    let session_type = request.session_type.value();
+    let chosen = match &request.config.scaling_group {
+        None => candidates
+            .iter()
+            .find(|group| allows_session_type(&group.scheduler_opts, session_type))
+            .ok_or_else(|| {
+                not_found(format!(
+                    "No scaling groups accept the session type '{session_type}'."
+                ))
+            })?,
+        Some(wanted) => {
+            let group = candidates.iter().find(|group| &group.name == wanted).ok_or_else(|| {
+                not_found(format!(
+                    "The scaling group '{wanted}' does not exist or you do not have access to the scaling group '{wanted}'."
+                ))
+            })?;
+            if !allows_session_type(&group.scheduler_opts, session_type) {
+                return Err(not_found(format!(
+                    "The scaling group '{wanted}' does not accept the session type '{session_type}'. "
+                )));
+            }
+            group
+        }
+    };
+    Ok((chosen.name.clone(), chosen.use_host_network))
+}
+
+/// The sessions the new one depends on, by id or name among the owner's (dead ones too).
+async fn resolve_dependencies(
+    client: &deadpool_postgres::Object,
+    request: &CreationRequest,
+    owner: &str,
+    state: &AppState,
+) -> Result<Vec<Uuid>, Problem> {
+    let mut ids = Vec::with_capacity(request.dependencies.len());
+    for reference in &request.dependencies {
+        let found = find_session(client, reference, owner, true, state)
+            .await
+            .map_err(|_| {
+                Problem::invalid_params("Unknown session ID or name in the dependency list")
+                    .with_data(json!({"session_ref": reference}))
+            })?;
+        ids.push(found.id);
+    }
+    Ok(ids)
+}
+
+/// Waits until the scheduler starts the session (or gives up on it), up to `max_wait_seconds`
+/// (0: no limit), and fills in the reply's status and service ports.
+async fn wait_for_start(
+    state: &AppState,
+    session_id: Uuid,
+    max_wait_seconds: i64,
+    reply: &mut Value,
+) -> Result<(), Problem> {
+    let deadline = (max_wait_seconds > 0)
+        .then(|| tokio::time::Instant::now() + Duration::from_secs(max_wait_seconds as u64));
+    loop {
+        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+            reply["status"] = json!("TIMEOUT");
+            return Ok(());
+        }
+        tokio::time::sleep(START_POLL_INTERVAL).await;
+        let client = db_client(state).await?;
+        let status = session_status(&client, session_id)
+            .await
+            .map_err(query_failed(state, "reading the session status"))?
+            .unwrap_or(SessionStatus::Cancelled);
+        match status {
+            SessionStatus::Pending
+            | SessionStatus::Scheduled
+            | SessionStatus::Preparing
+            | SessionStatus::Pulling => continue,
+            SessionStatus::Running => {
+                reply["status"] = json!("RUNNING");
+                let ports = main_kernel_service_ports(&client, session_id)
+                    .await
+                    .map_err(query_failed(state, "reading service ports"))?;
+                reply["servicePorts"] = json!(service_ports_reply(ports.as_ref()));
+                return Ok(());
+            }
+            other => {
+                reply["status"] = json!(other.as_str());
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// `kernels.service_ports` as the create reply shows them.
+fn service_ports_reply(ports: Option<&Value>) -> Vec<Value> {
+    let Some(Value::Array(items)) = ports else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .map(|item| {
+            let mut port = json!({
+                "name": item.get("name").cloned().unwrap_or(Value::Null),
+                "protocol": item.get("protocol").cloned().unwrap_or(Value::Null),
+                "ports": item.get("container_ports").cloned().unwrap_or(json!([])),
+            });
+            for optional in ["url_template", "allowed_arguments", "allowed_envs"] {
+                if let Some(value) = item.get(optional) {
+                    port[optional] = value.clone();
+                }
+            }
+            port
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creation_ids_are_22_url_safe_characters() {
+        let id = new_creation_id();
+        assert_eq!(id.len(), 22);
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        );
+        assert_ne!(id, new_creation_id());
+    }
+
+    #[test]
+    fn service_ports_show_the_container_ports() {
+        let ports = json!([{"name": "jupyter", "protocol": "http", "container_ports": [8080],
+                            "host_ports": [30001], "url_template": "x"}]);
+        assert_eq!(
+            service_ports_reply(Some(&ports)),
+            vec![
+                json!({"name": "jupyter", "protocol": "http", "ports": [8080], "url_template": "x"})
+            ]
+        );
+        assert!(service_ports_reply(None).is_empty());
+    }
+}

@@ -1,0 +1,109 @@
+//! `/session`: create (`POST /session`), inspect (`GET /session/{name}`, `/_/match`,
+//! `/{name}/logs`) and destroy (`DELETE /session/{name}`) compute sessions.
+
+mod create;
+mod destroy;
+mod info;
+
+use actix_web::web;
+use bai_schema::queries::session::{
+    SessionDetail, SessionMatch, Staleness, match_sessions, session_detail,
+};
+use deadpool_postgres::GenericClient;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::facade::access::Access;
+use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::routes::query_failed;
+use crate::facade::state::AppState;
+use crate::wire::{Event, EventProducer, WireFormat};
+
+pub fn register(cfg: &mut web::ServiceConfig) {
+    for path in ["/session", "/session/_/create"] {
+        cfg.route(
+            path,
+            web::post()
+                .to(create::create)
+                .wrap(Access::user().all_allowed()),
+        );
+    }
+    cfg.route(
+        "/session/_/match",
+        web::get()
+            .to(info::match_sessions)
+            .wrap(Access::user().read_allowed()),
+    );
+    cfg.service(
+        web::resource("/session/{session_name}")
+            .route(
+                web::get()
+                    .to(info::get_info)
+                    .wrap(Access::user().read_allowed()),
+            )
+            .route(
+                web::delete()
+                    .to(destroy::destroy)
+                    .wrap(Access::user().read_allowed()),
+            ),
+    );
+    cfg.route(
+        "/session/{session_name}/logs",
+        web::get()
+            .to(info::container_logs)
+            .wrap(Access::user().read_allowed()),
+    );
+}
+
+/// The one session of `owner` that `reference` names; 404 when none or several match.
+async fn find_session(
+    client: &impl GenericClient,
+    reference: &str,
+    owner: &str,
+    allow_stale: bool,
+    state: &AppState,
+) -> Result<SessionMatch, Problem> {
+    let staleness = if allow_stale {
+        Staleness::AllowStale
+    } else {
+        Staleness::LiveOnly
+    };
+    let mut matches = match_sessions(client, reference, owner, staleness)
+        .await
+        .map_err(query_failed(state, "matching sessions"))?;
+    match matches.len() {
+        0 => Err(Problem::not_found("session")
+            .with_msg(format!("Session (id={reference}) does not exist."))),
+        1 => Ok(matches.remove(0)),
+        _ => Err(
+            Problem::new(ProblemKind::TooManySessionsMatched).with_data(json!({
+                "matches": matches
+                    .iter()
+                    .map(|m| json!({"id": m.id.to_string(), "name": m.name, "status": m.status.as_str()}))
+                    .collect::<Vec<_>>()
+            })),
+        ),
+    }
+}
+
+/// A matched session with its main kernel.
+async fn load_detail(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    state: &AppState,
+) -> Result<SessionDetail, Problem> {
+    session_detail(client, session_id)
+        .await
+        .map_err(query_failed(state, "reading the session"))?
+        .ok_or_else(|| Problem::not_found("session"))
+}
+
+/// Puts an event on the stream. A lost event delays the scheduler until its next periodic
+/// pass but loses nothing (the rows are stored), so failure is logged, not returned.
+async fn produce_event(state: &AppState, event: Event) {
+    let producer = EventProducer::new(state.redis.stream.clone(), WireFormat::default());
+    if let Err(e) = producer.produce(&event).await {
+        slog::warn!(state.log, "cannot announce an event; the scheduler's timer will pick the change up";
+            "event" => event.name(), "error" => %e);
+    }
+}

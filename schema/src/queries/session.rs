@@ -1,0 +1,603 @@
+//! Sessions and their kernels as the client API sees them: enqueueing a PENDING session with
+//! its kernels in one transaction, matching a session reference (id prefix, name, name prefix,
+//! kernel id prefix) within an owner's access key, reading the main kernel for `session info`,
+//! and cancelling a PENDING session.
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
+use serde_json::Value;
+use uuid::Uuid;
+
+use super::{QueryError, db_err, slots_column};
+use crate::enums::{KernelStatus, SessionStatus};
+use crate::slots::ResourceSlot;
+
+/// The role of a session's first kernel.
+pub const MAIN_ROLE: &str = "main";
+
+/// A session row to insert (status PENDING).
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub creation_id: String,
+    pub name: String,
+    /// The `SessionTypes` member name: `INTERACTIVE`, `BATCH`, ...
+    pub session_type: String,
+    /// `single-node` or `multi-node`.
+    pub cluster_mode: String,
+    pub cluster_size: i32,
+    pub scaling_group: String,
+    pub domain_name: String,
+    pub group_id: Uuid,
+    pub user_uuid: Uuid,
+    pub access_key: String,
+    pub images: Vec<String>,
+    pub tag: Option<String>,
+    pub requested_slots: ResourceSlot,
+    pub vfolder_mounts: Value,
+    pub environ: Value,
+    pub bootstrap_script: Option<String>,
+    pub use_host_network: bool,
+    pub starts_at: Option<DateTime<Utc>>,
+    pub callback_url: Option<String>,
+    pub startup_command: Option<String>,
+    pub dependencies: Vec<Uuid>,
+}
+
+/// A kernel row of a new session (status PENDING).
+#[derive(Debug, Clone)]
+pub struct NewKernel {
+    pub id: Uuid,
+    /// An agent a superadmin assigned by hand.
+    pub agent: Option<String>,
+    pub cluster_role: String,
+    pub cluster_idx: i32,
+    pub local_rank: i32,
+    pub cluster_hostname: String,
+    pub image: String,
+    pub architecture: String,
+    pub registry: String,
+    pub requested_slots: ResourceSlot,
+    pub resource_opts: Value,
+    pub environ: Vec<String>,
+    pub bootstrap_script: Option<String>,
+    pub startup_command: Option<String>,
+    pub preopen_ports: Vec<i32>,
+    pub internal_data: Value,
+}
+
+/// Inserts a PENDING session with its kernels and dependencies. Run it in a transaction: a
+/// failure leaves nothing behind. A live session of the same name and access key violates
+/// `ix_kernels_unique_sess_token` (see [`QueryError::is_unique_violation`]).
+pub async fn insert_pending_session(
+    client: &impl GenericClient,
+    session: &NewSession,
+    kernels: &[NewKernel],
+    now: DateTime<Utc>,
+) -> Result<(), QueryError> {
+    let history = serde_json::json!({ "PENDING": now.to_rfc3339() });
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO sessions (id, creation_id, name, session_type, cluster_mode,
+                cluster_size, scaling_group_name, target_sgroup_names, domain_name, group_id,
+                user_uuid, access_key, images, tag, occupying_slots, requested_slots,
+                vfolder_mounts, environ, bootstrap_script, use_host_network, created_at,
+                starts_at, status, status_history, callback_url, startup_command)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, ARRAY[$7]::varchar[], $8, $9, $10, $11, $12,
+                $13, '{}', $14, $15, $16, $17, $18, $19, $20, 'PENDING', $21, $22, $23)",
+        )
+        .await
+        .map_err(db_err("preparing the session insert"))?;
+    client
+        .execute(
+            &statement,
+            &[
+                &session.id,
+                &session.creation_id,
+                &session.name,
+                &session.session_type,
+                &session.cluster_mode,
+                &session.cluster_size,
+                &session.scaling_group,
+                &session.domain_name,
+                &session.group_id,
+                &session.user_uuid,
+                &session.access_key,
+                &session.images,
+                &session.tag,
+                &session.requested_slots.to_json(),
+                &session.vfolder_mounts,
+                &session.environ,
+                &session.bootstrap_script,
+                &session.use_host_network,
+                &now,
+                &session.starts_at,
+                &history,
+                &session.callback_url,
+                &session.startup_command,
+            ],
+        )
+        .await
+        .map_err(db_err("inserting a session"))?;
+    let statement = client
+        .prepare_cached(
+            "INSERT INTO kernels (id, session_id, session_creation_id, session_name,
+                session_type, cluster_mode, cluster_size, cluster_role, cluster_idx, local_rank,
+                cluster_hostname, scaling_group, agent, domain_name, group_id, user_uuid,
+                access_key, image, architecture, registry, tag, occupied_slots, requested_slots,
+                occupied_shares, environ, mounts, vfolder_mounts, resource_opts,
+                bootstrap_script, preopen_ports, use_host_network, created_at, starts_at,
+                status, status_history, callback_url, startup_command, internal_data)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                $17, $18, $19, $20, $21, $22, $22, '{}', $23, '{}', $24, $25, $26, $27, $28,
+                $29, $30, 'PENDING', $31, $32, $33, $34)",
+        )
+        .await
+        .map_err(db_err("preparing the kernel insert"))?;
+    for kernel in kernels {
+        client
+            .execute(
+                &statement,
+                &[
+                    &kernel.id,
+                    &session.id,
+                    &session.creation_id,
+                    &session.name,
+                    &session.session_type,
+                    &session.cluster_mode,
+                    &session.cluster_size,
+                    &kernel.cluster_role,
+                    &kernel.cluster_idx,
+                    &kernel.local_rank,
+                    &kernel.cluster_hostname,
+                    &session.scaling_group,
+                    &kernel.agent,
+                    &session.domain_name,
+                    &session.group_id,
+                    &session.user_uuid,
+                    &session.access_key,
+                    &kernel.image,
+                    &kernel.architecture,
+                    &kernel.registry,
+                    &session.tag,
+                    &kernel.requested_slots.to_json(),
+                    &kernel.environ,
+                    &session.vfolder_mounts,
+                    &kernel.resource_opts,
+                    &kernel.bootstrap_script,
+                    &kernel.preopen_ports,
+                    &session.use_host_network,
+                    &now,
+                    &session.starts_at,
+                    &history,
+                    &session.callback_url,
+                    &kernel.startup_command,
+                    &kernel.internal_data,
+                ],
+            )
+            .await
+            .map_err(db_err("inserting a kernel"))?;
+    }
+    if !session.dependencies.is_empty() {
+        let statement = client
+            .prepare_cached(
+                "INSERT INTO session_dependencies (session_id, depends_on)
+                 SELECT $1, d FROM unnest($2::uuid[]) AS d ON CONFLICT DO NOTHING",
+            )
+            .await
+            .map_err(db_err("preparing the dependency insert"))?;
+        client
+            .execute(&statement, &[&session.id, &session.dependencies])
+            .await
+            .map_err(db_err("inserting session dependencies"))?;
+    }
+    Ok(())
+}
+
+/// One session a reference matched.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionMatch {
+    pub id: Uuid,
+    pub name: String,
+    pub status: SessionStatus,
+    pub creation_id: Option<String>,
+}
+
+/// Which sessions a reference may match.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Staleness {
+    /// Live sessions only (not TERMINATED or CANCELLED).
+    LiveOnly,
+    /// Dead ones too.
+    AllowStale,
+}
+
+/// The most sessions one reference reports.
+pub const MAX_MATCHES: i64 = 10;
+
+/// `LIKE` pattern for "starts with `text`".
+fn prefix_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 1);
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// The sessions of `access_key` that `reference` names, tried in the original's order: a
+/// session-id prefix, the exact name, a name prefix, a kernel-id prefix. The first kind that
+/// matches anything wins.
+pub async fn match_sessions(
+    client: &impl GenericClient,
+    reference: &str,
+    access_key: &str,
+    staleness: Staleness,
+) -> Result<Vec<SessionMatch>, QueryError> {
+    let live = match staleness {
+        Staleness::LiveOnly => "AND s.status NOT IN ('TERMINATED', 'CANCELLED')",
+        Staleness::AllowStale => "",
+    };
+    let pattern = prefix_pattern(reference);
+    // Each kind of match compares the reference ($1) in its own way: a LIKE prefix pattern
+    // or the exact text.
+    let conditions: [(&str, &str); 4] = [
+        ("s.id::text LIKE $1", &pattern),
+        ("s.name = $1", reference),
+        ("s.name LIKE $1", &pattern),
+        (
+            "EXISTS (SELECT 1 FROM kernels k WHERE k.session_id = s.id AND k.id::text LIKE $1)",
+            &pattern,
+        ),
+    ];
+    for (condition, value) in conditions {
+        let sql = format!(
+            "SELECT s.id, s.name, s.status, s.creation_id FROM sessions s
+             WHERE s.access_key = $2 AND {condition} {live}
+             ORDER BY s.created_at DESC LIMIT {MAX_MATCHES}"
+        );
+        let statement = client
+            .prepare_cached(&sql)
+            .await
+            .map_err(db_err("preparing a session match"))?;
+        let rows = client
+            .query(&statement, &[&value, &access_key])
+            .await
+            .map_err(db_err("matching sessions"))?;
+        if !rows.is_empty() {
+            return Ok(rows
+                .into_iter()
+                .map(|row| SessionMatch {
+                    id: row.get(0),
+                    name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                    status: row.get(2),
+                    creation_id: row.get(3),
+                })
+                .collect());
+        }
+    }
+    Ok(Vec::new())
+}
+
+/// The live session of `access_key` named exactly `name`, if any (for create's reuse check).
+pub async fn find_live_session_by_name(
+    client: &impl GenericClient,
+    name: &str,
+    access_key: &str,
+) -> Result<Option<(Uuid, SessionStatus, Vec<String>)>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT id, status, COALESCE(images, '{}') FROM sessions
+             WHERE name = $1 AND access_key = $2 AND status NOT IN ('TERMINATED', 'CANCELLED')
+             ORDER BY created_at DESC LIMIT 1",
+        )
+        .await
+        .map_err(db_err("preparing the session name lookup"))?;
+    let row = client
+        .query_opt(&statement, &[&name, &access_key])
+        .await
+        .map_err(db_err("looking up a session by name"))?;
+    Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+}
+
+/// A session and its main kernel, as `GET /session/{name}` reports them.
+#[derive(Debug, Clone)]
+pub struct SessionDetail {
+    pub session_id: Uuid,
+    pub name: String,
+    pub creation_id: Option<String>,
+    pub session_status: SessionStatus,
+    pub domain_name: String,
+    pub group_id: Uuid,
+    pub user_uuid: Uuid,
+    pub access_key: Option<String>,
+    pub kernel_id: Uuid,
+    pub image: Option<String>,
+    pub architecture: String,
+    pub registry: Option<String>,
+    pub tag: Option<String>,
+    pub container_id: Option<String>,
+    pub occupied_slots: ResourceSlot,
+    pub occupied_shares: Value,
+    pub environ: Option<Vec<String>>,
+    pub status: KernelStatus,
+    pub status_info: Option<String>,
+    pub status_data: Option<Value>,
+    pub created_at: DateTime<Utc>,
+    pub terminated_at: Option<DateTime<Utc>>,
+    pub num_queries: i64,
+    pub last_stat: Option<Value>,
+    pub service_ports: Option<Value>,
+    pub agent: Option<String>,
+    pub agent_addr: Option<String>,
+    pub container_log: Option<Vec<u8>>,
+}
+
+/// The session `session_id` with its main kernel.
+pub async fn session_detail(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<SessionDetail>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT s.id, s.name, s.creation_id, s.status, s.domain_name, s.group_id,
+                    s.user_uuid, s.access_key, k.id, k.image, k.architecture, k.registry, k.tag,
+                    k.container_id, k.occupied_slots, k.occupied_shares, k.environ, k.status,
+                    k.status_info, k.status_data, k.created_at, k.terminated_at, k.num_queries,
+                    k.last_stat, k.service_ports, k.agent, k.agent_addr, k.container_log
+             FROM sessions s JOIN kernels k ON k.session_id = s.id AND k.cluster_role = 'main'
+             WHERE s.id = $1
+             ORDER BY k.cluster_idx LIMIT 1",
+        )
+        .await
+        .map_err(db_err("preparing the session detail query"))?;
+    let Some(row) = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("reading a session"))?
+    else {
+        return Ok(None);
+    };
+    let kernel_id: Uuid = row.get(8);
+    Ok(Some(SessionDetail {
+        session_id: row.get(0),
+        name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        creation_id: row.get(2),
+        session_status: row.get(3),
+        domain_name: row.get(4),
+        group_id: row.get(5),
+        user_uuid: row.get(6),
+        access_key: row.get(7),
+        kernel_id,
+        image: row.get(9),
+        architecture: row.get(10),
+        registry: row.get(11),
+        tag: row.get(12),
+        container_id: row.get(13),
+        occupied_slots: slots_column(
+            &row.get(14),
+            "kernels",
+            "occupied_slots",
+            &kernel_id.to_string(),
+        )?,
+        occupied_shares: row.get(15),
+        environ: row.get(16),
+        status: row.get(17),
+        status_info: row.get(18),
+        status_data: row.get(19),
+        created_at: row.get(20),
+        terminated_at: row.get(21),
+        num_queries: row.get(22),
+        last_stat: row.get(23),
+        service_ports: row.get(24),
+        agent: row.get(25),
+        agent_addr: row.get(26),
+        container_log: row.get(27),
+    }))
+}
+
+/// Counts one more query on the session's kernels (`increment_session_usage`).
+pub async fn count_session_query(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<(), QueryError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE kernels SET num_queries = num_queries + 1
+             WHERE session_id = $1 AND cluster_role = 'main'",
+        )
+        .await
+        .map_err(db_err("preparing the query counter"))?;
+    client
+        .execute(&statement, &[&session_id])
+        .await
+        .map_err(db_err("counting a session query"))?;
+    Ok(())
+}
+
+/// What cancelling did: the kernels that were cancelled, and whether the session was.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cancellation {
+    pub session_cancelled: bool,
+    pub kernel_ids: Vec<Uuid>,
+}
+
+/// PENDING → CANCELLED for a session and its PENDING kernels, as a compare-and-set: a session
+/// the scheduler took meanwhile is left alone (`session_cancelled` is false).
+pub async fn cancel_pending_session(
+    client: &impl GenericClient,
+    session_id: Uuid,
+    reason: &str,
+    now: DateTime<Utc>,
+) -> Result<Cancellation, QueryError> {
+    let stamp = serde_json::json!({ "CANCELLED": now.to_rfc3339() });
+    let statement = client
+        .prepare_cached(
+            "UPDATE sessions SET status = 'CANCELLED', status_info = $2, terminated_at = $3,
+                    status_history = COALESCE(status_history, '{}') || $4
+             WHERE id = $1 AND status = 'PENDING'",
+        )
+        .await
+        .map_err(db_err("preparing the session cancellation"))?;
+    let cancelled = client
+        .execute(&statement, &[&session_id, &reason, &now, &stamp])
+        .await
+        .map_err(db_err("cancelling a session"))?;
+    if cancelled == 0 {
+        return Ok(Cancellation::default());
+    }
+    let statement = client
+        .prepare_cached(
+            "UPDATE kernels SET status = 'CANCELLED', status_info = $2, status_changed = $3,
+                    terminated_at = $3, status_history = COALESCE(status_history, '{}') || $4
+             WHERE session_id = $1 AND status = 'PENDING' RETURNING id",
+        )
+        .await
+        .map_err(db_err("preparing the kernel cancellation"))?;
+    let rows = client
+        .query(&statement, &[&session_id, &reason, &now, &stamp])
+        .await
+        .map_err(db_err("cancelling kernels"))?;
+    Ok(Cancellation {
+        session_cancelled: true,
+        kernel_ids: rows.into_iter().map(|row| row.get(0)).collect(),
+    })
+}
+
+/// The status of a session (for waiting until it starts).
+pub async fn session_status(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<SessionStatus>, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT status FROM sessions WHERE id = $1")
+        .await
+        .map_err(db_err("preparing the session status query"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("reading a session status"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Whether `domain` exists and is active.
+pub async fn domain_is_active(
+    client: &impl GenericClient,
+    domain: &str,
+) -> Result<bool, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT 1 FROM domains WHERE name = $1 AND is_active")
+        .await
+        .map_err(db_err("preparing the domain check"))?;
+    Ok(client
+        .query_opt(&statement, &[&domain])
+        .await
+        .map_err(db_err("checking a domain"))?
+        .is_some())
+}
+
+/// The active group `group_name` of `domain`; with `member`, only if that user belongs to it.
+pub async fn find_session_group(
+    client: &impl GenericClient,
+    domain: &str,
+    group_name: &str,
+    member: Option<Uuid>,
+) -> Result<Option<Uuid>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT g.id FROM groups g
+             WHERE g.domain_name = $1 AND g.name = $2 AND g.is_active
+               AND ($3::uuid IS NULL OR EXISTS (
+                   SELECT 1 FROM association_groups_users a
+                   WHERE a.group_id = g.id AND a.user_id = $3))",
+        )
+        .await
+        .map_err(db_err("preparing the session group lookup"))?;
+    let row = client
+        .query_opt(&statement, &[&domain, &group_name, &member])
+        .await
+        .map_err(db_err("looking up the session's group"))?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// `(name, protocol, container_ports, ...)` of the main kernel, for the create reply.
+pub async fn main_kernel_service_ports(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<Value>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT service_ports FROM kernels WHERE session_id = $1 AND cluster_role = 'main'
+             ORDER BY cluster_idx LIMIT 1",
+        )
+        .await
+        .map_err(db_err("preparing the service port lookup"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("reading service ports"))?;
+    Ok(row.and_then(|row| row.get(0)))
+}
+
+/// The raw material of a kernel's dotfiles: the keypair's SSH keypair and the msgpack dotfile
+/// lists of the keypair, its group and its domain.
+#[derive(Clone, Default)]
+pub struct DotfileSources {
+    pub ssh_public_key: Option<String>,
+    pub ssh_private_key: Option<String>,
+    pub keypair_dotfiles: Vec<u8>,
+    pub group_dotfiles: Vec<u8>,
+    pub domain_dotfiles: Vec<u8>,
+}
+
+impl std::fmt::Debug for DotfileSources {
+    // The SSH private key must never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DotfileSources").finish_non_exhaustive()
+    }
+}
+
+/// Reads the dotfile sources of `access_key`, `group_id` and `domain`.
+pub async fn dotfile_sources(
+    client: &impl GenericClient,
+    access_key: &str,
+    group_id: Uuid,
+    domain: &str,
+) -> Result<DotfileSources, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT (SELECT ssh_public_key FROM keypairs WHERE access_key = $1),
+                    (SELECT ssh_private_key FROM keypairs WHERE access_key = $1),
+                    (SELECT dotfiles FROM keypairs WHERE access_key = $1),
+                    (SELECT dotfiles FROM groups WHERE id = $2),
+                    (SELECT dotfiles FROM domains WHERE name = $3)",
+        )
+        .await
+        .map_err(db_err("preparing the dotfile lookup"))?;
+    let row = client
+        .query_one(&statement, &[&access_key, &group_id, &domain])
+        .await
+        .map_err(db_err("reading dotfiles"))?;
+    Ok(DotfileSources {
+        ssh_public_key: row.get(0),
+        ssh_private_key: row.get(1),
+        keypair_dotfiles: row.get::<_, Option<Vec<u8>>>(2).unwrap_or_default(),
+        group_dotfiles: row.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
+        domain_dotfiles: row.get::<_, Option<Vec<u8>>>(4).unwrap_or_default(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_escape_like_wildcards() {
+        assert_eq!(prefix_pattern("sess_1"), "sess\\_1%");
+        assert_eq!(prefix_pattern("100%"), "100\\%%");
+        assert_eq!(prefix_pattern("ab"), "ab%");
+    }
+}
