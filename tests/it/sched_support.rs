@@ -222,3 +222,123 @@ pub async fn db_pool(env: &TestEnv) -> deadpool_postgres::Pool {
         .await
         .unwrap_or_else(|e| panic!("connecting a pool to the test database: {e}"))
 }
+
+/// The example fixtures' project (`default` group).
+pub const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
+pub const ADMIN_AK: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const USER_AK: &str = "AKIANABBDUSEREXAMPLE";
+
+/// The example fixtures, with every keypair on an unlimited policy (tests set limits).
+pub async fn scheduling_world(env: &TestEnv) -> tokio_postgres::Client {
+    env.load_example_fixtures().await;
+    let client = env.db.connect().await;
+    client
+        .batch_execute(
+            "INSERT INTO keypair_resource_policies (name, default_for_unspecified, total_resource_slots,
+                max_concurrent_sessions, max_containers_per_session)
+             VALUES ('sched-test', 'UNLIMITED', '{}', 0, 8);
+             UPDATE keypairs SET resource_policy = 'sched-test';",
+        )
+        .await
+        .expect("setting up an unlimited policy");
+    client
+}
+
+/// Adds `count` ALIVE agents `{prefix}-NNN` to resource group `default`.
+pub async fn add_agents(
+    client: &tokio_postgres::Client,
+    prefix: &str,
+    count: usize,
+    cpu: u32,
+    mem_gib: u64,
+) {
+    let ids: Vec<String> = (0..count).map(|n| format!("{prefix}-{n:05}")).collect();
+    let slots = serde_json::json!({"cpu": cpu.to_string(), "mem": (mem_gib << 30).to_string()});
+    client
+        .execute(
+            "INSERT INTO agents (id, status, status_changed, region, scaling_group, available_slots,
+                occupied_slots, addr, version, architecture)
+             SELECT id, 'ALIVE', now(), 'local', 'default', $2, '{}',
+                    'tcp://127.0.0.1:' || (20000 + ordinality)::text, '26.9.6', 'x86_64'
+               FROM unnest($1::varchar[]) WITH ORDINALITY AS t(id, ordinality)",
+            &[&ids, &slots],
+        )
+        .await
+        .expect("adding agents");
+}
+
+/// Enqueues `count` single-kernel PENDING sessions of `access_key` directly in the database
+/// (as `POST /session` stores them), created one millisecond apart; returns their ids in order.
+pub async fn enqueue_sessions(
+    client: &tokio_postgres::Client,
+    access_key: &str,
+    count: usize,
+    cpu: u32,
+    mem_gib: u64,
+) -> Vec<uuid::Uuid> {
+    let ids: Vec<uuid::Uuid> = (0..count).map(|_| uuid::Uuid::new_v4()).collect();
+    let slots = serde_json::json!({"cpu": cpu.to_string(), "mem": (mem_gib << 30).to_string()});
+    let group: uuid::Uuid = DEFAULT_GROUP.parse().expect("group id");
+    client
+        .execute(
+            "WITH owner AS (SELECT \"user\" AS uuid FROM keypairs WHERE access_key = $2),
+                  base AS (SELECT clock_timestamp() AS t0),
+                  new AS (SELECT id, ordinality FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ordinality)),
+                  s AS (
+                INSERT INTO sessions (id, creation_id, name, session_type, cluster_mode, cluster_size,
+                    scaling_group_name, target_sgroup_names, domain_name, group_id, user_uuid, access_key,
+                    images, requested_slots, created_at, status, status_history)
+                SELECT new.id, left(replace(new.id::text, '-', ''), 22), 's-' || left(new.id::text, 8),
+                       'INTERACTIVE', 'single-node', 1, 'default', ARRAY['default']::varchar[], 'default',
+                       $4, owner.uuid, $2, ARRAY['cr.backend.ai/stable/python:3.9-ubuntu20.04']::varchar[],
+                       $3, base.t0 + new.ordinality * interval '1 millisecond', 'PENDING',
+                       jsonb_build_object('PENDING', base.t0)
+                  FROM new, owner, base
+                RETURNING id, name, user_uuid, created_at)
+             INSERT INTO kernels (id, session_id, session_name, session_type, cluster_mode, cluster_size,
+                 cluster_role, cluster_idx, local_rank, cluster_hostname, scaling_group, domain_name,
+                 group_id, user_uuid, access_key, image, architecture, registry, tag, occupied_slots,
+                 requested_slots, created_at, status, status_history)
+             SELECT gen_random_uuid(), s.id, s.name, 'INTERACTIVE', 'single-node', 1, 'main', 1, 0, 'main1',
+                    'default', 'default', $4, s.user_uuid, $2,
+                    'cr.backend.ai/stable/python:3.9-ubuntu20.04', 'x86_64', 'cr.backend.ai',
+                    '3.9-ubuntu20.04', $3, $3, s.created_at, 'PENDING', '{}'
+               FROM s",
+            &[&ids, &access_key, &slots, &group],
+        )
+        .await
+        .expect("enqueueing sessions");
+    ids
+}
+
+pub fn load_options() -> bai_actors::scheduler::load::LoadOptions {
+    bai_actors::scheduler::load::LoadOptions {
+        now: chrono::Utc::now(),
+        known_slots: bai_schema::slots::intrinsic_slot_types(),
+        resource_priority: bai_actors::scheduler::snapshot::default_resource_priority(),
+        max_container_count: None,
+        roundrobin: Default::default(),
+        max_pending: 1_000_000,
+    }
+}
+
+/// Agents whose occupied slots exceed their available slots on any slot (must be none).
+pub async fn over_committed_agents(client: &tokio_postgres::Client) -> Vec<String> {
+    client
+        .query(
+            "SELECT a.id FROM agents a, jsonb_each_text(a.occupied_slots) o
+              WHERE o.value::numeric > coalesce((a.available_slots ->> o.key)::numeric, 0)
+             UNION
+             SELECT k.agent FROM kernels k JOIN agents a ON a.id = k.agent
+              WHERE k.status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')
+              GROUP BY k.agent, a.available_slots
+             HAVING sum((k.occupied_slots ->> 'cpu')::numeric) > (a.available_slots ->> 'cpu')::numeric
+                 OR sum((k.occupied_slots ->> 'mem')::numeric) > (a.available_slots ->> 'mem')::numeric",
+            &[],
+        )
+        .await
+        .expect("checking over-commit")
+        .iter()
+        .map(|row| row.get(0))
+        .collect()
+}
