@@ -5,6 +5,7 @@ mod agents_heartbeat;
 mod agents_real;
 mod agents_support;
 mod api_auth;
+mod api_client_e2e;
 mod api_resource;
 mod api_session;
 mod api_support;
