@@ -96,6 +96,121 @@ pub enum EtcdCommand {
         #[command(flatten)]
         scope: ScopeArg,
     },
+    /// Deprecated: use `image list`.
+    ListImages {
+        /// Show only the image references and digests.
+        #[arg(short, long)]
+        short: bool,
+        /// Show only the installed images.
+        #[arg(short, long)]
+        installed: bool,
+    },
+    /// Deprecated: use `image inspect`.
+    InspectImage {
+        canonical_or_alias: String,
+        architecture: String,
+    },
+    /// Deprecated: use `image forget`.
+    ForgetImage {
+        canonical_or_alias: String,
+        architecture: String,
+    },
+    /// Deprecated: use `image set-resource-limit`.
+    SetImageResourceLimit {
+        canonical_or_alias: String,
+        slot_type: String,
+        #[arg(value_name = "MIN:MAX")]
+        range_value: String,
+        architecture: String,
+    },
+    /// Deprecated: use `image rescan`.
+    RescanImages { registry: String },
+    /// Deprecated: use `image alias`.
+    Alias {
+        alias: String,
+        target: String,
+        architecture: String,
+    },
+    /// Deprecated: use `image dealias`.
+    Dealias { alias: String },
+}
+
+/// The `image` verb and its arguments that a deprecated `etcd` image verb stands for.
+fn deprecated_image_verb(
+    command: &EtcdCommand,
+) -> Option<(&'static str, &'static str, Vec<String>)> {
+    let owned = |items: &[&String]| items.iter().map(|s| (*s).clone()).collect::<Vec<_>>();
+    Some(match command {
+        EtcdCommand::ListImages { short, installed } => {
+            let mut args = Vec::new();
+            if *short {
+                args.push("--short".to_owned());
+            }
+            if *installed {
+                args.push("--installed".to_owned());
+            }
+            ("list-images", "list", args)
+        }
+        EtcdCommand::InspectImage {
+            canonical_or_alias,
+            architecture,
+        } => (
+            "inspect-image",
+            "inspect",
+            owned(&[canonical_or_alias, architecture]),
+        ),
+        EtcdCommand::ForgetImage {
+            canonical_or_alias,
+            architecture,
+        } => (
+            "forget-image",
+            "forget",
+            owned(&[canonical_or_alias, architecture]),
+        ),
+        EtcdCommand::SetImageResourceLimit {
+            canonical_or_alias,
+            slot_type,
+            range_value,
+            architecture,
+        } => (
+            "set-image-resource-limit",
+            "set-resource-limit",
+            owned(&[canonical_or_alias, slot_type, range_value, architecture]),
+        ),
+        EtcdCommand::RescanImages { registry } => ("rescan-images", "rescan", owned(&[registry])),
+        EtcdCommand::Alias {
+            alias,
+            target,
+            architecture,
+        } => ("alias", "alias", owned(&[alias, target, architecture])),
+        EtcdCommand::Dealias { alias } => ("dealias", "dealias", owned(&[alias])),
+        _ => return None,
+    })
+}
+
+/// Warns as the original does, then runs the `image` verb with the same arguments.
+fn run_deprecated_image_verb(old: &str, new: &str, args: Vec<String>, global: &GlobalArgs) -> i32 {
+    eprintln!("etcd {old} command is deprecated, use image {new} instead");
+    let mut argv = vec!["bai-manager".to_owned(), "image".to_owned(), new.to_owned()];
+    // `--` keeps image references and ranges such as "-1:2" from being read as options.
+    if args
+        .iter()
+        .any(|a| a.starts_with('-') && !a.starts_with("--"))
+    {
+        argv.push("--".to_owned());
+    }
+    argv.extend(args);
+    match <super::Cli as clap::Parser>::try_parse_from(argv) {
+        Ok(super::Cli {
+            command: super::Command::Image(image_command),
+            ..
+        }) => super::image::run(image_command, global),
+        Ok(_) => exit::FAILURE,
+        Err(error) => {
+            let _ = error.print();
+            exit::INVALID_USAGE
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +252,9 @@ pub fn run(command: EtcdCommand, global: &GlobalArgs) -> i32 {
         }
         _ => {}
     }
+    if let Some((old, new, args)) = deprecated_image_verb(&command) {
+        return run_deprecated_image_verb(old, new, args, global);
+    }
     let verb = verb_name(&command);
     let config = match load_config(verb, global) {
         Ok(config) => config,
@@ -177,6 +295,7 @@ fn verb_name(command: &EtcdCommand) -> &'static str {
         EtcdCommand::RemoveStorageSftpScalingGroup { .. } => {
             "etcd remove-storage-sftp-scaling-group"
         }
+        _ => "etcd",
     }
 }
 
@@ -249,7 +368,8 @@ async fn execute(
             dst_prefix,
             ..
         } => {
-            if store.move_prefix(&src_prefix, &dst_prefix).await? == 0 {
+            let moved = store.move_prefix(&src_prefix, &dst_prefix).await?;
+            if moved == 0 {
                 return Err(EtcdCliError::NothingToMove(src_prefix));
             }
         }
@@ -296,6 +416,8 @@ async fn execute(
         }
         EtcdCommand::Quote { value } => println!("{}", quote(&value)),
         EtcdCommand::Unquote { value } => println!("{}", unquote(&value)),
+        // Dispatched to `image` before connecting (see `deprecated_image_verb`).
+        _ => {}
     }
     Ok(())
 }

@@ -394,3 +394,34 @@ async fn delete_move_quote_and_sftp_verbs() {
         Some("s".to_owned())
     );
 }
+
+#[tokio::test]
+async fn deprecated_etcd_image_verbs_warn_and_run_the_image_verbs() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let pairs: &[(&[&str], &[&str])] = &[
+        (&["etcd", "list-images"], &["image", "list"]),
+        (
+            &["etcd", "dealias", "no-such-alias"],
+            &["image", "dealias", "no-such-alias"],
+        ),
+        (
+            &["etcd", "inspect-image", "no/such:image", "x86_64"],
+            &["image", "inspect", "no/such:image", "x86_64"],
+        ),
+    ];
+    for (old_args, new_args) in pairs {
+        let new = bai_manager(&config, env.dir.path(), new_args);
+        let old = bai_manager(&config, env.dir.path(), old_args);
+        assert_eq!(old.code, new.code, "{old_args:?}: {}", old.stderr);
+        assert_eq!(old.stdout, new.stdout, "{old_args:?}");
+        assert!(
+            old.stderr.contains(&format!(
+                "etcd {} command is deprecated, use image {} instead",
+                old_args[1], new_args[1]
+            )),
+            "{}",
+            old.stderr
+        );
+    }
+}
