@@ -257,3 +257,60 @@ async fn scaling_groups_are_listed_for_a_group_and_private_ones_only_for_admins(
         (StatusCode::OK, json!({"wsproxy_version": "v1"}))
     );
 }
+
+#[actix_web::test]
+async fn admins_get_the_image_import_form_with_their_choices() {
+    let world = ApiWorld::new().await;
+    let app = api_app!(world);
+    let admin = Signer::new(ADMIN_AK, ADMIN_SK);
+    let (status, headers, body) = call(
+        &app,
+        admin
+            .request(Method::GET, "/image/import", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers.get("X-RateLimit-Limit").unwrap(), "30000");
+    let groups = body["fieldGroups"].as_array().unwrap();
+    assert_eq!(groups[0]["name"], "Import options");
+    let names: Vec<&str> = groups[0]["fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            "src",
+            "target",
+            "brand",
+            "baseDistro",
+            "minCPU",
+            "minMemory",
+            "preferredSharedMemory",
+            "supportedAccelerators",
+            "runtimeType",
+            "runtimePath",
+            "CPUCountEnvs",
+            "servicePorts"
+        ]
+    );
+    assert_eq!(
+        groups[0]["fields"][11]["templates"][0],
+        json!({"name": "jupyter", "protocol": "http", "ports": [8080]})
+    );
+    assert_eq!(groups[1]["fields"][0]["choices"], json!(["default"]));
+    assert_eq!(groups[1]["fields"][1]["choices"], json!(["default"]));
+
+    let user = Signer::new(USER_AK, USER_SK);
+    let (status, _, body) = call(
+        &app,
+        user.request(Method::GET, "/image/import", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(body["msg"], "Unauthorized access");
+}

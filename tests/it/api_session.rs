@@ -639,3 +639,122 @@ async fn a_waiting_create_reports_the_start_or_a_timeout() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(reply["type"], problem_type("not-implemented"));
 }
+
+/// Reads the next server-sent event of a streaming reply (skipping pings), waiting at most
+/// `limit`.
+async fn next_event<B>(body: &mut B, limit: Duration) -> Option<(String, Value)>
+where
+    B: actix_web::body::MessageBody + Unpin,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    let mut buffer = String::new();
+    loop {
+        if let Some(end) = buffer.find("\r\n\r\n") {
+            let block: String = buffer.drain(..end + 4).collect();
+            if block.starts_with(':') {
+                continue;
+            }
+            let mut name = String::new();
+            let mut data = Value::Null;
+            for line in block.lines() {
+                if let Some(rest) = line.strip_prefix("event: ") {
+                    name = rest.to_owned();
+                } else if let Some(rest) = line.strip_prefix("data: ") {
+                    data = serde_json::from_str(rest).unwrap();
+                }
+            }
+            return Some((name, data));
+        }
+        let chunk = tokio::time::timeout_at(
+            deadline,
+            std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_next(cx)),
+        )
+        .await
+        .ok()??;
+        let bytes = chunk.ok()?;
+        buffer.push_str(&String::from_utf8_lossy(&bytes));
+    }
+}
+
+#[actix_web::test]
+async fn session_events_stream_to_their_owner_only() {
+    let world = ApiWorld::new().await;
+    insert_test_image(&world, true).await;
+    let app = api_app!(world);
+    let user = Signer::new(USER_AK, USER_SK);
+    let user2 = Signer::new(USER2_AK, USER2_SK);
+
+    let response = actix_web::test::call_service(
+        &app,
+        user.request(Method::GET, "/events/session", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers().get("Content-Type").unwrap(),
+        "text/event-stream"
+    );
+    let mut body = response.into_body();
+
+    // Someone else's session first: it must not show up in this stream.
+    let (status, _, _) = call(
+        &app,
+        user2
+            .request(Method::POST, "/session", Some(&create_body("other1")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, _, created) = call(
+        &app,
+        user.request(Method::POST, "/session", Some(&create_body("mine1")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let session_id = created["sessionId"].as_str().unwrap().to_owned();
+
+    let (name, data) = next_event(&mut body, Duration::from_secs(30))
+        .await
+        .expect("an event");
+    assert_eq!(name, "session_enqueued");
+    assert_eq!(data["sessionName"], "mine1");
+    assert_eq!(data["sessionId"], session_id);
+    assert_eq!(data["ownerAccessKey"], USER_AK);
+    assert_eq!(data["reason"], "");
+    assert_eq!(data["exitCode"], Value::Null);
+
+    let (status, _, _) = call(
+        &app,
+        user.request(Method::DELETE, "/session/mine1", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (name, data) = next_event(&mut body, Duration::from_secs(30))
+            .await
+            .expect("the cancellation events");
+        assert_eq!(data["sessionName"], "mine1", "{name}: {data}");
+        assert_eq!(data["reason"], "user-requested");
+        seen.push(name);
+    }
+    seen.sort();
+    assert_eq!(seen, vec!["kernel_cancelled", "session_cancelled"]);
+
+    // Users may not watch another owner's sessions.
+    let (status, _, body) = call(
+        &app,
+        user.request(
+            Method::GET,
+            &format!("/events/session?ownerAccessKey={USER2_AK}"),
+            None,
+        )
+        .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(body["type"], problem_type("generic-forbidden"));
+}

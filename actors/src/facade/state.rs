@@ -8,6 +8,7 @@ use redis::aio::ConnectionManager;
 
 use crate::etcd::EtcdStore;
 use crate::facade::auth::credentials::CredentialCache;
+use crate::facade::event_feed::EventFeed;
 use crate::facade::manager_status::ManagerStatusCache;
 use crate::facade::ratelimit::RateLimiter;
 use crate::facade::slot_types::SlotTypesCache;
@@ -50,6 +51,7 @@ pub struct PipelineState {
     pub manager_status: ManagerStatusCache,
     pub rate_limiter: RateLimiter,
     pub slot_types: SlotTypesCache,
+    pub event_feed: EventFeed,
 }
 
 /// Shared state of one worker's HTTP façade. Build it with [`AppState::new`].

@@ -542,6 +542,81 @@ pub async fn main_kernel_service_ports(
     Ok(row.and_then(|row| row.get(0)))
 }
 
+/// Who a session or kernel event is about, for filtering `GET /events/session` streams.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventSubject {
+    pub session_id: Uuid,
+    pub session_name: String,
+    pub access_key: Option<String>,
+    pub domain_name: String,
+    pub group_id: Uuid,
+    pub user_uuid: Uuid,
+    pub kernel_id: Uuid,
+    /// Kernel events only.
+    pub cluster_role: Option<String>,
+    pub cluster_idx: Option<i32>,
+}
+
+/// The subject of a kernel event (`None` when the kernel is unknown here).
+pub async fn kernel_event_subject(
+    client: &impl GenericClient,
+    kernel_id: Uuid,
+) -> Result<Option<EventSubject>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT session_id, session_name, access_key, domain_name, group_id, user_uuid, id,
+                    cluster_role, cluster_idx
+             FROM kernels WHERE id = $1",
+        )
+        .await
+        .map_err(db_err("preparing the kernel event lookup"))?;
+    let row = client
+        .query_opt(&statement, &[&kernel_id])
+        .await
+        .map_err(db_err("looking up a kernel event's session"))?;
+    Ok(row.map(|row| EventSubject {
+        session_id: row.get(0),
+        session_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        access_key: row.get(2),
+        domain_name: row.get(3),
+        group_id: row.get(4),
+        user_uuid: row.get(5),
+        kernel_id: row.get(6),
+        cluster_role: Some(row.get(7)),
+        cluster_idx: Some(row.get(8)),
+    }))
+}
+
+/// The subject of a session event: the session and its main kernel.
+pub async fn session_event_subject(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<EventSubject>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT s.id, s.name, s.access_key, s.domain_name, s.group_id, s.user_uuid, k.id
+             FROM sessions s JOIN kernels k ON k.session_id = s.id AND k.cluster_role = 'main'
+             WHERE s.id = $1 ORDER BY k.cluster_idx LIMIT 1",
+        )
+        .await
+        .map_err(db_err("preparing the session event lookup"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("looking up a session event's session"))?;
+    Ok(row.map(|row| EventSubject {
+        session_id: row.get(0),
+        session_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
+        access_key: row.get(2),
+        domain_name: row.get(3),
+        group_id: row.get(4),
+        user_uuid: row.get(5),
+        kernel_id: row.get(6),
+        cluster_role: None,
+        cluster_idx: None,
+    }))
+}
+
 /// The raw material of a kernel's dotfiles: the keypair's SSH keypair and the msgpack dotfile
 /// lists of the keypair, its group and its domain.
 #[derive(Clone, Default)]

@@ -2,6 +2,8 @@
 
 pub mod auth;
 pub mod config;
+pub mod events;
+pub mod image;
 pub mod manager;
 pub mod resource;
 pub mod scaling_group;
@@ -17,6 +19,8 @@ use crate::facade::state::AppState;
 pub fn register(cfg: &mut web::ServiceConfig) {
     auth::register(cfg);
     config::register(cfg);
+    events::register(cfg);
+    image::register(cfg);
     manager::register(cfg);
     resource::register(cfg);
     scaling_group::register(cfg);
