@@ -6,6 +6,7 @@ pub mod pid_file;
 pub mod preflight;
 pub mod privileges;
 pub mod registration;
+mod scheduling;
 pub mod supervisor;
 pub mod tls;
 pub mod worker;

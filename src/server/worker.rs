@@ -116,14 +116,18 @@ async fn start_actors(
     //
     // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return `WorkerError::Actors` when
     // an actor cannot start; the supervisor restarts the worker with a back-off.
-    start_event_actors(ctx, extensions);
+    let (bus, producer) = start_event_actors(ctx, extensions);
+    super::scheduling::start_scheduler(ctx, extensions, &bus, &producer)?;
     Ok(())
 }
 
 /// The event bus (this worker's consumer of the `events` stream), the heartbeat tracker it
 /// feeds, and the producer the handlers use (`web::Data<EventProducer>`). More subscribers:
 /// `.with_subscriber(...)` on the bus before it starts, or the `Subscribe` message later.
-fn start_event_actors(ctx: &ActorContext<'_>, extensions: &mut AppExtensions) {
+fn start_event_actors(
+    ctx: &ActorContext<'_>,
+    extensions: &mut AppExtensions,
+) -> (actix::Addr<EventBus>, EventProducer) {
     let worker = format!("{}:{}", ctx.state.settings.manager_id, ctx.worker_index);
     // Manager events go out in the 23.09 shape: 23.09 agents read them from the stream, 26.x
     // agents do not read the stream at all, and this manager reads both shapes.
@@ -155,9 +159,10 @@ fn start_event_actors(ctx: &ActorContext<'_>, extensions: &mut AppExtensions) {
         recipient: tracker.clone().recipient(),
     })
     .start();
-    extensions.add(web::Data::new(producer));
-    extensions.add(web::Data::new(bus));
+    extensions.add(web::Data::new(producer.clone()));
+    extensions.add(web::Data::new(bus.clone()));
     extensions.add(web::Data::new(tracker));
+    (bus, producer)
 }
 
 /// Runs a worker process and returns its exit code.

@@ -22,6 +22,7 @@ mod registry_common;
 mod registry_docker;
 mod registry_harbor;
 mod sched_agent_rpc;
+mod sched_e2e;
 mod sched_lock;
 mod sched_reserve;
 mod sched_support;

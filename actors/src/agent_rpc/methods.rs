@@ -18,6 +18,7 @@ pub enum AgentMethod {
     DestroyLocalNetwork,
     CheckRunning,
     CheckCreating,
+    GetLogs,
 }
 
 impl AgentMethod {
@@ -34,6 +35,7 @@ impl AgentMethod {
             AgentMethod::DestroyLocalNetwork => "destroy_local_network",
             AgentMethod::CheckRunning => "check_running",
             AgentMethod::CheckCreating => "check_creating",
+            AgentMethod::GetLogs => "get_logs",
         }
     }
 
@@ -51,7 +53,8 @@ impl AgentMethod {
             | AgentMethod::CreateKernels
             | AgentMethod::DestroyKernel
             | AgentMethod::CreateLocalNetwork
-            | AgentMethod::DestroyLocalNetwork => true,
+            | AgentMethod::DestroyLocalNetwork
+            | AgentMethod::GetLogs => true,
             // The health probes arrived with the 25.x agents (present in 26.9.6, absent in 23.09).
             AgentMethod::CheckRunning | AgentMethod::CheckCreating => (major, minor) >= (25, 0),
         }

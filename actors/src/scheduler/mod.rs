@@ -4,11 +4,17 @@
 //! policy (`policy`), the predicates (`predicates`) and the agent selector (`selector`); the
 //! actor around it only reads the snapshot, writes the reservation and dispatches to agents.
 
+pub mod actor;
+pub mod destroy;
+pub mod dispatch;
+pub mod events;
+pub mod lifecycle;
 pub mod load;
 pub mod pass;
 pub mod placement;
 pub mod policy;
 pub mod predicates;
+pub mod reconcile;
 pub mod reserve;
 pub mod selector;
 pub mod snapshot;

@@ -1,0 +1,416 @@
+//! The scheduler actor: a thin shell that runs passes, dispatches, applies kernel events,
+//! destroys sessions and reconciles, each as plain async functions of this module's siblings.
+//!
+//! A pass is triggered by `session_enqueued`, `session_terminated`, `agent_started`,
+//! `do_schedule` and a timer, runs under the cluster-wide scheduling lock (so one worker of the
+//! cluster schedules at a time), and triggers arriving during a pass coalesce into one more pass.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use bai_schema::SlotUnit;
+use slog::{Logger, debug, info, warn};
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::destroy::{destroy_session, live_sessions};
+use super::dispatch::{DispatchDeps, dispatch_session};
+use super::events::apply_kernel_event;
+use super::load::LoadOptions;
+use super::pass::run_pass;
+use super::reconcile::reconcile;
+use crate::agent_rpc::{AgentMethod, AgentTarget};
+use crate::etcd::EtcdStore;
+use crate::event_bus::{EventBatch, EventInterest};
+use crate::facade::session::control::{
+    DestroyOutcome, DestroySession, FetchContainerLogs, KillAllSessions, SessionControlError,
+};
+use crate::lock::{LockId, LockService};
+use crate::wire::{Event, EventProducer, SessionEvent, SessionEventKind, Trigger, Value};
+
+/// The scheduling timer of the original (`LOCKID_SCHEDULE_TIMER`, 10 s).
+pub const SCHEDULE_INTERVAL: Duration = Duration::from_secs(10);
+/// How often the reconciler looks for stuck sessions.
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(15);
+/// Dispatches (create_kernels calls) in flight per worker: enough to start many sessions at
+/// once without opening thousands of agent connections in one burst.
+pub const MAX_CONCURRENT_DISPATCHES: usize = 256;
+/// Pending sessions read per pass; a larger backlog is worked through in consecutive passes.
+pub const MAX_PENDING_PER_PASS: i64 = 20_000;
+
+/// The events the scheduler subscribes to.
+pub fn interest() -> EventInterest {
+    EventInterest::names(&[
+        "session_enqueued",
+        "session_terminated",
+        "agent_started",
+        "do_schedule",
+        "do_prepare",
+        "kernel_preparing",
+        "kernel_pulling",
+        "kernel_creating",
+        "kernel_started",
+        "kernel_cancelled",
+        "kernel_terminating",
+        "kernel_terminated",
+    ])
+}
+
+#[derive(Clone)]
+pub struct SchedulerSettings {
+    pub resource_priority: Vec<String>,
+    pub lock_wait: Duration,
+    pub transition_timeout: Duration,
+    pub schedule_interval: Duration,
+    pub reconcile_interval: Duration,
+}
+
+pub struct SchedulerDeps {
+    pub dispatch: DispatchDeps,
+    pub locks: LockService,
+    pub producer: EventProducer,
+    pub etcd: EtcdStore,
+    pub settings: SchedulerSettings,
+    pub log: Logger,
+}
+
+struct Shared {
+    deps: SchedulerDeps,
+    dispatches: Semaphore,
+}
+
+pub struct Scheduler {
+    shared: Arc<Shared>,
+    pass_running: bool,
+    pass_again: bool,
+    reconciling: bool,
+}
+
+impl Scheduler {
+    pub fn new(deps: SchedulerDeps) -> Scheduler {
+        Scheduler {
+            shared: Arc::new(Shared {
+                deps,
+                dispatches: Semaphore::new(MAX_CONCURRENT_DISPATCHES),
+            }),
+            pass_running: false,
+            pass_again: false,
+            reconciling: false,
+        }
+    }
+
+    fn request_pass(&mut self, ctx: &mut Context<Self>) {
+        if self.pass_running {
+            self.pass_again = true;
+            return;
+        }
+        self.pass_running = true;
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move { locked_pass(shared).await }
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    act.pass_running = false;
+                    if std::mem::take(&mut act.pass_again) {
+                        act.request_pass(ctx);
+                    }
+                }),
+        );
+    }
+
+    fn request_reconcile(&mut self, ctx: &mut Context<Self>) {
+        if self.reconciling {
+            return;
+        }
+        self.reconciling = true;
+        let shared = self.shared.clone();
+        ctx.spawn(
+            async move { locked_reconcile(shared).await }
+                .into_actor(self)
+                .map(|_, act, _| act.reconciling = false),
+        );
+    }
+}
+
+impl Actor for Scheduler {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        let settings = self.shared.deps.settings.clone();
+        ctx.run_interval(settings.schedule_interval, |act, ctx| act.request_pass(ctx));
+        ctx.run_interval(settings.reconcile_interval, |act, ctx| {
+            act.request_reconcile(ctx)
+        });
+        self.request_pass(ctx);
+    }
+}
+
+async fn known_slots(etcd: &EtcdStore) -> std::collections::BTreeMap<String, SlotUnit> {
+    let mut slots = bai_schema::slots::intrinsic_slot_types();
+    if let Ok(extra) = etcd.get_prefix_flat("config/resource_slots").await {
+        for (slot, unit) in extra {
+            let slot = slot.trim_start_matches('/').to_owned();
+            if let Some(unit) = SlotUnit::parse(&unit) {
+                slots.insert(slot, unit);
+            }
+        }
+    }
+    slots
+}
+
+async fn locked_pass(shared: Arc<Shared>) {
+    let deps = &shared.deps;
+    let guard = match deps
+        .locks
+        .acquire(&LockId::Schedule.name(), Some(deps.settings.lock_wait))
+        .await
+    {
+        Ok(Some(guard)) => guard,
+        Ok(None) => {
+            debug!(
+                deps.log,
+                "another worker holds the scheduling lock; skipping this pass"
+            );
+            return;
+        }
+        Err(error) => {
+            warn!(deps.log, "cannot take the scheduling lock"; "error" => %error);
+            return;
+        }
+    };
+    let known = known_slots(&deps.etcd).await;
+    let mut scheduled: Vec<Uuid> = Vec::new();
+    loop {
+        let mut client = match deps.dispatch.pool.get().await {
+            Ok(client) => client,
+            Err(error) => {
+                warn!(deps.log, "no database connection for a scheduling pass"; "error" => %error);
+                break;
+            }
+        };
+        let options = LoadOptions {
+            now: chrono::Utc::now(),
+            known_slots: known.clone(),
+            resource_priority: deps.settings.resource_priority.clone(),
+            max_container_count: None,
+            roundrobin: Default::default(),
+            max_pending: MAX_PENDING_PER_PASS,
+        };
+        let pass = tokio::select! {
+            report = run_pass(&mut client, Some(guard.fence()), options) => report,
+            () = guard.lost() => {
+                warn!(deps.log, "lost the scheduling lock during a pass; stopping it");
+                return;
+            }
+        };
+        let report = match pass {
+            Ok(report) => report,
+            Err(error) => {
+                warn!(deps.log, "scheduling pass failed"; "error" => %error);
+                break;
+            }
+        };
+        info!(deps.log, "scheduling pass";
+            "pending" => report.pending, "agents" => report.agents,
+            "scheduled" => report.scheduled.len(), "taken_elsewhere" => report.taken_elsewhere,
+            "no_longer_fit" => report.no_longer_fit, "transactions" => report.transactions,
+            "load_ms" => report.load_time.as_millis() as u64,
+            "plan_ms" => report.plan_time.as_millis() as u64,
+            "write_ms" => report.write_time.as_millis() as u64);
+        let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
+        for (session_id, _) in &report.scheduled {
+            scheduled.push(*session_id);
+            start_dispatch(&shared, *session_id);
+        }
+        if !more {
+            break;
+        }
+    }
+    guard.release().await;
+    for session_id in scheduled {
+        let _ = deps
+            .producer
+            .produce(&Event::Session(SessionEvent {
+                kind: SessionEventKind::Scheduled,
+                session_id,
+                creation_id: None,
+                reason: "scheduled".into(),
+                exit_code: None,
+            }))
+            .await;
+    }
+}
+
+fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid) {
+    let shared = shared.clone();
+    actix::spawn(async move {
+        let Ok(_permit) = shared.dispatches.acquire().await else {
+            return;
+        };
+        match dispatch_session(&shared.deps.dispatch, session_id).await {
+            Ok(outcome) => {
+                debug!(shared.deps.log, "dispatched"; "session" => %session_id, "outcome" => ?outcome)
+            }
+            Err(error) => {
+                warn!(shared.deps.log, "dispatch failed; the reconciler will retry";
+                    "session" => %session_id, "error" => %error)
+            }
+        }
+    });
+}
+
+async fn locked_reconcile(shared: Arc<Shared>) {
+    let deps = &shared.deps;
+    let Ok(Some(guard)) = deps
+        .locks
+        .acquire(&LockId::Reconcile.name(), Some(Duration::ZERO))
+        .await
+    else {
+        return;
+    };
+    match reconcile(
+        &deps.dispatch,
+        Some(&deps.producer),
+        deps.settings.transition_timeout,
+    )
+    .await
+    {
+        Ok(report) if report != Default::default() => {
+            info!(deps.log, "reconciled stuck sessions"; "report" => ?report)
+        }
+        Ok(_) => {}
+        Err(error) => warn!(deps.log, "reconciliation failed"; "error" => %error),
+    }
+    guard.release().await;
+}
+
+impl Handler<EventBatch> for Scheduler {
+    type Result = ();
+
+    fn handle(&mut self, batch: EventBatch, ctx: &mut Self::Context) {
+        let mut schedule = false;
+        for received in batch.events {
+            match received.event {
+                Event::Session(SessionEvent {
+                    kind: SessionEventKind::Enqueued | SessionEventKind::Terminated,
+                    ..
+                })
+                | Event::AgentStarted { .. }
+                | Event::Trigger(Trigger::DoSchedule) => schedule = true,
+                Event::Trigger(Trigger::DoPrepare) => self.request_reconcile(ctx),
+                Event::Kernel(event) => {
+                    let shared = self.shared.clone();
+                    actix::spawn(async move {
+                        if let Err(error) = apply_kernel_event(
+                            &shared.deps.dispatch,
+                            Some(&shared.deps.producer),
+                            &event,
+                        )
+                        .await
+                        {
+                            warn!(shared.deps.log, "cannot apply a kernel event";
+                                "kernel" => %event.kernel_id, "error" => %error);
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        if schedule {
+            self.request_pass(ctx);
+        }
+    }
+}
+
+impl Handler<DestroySession> for Scheduler {
+    type Result = ResponseFuture<Result<DestroyOutcome, SessionControlError>>;
+
+    fn handle(&mut self, message: DestroySession, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            destroy_session(
+                &shared.deps.dispatch,
+                Some(&shared.deps.producer),
+                message.session_id,
+                message.forced,
+                &message.reason,
+            )
+            .await
+        })
+    }
+}
+
+impl Handler<KillAllSessions> for Scheduler {
+    type Result = ResponseFuture<Result<(), SessionControlError>>;
+
+    fn handle(&mut self, _message: KillAllSessions, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let sessions = live_sessions(&shared.deps.dispatch)
+                .await
+                .map_err(|e| SessionControlError::AgentFailed(e.to_string()))?;
+            for session_id in sessions {
+                destroy_session(
+                    &shared.deps.dispatch,
+                    Some(&shared.deps.producer),
+                    session_id,
+                    true,
+                    "force-terminated",
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<FetchContainerLogs> for Scheduler {
+    type Result = ResponseFuture<Result<String, SessionControlError>>;
+
+    fn handle(&mut self, message: FetchContainerLogs, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let failed = |e: String| SessionControlError::AgentFailed(e);
+            let client = shared
+                .deps
+                .dispatch
+                .pool
+                .get()
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            let row = client
+                .query_opt(
+                    "SELECT k.agent, coalesce(k.agent_addr, a.addr), a.version FROM kernels k
+                       JOIN agents a ON a.id = k.agent AND a.status = 'ALIVE'
+                      WHERE k.id = $1 AND k.session_id = $2",
+                    &[&message.kernel_id, &message.session_id],
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?
+                .ok_or(SessionControlError::NotFound)?;
+            let target = AgentTarget {
+                id: row.get(0),
+                addr: row.get(1),
+                version: row.get(2),
+            };
+            let reply = shared
+                .deps
+                .dispatch
+                .rpc
+                .call(
+                    &target,
+                    AgentMethod::GetLogs,
+                    vec![Value::str(message.kernel_id.to_string())],
+                    vec![("agent_id".into(), Value::str(target.id.clone()))],
+                    None,
+                )
+                .await
+                .map_err(|e| failed(e.to_string()))?;
+            Ok(match reply.get("logs").and_then(Value::as_str) {
+                Some(logs) => logs.to_owned(),
+                None => reply.as_str().unwrap_or_default().to_owned(),
+            })
+        })
+    }
+}

@@ -1,0 +1,87 @@
+//! Starts this worker's session scheduler: the lock service of `[manager] distributed-lock`,
+//! the agent RPC client, and the scheduler actor, subscribed to the event bus and registered as
+//! the façade's `SessionControl`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Addr};
+use actix_web::web;
+use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
+use bai_actors::event_bus::{EventBus, Subscribe};
+use bai_actors::facade::session::control::SessionControl;
+use bai_actors::lock::{LockBackendKind, LockService, LockSettings};
+use bai_actors::scheduler::actor::{
+    RECONCILE_INTERVAL, SCHEDULE_INTERVAL, Scheduler, SchedulerDeps, SchedulerSettings, interest,
+};
+use bai_actors::scheduler::dispatch::DispatchDeps;
+use bai_actors::wire::EventProducer;
+use slog::o;
+
+use super::worker::{ActorContext, AppExtensions, WorkerError};
+
+/// Seconds a session may stay SCHEDULED, PREPARING or TERMINATING before the reconciler
+/// re-drives or fails it (`BAI_SESSION_TRANSITION_TIMEOUT` overrides it for tests).
+const DEFAULT_TRANSITION_TIMEOUT_SECS: f64 = 300.0;
+
+pub fn start_scheduler(
+    ctx: &ActorContext<'_>,
+    extensions: &mut AppExtensions,
+    bus: &Addr<EventBus>,
+    producer: &EventProducer,
+) -> Result<(), WorkerError> {
+    let manager = &ctx.config.manager;
+    let backend = LockBackendKind::parse(&manager.distributed_lock)
+        .map_err(|e| WorkerError::Actors(e.to_string()))?;
+    let locks = LockService::new(
+        LockSettings {
+            backend,
+            manager_id: ctx.config.manager_id(),
+            ipc_base_path: manager.ipc_base_path.clone(),
+            etcd: Some((
+                ctx.state.etcd.client(),
+                ctx.state.etcd.namespace().to_owned(),
+            )),
+            db: Some(ctx.config.db_settings()),
+            lifetime: Duration::from_secs_f64(manager.lock_lifetime),
+            acquire_timeout: Duration::from_secs_f64(manager.lock_acquire_timeout),
+        },
+        ctx.state.db.clone(),
+    );
+    let transition_timeout = std::env::var("BAI_SESSION_TRANSITION_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .filter(|v| *v > 0.0)
+        .unwrap_or(DEFAULT_TRANSITION_TIMEOUT_SECS);
+    let scheduler = Scheduler::new(SchedulerDeps {
+        dispatch: DispatchDeps {
+            pool: ctx.state.db.clone(),
+            rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
+            etcd: Some(ctx.state.etcd.clone()),
+        },
+        locks,
+        producer: producer.clone(),
+        etcd: ctx.state.etcd.clone(),
+        settings: SchedulerSettings {
+            resource_priority: manager.agent_selection_resource_priority.clone(),
+            lock_wait: Duration::from_secs_f64(manager.lock_acquire_timeout),
+            transition_timeout: Duration::from_secs_f64(transition_timeout),
+            schedule_interval: SCHEDULE_INTERVAL,
+            reconcile_interval: RECONCILE_INTERVAL,
+        },
+        log: ctx.log.new(o!("actor" => "scheduler")),
+    })
+    .start();
+    bus.do_send(Subscribe {
+        name: "scheduler".into(),
+        interest: interest(),
+        recipient: scheduler.clone().recipient(),
+    });
+    extensions.add(web::Data::new(SessionControl {
+        destroy: scheduler.clone().recipient(),
+        logs: scheduler.clone().recipient(),
+        kill_all: scheduler.clone().recipient(),
+    }));
+    extensions.add(web::Data::new(scheduler));
+    Ok(())
+}
