@@ -118,6 +118,16 @@ async fn start_actors(
     // an actor cannot start; the supervisor restarts the worker with a back-off.
     let (bus, producer) = start_event_actors(ctx, extensions);
     super::scheduling::start_scheduler(ctx, extensions, &bus, &producer)?;
+
+    // Storage broker: etcd `volumes/` → storage-proxy clients, for the vfolder routes.
+    let storage = bai_actors::storage::StorageBroker::start(
+        ctx.state.etcd.clone(),
+        ctx.log.new(o!("actor" => "storage-broker")),
+    )
+    .await
+    .map_err(|e| WorkerError::Actors(format!("storage broker: {e}")))?;
+    extensions.add(web::Data::new(storage));
+
     Ok(())
 }
 

@@ -30,3 +30,5 @@ mod schema_cli;
 mod server;
 mod stack;
 mod storage_client;
+mod storage_support;
+mod storage_vfolders;

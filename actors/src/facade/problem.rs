@@ -38,6 +38,7 @@ pub enum ProblemKind {
     TooManyVFoldersFound,
     VFolderAlreadyExists,
     VFolderOperationFailed,
+    VFolderFilterStatusFailed,
     QuotaExceeded,
     RateLimitExceeded,
     InstanceNotAvailable,
@@ -121,6 +122,11 @@ impl ProblemKind {
                 400,
                 "vfolder-operation-failed",
                 "Virtual folder operation has failed.",
+            ),
+            VFolderFilterStatusFailed => (
+                400,
+                "vfolder-filter-status-failed",
+                "Virtual folder status filtering has failed.",
             ),
             QuotaExceeded => (
                 412,

@@ -8,6 +8,10 @@ pub mod manager;
 pub mod resource;
 pub mod scaling_group;
 pub mod session;
+pub mod vfolder;
+pub mod vfolder_access;
+pub mod vfolder_files;
+pub mod vfolder_reply;
 
 use actix_web::web;
 use deadpool_postgres::Object;
@@ -25,6 +29,8 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     resource::register(cfg);
     scaling_group::register(cfg);
     session::register(cfg);
+    vfolder::register(cfg);
+    vfolder_files::register(cfg);
 }
 
 /// A pooled database connection, or 500 naming the cause.
