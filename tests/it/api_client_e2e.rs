@@ -277,13 +277,10 @@ async fn presets_roles_and_config_through_the_official_sdk_and_cli() {
     assert_eq!(code, 0, "{out}");
     assert_contains(&out, &["user"]);
 
-    // `vfolder list-hosts` asks for /folders/_/hosts, which needs the storage broker: it
-    // fails cleanly, with an API error and exit code 1, never a crash or a hang.
+    // `vfolder list-hosts` asks for /folders/_/hosts: with no storage proxy configured in
+    // etcd there is no usable host (the storage tests cover configured proxies).
     let (code, out) = world.cli(&["vfolder", "list-hosts"]);
-    assert_eq!(code, 1, "{out}");
-    assert_contains(
-        &out,
-        &["✘ BackendAPIError: 404 Not Found", "Unknown URL path."],
-    );
+    assert_eq!(code, 0, "{out}");
+    assert_contains(&out, &["Default vfolder host: None", "Usable hosts: "]);
     assert!(!out.contains("Traceback"), "{out}");
 }
