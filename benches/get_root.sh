@@ -15,6 +15,7 @@ cd "$REPO"
 DURATION="${1:-20}"
 CONNECTIONS="${2:-128}"
 RUN="$(mktemp -d /tmp/bai-bench-XXXXXX)"
+chmod 755 "$RUN"   # PostgreSQL runs as the postgres user and must reach its data folder
 export BAI_STATE_DIR="$RUN/stack" BAI_PORTS=auto
 
 cleanup() {
@@ -47,6 +48,31 @@ for _ in $(seq 300); do
 done
 curl -fsS "http://127.0.0.1:$PORT/" >/dev/null || { cat "$RUN/console.log" >&2; exit 1; }
 
+# CPU time (user + system, in clock ticks) of the supervisor and its workers.
+manager_ticks() {
+    local supervisor total=0 pid
+    supervisor="$(cat "$RUN/manager.pid")"
+    for pid in "$supervisor" $(pgrep -P "$supervisor"); do
+        total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat")))
+    done
+    echo "$total"
+}
+
 echo "# $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "# wrk -t2 -c$CONNECTIONS -d${DURATION}s http://127.0.0.1:$PORT/  (bai-manager $(target/release/bai-manager --version | cut -d' ' -f2), num-proc $(nproc))"
-wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/"
+before="$(manager_ticks)"
+TIMEFORMAT='%U %S'
+{ time wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "http://127.0.0.1:$PORT/" > "$RUN/wrk.out"; } 2> "$RUN/wrk.cpu"
+after="$(manager_ticks)"
+cat "$RUN/wrk.out"
+# The machine may be shared: the CPU the manager actually used says what 2 dedicated cores
+# would give (requests per CPU-second, times the cores), independent of the other load.
+requests="$(awk '/requests in/ {print $1}' "$RUN/wrk.out")"
+read -r wrk_user wrk_sys < "$RUN/wrk.cpu"
+awk -v r="$requests" -v t="$((after - before))" -v hz="$(getconf CLK_TCK)" -v cores="$(nproc)" \
+    -v wu="$wrk_user" -v ws="$wrk_sys" 'BEGIN {
+    secs = t / hz; wrk = wu + ws
+    printf "# manager CPU: %.1f s for %d requests = %.1f us/request (%.0f requests per CPU-second)\n", secs, r, secs * 1e6 / r, r / secs
+    printf "# wrk CPU: %.1f s = %.1f us/request\n", wrk, wrk * 1e6 / r
+    printf "# on %d cores used only by manager + wrk: %.0f req/s; by the manager alone: %.0f req/s\n", cores, cores * r / (secs + wrk), cores * r / secs
+}'
