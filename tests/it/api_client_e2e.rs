@@ -18,7 +18,7 @@ fn repo_root() -> PathBuf {
 }
 
 /// The client's venv, installed on first use (once per test process).
-fn client_bin_dir() -> PathBuf {
+pub(crate) fn client_bin_dir() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let script = repo_root().join("deploy/peers/client.sh");

@@ -29,6 +29,7 @@ mod sched_support;
 mod schema_cli;
 mod server;
 mod stack;
+mod storage_cli;
 mod storage_client;
 mod storage_support;
 mod storage_vfolders;
