@@ -386,3 +386,52 @@ async fn images_built_by_umoci_and_pushed_by_skopeo_are_scanned() {
         assert_eq!(image.accelerators, None);
     }
 }
+
+#[actix_web::test]
+async fn the_actor_timer_rescans_by_itself() {
+    let env = TestEnv::new().await;
+    let registry = RegistryServer::start();
+    let name = registry.name();
+    configure_registry(&env, &name, &registry.url(), &[]).await;
+    let etcd = EtcdStore::connect(&EtcdSettings {
+        endpoints: vec![env.etcd_endpoint.clone()],
+        namespace: env.namespace.clone(),
+        user: None,
+        password: None,
+    })
+    .await
+    .unwrap();
+    let db = DbSettings {
+        host: env.db.host.clone(),
+        port: env.db.port,
+        name: env.db.name.clone(),
+        user: env.db.user.clone(),
+        password: String::new(),
+        pool_size: 2,
+    }
+    .connect_pool()
+    .await
+    .unwrap();
+    let _actor = RegistrySync::new(etcd, db, ScanOptions::default())
+        .with_rescan_interval(std::time::Duration::from_millis(200))
+        .start();
+    ImagePusher::new(&registry.url(), PushAuth::None)
+        .push_image(
+            "stable/go",
+            "1.22",
+            &TestImage::kernel("amd64"),
+            ManifestFormat::Docker,
+        )
+        .await;
+    // Wait (up to a generous bound) for a periodic rescan to store the pushed image.
+    let mut rows = Vec::new();
+    for _ in 0..150 {
+        rows = image_rows(&env).await;
+        if !rows.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(rows.len(), 1, "no periodic rescan stored the image");
+    assert_eq!(rows[0].name, format!("{name}/stable/go:1.22"));
+}
