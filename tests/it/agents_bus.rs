@@ -208,3 +208,41 @@ async fn entries_left_pending_by_a_dead_worker_are_claimed_by_another() {
     .await;
     assert!(lines.contains(&["claimed entries left pending", "count=20"]));
 }
+
+#[actix::test]
+async fn every_event_feed_sees_every_event() {
+    use actix::Actor;
+    use bai_actors::event_bus::EventFeed;
+
+    let env = TestEnv::new().await;
+    let lines = LogLines::default();
+    let log = test_log(&lines);
+    let (record_a, seen_a) = recorder(EventInterest::All);
+    let (record_b, seen_b) = recorder(EventInterest::names(&["agent_started"]));
+    let _feed_a = EventFeed::new(log.clone(), redis_settings(&env))
+        .with_subscriber(record_a)
+        .start();
+    let _feed_b = EventFeed::new(log, redis_settings(&env))
+        .with_subscriber(record_b)
+        .start();
+    // Give both feeds time to take the stream's end as their start.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let agent = SimAgent::new("i-feed", WireFormat::Payload, 16001);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let started = bai_actors::wire::Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let started_id = writer.send(&agent, &started).await.unwrap();
+    let heartbeat_id = writer.send(&agent, &agent.heartbeat()).await.unwrap();
+    wait_for("both feeds to see the events", LIMIT, || async {
+        let a = seen_a.lock().unwrap().clone();
+        let b = seen_b.lock().unwrap().clone();
+        (a.len() == 2 && b.len() == 1).then_some((a, b))
+    })
+    .await;
+    assert_eq!(
+        *seen_a.lock().unwrap(),
+        vec![started_id.clone(), heartbeat_id]
+    );
+    assert_eq!(*seen_b.lock().unwrap(), vec![started_id]);
+}

@@ -20,6 +20,7 @@
 //! (XAUTOCLAIM). Handlers should therefore be idempotent. Producing events is separate:
 //! [`crate::wire::EventProducer`].
 
+pub mod broadcast;
 mod consumer;
 pub mod reply;
 
@@ -27,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
+pub use broadcast::EventFeed;
 pub use consumer::{
     CLAIM_MIN_IDLE, ConsumerSettings, READ_BATCH, READ_BLOCK, RETRY_DELAY, decode_batch,
 };
