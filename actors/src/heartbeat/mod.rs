@@ -352,17 +352,84 @@ impl TrackerCore {
                     return;
                 }
             };
+        let mut first_contacts = Vec::new();
         for agent in to_verify {
             let Some(info) = latest.get(&agent) else {
                 continue;
             };
-            let decision = decide_heartbeat(rows.get(&agent), info);
-            if decision == HeartbeatDecision::Unchanged {
-                self.remember(&agent, AgentSnapshot::alive_from(info), None);
-                self.record_images(&agent, info, true).await;
-                continue;
+            match decide_heartbeat(rows.get(&agent), info) {
+                HeartbeatDecision::Unchanged => {
+                    self.remember(&agent, AgentSnapshot::alive_from(info), None);
+                    self.record_images(&agent, info, true).await;
+                }
+                HeartbeatDecision::Insert => first_contacts.push(agent),
+                _ => self.write_heartbeat(&agent, info).await,
             }
-            self.write_heartbeat(&agent, info).await;
+        }
+        self.insert_first_contacts(first_contacts, &latest).await;
+    }
+
+    /// Inserts agents seen for the first time in one transaction (many agents join at once
+    /// when a cluster or this manager starts). Agents naming an unknown scaling group are
+    /// logged and skipped; whatever the bulk insert could not take goes one by one.
+    async fn insert_first_contacts(
+        &mut self,
+        agents: Vec<String>,
+        latest: &HashMap<String, AgentInfo>,
+    ) {
+        if agents.is_empty() {
+            return;
+        }
+        let mut groups: Vec<String> = agents
+            .iter()
+            .filter_map(|agent| latest.get(agent).map(|info| info.scaling_group.clone()))
+            .collect();
+        groups.sort();
+        groups.dedup();
+        let known = match store::existing_scaling_groups(&self.deps.pool, &groups).await {
+            Ok(known) => known,
+            Err(error) => {
+                slog::warn!(self.log, "cannot read scaling groups; inserting agents one by one"; "error" => %error);
+                for agent in &agents {
+                    if let Some(info) = latest.get(agent) {
+                        self.write_heartbeat(agent, info).await;
+                    }
+                }
+                return;
+            }
+        };
+        let mut batch = Vec::with_capacity(agents.len());
+        for agent in &agents {
+            let Some(info) = latest.get(agent) else {
+                continue;
+            };
+            if known.contains(&info.scaling_group) {
+                batch.push((agent.as_str(), info));
+            } else {
+                // The one-by-one path logs and counts it.
+                self.write_heartbeat(agent, info).await;
+            }
+        }
+        let inserted: HashSet<String> = match store::insert_new_agents(&self.deps.pool, &batch)
+            .await
+        {
+            Ok(inserted) => inserted.into_iter().collect(),
+            Err(error) => {
+                slog::warn!(self.log, "bulk insert of new agents failed; inserting them one by one"; "error" => %error);
+                HashSet::new()
+            }
+        };
+        for (agent, info) in batch {
+            if inserted.contains(agent) {
+                self.stats.inserted += 1;
+                slog::info!(self.log, "agent joined"; "agent" => agent,
+                    "addr" => &info.addr, "scaling_group" => &info.scaling_group,
+                    "slots" => %info.available_slots.to_json());
+                self.remember(agent, AgentSnapshot::alive_from(info), None);
+                self.record_images(agent, info, true).await;
+            } else {
+                self.write_heartbeat(agent, info).await;
+            }
         }
     }
 

@@ -330,3 +330,84 @@ pub async fn remove_from_image_sets(
         cursor = next;
     }
 }
+
+/// Of these scaling group names, the ones that exist.
+pub async fn existing_scaling_groups(
+    pool: &Pool,
+    names: &[String],
+) -> Result<std::collections::HashSet<String>, StoreError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name FROM scaling_groups WHERE name = ANY($1)",
+            &[&names],
+        )
+        .await?;
+    rows.iter()
+        .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
+        .collect()
+}
+
+/// Rows per multi-row INSERT (12 parameters each, far below PostgreSQL's 65,535).
+pub const INSERT_CHUNK: usize = 500;
+
+/// Inserts first-contact agents as ALIVE, many rows per statement, in one transaction;
+/// an id another worker inserted meanwhile is skipped. Returns the ids inserted.
+pub async fn insert_new_agents(
+    pool: &Pool,
+    agents: &[(&str, &AgentInfo)],
+) -> Result<Vec<String>, StoreError> {
+    use tokio_postgres::types::ToSql;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let mut inserted = Vec::with_capacity(agents.len());
+    for chunk in agents.chunks(INSERT_CHUNK) {
+        let slots: Vec<serde_json::Value> = chunk
+            .iter()
+            .map(|(_, info)| info.available_slots.to_json())
+            .collect();
+        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 11);
+        let mut values = Vec::with_capacity(chunk.len());
+        for (index, ((agent, info), slots)) in chunk.iter().zip(&slots).enumerate() {
+            let base = index * 11;
+            values.push(format!(
+                "(${}, 'ALIVE', now(), ${}, ${}, true, ${}, '{{}}', ${}, ${}, ${}, now(), NULL, ${}, ${}, ${}, ${})",
+                base + 1,
+                base + 2,
+                base + 3,
+                base + 4,
+                base + 5,
+                base + 6,
+                base + 7,
+                base + 8,
+                base + 9,
+                base + 10,
+                base + 11
+            ));
+            params.push(agent);
+            params.push(&info.region);
+            params.push(&info.scaling_group);
+            params.push(slots);
+            params.push(&info.addr);
+            params.push(&info.public_host);
+            params.push(&info.public_key);
+            params.push(&info.version);
+            params.push(&info.architecture);
+            params.push(&info.compute_plugins);
+            params.push(&info.auto_terminate_abusing_kernel);
+        }
+        let statement = format!(
+            "INSERT INTO agents (id, status, status_changed, region, scaling_group, schedulable, \
+             available_slots, occupied_slots, addr, public_host, public_key, first_contact, \
+             lost_at, version, architecture, compute_plugins, auto_terminate_abusing_kernel) \
+             VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
+            values.join(", ")
+        );
+        let rows = transaction.query(&statement, &params).await?;
+        for row in rows {
+            inserted.push(row.try_get::<_, String>(0)?);
+        }
+    }
+    transaction.commit().await?;
+    Ok(inserted)
+}
