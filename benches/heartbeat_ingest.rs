@@ -9,6 +9,10 @@
 //! reads), rows rewritten in `agents`, and the event lag: sampled every 100 ms as the age of the
 //! oldest entry the worker's group has not yet acknowledged (0 when caught up); p50/p99/max.
 //! The simulator runs in this process on the same 2 cores, so the figures are pessimistic.
+//!
+//! Measured 2026-11-28 on the 2-core dev machine (load average ~7 from other builds):
+//! 10,000 agents, worker CPU 0.14 cores, peak RSS 50.6 MiB, event lag p50/p99/max
+//! 4/36/48 ms, 0 `agents` rows written and 0.13 commits/s (4 in 30 s, none from heartbeats).
 
 use std::time::{Duration, Instant};
 
