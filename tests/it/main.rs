@@ -31,5 +31,6 @@ mod server;
 mod stack;
 mod storage_cli;
 mod storage_client;
+mod storage_mounts;
 mod storage_support;
 mod storage_vfolders;

@@ -244,7 +244,10 @@ async fn denials_and_a_stopped_proxy_are_clear_and_change_nothing() {
     assert!(!dir.exists());
     assert_eq!(world.folder_id("mine").await, None);
     let log = std::fs::read_to_string(world.env.path("manager-output.log")).unwrap();
-    assert!(log.contains("VFOLDER.DELETE"), "the manager logged nothing:\n{log}");
+    assert!(
+        log.contains("VFOLDER.DELETE"),
+        "the manager logged nothing:\n{log}"
+    );
     assert!(
         !log.contains(&world.proxy.secret),
         "the proxy secret is in the manager's log"

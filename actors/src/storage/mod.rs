@@ -7,6 +7,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod ids;
+pub mod mounts;
 pub mod permissions;
 pub mod proxies;
 
