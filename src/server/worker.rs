@@ -126,6 +126,11 @@ async fn start_actors(
     )
     .await
     .map_err(|e| WorkerError::Actors(format!("storage broker: {e}")))?;
+    bai_actors::storage::recovery::spawn_sweeper(
+        ctx.state.db.clone(),
+        storage.clone(),
+        ctx.log.new(o!("task" => "vfolder-deletion-sweeper")),
+    );
     extensions.add(web::Data::new(storage));
 
     Ok(())

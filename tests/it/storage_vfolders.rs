@@ -565,3 +565,68 @@ async fn a_stopped_proxy_leaves_nothing_half_done() {
     assert!(world.folder_rows("kept").await.is_empty());
     assert!(!world.api.log.text().contains(&world.proxy.secret));
 }
+
+#[actix_web::test]
+async fn a_delete_interrupted_by_a_crash_is_finished_by_the_sweep() {
+    use bai_actors::storage::recovery::{STALE_AFTER, SweepOutcome, sweep_interrupted_deletions};
+
+    let world = StorageWorld::new().await;
+    let app = storage_app!(world);
+    let admin = Signer::new(ADMIN_AK, ADMIN_SK);
+    for name in ["crashed", "in-flight"] {
+        let (status, _, _) = call(
+            &app,
+            admin
+                .request(Method::POST, "/folders", Some(&create_body(name)))
+                .to_request(),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let crashed_dir = world.folder_dir("crashed").await;
+    let in_flight_dir = world.folder_dir("in-flight").await;
+    // A worker died after marking `crashed` an hour ago; `in-flight` is being deleted now.
+    let db = world.api.db().await;
+    db.execute(
+        "UPDATE vfolders SET status = 'deleting', status_changed = now() - interval '1 hour' WHERE name = 'crashed'",
+        &[],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "UPDATE vfolders SET status = 'deleting', status_changed = now() WHERE name = 'in-flight'",
+        &[],
+    )
+    .await
+    .unwrap();
+    // Stuck: it can be neither deleted again nor changed.
+    let (status, _, body) = call(
+        &app,
+        admin
+            .request(Method::DELETE, "/folders/crashed", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, 400);
+    assert_eq!(body["type"], problem_type("vfolder-filter-status-failed"));
+
+    let outcome = sweep_interrupted_deletions(
+        &world.api.state.db,
+        &world.broker,
+        STALE_AFTER,
+        &world.api.log.logger(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        outcome,
+        SweepOutcome {
+            finished: 1,
+            failed: 0
+        }
+    );
+    assert!(world.folder_rows("crashed").await.is_empty());
+    assert!(!crashed_dir.exists());
+    assert_eq!(world.folder_rows("in-flight").await.len(), 1);
+    assert!(in_flight_dir.is_dir());
+}

@@ -10,6 +10,7 @@ pub mod ids;
 pub mod mounts;
 pub mod permissions;
 pub mod proxies;
+pub mod recovery;
 
 pub use broker::StorageBroker;
 pub use client::{ProxyClient, VolumeInfo};
