@@ -4,6 +4,7 @@ pub mod agent_rpc;
 pub mod etcd;
 pub mod event_bus;
 pub mod facade;
+pub mod gql;
 pub mod heartbeat;
 pub mod lock;
 pub mod redis;

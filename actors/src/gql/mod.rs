@@ -1,0 +1,24 @@
+//! The admin GraphQL API (`POST /admin/gql`, legacy `POST /admin/graphql`) as the original
+//! manager's graphene schema: the same root fields, argument and field names (snake_case),
+//! types, `filter`/`order` mini-languages, pagination and permissions.
+//!
+//! Layout: one file per object type with its queries, SQL and mutations (`domain.rs`,
+//! `user.rs`, ...); `schema.rs` merges them into the roots; `context.rs` holds who is asking;
+//! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
+//! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes.
+
+pub mod context;
+pub mod domain;
+pub mod error;
+pub mod minilang;
+pub mod mutation;
+pub mod pagination;
+pub mod permissions;
+pub mod pyjson;
+pub mod scalars;
+pub mod schema;
+pub mod sql;
+pub mod validate;
+
+pub use context::{GqlRequest, GqlSettings, Requester};
+pub use schema::{GqlSchema, build_schema, sdl};
