@@ -10,12 +10,14 @@
 pub mod context;
 pub mod domain;
 pub mod error;
+pub mod http;
 pub mod minilang;
 pub mod mutation;
 pub mod pagination;
 pub mod permissions;
 pub mod pyjson;
 pub mod scalars;
+pub mod scaling_group;
 pub mod schema;
 pub mod sql;
 pub mod validate;

@@ -5,6 +5,7 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use super::domain::{DomainMutation, DomainQuery};
+use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
 
 /// The deepest selection nesting accepted. The official client's deepest query
 /// (`compute_session { containers { ... } }` inside a list) is 4 levels deep; introspection
@@ -24,11 +25,11 @@ pub const MAX_DIRECTIVES: usize = 16;
 
 /// Every query root field, one part per type.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(DomainQuery);
+pub struct QueryRoot(DomainQuery, ScalingGroupQuery);
 
 /// Every mutation, one part per type.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(DomainMutation);
+pub struct MutationRoot(DomainMutation, ScalingGroupMutation);
 
 pub type GqlSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 
