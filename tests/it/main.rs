@@ -13,6 +13,8 @@ mod cli_run;
 mod config;
 mod etcd_cli;
 mod fixture_cli;
+mod gql_support;
+mod gql_tenancy;
 mod logging;
 mod manager_process;
 mod operator_cli;

@@ -13,6 +13,7 @@ use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::permissions::require_superadmin_read;
 use super::scalars::{GqlDateTime, JsonString};
 use super::sql::{self, Conditions, SqlParams};
+use bai_schema::fixture::special::scheduler_opts;
 
 /// A scaling group as the original's GraphQL `ScalingGroup` type.
 #[derive(SimpleObject, Clone, Debug)]
@@ -55,9 +56,7 @@ impl ScalingGroup {
             driver: Some(row.try_get("driver")?),
             driver_opts: Some(JsonString(row.try_get("driver_opts")?)),
             scheduler: Some(row.try_get("scheduler")?),
-            scheduler_opts: Some(JsonString(
-                normalize_scheduler_opts(&stored_opts).unwrap_or_else(|_| default_scheduler_opts()),
-            )),
+            scheduler_opts: Some(JsonString(scheduler_opts_output(&stored_opts))),
             use_host_network: Some(row.try_get("use_host_network")?),
         })
     }
@@ -67,77 +66,29 @@ fn default_scheduler_opts() -> Value {
     json!({"allowed_session_types": ["interactive", "batch"], "pending_timeout": 0.0, "config": {}})
 }
 
-/// The session types a scaling group may allow.
-const SESSION_TYPES: [&str; 3] = ["interactive", "batch", "inference"];
-
-/// `ScalingGroupOpts`: `allowed_session_types` (default interactive and batch),
-/// `pending_timeout` in seconds (a number or `"30m"`-style text, default 0) and the scheduler's
-/// `config` object. Other keys are accepted and dropped, as the original stores only these.
-pub fn normalize_scheduler_opts(value: &Value) -> Result<Value, String> {
-    let empty = serde_json::Map::new();
-    let object = match value {
-        Value::Object(object) => object,
-        Value::Null => &empty,
-        _ => return Err("scheduler_opts must be a JSON object".to_owned()),
-    };
-    let allowed = match object.get("allowed_session_types") {
-        None => json!(["interactive", "batch"]),
-        Some(Value::Array(items)) if !items.is_empty() => {
-            for item in items {
-                if !item.as_str().is_some_and(|s| SESSION_TYPES.contains(&s)) {
-                    return Err(format!(
-                        "scheduler_opts.allowed_session_types: {item} is not one of {}",
-                        SESSION_TYPES.join(", ")
-                    ));
-                }
-            }
-            Value::Array(items.clone())
-        }
-        Some(_) => {
-            return Err("scheduler_opts.allowed_session_types must be a non-empty list".to_owned());
-        }
-    };
-    let pending_timeout = match object.get("pending_timeout") {
-        None => 0.0,
-        Some(raw) => parse_duration_seconds(raw)
-            .ok_or_else(|| format!("scheduler_opts.pending_timeout: {raw} is not a duration"))?,
-    };
-    let config = match object.get("config") {
-        None => json!({}),
-        Some(Value::Object(config)) => Value::Object(config.clone()),
-        Some(_) => return Err("scheduler_opts.config must be an object".to_owned()),
-    };
-    Ok(json!({
-        "allowed_session_types": allowed,
-        "pending_timeout": pending_timeout,
-        "config": config,
-    }))
+/// `ScalingGroupOpts` as a client gives it: the known keys checked and completed with their
+/// defaults, as the fixture loader stores them.
+pub fn scheduler_opts_input(value: &Value) -> Result<Value, String> {
+    scheduler_opts(value)
+        .map(Value::Object)
+        .map_err(|e| format!("scheduler_opts: {e}"))
 }
 
-/// A non-negative duration in seconds: a number, or text like `90`, `30s`, `5m`, `2h`, `1d`, `1w`.
-fn parse_duration_seconds(raw: &Value) -> Option<f64> {
-    let seconds = match raw {
-        Value::Number(n) => n.as_f64()?,
-        Value::String(text) => {
-            let text = text.trim();
-            let (number, unit) = match text.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
-                Some((at, _)) => (&text[..at], &text[at..]),
-                None => (text, "s"),
-            };
-            let factor = match unit {
-                "ms" => 0.001,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                "d" => 86400.0,
-                "w" => 604800.0,
-                _ => return None,
-            };
-            number.trim().parse::<f64>().ok()? * factor
-        }
-        _ => return None,
+/// `ScalingGroupOpts.to_json()` of 22.09: `allowed_session_types`, `pending_timeout` (seconds,
+/// a float) and `config`.
+pub fn scheduler_opts_output(stored: &Value) -> Value {
+    let Ok(full) = scheduler_opts(stored) else {
+        return default_scheduler_opts();
     };
-    (seconds.is_finite() && seconds >= 0.0).then_some(seconds)
+    let pending_timeout = full
+        .get("pending_timeout")
+        .and_then(Value::as_f64)
+        .unwrap_or(0.0);
+    json!({
+        "allowed_session_types": full.get("allowed_session_types").cloned().unwrap_or_else(|| json!(["interactive", "batch"])),
+        "pending_timeout": pending_timeout,
+        "config": full.get("config").cloned().unwrap_or_else(|| json!({})),
+    })
 }
 
 async fn load_sgroups(
@@ -343,7 +294,7 @@ fn opts_input(field: &str, value: Option<&JsonString>) -> Result<Option<Value>, 
             Value::Object(_) => Ok(Some(value.clone())),
             _ => Err(Outcome::failure("driver_opts must be a JSON object")),
         },
-        Some(JsonString(value)) => normalize_scheduler_opts(value)
+        Some(JsonString(value)) => scheduler_opts_input(value)
             .map(Some)
             .map_err(Outcome::failure),
     }
@@ -369,7 +320,8 @@ async fn create(
         .unwrap_or_else(|| json!({}));
     let scheduler_opts = opts_input("scheduler_opts", props.scheduler_opts.as_ref())
         .map_err(retype)?
-        .unwrap_or_else(default_scheduler_opts);
+        .map_or_else(|| scheduler_opts_input(&Value::Null), Ok)
+        .map_err(|e| Outcome::failure(e))?;
     let mut params = SqlParams::new();
     let statement = format!(
         "WITH g AS (INSERT INTO scaling_groups (name, description, is_active, is_public, \
@@ -670,22 +622,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn scheduler_opts_get_the_original_defaults() {
+    fn scheduler_opts_are_completed_and_shown_as_22_09() {
+        let stored = scheduler_opts_input(&json!({"pending_timeout": "5m", "extra": 1})).unwrap();
+        assert_eq!(stored["agent_selection_strategy"], "dispersed");
         assert_eq!(
-            normalize_scheduler_opts(&json!({})).unwrap(),
-            default_scheduler_opts()
+            scheduler_opts_output(&stored),
+            json!({"allowed_session_types": ["interactive", "batch"], "pending_timeout": 300.0, "config": {}})
         );
-        let opts = normalize_scheduler_opts(&json!({
-            "allowed_session_types": ["batch"], "pending_timeout": "5m", "extra": 1,
-        }))
-        .unwrap();
-        assert_eq!(
-            opts,
-            json!({"allowed_session_types": ["batch"], "pending_timeout": 300.0, "config": {}})
-        );
-        assert!(normalize_scheduler_opts(&json!({"allowed_session_types": []})).is_err());
-        assert!(normalize_scheduler_opts(&json!({"allowed_session_types": ["gpu"]})).is_err());
-        assert!(normalize_scheduler_opts(&json!({"pending_timeout": -1})).is_err());
-        assert!(normalize_scheduler_opts(&json!({"pending_timeout": "soon"})).is_err());
+        assert_eq!(scheduler_opts_output(&json!({})), default_scheduler_opts());
+        assert!(scheduler_opts_input(&json!({"allowed_session_types": []})).is_err());
+        assert!(scheduler_opts_input(&json!({"allowed_session_types": ["gpu"]})).is_err());
+        assert!(scheduler_opts_input(&json!({"pending_timeout": -1})).is_err());
     }
 }

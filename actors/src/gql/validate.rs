@@ -4,21 +4,10 @@
 use std::collections::BTreeMap;
 
 use bai_schema::ResourceSlot;
+use bai_schema::fixture::special::check_vfolder_host_permissions;
 use serde_json::Value;
 
 use super::error::GqlError;
-
-/// The vfolder host permissions a domain, group or keypair resource policy may grant.
-pub const VFOLDER_HOST_PERMISSIONS: [&str; 8] = [
-    "create-vfolder",
-    "modify-vfolder",
-    "delete-vfolder",
-    "mount-in-session",
-    "upload-file",
-    "download-file",
-    "invite-others",
-    "set-user-specific-permission",
-];
 
 /// The original's slug rule for domain and group names.
 pub fn is_slug(name: &str) -> bool {
@@ -44,30 +33,9 @@ pub fn resource_slots_input(field: &str, value: &Value) -> Result<Value, GqlErro
 
 /// Checks an allowed-vfolder-host map: `{"<proxy>:<volume>": ["<permission>", ...]}`.
 pub fn vfolder_host_permissions_input(field: &str, value: &Value) -> Result<Value, GqlError> {
-    let Value::Object(hosts) = value else {
-        return Err(GqlError::invalid(format!(
-            "{field}: expected an object of host names to permission lists"
-        )));
-    };
-    for (host, permissions) in hosts {
-        let Value::Array(permissions) = permissions else {
-            return Err(GqlError::invalid(format!(
-                "{field}: the permissions of host {host:?} must be a list"
-            )));
-        };
-        for permission in permissions {
-            let known = permission
-                .as_str()
-                .is_some_and(|p| VFOLDER_HOST_PERMISSIONS.contains(&p));
-            if !known {
-                return Err(GqlError::invalid(format!(
-                    "{field}: unknown permission {permission} for host {host:?} (known: {})",
-                    VFOLDER_HOST_PERMISSIONS.join(", ")
-                )));
-            }
-        }
-    }
-    Ok(value.clone())
+    check_vfolder_host_permissions(value)
+        .map(|()| value.clone())
+        .map_err(|e| GqlError::invalid(format!("{field}: {e}")))
 }
 
 #[cfg(test)]

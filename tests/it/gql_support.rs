@@ -1,0 +1,110 @@
+//! Shared set-up of the GraphQL tests: a real database with the original's example fixtures,
+//! and a way to run a GraphQL document as one of its keypairs (through the same entry point as
+//! `POST /admin/gql`, after authentication).
+
+use bai_actors::gql::context::{GqlRequest, GqlSettings, Requester};
+use bai_actors::gql::http::{GqlBody, execute};
+use bai_schema::DbSettings;
+use bai_schema::enums::UserRole;
+use bai_testkit::TestEnv;
+use deadpool_postgres::Pool;
+use serde_json::Value;
+
+/// The example fixtures' keypairs.
+pub const SUPERADMIN_AK: &str = "AKIAIOSFODNN7EXAMPLE";
+pub const DOMAIN_ADMIN_AK: &str = "AKIAHUKCHDEZGEXAMPLE";
+pub const USER_AK: &str = "AKIANABBDUSEREXAMPLE";
+pub const USER2_AK: &str = "AKIANATWOUSEREXAMPLE";
+pub const MONITOR_AK: &str = "AKIANAMONITOREXAMPLE";
+
+pub struct GqlWorld {
+    pub env: TestEnv,
+    pub pool: Pool,
+    pub settings: GqlSettings,
+    log: slog::Logger,
+}
+
+impl GqlWorld {
+    /// A fresh database with the example fixtures loaded.
+    pub async fn with_fixtures() -> GqlWorld {
+        let env = TestEnv::new().await;
+        env.load_example_fixtures().await;
+        let settings = DbSettings {
+            host: env.db.host.clone(),
+            port: env.db.port,
+            name: env.db.name.clone(),
+            user: env.db.user.clone(),
+            password: String::new(),
+            pool_size: 4,
+        };
+        let pool = settings.connect_pool().await.expect("database pool");
+        GqlWorld {
+            env,
+            pool,
+            settings: GqlSettings::default(),
+            log: slog::Logger::root(slog::Discard, slog::o!()),
+        }
+    }
+
+    /// The caller of a request signed with `access_key`, as the authentication layer finds it.
+    pub async fn requester(&self, access_key: &str) -> Requester {
+        let client = self.pool.get().await.expect("connection");
+        let row = client
+            .query_one(
+                "SELECT k.access_key, k.is_admin, u.uuid, u.email, u.role, u.domain_name \
+                 FROM keypairs k JOIN users u ON u.uuid = k.\"user\" WHERE k.access_key = $1",
+                &[&access_key],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("keypair {access_key}: {e}"));
+        Requester {
+            access_key: row.get(0),
+            is_admin: row.get(1),
+            user_uuid: row.get(2),
+            email: row.get(3),
+            role: row.get::<_, UserRole>(4),
+            domain_name: row.get::<_, Option<String>>(5).unwrap_or_default(),
+        }
+    }
+
+    /// Runs `query` with `variables` as `access_key`; returns the `/admin/gql` response body.
+    pub async fn run(&self, access_key: &str, query: &str, variables: Value) -> Value {
+        let request = GqlRequest {
+            db: self.pool.clone(),
+            requester: self.requester(access_key).await,
+            settings: self.settings.clone(),
+        };
+        let body = GqlBody {
+            query: query.to_owned(),
+            variables: match variables {
+                Value::Object(map) => Some(map),
+                _ => None,
+            },
+            operation_name: None,
+        };
+        let response = execute(body, request, false, &self.log).await;
+        serde_json::to_value(&response).expect("response JSON")
+    }
+
+    /// Runs `query` and returns its `data`, failing the test on any GraphQL error.
+    pub async fn data(&self, access_key: &str, query: &str, variables: Value) -> Value {
+        let response = self.run(access_key, query, variables).await;
+        assert!(
+            response.get("errors").is_none(),
+            "unexpected errors for {query}: {response:#}"
+        );
+        response["data"].clone()
+    }
+
+    /// Runs `query` and returns the messages of its errors, failing the test when there are none.
+    pub async fn errors(&self, access_key: &str, query: &str, variables: Value) -> Vec<String> {
+        let response = self.run(access_key, query, variables).await;
+        let errors = response["errors"]
+            .as_array()
+            .unwrap_or_else(|| panic!("expected errors for {query}, got {response:#}"));
+        errors
+            .iter()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}
