@@ -18,8 +18,11 @@ pub const USER2_AK: &str = "AKIANATWOUSEREXAMPLE";
 pub const MONITOR_AK: &str = "AKIANAMONITOREXAMPLE";
 
 pub struct GqlWorld {
+    /// Owns the test's database, etcd namespace and Redis; they live as long as the world.
+    #[allow(dead_code)]
     pub env: TestEnv,
     pub pool: Pool,
+    pub redis_stat: redis::aio::ConnectionManager,
     pub settings: GqlSettings,
     log: slog::Logger,
 }
@@ -38,10 +41,18 @@ impl GqlWorld {
             pool_size: 4,
         };
         let pool = settings.connect_pool().await.expect("database pool");
+        let redis_client = redis::Client::open(env.redis.url(0)).expect("redis url");
+        let redis_stat = redis::aio::ConnectionManager::new(redis_client)
+            .await
+            .expect("redis connection");
         GqlWorld {
             env,
             pool,
-            settings: GqlSettings::default(),
+            redis_stat,
+            settings: GqlSettings {
+                bcrypt_cost: bai_schema::fixture::MIN_BCRYPT_COST,
+                ..GqlSettings::default()
+            },
             log: slog::Logger::root(slog::Discard, slog::o!()),
         }
     }
@@ -71,6 +82,7 @@ impl GqlWorld {
     pub async fn run(&self, access_key: &str, query: &str, variables: Value) -> Value {
         let request = GqlRequest {
             db: self.pool.clone(),
+            redis_stat: Some(self.redis_stat.clone()),
             requester: self.requester(access_key).await,
             settings: self.settings.clone(),
         };

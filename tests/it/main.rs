@@ -15,6 +15,7 @@ mod etcd_cli;
 mod fixture_cli;
 mod gql_support;
 mod gql_tenancy;
+mod gql_users;
 mod logging;
 mod manager_process;
 mod operator_cli;

@@ -4,6 +4,7 @@
 use async_graphql::Context;
 use bai_schema::enums::UserRole;
 use deadpool_postgres::Pool;
+use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
 use super::error::GqlError;
@@ -35,16 +36,30 @@ impl Requester {
 }
 
 /// Settings of the GraphQL layer taken from manager.toml.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct GqlSettings {
     /// `[manager] hide-agents`: hide agent ids and addresses from everyone but superadmins.
     pub hide_agents: bool,
+    /// The bcrypt cost of new passwords: the original's 12 in service; tests lower it.
+    pub bcrypt_cost: u32,
+}
+
+impl Default for GqlSettings {
+    fn default() -> GqlSettings {
+        GqlSettings {
+            hide_agents: false,
+            bcrypt_cost: bai_schema::fixture::DEFAULT_BCRYPT_COST,
+        }
+    }
 }
 
 /// The per-request data every resolver reads through [`GqlRequest::of`].
 #[derive(Clone)]
 pub struct GqlRequest {
     pub db: Pool,
+    /// Redis database 0 (`stat`): per-keypair counters (`kp:{ak}:num_queries`,
+    /// `keypair.concurrency_used.{ak}`) and live statistics. `None` reads them as empty.
+    pub redis_stat: Option<ConnectionManager>,
     pub requester: Requester,
     pub settings: GqlSettings,
 }

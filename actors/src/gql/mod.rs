@@ -9,8 +9,10 @@
 
 pub mod context;
 pub mod domain;
+pub mod enums;
 pub mod error;
 pub mod http;
+pub mod keypair;
 pub mod minilang;
 pub mod mutation;
 pub mod pagination;
@@ -20,6 +22,8 @@ pub mod scalars;
 pub mod scaling_group;
 pub mod schema;
 pub mod sql;
+pub mod user;
+pub mod user_mutation;
 pub mod validate;
 
 pub use context::{GqlRequest, GqlSettings, Requester};

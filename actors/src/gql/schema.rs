@@ -5,7 +5,10 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use super::domain::{DomainMutation, DomainQuery};
+use super::keypair::{KeyPairMutation, KeyPairQuery};
 use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
+use super::user::UserQuery;
+use super::user_mutation::UserMutation;
 
 /// The deepest selection nesting accepted. The official client's deepest query
 /// (`compute_session { containers { ... } }` inside a list) is 4 levels deep; introspection
@@ -25,11 +28,16 @@ pub const MAX_DIRECTIVES: usize = 16;
 
 /// Every query root field, one part per type.
 #[derive(MergedObject, Default)]
-pub struct QueryRoot(DomainQuery, ScalingGroupQuery);
+pub struct QueryRoot(DomainQuery, KeyPairQuery, ScalingGroupQuery, UserQuery);
 
 /// Every mutation, one part per type.
 #[derive(MergedObject, Default)]
-pub struct MutationRoot(DomainMutation, ScalingGroupMutation);
+pub struct MutationRoot(
+    DomainMutation,
+    KeyPairMutation,
+    ScalingGroupMutation,
+    UserMutation,
+);
 
 pub type GqlSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;
 

@@ -41,8 +41,14 @@ impl SqlParams {
 
     /// The values in the form `tokio_postgres` takes them.
     pub fn as_refs(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.prefix_refs(self.values.len())
+    }
+
+    /// The first `count` values (for a statement that uses only the leading placeholders).
+    pub fn prefix_refs(&self, count: usize) -> Vec<&(dyn ToSql + Sync)> {
         self.values
             .iter()
+            .take(count)
             .map(|v| v.as_ref() as &(dyn ToSql + Sync))
             .collect()
     }
@@ -77,6 +83,68 @@ impl Conditions {
                     .join(" AND ")
             )
         }
+    }
+}
+
+/// One list query: the rows of a page and the total count, from the same conditions.
+pub struct Listing {
+    /// `SELECT <columns> FROM <tables> WHERE <conditions>`, without ordering or limits.
+    pub select: String,
+    /// `SELECT count(*) FROM <tables> WHERE <conditions>`.
+    pub count: String,
+    /// The `ORDER BY` terms (without the keywords).
+    pub order_by: String,
+    pub params: SqlParams,
+    /// Whether the statement text comes from a bounded set (no user filter or ordering), so it
+    /// may live in the connection's prepared-statement cache. A user's filter gives statement
+    /// texts without bound; those are prepared for one use only.
+    pub cacheable: bool,
+}
+
+impl Listing {
+    /// Runs the page and the count in one round trip (pipelined on the connection); each is
+    /// skipped when the query did not select it.
+    pub async fn fetch(
+        mut self,
+        client: &Object,
+        page: Option<super::pagination::Page>,
+        want_rows: bool,
+        want_count: bool,
+    ) -> Result<(Vec<Row>, i64), GqlError> {
+        let condition_params = self.params.len();
+        let mut items_sql = format!("{} ORDER BY {}", self.select, self.order_by);
+        if let Some(page) = page {
+            let limit = self.params.push(page.limit);
+            let offset = self.params.push(page.offset);
+            items_sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+        }
+        let items_params = self.params.as_refs();
+        let count_params = self.params.prefix_refs(condition_params);
+        let rows = async {
+            if !want_rows {
+                return Ok(Vec::new());
+            }
+            if self.cacheable {
+                let statement = client.prepare_cached(&items_sql).await?;
+                client.query(&statement, &items_params).await
+            } else {
+                client.query(items_sql.as_str(), &items_params).await
+            }
+        };
+        let count = async {
+            if !want_count {
+                return Ok(0);
+            }
+            let row = if self.cacheable {
+                let statement = client.prepare_cached(&self.count).await?;
+                client.query_one(&statement, &count_params).await?
+            } else {
+                client.query_one(self.count.as_str(), &count_params).await?
+            };
+            row.try_get::<_, i64>(0)
+        };
+        let (rows, count) = futures::try_join!(rows, count)?;
+        Ok((rows, count))
     }
 }
 

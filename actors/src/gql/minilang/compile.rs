@@ -20,14 +20,24 @@ pub struct EnumSpec {
     pub pg_type: &'static str,
     /// The labels stored in the database.
     pub labels: &'static [&'static str],
-    /// Also accept a label written in lower case (the original's `enum_field_getter`).
+    /// The Python enum member names, one per label, when they differ from the labels (enums
+    /// stored by value, such as `userstatus`: `BEFORE_VERIFICATION` is `before-verification`).
+    /// The original's filters take member names; we accept both.
+    pub names: &'static [&'static str],
+    /// Also accept a name written in lower case (the original's `enum_field_getter`).
     pub accept_lowercase: bool,
 }
 
 impl EnumSpec {
-    fn label_of(&self, value: &str) -> Option<&'static str> {
-        self.labels.iter().copied().find(|label| {
-            *label == value || (self.accept_lowercase && *label == value.to_uppercase())
+    /// The stored label for a label or member name given by a client.
+    pub fn label_of(&self, value: &str) -> Option<&'static str> {
+        let upper = value.to_uppercase();
+        self.labels.iter().enumerate().find_map(|(i, label)| {
+            let name = self.names.get(i).copied().unwrap_or(label);
+            let matches = *label == value
+                || name == value
+                || (self.accept_lowercase && (name == upper || *label == upper));
+            matches.then_some(*label)
         })
     }
 }
@@ -429,8 +439,26 @@ mod tests {
     static STATUS: EnumSpec = EnumSpec {
         pg_type: "sessionstatus",
         labels: &["PENDING", "RUNNING", "TERMINATED"],
+        names: &[],
         accept_lowercase: true,
     };
+
+    #[test]
+    fn enums_by_value_accept_member_names() {
+        static USER_STATUS: EnumSpec = EnumSpec {
+            pg_type: "userstatus",
+            labels: &["active", "before-verification"],
+            names: &["ACTIVE", "BEFORE_VERIFICATION"],
+            accept_lowercase: false,
+        };
+        assert_eq!(
+            USER_STATUS.label_of("BEFORE_VERIFICATION"),
+            Some("before-verification")
+        );
+        assert_eq!(USER_STATUS.label_of("active"), Some("active"));
+        assert_eq!(USER_STATUS.label_of("Active"), None);
+        assert_eq!(STATUS.label_of("running"), Some("RUNNING"));
+    }
 
     const FIELDS: &[FilterField] = &[
         FilterField {

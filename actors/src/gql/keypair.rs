@@ -1,0 +1,714 @@
+//! `KeyPair`: the `keypair`, `keypairs` and `keypair_list` queries, the keypair mutations and
+//! the generation of new access/secret keys.
+//!
+//! Secret keys: the original returns `secret_key` to anyone who may list a keypair. We return it
+//! only to the keypair's owner and in the result of `create_keypair`; for everyone else the field
+//! is `null` (the JSON shape stays the same).
+
+use std::collections::HashMap;
+
+use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use base64::Engine;
+use rand::RngCore;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::context::{GqlRequest, Requester};
+use super::error::GqlResult;
+use super::minilang::{self, FieldKind, FilterField, OrderField};
+use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
+use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
+use super::permissions::scoped;
+use super::scalars::GqlDateTime;
+use super::sql::{self, Conditions, Listing, SqlParams};
+
+/// The owner's name and email, as the original's `UserInfo`.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "UserInfo", rename_fields = "snake_case")]
+pub struct UserInfo {
+    pub email: Option<String>,
+    pub full_name: Option<String>,
+}
+
+/// A keypair as the original's GraphQL `KeyPair` type.
+#[derive(SimpleObject, Clone, Debug)]
+#[graphql(name = "KeyPair", rename_fields = "snake_case")]
+pub struct KeyPair {
+    pub id: Option<ID>,
+    /// The owner's email (a legacy id).
+    pub user_id: Option<String>,
+    pub full_name: Option<String>,
+    pub access_key: Option<String>,
+    /// Only for the keypair's owner and in `create_keypair`'s result; `null` otherwise.
+    pub secret_key: Option<String>,
+    pub is_active: Option<bool>,
+    pub is_admin: Option<bool>,
+    pub resource_policy: Option<String>,
+    pub created_at: Option<GqlDateTime>,
+    pub modified_at: Option<GqlDateTime>,
+    /// The time of the last request signed with the key: `kp:{ak}:last_call_time` in Redis
+    /// (a UNIX time the authentication writes), else the database column.
+    pub last_used: Option<GqlDateTime>,
+    pub rate_limit: Option<i32>,
+    pub num_queries: Option<i32>,
+    /// The owner's uuid.
+    pub user: Option<Uuid>,
+    /// The names of the owner's projects (groups).
+    pub projects: Option<Vec<String>>,
+    pub ssh_public_key: Option<String>,
+    /// Sessions the keypair runs now.
+    pub concurrency_used: Option<i32>,
+    pub user_info: Option<UserInfo>,
+    /// Deprecated since 22.03 (moved to the resource policy); always 0.
+    #[graphql(
+        deprecation = "Moved to KeyPairResourcePolicy object as the max_concurrent_sessions field."
+    )]
+    pub concurrency_limit: Option<i32>,
+}
+
+/// The columns `KeyPair::from_row` reads, over `keypairs k JOIN users u`.
+pub const KEYPAIR_COLUMNS: &str = "k.user_id, k.access_key, k.secret_key, k.is_active, \
+     k.is_admin, k.resource_policy, k.created_at, k.modified_at, k.last_used, k.rate_limit, \
+     k.num_queries, k.\"user\", k.ssh_public_key, u.email AS owner_email, \
+     u.full_name AS owner_full_name, \
+     ARRAY(SELECT g.name FROM association_groups_users ag JOIN groups g ON g.id = ag.group_id \
+           WHERE ag.user_id = k.\"user\" ORDER BY g.name) AS projects";
+
+pub const KEYPAIR_FROM: &str = "keypairs k JOIN users u ON u.uuid = k.\"user\"";
+
+/// The per-keypair counters kept in Redis.
+#[derive(Debug, Default, Clone)]
+struct KeypairStats {
+    num_queries: Option<i64>,
+    concurrency_used: Option<i64>,
+    last_call_time: Option<f64>,
+}
+
+/// Reads the counters of `access_keys` with one `MGET`. Redis trouble leaves them empty (the
+/// original would fail the whole query; a list of keypairs is more useful without counters).
+async fn load_stats(request: &GqlRequest, access_keys: &[String]) -> HashMap<String, KeypairStats> {
+    let mut stats = HashMap::new();
+    let Some(redis) = &request.redis_stat else {
+        return stats;
+    };
+    if access_keys.is_empty() {
+        return stats;
+    }
+    let mut keys = Vec::with_capacity(access_keys.len() * 3);
+    for ak in access_keys {
+        keys.push(format!("kp:{ak}:num_queries"));
+        keys.push(format!("keypair.concurrency_used.{ak}"));
+        keys.push(format!("kp:{ak}:last_call_time"));
+    }
+    let mut connection = redis.clone();
+    let values: Vec<Option<String>> = match redis::cmd("MGET")
+        .arg(&keys)
+        .query_async(&mut connection)
+        .await
+    {
+        Ok(values) => values,
+        Err(_) => return stats,
+    };
+    for (ak, chunk) in access_keys.iter().zip(values.chunks(3)) {
+        let parse_int =
+            |v: &Option<String>| v.as_deref().and_then(|s| s.trim().parse::<i64>().ok());
+        stats.insert(
+            ak.clone(),
+            KeypairStats {
+                num_queries: chunk.first().and_then(parse_int),
+                concurrency_used: chunk.get(1).and_then(parse_int),
+                last_call_time: chunk
+                    .get(2)
+                    .and_then(|v| v.as_deref())
+                    .and_then(|s| s.trim().parse::<f64>().ok()),
+            },
+        );
+    }
+    stats
+}
+
+impl KeyPair {
+    fn from_row(row: &Row, requester: &Requester, reveal_secret: bool) -> GqlResult<KeyPair> {
+        let access_key: String = row.try_get("access_key")?;
+        let owner: Uuid = row.try_get("user")?;
+        let show_secret = reveal_secret || requester.owns_keypair_of(owner);
+        let full_name: Option<String> = row.try_get("owner_full_name")?;
+        Ok(KeyPair {
+            id: Some(ID(access_key.clone())),
+            user_id: row.try_get("user_id")?,
+            full_name: full_name.clone(),
+            secret_key: if show_secret {
+                row.try_get("secret_key")?
+            } else {
+                None
+            },
+            is_active: Some(row.try_get("is_active")?),
+            is_admin: Some(row.try_get("is_admin")?),
+            resource_policy: Some(row.try_get("resource_policy")?),
+            created_at: Some(GqlDateTime(row.try_get("created_at")?)),
+            modified_at: Some(GqlDateTime(row.try_get("modified_at")?)),
+            last_used: row
+                .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>("last_used")?
+                .map(GqlDateTime),
+            rate_limit: Some(row.try_get("rate_limit")?),
+            num_queries: Some(0),
+            user: Some(owner),
+            projects: Some(row.try_get("projects")?),
+            ssh_public_key: row.try_get("ssh_public_key")?,
+            concurrency_used: Some(0),
+            user_info: Some(UserInfo {
+                email: row.try_get("owner_email")?,
+                full_name,
+            }),
+            concurrency_limit: Some(0),
+            access_key: Some(access_key),
+        })
+    }
+}
+
+/// Builds keypairs from rows and fills in their Redis counters.
+async fn keypairs_from_rows(
+    request: &GqlRequest,
+    rows: &[Row],
+    reveal_secret: bool,
+) -> GqlResult<Vec<KeyPair>> {
+    let mut keypairs = rows
+        .iter()
+        .map(|row| KeyPair::from_row(row, &request.requester, reveal_secret))
+        .collect::<GqlResult<Vec<_>>>()?;
+    let access_keys: Vec<String> = keypairs
+        .iter()
+        .filter_map(|k| k.access_key.clone())
+        .collect();
+    let stats = load_stats(request, &access_keys).await;
+    for keypair in &mut keypairs {
+        let Some(stat) = keypair.access_key.as_ref().and_then(|ak| stats.get(ak)) else {
+            continue;
+        };
+        if let Some(n) = stat.num_queries {
+            keypair.num_queries = Some(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+        if let Some(n) = stat.concurrency_used {
+            keypair.concurrency_used = Some(i32::try_from(n).unwrap_or(i32::MAX));
+        }
+        if let Some(at) = stat.last_call_time {
+            let seconds = at.floor() as i64;
+            let nanos = ((at - at.floor()) * 1e9) as u32;
+            if let Some(time) = chrono::DateTime::from_timestamp(seconds, nanos) {
+                keypair.last_used = Some(GqlDateTime(time));
+            }
+        }
+    }
+    Ok(keypairs)
+}
+
+/// The original's `KeyPair._queryfilter_fieldspec`.
+pub const KEYPAIR_FILTER_FIELDS: &[FilterField] = &[
+    FilterField {
+        name: "access_key",
+        sql: "k.access_key",
+        kind: FieldKind::Text,
+    },
+    FilterField {
+        name: "user_id",
+        sql: "u.uuid",
+        kind: FieldKind::Uuid,
+    },
+    FilterField {
+        name: "email",
+        sql: "u.email",
+        kind: FieldKind::Text,
+    },
+    FilterField {
+        name: "full_name",
+        sql: "u.full_name",
+        kind: FieldKind::Text,
+    },
+    FilterField {
+        name: "is_active",
+        sql: "k.is_active",
+        kind: FieldKind::Bool,
+    },
+    FilterField {
+        name: "is_admin",
+        sql: "k.is_admin",
+        kind: FieldKind::Bool,
+    },
+    FilterField {
+        name: "resource_policy",
+        sql: "k.resource_policy",
+        kind: FieldKind::Text,
+    },
+    FilterField {
+        name: "created_at",
+        sql: "k.created_at",
+        kind: FieldKind::DateTime,
+    },
+    FilterField {
+        name: "last_used",
+        sql: "k.last_used",
+        kind: FieldKind::DateTime,
+    },
+    FilterField {
+        name: "rate_limit",
+        sql: "k.rate_limit",
+        kind: FieldKind::Int,
+    },
+    FilterField {
+        name: "num_queries",
+        sql: "k.num_queries",
+        kind: FieldKind::Int,
+    },
+    FilterField {
+        name: "ssh_public_key",
+        sql: "k.ssh_public_key",
+        kind: FieldKind::Text,
+    },
+];
+
+/// The original's `KeyPair._queryorder_colmap`.
+pub const KEYPAIR_ORDER_FIELDS: &[OrderField] = &[
+    OrderField {
+        name: "access_key",
+        sql: "k.access_key",
+    },
+    OrderField {
+        name: "email",
+        sql: "u.email",
+    },
+    OrderField {
+        name: "full_name",
+        sql: "u.full_name",
+    },
+    OrderField {
+        name: "is_active",
+        sql: "k.is_active",
+    },
+    OrderField {
+        name: "is_admin",
+        sql: "k.is_admin",
+    },
+    OrderField {
+        name: "resource_policy",
+        sql: "k.resource_policy",
+    },
+    OrderField {
+        name: "created_at",
+        sql: "k.created_at",
+    },
+    OrderField {
+        name: "last_used",
+        sql: "k.last_used",
+    },
+    OrderField {
+        name: "rate_limit",
+        sql: "k.rate_limit",
+    },
+    OrderField {
+        name: "num_queries",
+        sql: "k.num_queries",
+    },
+];
+
+/// The newest keypairs first, as the original; the access key keeps pages stable.
+const DEFAULT_KEYPAIR_ORDER: &str = "k.created_at DESC, k.access_key";
+
+fn scope_conditions(
+    domain_name: Option<String>,
+    email: Option<String>,
+    is_active: Option<bool>,
+    params: &mut SqlParams,
+) -> Conditions {
+    let mut conditions = Conditions::new();
+    if let Some(domain) = domain_name {
+        conditions.add(format!("u.domain_name = {}", params.push(domain)));
+    }
+    if let Some(email) = email {
+        conditions.add(format!("k.user_id = {}", params.push(email)));
+    }
+    if let Some(is_active) = is_active {
+        conditions.add(format!("k.is_active = {}", params.push(is_active)));
+    }
+    conditions
+}
+
+/// A page of keypairs.
+#[derive(SimpleObject)]
+#[graphql(name = "KeyPairList", rename_fields = "snake_case")]
+pub struct KeyPairList {
+    pub items: Vec<KeyPair>,
+    pub total_count: i32,
+}
+
+#[derive(Default)]
+pub struct KeyPairQuery;
+
+#[Object(rename_fields = "snake_case", rename_args = "snake_case")]
+impl KeyPairQuery {
+    /// A keypair by access key (the caller's own when omitted); users see only their own.
+    async fn keypair(
+        &self,
+        ctx: &Context<'_>,
+        domain_name: Option<String>,
+        access_key: Option<String>,
+    ) -> async_graphql::Result<Option<KeyPair>> {
+        let request = GqlRequest::of(ctx)?;
+        let requester = &request.requester;
+        let scope = scoped(
+            requester,
+            true,
+            requester.access_key.clone(),
+            domain_name,
+            access_key,
+        )?;
+        let mut params = SqlParams::new();
+        let mut conditions = scope_conditions(scope.domain_name, None, None, &mut params);
+        conditions.add(format!(
+            "k.access_key = {}",
+            params.push(scope.owner.unwrap_or_default())
+        ));
+        let client = sql::connection(&request.db).await?;
+        let statement = format!(
+            "SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {}",
+            conditions.where_clause()
+        );
+        let rows = sql::query(&client, &statement, &params).await?;
+        Ok(keypairs_from_rows(request, &rows, false)
+            .await?
+            .into_iter()
+            .next())
+    }
+
+    /// Keypairs (legacy; at most 100 unless `email` is given); users see only their own.
+    async fn keypairs(
+        &self,
+        ctx: &Context<'_>,
+        domain_name: Option<String>,
+        email: Option<String>,
+        is_active: Option<bool>,
+    ) -> async_graphql::Result<Option<Vec<KeyPair>>> {
+        let request = GqlRequest::of(ctx)?;
+        let requester = &request.requester;
+        let scope = scoped(
+            requester,
+            false,
+            requester.email.clone(),
+            domain_name,
+            email,
+        )?;
+        let limit = if scope.owner.is_none() {
+            format!(" LIMIT {LEGACY_LIST_LIMIT}")
+        } else {
+            String::new()
+        };
+        let mut params = SqlParams::new();
+        let conditions = scope_conditions(scope.domain_name, scope.owner, is_active, &mut params);
+        let client = sql::connection(&request.db).await?;
+        let statement = format!(
+            "SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {} ORDER BY {DEFAULT_KEYPAIR_ORDER}{limit}",
+            conditions.where_clause()
+        );
+        let rows = sql::query(&client, &statement, &params).await?;
+        Ok(Some(keypairs_from_rows(request, &rows, false).await?))
+    }
+
+    /// A page of keypairs; domain admins see their domain, users their own.
+    #[allow(clippy::too_many_arguments)]
+    async fn keypair_list(
+        &self,
+        ctx: &Context<'_>,
+        limit: i32,
+        offset: i32,
+        filter: Option<String>,
+        order: Option<String>,
+        domain_name: Option<String>,
+        email: Option<String>,
+        is_active: Option<bool>,
+    ) -> async_graphql::Result<Option<KeyPairList>> {
+        let request = GqlRequest::of(ctx)?;
+        let requester = &request.requester;
+        let page = Page::new(limit, offset)?;
+        let scope = scoped(
+            requester,
+            false,
+            requester.email.clone(),
+            domain_name,
+            email,
+        )?;
+        let mut params = SqlParams::new();
+        let mut conditions =
+            scope_conditions(scope.domain_name, scope.owner, is_active, &mut params);
+        if let Some(condition) =
+            minilang::filter_sql(filter.as_deref(), KEYPAIR_FILTER_FIELDS, &mut params)?
+        {
+            conditions.add(condition);
+        }
+        let order_by = match minilang::order_sql(order.as_deref(), KEYPAIR_ORDER_FIELDS)? {
+            Some(order) => format!("{order}, k.access_key"),
+            None => DEFAULT_KEYPAIR_ORDER.to_owned(),
+        };
+        let where_clause = conditions.where_clause();
+        let listing = Listing {
+            select: format!("SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {where_clause}"),
+            count: format!("SELECT count(*) FROM {KEYPAIR_FROM} {where_clause}"),
+            order_by,
+            cacheable: filter.is_none() && order.is_none(),
+            params,
+        };
+        let selection = ListSelection::of(ctx);
+        let client = sql::connection(&request.db).await?;
+        let (rows, total) = listing
+            .fetch(&client, Some(page), selection.items, selection.total_count)
+            .await?;
+        Ok(Some(KeyPairList {
+            items: keypairs_from_rows(request, &rows, false).await?,
+            total_count: i32::try_from(total).unwrap_or(i32::MAX),
+        }))
+    }
+}
+
+/// A new access key and secret key as the original makes them: `AKIA` + 16 base32 characters
+/// (10 random bytes), and 40 URL-safe base64 characters (30 random bytes).
+pub fn generate_keypair() -> (String, String) {
+    let mut rng = rand::rng();
+    let mut ak_bytes = [0u8; 10];
+    rng.fill_bytes(&mut ak_bytes);
+    let mut sk_bytes = [0u8; 30];
+    rng.fill_bytes(&mut sk_bytes);
+    let access_key = format!("AKIA{}", base32(&ak_bytes));
+    let secret_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk_bytes);
+    (access_key, secret_key)
+}
+
+/// RFC 4648 base32 without padding (enough for the multiple-of-5-byte keys above).
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for &byte in bytes {
+        buffer = (buffer << 8) | u32::from(byte);
+        bits += 8;
+        while bits >= 5 {
+            bits -= 5;
+            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+#[derive(InputObject, Debug)]
+#[graphql(name = "KeyPairInput", rename_fields = "snake_case")]
+pub struct KeyPairInput {
+    #[graphql(default_with = "Some(true)")]
+    pub is_active: Option<bool>,
+    #[graphql(default_with = "Some(false)")]
+    pub is_admin: Option<bool>,
+    pub resource_policy: String,
+    /// Deprecated and ignored.
+    pub concurrency_limit: Option<i32>,
+    pub rate_limit: i32,
+}
+
+#[derive(InputObject, Debug)]
+#[graphql(name = "ModifyKeyPairInput", rename_fields = "snake_case")]
+pub struct ModifyKeyPairInput {
+    pub is_active: Option<bool>,
+    pub is_admin: Option<bool>,
+    pub resource_policy: Option<String>,
+    /// Deprecated and ignored.
+    pub concurrency_limit: Option<i32>,
+    pub rate_limit: Option<i32>,
+}
+
+mutation_payload!(CreateKeyPair, "CreateKeyPair", keypair: KeyPair);
+mutation_payload!(ModifyKeyPair, "ModifyKeyPair");
+mutation_payload!(DeleteKeyPair, "DeleteKeyPair");
+
+type Step<T> = Result<Outcome<T>, Outcome<T>>;
+
+/// Inserts a keypair for the user with `email` inside `client`'s transaction; returns the
+/// statement's row (or none when no such user exists).
+pub async fn insert_keypair(
+    client: &impl tokio_postgres::GenericClient,
+    email: &str,
+    is_active: bool,
+    is_admin: bool,
+    resource_policy: &str,
+    rate_limit: i32,
+) -> Result<Option<Row>, tokio_postgres::Error> {
+    let (access_key, secret_key) = generate_keypair();
+    let statement = format!(
+        "WITH k AS (INSERT INTO keypairs (user_id, access_key, secret_key, is_active, is_admin, \
+             resource_policy, rate_limit, num_queries, \"user\") \
+         SELECT $1::text, $2::text, $3::text, $4, $5, $6::text, $7, 0, users.uuid FROM users \
+         WHERE users.email = $1::text RETURNING *) \
+         SELECT {KEYPAIR_COLUMNS} FROM k JOIN users u ON u.uuid = k.\"user\""
+    );
+    client
+        .query_opt(
+            &statement,
+            &[
+                &email,
+                &access_key,
+                &secret_key,
+                &is_active,
+                &is_admin,
+                &resource_policy,
+                &rate_limit,
+            ],
+        )
+        .await
+}
+
+async fn create_keypair(ctx: &Context<'_>, user_id: String, props: KeyPairInput) -> Step<KeyPair> {
+    let (request, client) =
+        mutation::begin(ctx, "create_keypair", MutationRoles::SuperadminOnly).await?;
+    let row = insert_keypair(
+        &**client,
+        &user_id,
+        props.is_active.unwrap_or(true),
+        props.is_admin.unwrap_or(false),
+        &props.resource_policy,
+        props.rate_limit,
+    )
+    .await?;
+    match row {
+        // The creator receives the new secret key, once.
+        Some(row) => Ok(Outcome::success(Some(KeyPair::from_row(
+            &row,
+            &request.requester,
+            true,
+        )?))),
+        // The original inserts NULL as the owner and fails on the constraint.
+        None => Ok(Outcome::failure(format!(
+            "integrity error: there is no user with the email {user_id:?}"
+        ))),
+    }
+}
+
+async fn modify_keypair(
+    ctx: &Context<'_>,
+    access_key: String,
+    props: ModifyKeyPairInput,
+) -> Step<()> {
+    let (_, client) = mutation::begin(ctx, "modify_keypair", MutationRoles::SuperadminOnly).await?;
+    let mut params = SqlParams::new();
+    let mut sets = vec!["modified_at = now()".to_owned()];
+    if let Some(v) = props.is_active {
+        sets.push(format!("is_active = {}", params.push(v)));
+    }
+    if let Some(v) = props.is_admin {
+        sets.push(format!("is_admin = {}", params.push(v)));
+    }
+    if let Some(v) = props.resource_policy {
+        sets.push(format!("resource_policy = {}", params.push(v)));
+    }
+    if let Some(v) = props.rate_limit {
+        sets.push(format!("rate_limit = {}", params.push(v)));
+    }
+    let statement = format!(
+        "UPDATE keypairs SET {} WHERE access_key = {}",
+        sets.join(", "),
+        params.push(access_key)
+    );
+    let count = client
+        .execute(statement.as_str(), &params.as_refs())
+        .await?;
+    Ok(if count > 0 {
+        Outcome::success(None)
+    } else {
+        Outcome::no_match("ModifyKeyPair")
+    })
+}
+
+async fn delete_keypair(ctx: &Context<'_>, access_key: String) -> Step<()> {
+    let (request, client) =
+        mutation::begin(ctx, "delete_keypair", MutationRoles::SuperadminOnly).await?;
+    let main_users: i64 = client
+        .query_one(
+            "SELECT count(*) FROM users WHERE main_access_key = $1",
+            &[&access_key],
+        )
+        .await?
+        .get(0);
+    if main_users > 0 {
+        return Ok(Outcome::failure(
+            "the keypair is used as main access key by any user",
+        ));
+    }
+    let count = client
+        .execute("DELETE FROM keypairs WHERE access_key = $1", &[&access_key])
+        .await?;
+    if count == 0 {
+        return Ok(Outcome::no_match("DeleteKeyPair"));
+    }
+    if let Some(redis) = &request.redis_stat {
+        let mut connection = redis.clone();
+        let _: Result<i64, _> = redis::cmd("DEL")
+            .arg(format!("keypair.concurrency_used.{access_key}"))
+            .query_async(&mut connection)
+            .await;
+    }
+    Ok(Outcome::success(None))
+}
+
+#[derive(Default)]
+pub struct KeyPairMutation;
+
+#[Object(rename_fields = "snake_case", rename_args = "snake_case")]
+impl KeyPairMutation {
+    async fn create_keypair(
+        &self,
+        ctx: &Context<'_>,
+        user_id: String,
+        props: KeyPairInput,
+    ) -> CreateKeyPair {
+        settle(create_keypair(ctx, user_id, props).await)
+    }
+
+    async fn modify_keypair(
+        &self,
+        ctx: &Context<'_>,
+        access_key: String,
+        props: ModifyKeyPairInput,
+    ) -> ModifyKeyPair {
+        settle(modify_keypair(ctx, access_key, props).await)
+    }
+
+    async fn delete_keypair(&self, ctx: &Context<'_>, access_key: String) -> DeleteKeyPair {
+        settle(delete_keypair(ctx, access_key).await)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_keys_have_the_original_form() {
+        let (ak, sk) = generate_keypair();
+        assert_eq!(ak.len(), 20);
+        assert!(ak.starts_with("AKIA"));
+        assert!(
+            ak[4..]
+                .bytes()
+                .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
+        );
+        assert_eq!(sk.len(), 40);
+        assert!(
+            sk.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        );
+        assert_ne!(generate_keypair(), (ak, sk));
+    }
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(base32(&[0u8; 10]), "AAAAAAAAAAAAAAAA");
+    }
+}
