@@ -13,6 +13,7 @@ mod cli_run;
 mod config;
 mod etcd_cli;
 mod fixture_cli;
+mod gql_http;
 mod gql_support;
 mod gql_tenancy;
 mod gql_users;

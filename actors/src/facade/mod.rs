@@ -56,4 +56,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 pub fn api_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(hello::hello));
     routes::register(cfg);
+    crate::gql::http::register(cfg);
 }

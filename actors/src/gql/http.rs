@@ -7,16 +7,98 @@
 
 use std::sync::OnceLock;
 
-use actix_web::HttpResponse;
+use actix_web::{HttpResponse, web};
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{Request, Response, ServerError, Variables};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::context::GqlRequest;
+use super::context::{GqlRequest, GqlSettings, Requester};
 use super::error::GqlError;
 use super::schema::{GqlSchema, build_schema};
+use crate::facade::access::Access;
+use crate::facade::auth::{AuthContext, Authenticated};
+use crate::facade::manager_status::ManagerStatus;
 use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::state::AppState;
+
+/// Registers `POST /admin/gql` and the legacy `POST /admin/graphql` (any valid keypair, as the
+/// original's `auth_required`; the manager status only gates mutations, see `execute`).
+pub fn register(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/admin/gql",
+        web::post().to(handle_gql).wrap(Access::user()),
+    );
+    cfg.route(
+        "/admin/graphql",
+        web::post().to(handle_gql_legacy).wrap(Access::user()),
+    );
+}
+
+/// The GraphQL caller of an authenticated request.
+pub fn requester_of(caller: &AuthContext) -> Requester {
+    Requester {
+        access_key: caller.access_key.clone(),
+        is_admin: caller.is_admin,
+        user_uuid: caller.user.uuid,
+        email: caller.user.email.clone(),
+        role: caller.user.role,
+        domain_name: caller.domain_name().to_owned(),
+    }
+}
+
+async fn run(caller: &Authenticated, body: &[u8], state: &AppState) -> Result<Response, Problem> {
+    let body = parse_body(body)?;
+    let frozen = match state.pipeline.manager_status.current(&state.etcd).await {
+        Ok(status) => status == ManagerStatus::Frozen,
+        Err(e) => {
+            // Reads keep working without etcd; a mutation then runs as if not frozen.
+            slog::warn!(state.log, "cannot read the manager status for a GraphQL request"; "error" => %e);
+            false
+        }
+    };
+    let mutation = is_mutation(&body.query, body.operation_name.as_deref());
+    slog::info!(state.log, "ADMIN.GQL";
+        "access_key" => &caller.access_key,
+        "op" => if mutation { "mutation" } else { "query" },
+        "operation_name" => body.operation_name.as_deref().unwrap_or(""));
+    let request = GqlRequest {
+        db: state.db.clone(),
+        redis_stat: Some(state.redis.stat.clone()),
+        requester: requester_of(caller),
+        settings: GqlSettings {
+            hide_agents: state.settings.hide_agents,
+            ..GqlSettings::default()
+        },
+    };
+    let response = execute(body, request, frozen, &state.log).await;
+    if mutation {
+        // Keypairs and users may have changed: this worker re-reads credentials at once
+        // (other workers within their cache's two seconds).
+        state.pipeline.credentials.clear();
+    }
+    Ok(response)
+}
+
+/// `POST /admin/gql`.
+async fn handle_gql(
+    caller: Authenticated,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let response = run(&caller, &body, &state).await?;
+    Ok(standard_response(&response))
+}
+
+/// `POST /admin/graphql` (legacy).
+async fn handle_gql_legacy(
+    caller: Authenticated,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, Problem> {
+    let response = run(&caller, &body, &state).await?;
+    Ok(legacy_response(&response))
+}
 
 /// The schema, built once per process: it is immutable and cheap to share.
 pub fn schema() -> &'static GqlSchema {

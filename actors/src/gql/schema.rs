@@ -28,10 +28,12 @@ pub const MAX_DIRECTIVES: usize = 16;
 
 /// Every query root field, one part per type.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Queries")]
 pub struct QueryRoot(DomainQuery, KeyPairQuery, ScalingGroupQuery, UserQuery);
 
 /// Every mutation, one part per type.
 #[derive(MergedObject, Default)]
+#[graphql(name = "Mutations")]
 pub struct MutationRoot(
     DomainMutation,
     KeyPairMutation,
