@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(err.msg.as_deref(), Some("Malformed body"));
         let err = parse_body(br#"{"variables": 3}"#).unwrap_err();
         assert_eq!(err.msg.as_deref(), Some("Input validation error"));
-        let data = err.data.unwrap();
+        let data = err.data.clone().unwrap();
         assert_eq!(data["query"], "is required");
         assert_eq!(data["variables"], "value is not a dict");
     }

@@ -103,11 +103,10 @@ pub enum MutationRoles {
 /// Whether the caller may run a mutation with the given allowed roles; the original answers a
 /// denied mutation with `ok: false` and this message rather than a GraphQL error.
 pub fn mutation_allowed(requester: &Requester, roles: MutationRoles) -> bool {
-    match (roles, requester.role) {
-        (_, UserRole::Superadmin) => true,
-        (MutationRoles::AdminOrSuperadmin, UserRole::Admin) => true,
-        _ => false,
-    }
+    matches!(
+        (roles, requester.role),
+        (_, UserRole::Superadmin) | (MutationRoles::AdminOrSuperadmin, UserRole::Admin)
+    )
 }
 
 /// The message of a denied mutation, as the original.

@@ -321,7 +321,7 @@ async fn create(
     let scheduler_opts = opts_input("scheduler_opts", props.scheduler_opts.as_ref())
         .map_err(retype)?
         .map_or_else(|| scheduler_opts_input(&Value::Null), Ok)
-        .map_err(|e| Outcome::failure(e))?;
+        .map_err(Outcome::failure)?;
     let mut params = SqlParams::new();
     let statement = format!(
         "WITH g AS (INSERT INTO scaling_groups (name, description, is_active, is_public, \

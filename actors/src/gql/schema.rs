@@ -26,7 +26,11 @@ pub const MAX_RECURSIVE_DEPTH: usize = 32;
 /// The most directives one field may carry.
 pub const MAX_DIRECTIVES: usize = 16;
 
-/// Every query root field, one part per type.
+/// Every query root field, one part per type. To add root fields (e.g. the storage engineer's
+/// `vfolder_list`, `storage_volume`, `storage_volume_list`), write a `#[derive(Default)]`
+/// struct with an `#[Object(rename_fields = "snake_case", rename_args = "snake_case")]` impl in
+/// your own file under `actors/src/gql/` and add it to this tuple; resolvers get the caller and
+/// the pool from `GqlRequest::of(ctx)`, and can use `Listing`, `minilang` and `permissions`.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Queries")]
 pub struct QueryRoot(DomainQuery, KeyPairQuery, ScalingGroupQuery, UserQuery);
