@@ -9,9 +9,12 @@ use crate::facade::auth::Authenticated;
 use crate::facade::manager_status::{MANAGER_STATUS_KEY, ManagerStatus};
 use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::pipeline::ApiVersion;
-use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::problem::Problem;
 use crate::facade::reply;
 use crate::facade::routes::{db_client, etcd_failed, query_failed};
+use crate::facade::session::control::{
+    KillAllSessions, SessionControl, scheduler_missing, scheduler_unreachable,
+};
 use crate::facade::state::AppState;
 
 /// The etcd key of the announcement banner; absent means no announcement.
@@ -74,16 +77,21 @@ async fn put_status(
     caller: Authenticated,
     params: ApiParams,
     state: web::Data<AppState>,
+    control: Option<web::Data<SessionControl>>,
 ) -> Result<HttpResponse, Problem> {
     let text = params.string(&["status"])?;
     let status = ManagerStatus::parse(&text)
         .ok_or_else(|| invalid_param("status", format!("{text:?} is not a manager status")))?;
     let force_kill = params.to_bool(&["force_kill"], false)?;
     if force_kill {
-        // Killing every session is the scheduler's work (agent RPC); refuse rather than
-        // change the status and leave the sessions running.
-        return Err(Problem::new(ProblemKind::QueryNotImplemented)
-            .with_msg("force_kill needs the session scheduler, which is not wired in yet"));
+        // Killing every session is the scheduler's work (agent RPC); without it, refuse
+        // rather than change the status and leave the sessions running.
+        let control = control.ok_or_else(|| scheduler_missing("force_kill"))?;
+        control
+            .kill_all
+            .send(KillAllSessions)
+            .await
+            .map_err(scheduler_unreachable)??;
     }
     slog::info!(state.log, "MANAGER.UPDATE_MANAGER_STATUS";
         "status" => status.as_str(), "access_key" => &caller.access_key);
