@@ -45,7 +45,7 @@ pub(crate) fn client_bin_dir() -> PathBuf {
 /// environment pointing at it.
 struct ClientWorld {
     env: TestEnv,
-    _manager: ManagerProcess,
+    manager: ManagerProcess,
 }
 
 impl ClientWorld {
@@ -67,10 +67,7 @@ impl ClientWorld {
         let mut manager =
             ManagerProcess::start_server(&config, &[], &env.path("manager-output.log"));
         manager.wait_for_port(env.service_port);
-        ClientWorld {
-            env,
-            _manager: manager,
-        }
+        ClientWorld { env, manager }
     }
 
     async fn allow_registry(&self) {
@@ -108,8 +105,13 @@ impl ClientWorld {
 
     /// Runs `backend.ai ARGS` as the admin; returns (exit code, stdout + stderr).
     fn cli(&self, args: &[&str]) -> (i32, String) {
+        self.cli_as(ADMIN_AK, ADMIN_SK, args)
+    }
+
+    /// Runs `backend.ai ARGS` with another keypair.
+    fn cli_as(&self, access_key: &str, secret_key: &str, args: &[&str]) -> (i32, String) {
         let output = self
-            .command("backend.ai", ADMIN_AK, ADMIN_SK)
+            .command("backend.ai", access_key, secret_key)
             .args(args)
             .output()
             .expect("running the backend.ai CLI");
@@ -283,4 +285,10 @@ async fn presets_roles_and_config_through_the_official_sdk_and_cli() {
     assert_eq!(code, 0, "{out}");
     assert_contains(&out, &["Default vfolder host: None", "Usable hosts: "]);
     assert!(!out.contains("Traceback"), "{out}");
+
+    // Nothing the manager printed carries a secret key.
+    let log = world.manager.output();
+    for secret in ALL_SECRETS {
+        assert!(!log.contains(secret), "the manager logged a secret key");
+    }
 }
