@@ -758,3 +758,78 @@ async fn session_events_stream_to_their_owner_only() {
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert_eq!(body["type"], problem_type("generic-forbidden"));
 }
+
+#[actix_web::test]
+async fn sessions_mount_the_folders_they_ask_for_through_the_storage_broker() {
+    let storage = crate::storage_support::StorageWorld::new().await;
+    insert_test_image(&storage.api, true).await;
+    let app = crate::storage_app!(storage);
+    let user = Signer::new(USER_AK, USER_SK);
+    for folder in ["data1", ".automount"] {
+        let (status, _, body) = call(
+            &app,
+            user.request(
+                Method::POST,
+                "/folders",
+                Some(&crate::storage_support::create_body(folder)),
+            )
+            .to_request(),
+        )
+        .await;
+        assert_eq!(status, StatusCode::CREATED, "{folder}: {body}");
+    }
+
+    let mut body = create_body("mounts1");
+    body["config"]["mounts"] = json!(["data1"]);
+    body["config"]["mount_map"] = json!({"data1": "/home/work/mydata"});
+    let (status, _, reply) = call(
+        &app,
+        user.request(Method::POST, "/session", Some(&body))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{reply}");
+    let row = storage
+        .api
+        .db()
+        .await
+        .query_one(
+            "SELECT k.vfolder_mounts, k.mounts, s.vfolder_mounts FROM kernels k
+             JOIN sessions s ON s.id = k.session_id WHERE s.name = 'mounts1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mounts: Value = row.get(0);
+    let by_name = |name: &str| {
+        mounts
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("{name} is not mounted: {mounts}"))
+    };
+    assert_eq!(by_name("data1")["kernel_path"], "/home/work/mydata");
+    assert_eq!(by_name("data1")["mount_perm"], "rw");
+    // Dot-prefixed folders mount by themselves.
+    assert_eq!(
+        by_name(".automount")["kernel_path"],
+        "/home/work/.automount"
+    );
+    let mut names: Vec<String> = row.get(1);
+    names.sort();
+    assert_eq!(names, vec![".automount".to_owned(), "data1".to_owned()]);
+    assert_eq!(row.get::<_, Value>(2), mounts);
+
+    let mut body = create_body("mounts2");
+    body["config"]["mounts"] = json!(["nowhere"]);
+    let (status, _, reply) = call(
+        &app,
+        user.request(Method::POST, "/session", Some(&body))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{reply}");
+    assert_eq!(reply["title"], "No such virtual folder.");
+}

@@ -34,7 +34,10 @@ pub struct NewSession {
     pub images: Vec<String>,
     pub tag: Option<String>,
     pub requested_slots: ResourceSlot,
+    /// The `VFolderMount` list (`[]` without mounts).
     pub vfolder_mounts: Value,
+    /// The mounted folders' names (the kernels' legacy `mounts` column).
+    pub mount_names: Vec<String>,
     pub environ: Value,
     pub bootstrap_script: Option<String>,
     pub use_host_network: bool,
@@ -129,7 +132,7 @@ pub async fn insert_pending_session(
                 bootstrap_script, preopen_ports, use_host_network, created_at, starts_at,
                 status, status_history, callback_url, startup_command, internal_data)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                $17, $18, $19, $20, $21, $22, $22, '{}', $23, '{}', $24, $25, $26, $27, $28,
+                $17, $18, $19, $20, $21, $22, $22, '{}', $23, $35, $24, $25, $26, $27, $28,
                 $29, $30, 'PENDING', $31, $32, $33, $34)",
         )
         .await
@@ -173,6 +176,7 @@ pub async fn insert_pending_session(
                     &session.callback_url,
                     &kernel.startup_command,
                     &kernel.internal_data,
+                    &session.mount_names,
                 ],
             )
             .await

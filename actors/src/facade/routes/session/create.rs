@@ -38,6 +38,8 @@ use crate::facade::session::image_ref::{ImageRef, manager_architecture};
 use crate::facade::session::request::{CreationRequest, check_agent_list, parse_creation_request};
 use crate::facade::session::resources::{check_policy_limits, image_slot_ranges, kernel_request};
 use crate::facade::state::AppState;
+use crate::storage::StorageBroker;
+use crate::storage::mounts::{KERNEL_HOME, MountScope, resolve_session_mounts};
 use crate::wire::{Event, SessionEvent, SessionEventKind};
 
 /// How often a waiting `POST /session` (not `enqueueOnly`) looks whether the session started.
@@ -53,6 +55,7 @@ pub async fn create(
     params: ApiParams,
     version: ApiVersion,
     state: web::Data<AppState>,
+    storage: Option<web::Data<StorageBroker>>,
 ) -> Result<HttpResponse, Problem> {
     let request = parse_creation_request(&params, version, &manager_architecture(), Utc::now())?;
     check_agent_list(&request, caller.is_superadmin)?;
@@ -95,13 +98,6 @@ pub async fn create(
     }
 
     let owner = resolve_owner(&caller, &scope, &request, &client, &state).await?;
-    let mounts_requested =
-        !request.config.mounts.is_empty() || !request.config.mount_map.is_empty();
-    if mounts_requested {
-        return Err(Problem::new(ProblemKind::QueryNotImplemented).with_msg(
-            "mounting virtual folders needs the storage broker, which is not wired in yet",
-        ));
-    }
     if request.cluster_size > owner.policy.max_containers_per_session {
         return Err(Problem::new(ProblemKind::QuotaExceeded).with_msg(format!(
             "You cannot create session with more than {} containers.",
@@ -123,6 +119,13 @@ pub async fn create(
     )
     .await?;
 
+    let vfolder_mounts = resolve_mounts(
+        &client,
+        storage.as_ref().map(|s| s.get_ref()),
+        &request,
+        &owner,
+    )
+    .await?;
     let known = state
         .pipeline
         .slot_types
@@ -162,6 +165,7 @@ pub async fn create(
         .await
         .map_err(failed("reading dotfiles"))?;
     let internal = internal_data(&sources)?;
+    check_dotfile_conflicts(&internal, &vfolder_mounts)?;
     let dependencies = resolve_dependencies(&client, &request, &scope.owner, &state).await?;
 
     let session_id = Uuid::new_v4();
@@ -221,7 +225,11 @@ pub async fn create(
         images: vec![canonical.clone()],
         tag: request.tag.clone(),
         requested_slots: session_slots,
-        vfolder_mounts: json!([]),
+        mount_names: vfolder_mounts
+            .iter()
+            .filter_map(|mount| mount.get("name").and_then(Value::as_str).map(str::to_owned))
+            .collect(),
+        vfolder_mounts: Value::Array(vfolder_mounts),
         environ: Value::Object(request.config.environ.clone()),
         bootstrap_script,
         use_host_network,
@@ -327,8 +335,73 @@ async fn resolve_image(
 /// The owner of the new session, its group and its resource policy (`_query_userinfo`).
 struct SessionOwner {
     user_uuid: Uuid,
+    /// The role the mount permissions are checked with (the requester's, as the original).
+    role: UserRole,
     group_id: Uuid,
     policy: KeypairResourcePolicy,
+}
+
+/// The session's folders (`prepare_vfolder_mounts`): requested ones and the owner's
+/// dot-prefixed ones, through the storage broker. Without a broker only a session that asks
+/// for no folder can be created.
+async fn resolve_mounts(
+    client: &deadpool_postgres::Object,
+    storage: Option<&StorageBroker>,
+    request: &CreationRequest,
+    owner: &SessionOwner,
+) -> Result<Vec<Value>, Problem> {
+    let Some(storage) = storage else {
+        if request.config.mounts.is_empty() && request.config.mount_map.is_empty() {
+            return Ok(Vec::new());
+        }
+        return Err(Problem::new(ProblemKind::QueryNotImplemented)
+            .with_msg("mounting virtual folders needs the storage broker, which is not running"));
+    };
+    let scope = MountScope {
+        user: owner.user_uuid,
+        role: owner.role,
+        domain_name: &request.domain,
+        group: Some(owner.group_id),
+        policy_allowed_hosts: &owner.policy.allowed_vfolder_hosts,
+        policy_name: &owner.policy.name,
+    };
+    Ok(resolve_session_mounts(
+        client,
+        &storage.current(),
+        &scope,
+        &request.config.mounts,
+        &request.config.mount_map,
+    )
+    .await?)
+}
+
+/// A dotfile may not land where a folder is mounted (`prepare_dotfiles`).
+fn check_dotfile_conflicts(internal: &Value, mounts: &[Value]) -> Result<(), Problem> {
+    let kernel_paths: Vec<&str> = mounts
+        .iter()
+        .filter_map(|mount| mount.get("kernel_path").and_then(Value::as_str))
+        .collect();
+    let dotfiles = internal
+        .get("dotfiles")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    for dotfile in dotfiles {
+        let Some(path) = dotfile.get("path").and_then(Value::as_str) else {
+            continue;
+        };
+        let absolute = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("{KERNEL_HOME}/{path}")
+        };
+        if kernel_paths.contains(&absolute.as_str()) {
+            return Err(Problem::invalid_params(format!(
+                "There is a kernel-side path from vfolders that conflicts with a dotfile '{path}'."
+            )));
+        }
+    }
+    Ok(())
 }
 
 async fn resolve_owner(
@@ -339,6 +412,7 @@ async fn resolve_owner(
     state: &AppState,
 ) -> Result<SessionOwner, Problem> {
     let failed = |doing| query_failed(state, doing);
+    let requester_role = caller.role();
     let (user_uuid, owner_domain, owner_role, policy) = match &scope.delegated_owner {
         Some(owner) => {
             let policy = find_resource_policy(client, &owner.resource_policy)
@@ -396,6 +470,7 @@ async fn resolve_owner(
     .ok_or_else(|| Problem::invalid_params("Invalid group"))?;
     Ok(SessionOwner {
         user_uuid,
+        role: requester_role,
         group_id,
         policy,
     })
