@@ -5,7 +5,10 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use super::domain::{DomainMutation, DomainQuery};
+use super::group::{GroupMutation, GroupQuery};
 use super::keypair::{KeyPairMutation, KeyPairQuery};
+use super::resource_policy::{ResourcePolicyMutation, ResourcePolicyQuery};
+use super::resource_preset::{ResourcePresetMutation, ResourcePresetQuery};
 use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
 use super::user::UserQuery;
 use super::user_mutation::UserMutation;
@@ -33,14 +36,25 @@ pub const MAX_DIRECTIVES: usize = 16;
 /// the pool from `GqlRequest::of(ctx)`, and can use `Listing`, `minilang` and `permissions`.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Queries")]
-pub struct QueryRoot(DomainQuery, KeyPairQuery, ScalingGroupQuery, UserQuery);
+pub struct QueryRoot(
+    DomainQuery,
+    GroupQuery,
+    KeyPairQuery,
+    ResourcePolicyQuery,
+    ResourcePresetQuery,
+    ScalingGroupQuery,
+    UserQuery,
+);
 
 /// Every mutation, one part per type.
 #[derive(MergedObject, Default)]
 #[graphql(name = "Mutations")]
 pub struct MutationRoot(
     DomainMutation,
+    GroupMutation,
     KeyPairMutation,
+    ResourcePolicyMutation,
+    ResourcePresetMutation,
     ScalingGroupMutation,
     UserMutation,
 );
