@@ -133,6 +133,15 @@ async fn start_actors(
     );
     extensions.add(web::Data::new(storage));
 
+    // Registry sync: image rescans and catalogue edits asked through GraphQL.
+    let registry_sync = bai_actors::registry_sync::RegistrySync::new(
+        ctx.state.etcd.clone(),
+        ctx.state.db.clone(),
+        bai_actors::registry_sync::ScanOptions::default(),
+    )
+    .start();
+    extensions.add(web::Data::new(registry_sync));
+
     Ok(())
 }
 

@@ -23,6 +23,7 @@ pub struct GqlWorld {
     pub env: TestEnv,
     pub pool: Pool,
     pub redis_stat: redis::aio::ConnectionManager,
+    pub registry_sync: Option<actix::Addr<bai_actors::registry_sync::RegistrySync>>,
     pub settings: GqlSettings,
     log: slog::Logger,
 }
@@ -49,6 +50,7 @@ impl GqlWorld {
             env,
             pool,
             redis_stat,
+            registry_sync: None,
             settings: GqlSettings {
                 bcrypt_cost: bai_schema::fixture::MIN_BCRYPT_COST,
                 ..GqlSettings::default()
@@ -83,6 +85,8 @@ impl GqlWorld {
         let request = GqlRequest {
             db: self.pool.clone(),
             redis_stat: Some(self.redis_stat.clone()),
+            redis_image: None,
+            registry_sync: self.registry_sync.clone(),
             requester: self.requester(access_key).await,
             settings: self.settings.clone(),
         };
@@ -119,4 +123,63 @@ impl GqlWorld {
             .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
             .collect()
     }
+}
+
+/// The example fixtures' default group (project).
+pub const DEFAULT_GROUP: &str = "2de2b969-1d04-48a6-af16-0bc8adb3c831";
+
+/// Inserts an agent row.
+pub async fn insert_agent(
+    client: &tokio_postgres::Client,
+    id: &str,
+    status: &str,
+    scaling_group: &str,
+) {
+    client
+        .execute(
+            "INSERT INTO agents (id, status, region, scaling_group, available_slots, occupied_slots, \
+                 addr, version, architecture) \
+             VALUES ($1, ($2::text)::agentstatus, 'local', $3, \
+                 '{\"cpu\": \"8\", \"mem\": \"17179869184\"}', '{\"cpu\": \"1\", \"mem\": \"536870912\"}', \
+                 'tcp://10.0.0.1:6011', '23.09.10', 'x86_64')",
+            &[&id, &status, &scaling_group],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("inserting agent {id}: {e}"));
+}
+
+/// Inserts a session of the keypair `access_key` with one main kernel (on `agent`, if any), as
+/// the scheduler writes them; returns the session and kernel ids.
+pub async fn insert_session(
+    client: &tokio_postgres::Client,
+    name: &str,
+    access_key: &str,
+    status: &str,
+    agent: Option<&str>,
+) -> (uuid::Uuid, uuid::Uuid) {
+    let row = client
+        .query_one(
+            "WITH s AS (INSERT INTO sessions (name, session_type, domain_name, group_id, user_uuid, \
+                 access_key, images, status, status_history, occupying_slots, requested_slots, \
+                 agent_ids, scaling_group_name) \
+             SELECT $1, 'INTERACTIVE', u.domain_name, $3::text::uuid, u.uuid, k.access_key, \
+                 ARRAY['127.0.0.1:25000/testing/python:3.9-ubuntu20.04'], ($4::text)::sessionstatus, \
+                 jsonb_build_object($4::text, '2026-11-28T02:15:31.597310+00:00'), \
+                 '{\"cpu\": \"1\", \"mem\": \"536870912\"}', '{\"cpu\": \"1\", \"mem\": \"536870912\"}', \
+                 CASE WHEN $5::text IS NULL THEN NULL ELSE ARRAY[$5::text] END, 'default' \
+             FROM keypairs k JOIN users u ON u.uuid = k.\"user\" WHERE k.access_key = $2 RETURNING *) \
+             INSERT INTO kernels (session_id, session_name, cluster_role, cluster_idx, cluster_hostname, \
+                 scaling_group, agent, domain_name, group_id, user_uuid, access_key, image, registry, \
+                 occupied_slots, requested_slots, resource_opts, status, container_id) \
+             SELECT s.id, s.name, 'main', 1, 'main1', 'default', $5::text, s.domain_name, s.group_id, \
+                 s.user_uuid, s.access_key, s.images[1], '127.0.0.1:25000', s.occupying_slots, \
+                 s.requested_slots, '{\"shmem\": 67108864}', \
+                 (CASE WHEN $4::text = 'RUNNING_DEGRADED' THEN 'RUNNING' ELSE $4::text END)::kernelstatus, \
+                 CASE WHEN $5::text IS NULL THEN NULL ELSE 'c0ffee' END \
+             FROM s RETURNING session_id, id",
+            &[&name, &access_key, &DEFAULT_GROUP, &status, &agent],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("inserting session {name}: {e:?}"));
+    (row.get(0), row.get(1))
 }

@@ -13,6 +13,8 @@ mod cli_run;
 mod config;
 mod etcd_cli;
 mod fixture_cli;
+mod gql_catalog;
+mod gql_compute;
 mod gql_http;
 mod gql_support;
 mod gql_tenancy;

@@ -60,6 +60,10 @@ pub struct GqlRequest {
     /// Redis database 0 (`stat`): per-keypair counters (`kp:{ak}:num_queries`,
     /// `keypair.concurrency_used.{ak}`) and live statistics. `None` reads them as empty.
     pub redis_stat: Option<ConnectionManager>,
+    /// Redis database 3 (`image`): the agents that hold each image.
+    pub redis_image: Option<ConnectionManager>,
+    /// The registry-sync actor, for the image mutations; `None` answers them with `ok: false`.
+    pub registry_sync: Option<actix::Addr<crate::registry_sync::RegistrySync>>,
     pub requester: Requester,
     pub settings: GqlSettings,
 }

@@ -21,6 +21,7 @@ use crate::facade::auth::{AuthContext, Authenticated};
 use crate::facade::manager_status::ManagerStatus;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::state::AppState;
+use crate::registry_sync::RegistrySync;
 
 /// Registers `POST /admin/gql` and the legacy `POST /admin/graphql` (any valid keypair, as the
 /// original's `auth_required`; the manager status only gates mutations, see `execute`).
@@ -47,7 +48,15 @@ pub fn requester_of(caller: &AuthContext) -> Requester {
     }
 }
 
-async fn run(caller: &Authenticated, body: &[u8], state: &AppState) -> Result<Response, Problem> {
+/// The registry-sync actor a worker registers for the handlers (absent in some tests).
+type RegistrySyncData = Option<web::Data<actix::Addr<RegistrySync>>>;
+
+async fn run(
+    caller: &Authenticated,
+    body: &[u8],
+    state: &AppState,
+    registry_sync: RegistrySyncData,
+) -> Result<Response, Problem> {
     let body = parse_body(body)?;
     let frozen = match state.pipeline.manager_status.current(&state.etcd).await {
         Ok(status) => status == ManagerStatus::Frozen,
@@ -65,6 +74,8 @@ async fn run(caller: &Authenticated, body: &[u8], state: &AppState) -> Result<Re
     let request = GqlRequest {
         db: state.db.clone(),
         redis_stat: Some(state.redis.stat.clone()),
+        redis_image: Some(state.redis.image.clone()),
+        registry_sync: registry_sync.map(|addr| addr.get_ref().clone()),
         requester: requester_of(caller),
         settings: GqlSettings {
             hide_agents: state.settings.hide_agents,
@@ -85,8 +96,9 @@ async fn handle_gql(
     caller: Authenticated,
     body: web::Bytes,
     state: web::Data<AppState>,
+    registry_sync: RegistrySyncData,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, &body, &state).await?;
+    let response = run(&caller, &body, &state, registry_sync).await?;
     Ok(standard_response(&response))
 }
 
@@ -95,8 +107,9 @@ async fn handle_gql_legacy(
     caller: Authenticated,
     body: web::Bytes,
     state: web::Data<AppState>,
+    registry_sync: RegistrySyncData,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, &body, &state).await?;
+    let response = run(&caller, &body, &state, registry_sync).await?;
     Ok(legacy_response(&response))
 }
 

@@ -7,12 +7,15 @@
 //! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
 //! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes.
 
+pub mod agent;
+pub mod container;
 pub mod context;
 pub mod domain;
 pub mod enums;
 pub mod error;
 pub mod group;
 pub mod http;
+pub mod image;
 pub mod keypair;
 pub mod minilang;
 pub mod mutation;
@@ -24,7 +27,9 @@ pub mod resource_preset;
 pub mod scalars;
 pub mod scaling_group;
 pub mod schema;
+pub mod session;
 pub mod sql;
+pub mod stats;
 pub mod user;
 pub mod user_mutation;
 pub mod validate;

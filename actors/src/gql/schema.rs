@@ -4,12 +4,15 @@
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
+use super::agent::AgentQuery;
 use super::domain::{DomainMutation, DomainQuery};
 use super::group::{GroupMutation, GroupQuery};
+use super::image::{ImageMutation, ImageQuery};
 use super::keypair::{KeyPairMutation, KeyPairQuery};
 use super::resource_policy::{ResourcePolicyMutation, ResourcePolicyQuery};
 use super::resource_preset::{ResourcePresetMutation, ResourcePresetQuery};
 use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
+use super::session::SessionQuery;
 use super::user::UserQuery;
 use super::user_mutation::UserMutation;
 
@@ -37,12 +40,15 @@ pub const MAX_DIRECTIVES: usize = 16;
 #[derive(MergedObject, Default)]
 #[graphql(name = "Queries")]
 pub struct QueryRoot(
+    AgentQuery,
     DomainQuery,
     GroupQuery,
+    ImageQuery,
     KeyPairQuery,
     ResourcePolicyQuery,
     ResourcePresetQuery,
     ScalingGroupQuery,
+    SessionQuery,
     UserQuery,
 );
 
@@ -52,6 +58,7 @@ pub struct QueryRoot(
 pub struct MutationRoot(
     DomainMutation,
     GroupMutation,
+    ImageMutation,
     KeyPairMutation,
     ResourcePolicyMutation,
     ResourcePresetMutation,
