@@ -14,6 +14,7 @@ mod config;
 mod etcd_cli;
 mod fixture_cli;
 mod gql_catalog;
+mod gql_cli;
 mod gql_compute;
 mod gql_http;
 mod gql_support;
