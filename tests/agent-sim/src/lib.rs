@@ -7,6 +7,8 @@
 //! server answering the manager's calls binds there (a `rpc` module beside this one, started
 //! per agent by the fleet).
 
+pub mod rpc;
+
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -24,6 +26,8 @@ pub enum SimError {
     Redis(#[from] redis::RedisError),
     #[error("encoding: {0}")]
     Encode(#[from] bai_actors::wire::EventError),
+    #[error("rpc: {0}")]
+    Rpc(String),
 }
 
 /// One simulated agent.

@@ -1,0 +1,263 @@
+//! The agent side of callosum RPC for simulated agents: a ZeroMQ ROUTER per agent that answers
+//! the calls the manager makes, with the bodies and events of the 26.9.6 dummy agent:
+//! `create_kernels` emits `kernel_preparing`, `kernel_creating`, `kernel_started` and replies
+//! with one creation-info map per kernel; `destroy_kernel` emits `kernel_terminated`. Every
+//! created kernel id is recorded, so tests can check that no kernel was created twice.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bai_actors::agent_rpc::frame::{self, Header, Message, Payload};
+use bai_actors::wire::{Event, KernelEvent, KernelEventKind, Value};
+use bytes::Bytes;
+use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
+
+use crate::{SimAgent, SimError, StreamWriter};
+
+/// What every simulated agent did, shared by the fleet.
+#[derive(Debug, Default)]
+pub struct RpcLedger {
+    /// How many times each kernel id was created (a value above 1 is a double placement).
+    pub created: HashMap<String, u32>,
+    pub destroyed: HashMap<String, u32>,
+    /// Calls by method name.
+    pub calls: BTreeMap<String, u64>,
+    /// Kernels currently running per agent.
+    pub running: HashMap<String, Vec<String>>,
+}
+
+pub type SharedLedger = Arc<Mutex<RpcLedger>>;
+
+fn ledger(shared: &SharedLedger) -> std::sync::MutexGuard<'_, RpcLedger> {
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// How long the simulated container start takes (the dummy's delays add up to ~1.3 s; shorter
+/// here so that tests and benchmarks measure the manager, not the simulation).
+pub const START_DELAY: Duration = Duration::from_millis(20);
+
+/// Binds `agent`'s RPC address and serves until the task is dropped.
+pub async fn serve(
+    agent: SimAgent,
+    writer: StreamWriter,
+    ledger: SharedLedger,
+) -> Result<(), SimError> {
+    let mut socket = RouterSocket::new();
+    socket
+        .bind(&agent.info.addr)
+        .await
+        .map_err(|e| SimError::Rpc(format!("binding {}: {e}", agent.info.addr)))?;
+    let (mut send, mut recv) = socket.split();
+    let (reply_tx, mut reply_rx) = tokio::sync::mpsc::unbounded_channel::<ZmqMessage>();
+    let sender = tokio::spawn(async move {
+        while let Some(message) = reply_rx.recv().await {
+            if send.send(message).await.is_err() {
+                break;
+            }
+        }
+    });
+    loop {
+        let message = match recv.recv().await {
+            Ok(message) => message,
+            Err(_) => break,
+        };
+        let frames: Vec<Bytes> = message.into_vec();
+        if frames.len() != 4 {
+            continue;
+        }
+        let peer = frames[0].clone();
+        let refs: Vec<&[u8]> = frames[1..].iter().map(|f| f.as_ref()).collect();
+        let reply_tx = reply_tx.clone();
+        match frame::decode(&refs) {
+            Ok(Message::Ping) => {
+                let _ = reply_tx.send(to_message(
+                    peer,
+                    frame::pong(frames[2].to_vec(), frames[3].to_vec()),
+                ));
+            }
+            Ok(Message::Upper {
+                header,
+                payload: Payload::Call { args, kwargs: _ },
+            }) => {
+                let agent = agent.clone();
+                let writer = writer.clone();
+                let ledger = ledger.clone();
+                tokio::spawn(async move {
+                    let reply = handle(&agent, writer, &ledger, &header, args).await;
+                    let _ = reply_tx.send(to_message(peer, reply));
+                });
+            }
+            _ => {}
+        }
+    }
+    sender.abort();
+    Ok(())
+}
+
+fn to_message(peer: Bytes, frames: [Vec<u8>; 3]) -> ZmqMessage {
+    let mut all = vec![peer];
+    all.extend(frames.into_iter().map(Bytes::from));
+    ZmqMessage::try_from(all).unwrap_or_else(|_| ZmqMessage::from(Vec::<u8>::new()))
+}
+
+fn text(value: Option<&Value>) -> String {
+    value.and_then(Value::as_str).unwrap_or_default().to_owned()
+}
+
+async fn handle(
+    agent: &SimAgent,
+    mut writer: StreamWriter,
+    shared: &SharedLedger,
+    header: &Header,
+    args: Vec<Value>,
+) -> [Vec<u8>; 3] {
+    *ledger(shared)
+        .calls
+        .entry(header.method.clone())
+        .or_default() += 1;
+    match header.method.as_str() {
+        "ping" => frame::result(header, args.first().unwrap_or(&Value::Nil)),
+        "gather_hwinfo" => frame::result(header, &Value::Map(Vec::new())),
+        "sync_kernel_registry" | "update_scaling_group" => frame::result(header, &Value::Nil),
+        "check_running" | "check_creating" => {
+            let kernel = text(args.first());
+            let running = ledger(shared)
+                .running
+                .get(&agent.id)
+                .is_some_and(|kernels| kernels.contains(&kernel));
+            frame::result(header, &Value::Bool(running))
+        }
+        "create_kernels" => {
+            let session = text(args.first());
+            let kernels: Vec<String> = args
+                .get(1)
+                .and_then(Value::as_array)
+                .map(|ids| ids.iter().map(|id| text(Some(id))).collect())
+                .unwrap_or_default();
+            let session_ref = &session;
+            let events = |kind| {
+                kernels.iter().map(move |kernel| {
+                    (
+                        agent,
+                        kernel_event(kind, kernel, session_ref, serde_json::Value::Null),
+                    )
+                })
+            };
+            let _ = writer.send_many(events(KernelEventKind::Preparing)).await;
+            let _ = writer.send_many(events(KernelEventKind::Creating)).await;
+            tokio::time::sleep(START_DELAY).await;
+            let info = serde_json::json!({
+                "container_id": "", "kernel_host": "127.0.0.1", "repl_in_port": 2000,
+                "repl_out_port": 2001, "service_ports": [],
+            });
+            let started = kernels.iter().map(|kernel| {
+                (
+                    agent,
+                    kernel_event(KernelEventKind::Started, kernel, &session, info.clone()),
+                )
+            });
+            let _ = writer.send_many(started).await;
+            {
+                let mut ledger = ledger(shared);
+                for kernel in &kernels {
+                    *ledger.created.entry(kernel.clone()).or_default() += 1;
+                    ledger
+                        .running
+                        .entry(agent.id.clone())
+                        .or_default()
+                        .push(kernel.clone());
+                }
+            }
+            let replies = kernels
+                .iter()
+                .map(|kernel| {
+                    Value::map_of([
+                        ("id", Value::str(kernel.clone())),
+                        ("kernel_host", Value::str("127.0.0.1")),
+                        ("repl_in_port", Value::Int(2000)),
+                        ("repl_out_port", Value::Int(2001)),
+                        ("stdin_port", Value::Int(2002)),
+                        ("stdout_port", Value::Int(2003)),
+                        ("service_ports", Value::Array(Vec::new())),
+                        ("container_id", Value::str("")),
+                        ("agent_addr", Value::str(agent.info.addr.clone())),
+                        (
+                            "scaling_group",
+                            Value::str(agent.info.scaling_group.clone()),
+                        ),
+                    ])
+                })
+                .collect();
+            frame::result(header, &Value::Array(replies))
+        }
+        "destroy_kernel" => {
+            let kernel = text(args.first());
+            let session = text(args.get(1));
+            let reason = match args.get(2) {
+                Some(Value::Str(reason)) => reason.clone(),
+                _ => "user-requested".to_owned(),
+            };
+            let known = {
+                let mut ledger = ledger(shared);
+                *ledger.destroyed.entry(kernel.clone()).or_default() += 1;
+                let running = ledger.running.entry(agent.id.clone()).or_default();
+                let before = running.len();
+                running.retain(|k| *k != kernel);
+                before != running.len()
+            };
+            let mut event = kernel_event(
+                KernelEventKind::Terminated,
+                &kernel,
+                &session,
+                serde_json::Value::Null,
+            );
+            if let Event::Kernel(kernel_event) = &mut event {
+                kernel_event.reason = if known {
+                    reason
+                } else {
+                    "already-terminated".into()
+                };
+                kernel_event.exit_code = Some(-1);
+            }
+            let _ = writer.send(agent, &event).await;
+            frame::result(header, &Value::Nil)
+        }
+        other => frame::failure(
+            header,
+            "KeyError",
+            &format!("KeyError('{other}')"),
+            "the simulated agent does not expose this method",
+        ),
+    }
+}
+
+fn kernel_event(
+    kind: KernelEventKind,
+    kernel: &str,
+    session: &str,
+    creation_info: serde_json::Value,
+) -> Event {
+    Event::Kernel(KernelEvent {
+        kind,
+        kernel_id: kernel.parse().unwrap_or_default(),
+        session_id: session.parse().unwrap_or_default(),
+        reason: String::new(),
+        creation_info,
+        exit_code: None,
+    })
+}
+
+/// Starts an RPC server for every agent; returns their tasks (abort to stop).
+pub fn serve_fleet(
+    agents: &[SimAgent],
+    writer: &StreamWriter,
+    ledger: &SharedLedger,
+) -> Vec<tokio::task::JoinHandle<Result<(), SimError>>> {
+    agents
+        .iter()
+        .map(|agent| tokio::spawn(serve(agent.clone(), writer.clone(), ledger.clone())))
+        .collect()
+}
