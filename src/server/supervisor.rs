@@ -313,7 +313,8 @@ fn spawn_worker(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: the closure only calls async-signal-safe functions (prctl, dup2, fcntl).
+    let supervisor_pid = std::process::id() as libc::pid_t;
+    // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid, dup2, fcntl).
     unsafe {
         process.pre_exec(move || {
             // A worker must not outlive its supervisor (e.g. after SIGKILL): it gets SIGTERM
@@ -321,6 +322,10 @@ fn spawn_worker(
             // process, not a transient thread.
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
                 return Err(std::io::Error::last_os_error());
+            }
+            // The supervisor may have died between fork and prctl.
+            if libc::getppid() != supervisor_pid {
+                return Err(std::io::Error::other("the supervisor is gone"));
             }
             listener::install_in_child(socket_fd)
         });

@@ -57,6 +57,8 @@ pub enum WorkerError {
     Postgres(#[from] PoolError),
     #[error("cannot start the actors: {0}")]
     Actors(String),
+    #[error("cannot follow the supervisor: {0}")]
+    Supervisor(String),
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -218,6 +220,7 @@ async fn serve(
     worker_index: usize,
     log: slog::Logger,
 ) -> Result<(), WorkerError> {
+    let supervisor = nix::unistd::getppid();
     let socket = listener::inherited()?;
     let tls_config = match (
         config.manager.ssl_enabled,
@@ -234,6 +237,8 @@ async fn serve(
             log,
             "worker {worker_index} switched to uid {} gid {}", account.uid, account.gid
         );
+        // The kernel forgets the parent-death signal when the credentials change.
+        follow_supervisor(supervisor)?;
     }
 
     let etcd = EtcdStore::connect(&config.etcd_settings()).await?;
@@ -318,6 +323,23 @@ async fn serve(
     });
     server.await?;
     info!(log, "worker {worker_index} stopped");
+    Ok(())
+}
+
+/// Asks for SIGTERM when the supervisor dies (again: see the caller), and fails if it is gone
+/// already, so no worker outlives its supervisor.
+fn follow_supervisor(supervisor: nix::unistd::Pid) -> Result<(), WorkerError> {
+    // SAFETY: prctl with PR_SET_PDEATHSIG only changes this process's own setting.
+    if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
+        return Err(WorkerError::Supervisor(
+            std::io::Error::last_os_error().to_string(),
+        ));
+    }
+    if nix::unistd::getppid() != supervisor {
+        return Err(WorkerError::Supervisor(format!(
+            "supervisor {supervisor} is gone"
+        )));
+    }
     Ok(())
 }
 

@@ -440,4 +440,45 @@ async fn workers_run_as_the_configured_user_when_started_as_root() {
         "{}",
         manager.output()
     );
+    // Switching accounts clears the kernel's parent-death signal; the worker sets it again.
+    manager.signal(libc::SIGKILL);
+    manager.wait_exit(EXIT_TIMEOUT);
+    wait_until_gone(worker);
+}
+
+/// Waits until process `pid` has exited (panics after a generous bound).
+fn wait_until_gone(pid: u32) {
+    let deadline = Instant::now() + EXIT_TIMEOUT;
+    while std::path::Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
+            stat.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+    {
+        assert!(
+            Instant::now() < deadline,
+            "worker {pid} outlived its supervisor"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn workers_stop_when_the_supervisor_is_killed() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(
+        &config,
+        &[("BACKEND_MANAGER_NPROC", "2")],
+        &env.path("out.log"),
+    );
+    manager.wait_for_port(env.service_port);
+    manager.wait_for_output("worker 2 serving", Duration::from_secs(30));
+    let workers = manager.worker_pids();
+    assert_eq!(workers.len(), 2);
+    manager.signal(libc::SIGKILL);
+    manager.wait_exit(EXIT_TIMEOUT);
+    for worker in workers {
+        wait_until_gone(worker);
+    }
 }
