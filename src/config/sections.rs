@@ -165,6 +165,9 @@ pub struct ManagerSection {
     pub lock_lifetime: f64,
     /// `lock-acquire-timeout` (seconds): how long a worker waits for a busy cluster-wide lock.
     pub lock_acquire_timeout: f64,
+    /// `session-transition-timeout` (seconds): how long a session may stay SCHEDULED,
+    /// PREPARING or TERMINATING before the reconciler re-drives or fails it.
+    pub session_transition_timeout: f64,
     /// Salt for plugin tokens; random per start when not configured.
     pub secret: String,
     /// Account the workers switch to after binding, when started as root.
@@ -213,6 +216,7 @@ impl Default for ManagerSection {
             distributed_lock: "pg_advisory".to_owned(),
             lock_lifetime: 30.0,
             lock_acquire_timeout: 30.0,
+            session_transition_timeout: DEFAULT_SESSION_TRANSITION_TIMEOUT,
             secret: random_secret(),
             user: None,
             group: None,
@@ -231,6 +235,10 @@ impl Default for ManagerSection {
         }
     }
 }
+
+/// The default of `session-transition-timeout`: five minutes, far above any normal start
+/// (seconds) or stop, yet short enough that a stuck session is noticed while its user waits.
+pub const DEFAULT_SESSION_TRANSITION_TIMEOUT: f64 = 300.0;
 
 fn default_resource_priority() -> Vec<String> {
     ["cuda", "rocm", "tpu", "cpu", "mem"]
@@ -304,6 +312,11 @@ impl ManagerSection {
             )?,
             lock_lifetime: section.float("lock-lifetime", 30.0, 1.0)?,
             lock_acquire_timeout: section.float("lock-acquire-timeout", 30.0, 0.0)?,
+            session_transition_timeout: section.float(
+                "session-transition-timeout",
+                DEFAULT_SESSION_TRANSITION_TIMEOUT,
+                1.0,
+            )?,
             secret: section
                 .optional_string("secret")?
                 .unwrap_or(defaults.secret),

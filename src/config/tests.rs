@@ -423,3 +423,16 @@ fn search_order_prefers_backend_config_file() {
         assert_eq!(find_config_file_with(&lookup).unwrap(), user_file);
     }
 }
+
+#[test]
+fn the_session_transition_timeout_is_a_manager_key() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.manager.session_transition_timeout, 300.0);
+    let text = format!("{MINIMAL}\n[manager]\nsession-transition-timeout = 12.5\n");
+    let config = parse(&text).unwrap();
+    assert_eq!(config.manager.session_transition_timeout, 12.5);
+    assert!(config.warnings.is_empty(), "{:?}", config.warnings);
+    let text = format!("{MINIMAL}\n[manager]\nsession-transition-timeout = 0\n");
+    let error = parse(&text).unwrap_err().to_string();
+    assert!(error.contains("session-transition-timeout"), "{error}");
+}

@@ -20,9 +20,9 @@ use slog::o;
 
 use super::worker::{ActorContext, AppExtensions, WorkerError};
 
-/// Seconds a session may stay SCHEDULED, PREPARING or TERMINATING before the reconciler
-/// re-drives or fails it (`BAI_SESSION_TRANSITION_TIMEOUT` overrides it for tests).
-const DEFAULT_TRANSITION_TIMEOUT_SECS: f64 = 300.0;
+/// The reconciler runs at least this often relative to the transition timeout, so a stuck
+/// session is handled at most 1.5 timeouts after it got stuck.
+const RECONCILES_PER_TIMEOUT: u32 = 2;
 
 pub fn start_scheduler(
     ctx: &ActorContext<'_>,
@@ -48,11 +48,10 @@ pub fn start_scheduler(
         },
         ctx.state.db.clone(),
     );
-    let transition_timeout = std::env::var("BAI_SESSION_TRANSITION_TIMEOUT")
-        .ok()
-        .and_then(|v| v.parse::<f64>().ok())
-        .filter(|v| *v > 0.0)
-        .unwrap_or(DEFAULT_TRANSITION_TIMEOUT_SECS);
+    let transition_timeout = Duration::from_secs_f64(manager.session_transition_timeout);
+    let reconcile_interval = RECONCILE_INTERVAL
+        .min(transition_timeout / RECONCILES_PER_TIMEOUT)
+        .max(Duration::from_secs(1));
     let scheduler = Scheduler::new(SchedulerDeps {
         dispatch: DispatchDeps {
             pool: ctx.state.db.clone(),
@@ -65,9 +64,9 @@ pub fn start_scheduler(
         settings: SchedulerSettings {
             resource_priority: manager.agent_selection_resource_priority.clone(),
             lock_wait: Duration::from_secs_f64(manager.lock_acquire_timeout),
-            transition_timeout: Duration::from_secs_f64(transition_timeout),
+            transition_timeout,
             schedule_interval: SCHEDULE_INTERVAL,
-            reconcile_interval: RECONCILE_INTERVAL,
+            reconcile_interval,
         },
         log: ctx.log.new(o!("actor" => "scheduler")),
     })

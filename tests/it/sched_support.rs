@@ -342,3 +342,47 @@ pub async fn over_committed_agents(client: &tokio_postgres::Client) -> Vec<Strin
         .map(|row| row.get(0))
         .collect()
 }
+
+/// Adds simulated agents as ALIVE rows of resource group `default` (what the heartbeat tracker
+/// would insert), with their RPC address, version and slots.
+pub async fn add_sim_agents(client: &tokio_postgres::Client, agents: &[bai_agent_sim::SimAgent]) {
+    for agent in agents {
+        client
+            .execute(
+                "INSERT INTO agents (id, status, status_changed, region, scaling_group,
+                    available_slots, occupied_slots, addr, version, architecture)
+                 VALUES ($1, 'ALIVE', now(), 'local', $2, $3, '{}', $4, $5, 'x86_64')",
+                &[
+                    &agent.id,
+                    &agent.info.scaling_group,
+                    &agent.info.available_slots.to_json(),
+                    &agent.info.addr,
+                    &agent.info.version,
+                ],
+            )
+            .await
+            .expect("adding a simulated agent");
+    }
+}
+
+/// Simulated agents of `format` on free loopback ports, named `{prefix}-NNN`.
+pub fn sim_fleet(
+    prefix: &str,
+    count: usize,
+    format: bai_actors::wire::WireFormat,
+) -> Vec<bai_agent_sim::SimAgent> {
+    (0..count)
+        .map(|n| bai_agent_sim::SimAgent::new(format!("{prefix}-{n:03}"), format, free_port()))
+        .collect()
+}
+
+/// Kernels the simulated agents created more than once (must be none).
+pub fn created_twice(ledger: &bai_agent_sim::rpc::SharedLedger) -> Vec<(String, u32)> {
+    let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+    ledger
+        .created
+        .iter()
+        .filter(|(_, count)| **count > 1)
+        .map(|(kernel, count)| (kernel.clone(), *count))
+        .collect()
+}

@@ -67,6 +67,11 @@ impl AgentRpc {
             .clone()
     }
 
+    /// The timeouts every call of this client uses.
+    pub fn timeouts(&self) -> RpcTimeouts {
+        self.timeouts
+    }
+
     /// Forgets the connection to `addr` (the agent moved or was lost).
     pub fn forget(&self, addr: &str) {
         self.connections
@@ -209,6 +214,24 @@ impl AgentRpc {
             .call(
                 target,
                 AgentMethod::CheckRunning,
+                vec![Value::str(kernel_id.to_string())],
+                vec![("agent_id".to_owned(), Value::str(target.id.clone()))],
+                None,
+            )
+            .await?;
+        Ok(reply.as_bool().unwrap_or(false))
+    }
+
+    /// A health probe of the 25.x+ agents: is the kernel being created, or registered at all?
+    pub async fn check_creating(
+        &self,
+        target: &AgentTarget,
+        kernel_id: Uuid,
+    ) -> Result<bool, RpcError> {
+        let reply = self
+            .call(
+                target,
+                AgentMethod::CheckCreating,
                 vec![Value::str(kernel_id.to_string())],
                 vec![("agent_id".to_owned(), Value::str(target.id.clone()))],
                 None,

@@ -37,6 +37,11 @@ fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Dispat
     move |source| DispatchError::Database { context, source }
 }
 
+/// `kernels.status_info` of a claimed kernel whose `create_kernels` has not been sent yet.
+pub const CLAIMED_STATUS_INFO: &str = "prepared";
+/// `kernels.status_info` once `create_kernels` is (about to be) sent for the kernel.
+pub const SENT_STATUS_INFO: &str = "creating";
+
 /// What dispatch needs.
 pub struct DispatchDeps {
     pub pool: deadpool_postgres::Pool,
@@ -79,10 +84,10 @@ pub async fn dispatch_session(
         .map_err(db_err("beginning dispatch"))?;
     let claimed = tx
         .execute(
-            "UPDATE sessions SET status = 'PREPARING', status_info = 'prepared',
+            "UPDATE sessions SET status = 'PREPARING', status_info = $3,
                     status_history = coalesce(status_history, '{}'::jsonb) || $2::jsonb
               WHERE id = $1 AND status = 'SCHEDULED'",
-            &[&session_id, &history],
+            &[&session_id, &history, &CLAIMED_STATUS_INFO],
         )
         .await
         .map_err(db_err("claiming a scheduled session"))?;
@@ -90,15 +95,30 @@ pub async fn dispatch_session(
         return Ok(DispatchOutcome::NotOurs);
     }
     tx.execute(
-        "UPDATE kernels SET status = 'PREPARING', status_info = 'prepared', status_changed = $2,
+        "UPDATE kernels SET status = 'PREPARING', status_info = $4, status_changed = $2,
                 status_history = coalesce(status_history, '{}'::jsonb) || $3::jsonb
           WHERE session_id = $1 AND status = 'SCHEDULED'",
-        &[&session_id, &now, &history],
+        &[&session_id, &now, &history, &CLAIMED_STATUS_INFO],
     )
     .await
     .map_err(db_err("moving kernels to PREPARING"))?;
     let kernels = load_launches(&*tx, session_id, deps.etcd.as_ref()).await?;
     tx.commit().await.map_err(db_err("committing dispatch"))?;
+    // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
+    // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
+    // does so with the same kind of compare-and-set, so exactly one of the two goes on.
+    let marked = client
+        .execute(
+            "UPDATE kernels SET status_info = $3
+              WHERE session_id = $1 AND status = 'PREPARING' AND status_info = $4
+                AND status_changed = $2",
+            &[&session_id, &now, &SENT_STATUS_INFO, &CLAIMED_STATUS_INFO],
+        )
+        .await
+        .map_err(db_err("marking kernels as sent to their agents"))?;
+    if marked == 0 {
+        return Ok(DispatchOutcome::NotOurs);
+    }
     drop(client);
 
     let mut per_agent: BTreeMap<String, (AgentTarget, Vec<KernelLaunch>)> = BTreeMap::new();

@@ -4,25 +4,45 @@
 //! TERMINATING forever in that case).
 //!
 //! * SCHEDULED longer than the timeout: dispatched (again).
-//! * PREPARING/PULLING longer than the timeout: if the agent says the kernel runs (25.x+
-//!   `check_running`), it is marked RUNNING; otherwise the session is cancelled
-//!   (`failed-to-start`) and its slots freed.
+//! * PREPARING/PULLING longer than the timeout, per session ([`decide_starting`]):
+//!   - kernels the agent reports running are marked RUNNING;
+//!   - when the agent never got `create_kernels` (the dispatching worker died after the claim:
+//!     the kernels are still `prepared`), or the agent knows nothing of the kernels (25.x+
+//!     `check_running`/`check_creating` both false), the session goes back to SCHEDULED and is
+//!     dispatched again, at most [`MAX_REDISPATCHES`] times;
+//!   - while the agent reports the kernels as being created, it is waited for up to
+//!     [`CREATING_LIMIT`];
+//!   - otherwise (an agent that cannot tell, or is gone) the session is cancelled
+//!     (`failed-to-start`) and its slots freed.
 //! * TERMINATING longer than the timeout: `destroy_kernel` once more, then TERMINATED and freed.
 //! * Kernels on LOST agents get `status_info = 'agent-lost'` so users see why.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bai_schema::enums::{AgentStatus, KernelStatus};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::json;
 use uuid::Uuid;
 
-use super::dispatch::{DispatchDeps, DispatchError, dispatch_session, mark_running};
+use super::dispatch::{
+    CLAIMED_STATUS_INFO, DispatchDeps, DispatchError, DispatchOutcome, dispatch_session,
+    mark_running,
+};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::wire::EventProducer;
 
-/// The default of `[manager] session-transition-timeout`.
-pub const DEFAULT_TRANSITION_TIMEOUT: Duration = Duration::from_secs(300);
+/// Re-dispatches of one session the agents never started before the reconciler cancels it: a
+/// dispatching worker that died is covered by one, an agent that keeps forgetting is not.
+pub const MAX_REDISPATCHES: u32 = 3;
+/// How long kernels the agent reports as being created are waited for: the original's
+/// `START_SESSION_TIMEOUT_SEC` (30 min, long enough for big image pulls).
+pub const CREATING_LIMIT: Duration = Duration::from_secs(1800);
+/// Sessions probed, re-dispatched or cancelled at once: enough to clear the backlog of a dead
+/// worker quickly without opening hundreds of agent calls in one burst.
+pub const RECONCILE_CONCURRENCY: usize = 32;
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DispatchError {
     move |source| DispatchError::Database { context, source }
@@ -31,19 +51,114 @@ fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Dispat
 /// What one reconciliation did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ReconcileReport {
+    /// SCHEDULED sessions dispatched again.
     pub redispatched: usize,
+    /// PREPARING sessions the agents never started, put back to SCHEDULED and dispatched.
+    pub restarted: usize,
     pub marked_running: usize,
+    /// Sessions whose kernels the agents are still creating.
+    pub waiting: usize,
     pub failed_to_start: usize,
     pub force_terminated: usize,
     pub marked_agent_lost: u64,
+}
+
+/// What the agent says about a kernel stuck in PREPARING or PULLING.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KernelReport {
+    /// Still `prepared`: `create_kernels` was never sent for it.
+    NeverSent,
+    Running,
+    /// Being created (or registered but not yet running), or possibly still on its way.
+    Creating,
+    /// The agent knows nothing of it.
+    Absent,
+    /// The agent cannot be asked (older than 25.x, not ALIVE, or the probe failed).
+    Unknown,
+}
+
+/// A stuck starting kernel as the reconciler sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StartingKernel {
+    pub id: Uuid,
+    pub report: KernelReport,
+    /// Time in its current status.
+    pub age: Duration,
+}
+
+/// What to do with one session whose kernels are stuck starting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartingAction {
+    /// Every kernel is (now) running: nothing more.
+    Nothing,
+    Wait,
+    /// Back to SCHEDULED and dispatched again.
+    Redispatch,
+    Cancel,
+}
+
+/// The decision for one session: which kernels to mark RUNNING, then what to do with the rest.
+/// `whole_session` says the stuck kernels are all the session's kernels (a session that has
+/// others, started or not yet stuck, cannot be dispatched again as a whole).
+pub fn decide_starting(
+    kernels: &[StartingKernel],
+    whole_session: bool,
+    redispatches: u32,
+) -> (Vec<Uuid>, StartingAction) {
+    let running: Vec<Uuid> = kernels
+        .iter()
+        .filter(|k| k.report == KernelReport::Running)
+        .map(|k| k.id)
+        .collect();
+    let rest: Vec<&StartingKernel> = kernels
+        .iter()
+        .filter(|k| k.report != KernelReport::Running)
+        .collect();
+    if rest.is_empty() {
+        return (running, StartingAction::Nothing);
+    }
+    let never_started = rest
+        .iter()
+        .all(|k| matches!(k.report, KernelReport::NeverSent | KernelReport::Absent));
+    if never_started && running.is_empty() && whole_session {
+        let action = if redispatches < MAX_REDISPATCHES {
+            StartingAction::Redispatch
+        } else {
+            StartingAction::Cancel
+        };
+        return (running, action);
+    }
+    let creating = rest.iter().any(|k| k.report == KernelReport::Creating);
+    let unknown = rest.iter().any(|k| k.report == KernelReport::Unknown);
+    if creating && !unknown && rest.iter().all(|k| k.age < CREATING_LIMIT) {
+        return (running, StartingAction::Wait);
+    }
+    (running, StartingAction::Cancel)
 }
 
 struct StuckKernel {
     id: Uuid,
     session_id: Uuid,
     status: KernelStatus,
+    status_info: Option<String>,
+    changed: Option<DateTime<Utc>>,
     target: Option<AgentTarget>,
     alive: bool,
+    /// The session's kernels that are not among the stuck starting ones.
+    others_in_session: i64,
+    redispatches: u32,
+}
+
+impl StuckKernel {
+    fn reachable(&self) -> Option<&AgentTarget> {
+        self.target.as_ref().filter(|_| self.alive)
+    }
+
+    fn age(&self, now: DateTime<Utc>) -> Duration {
+        self.changed
+            .and_then(|changed| (now - changed).to_std().ok())
+            .unwrap_or_default()
+    }
 }
 
 pub async fn reconcile(
@@ -52,7 +167,8 @@ pub async fn reconcile(
     timeout: Duration,
 ) -> Result<ReconcileReport, DispatchError> {
     let mut report = ReconcileReport::default();
-    let cutoff = Utc::now() - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let now = Utc::now();
+    let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let client = deps
         .pool
         .get()
@@ -92,24 +208,34 @@ pub async fn reconcile(
         .collect();
     let stuck: Vec<StuckKernel> = client
         .query(
-            "SELECT k.id, k.session_id, k.status, k.agent, coalesce(k.agent_addr, a.addr), a.version, a.status
-               FROM kernels k LEFT JOIN agents a ON a.id = k.agent
+            "SELECT k.id, k.session_id, k.status, k.status_info, coalesce(k.status_changed, k.created_at),
+                    k.agent, coalesce(k.agent_addr, a.addr), a.version, a.status,
+                    (SELECT count(*) FROM kernels o WHERE o.session_id = k.session_id
+                        AND NOT (o.status IN ('PREPARING', 'PULLING', 'BUILDING')
+                                 AND coalesce(o.status_changed, o.created_at) < $1)),
+                    coalesce((s.status_data -> 'reconciler' ->> 'redispatches')::int, 0)
+               FROM kernels k
+               JOIN sessions s ON s.id = k.session_id
+               LEFT JOIN agents a ON a.id = k.agent
               WHERE k.status IN ('PREPARING', 'PULLING', 'BUILDING', 'TERMINATING')
-                AND coalesce(k.status_changed, k.created_at) < $1",
+                AND coalesce(k.status_changed, k.created_at) < $1
+              ORDER BY k.session_id, k.cluster_idx, k.id",
             &[&cutoff],
         )
         .await
         .map_err(db_err("finding stuck kernels"))?
         .iter()
         .map(|row| {
-            let agent: Option<String> = row.get(3);
-            let addr: Option<String> = row.get(4);
-            let version: Option<String> = row.get(5);
-            let status: Option<AgentStatus> = row.get(6);
+            let agent: Option<String> = row.get(5);
+            let addr: Option<String> = row.get(6);
+            let version: Option<String> = row.get(7);
+            let status: Option<AgentStatus> = row.get(8);
             StuckKernel {
                 id: row.get(0),
                 session_id: row.get(1),
                 status: row.get(2),
+                status_info: row.get(3),
+                changed: row.get(4),
                 target: match (agent, addr) {
                     (Some(id), Some(addr)) => Some(AgentTarget {
                         id,
@@ -119,71 +245,282 @@ pub async fn reconcile(
                     _ => None,
                 },
                 alive: status == Some(AgentStatus::Alive),
+                others_in_session: row.get(9),
+                redispatches: row.get::<_, i32>(10).max(0) as u32,
             }
         })
         .collect();
     drop(client);
 
-    for session_id in scheduled {
-        dispatch_session(deps, session_id).await?;
+    let redispatched: Vec<Result<DispatchOutcome, DispatchError>> =
+        futures::stream::iter(scheduled)
+            .map(|session_id| dispatch_session(deps, session_id))
+            .buffer_unordered(RECONCILE_CONCURRENCY)
+            .collect()
+            .await;
+    for outcome in redispatched {
+        outcome?;
         report.redispatched += 1;
     }
-    for kernel in stuck {
-        let reachable = kernel.target.as_ref().filter(|_| kernel.alive);
-        if kernel.status == KernelStatus::Terminating {
-            if let Some(target) = reachable {
-                let _ = tokio::time::timeout(
-                    super::destroy::DESTROY_TIMEOUT,
-                    deps.rpc.destroy_kernel(
-                        target,
-                        kernel.id,
-                        kernel.session_id,
-                        "hang-timeout",
-                        true,
-                    ),
-                )
-                .await;
-            }
-            let change =
-                end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, "hang-timeout")
-                    .await?;
-            if let (Some(producer), Some(change)) = (producer, change) {
-                announce(producer, &change, "hang-timeout").await;
-            }
-            report.force_terminated += 1;
-            continue;
-        }
-        let running = match reachable {
-            Some(target) if AgentMethod::CheckRunning.exposed_by(&target.version) => deps
-                .rpc
-                .check_running(target, kernel.id)
-                .await
-                .unwrap_or(false),
-            _ => false,
-        };
-        if running {
-            mark_running(deps, kernel.id, &serde_json::Value::Null).await?;
-            report.marked_running += 1;
-            continue;
-        }
-        if let Some(target) = reachable {
-            let _ = deps
-                .rpc
-                .destroy_kernel(
-                    target,
-                    kernel.id,
-                    kernel.session_id,
-                    "failed-to-start",
-                    true,
-                )
-                .await;
+
+    let (terminating, starting): (Vec<StuckKernel>, Vec<StuckKernel>) = stuck
+        .into_iter()
+        .partition(|k| k.status == KernelStatus::Terminating);
+    for kernel in terminating {
+        if let Some(target) = kernel.reachable() {
+            let _ = tokio::time::timeout(
+                super::destroy::DESTROY_TIMEOUT,
+                deps.rpc
+                    .destroy_kernel(target, kernel.id, kernel.session_id, "hang-timeout", true),
+            )
+            .await;
         }
         let change =
-            end_or_move_kernel(deps, kernel.id, KernelStatus::Cancelled, "failed-to-start").await?;
+            end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, "hang-timeout").await?;
         if let (Some(producer), Some(change)) = (producer, change) {
-            announce(producer, &change, "failed-to-start").await;
+            announce(producer, &change, "hang-timeout").await;
         }
-        report.failed_to_start += 1;
+        report.force_terminated += 1;
+    }
+
+    let mut sessions: BTreeMap<Uuid, Vec<StuckKernel>> = BTreeMap::new();
+    for kernel in starting {
+        sessions.entry(kernel.session_id).or_default().push(kernel);
+    }
+    let outcomes: Vec<Result<(usize, StartingAction), DispatchError>> =
+        futures::stream::iter(sessions)
+            .map(|(session_id, kernels)| reconcile_starting(deps, producer, session_id, kernels))
+            .buffer_unordered(RECONCILE_CONCURRENCY)
+            .collect()
+            .await;
+    for outcome in outcomes {
+        let (marked_running, action) = outcome?;
+        report.marked_running += marked_running;
+        match action {
+            StartingAction::Nothing => {}
+            StartingAction::Wait => report.waiting += 1,
+            StartingAction::Redispatch => report.restarted += 1,
+            StartingAction::Cancel => report.failed_to_start += 1,
+        }
     }
     Ok(report)
+}
+
+/// Asks the agent about one stuck starting kernel. A kernel sent less than one RPC reply
+/// timeout ago that the agent does not know yet may still be on its way: it counts as being
+/// created, so it is never sent twice.
+async fn probe(deps: &DispatchDeps, kernel: &StuckKernel, now: DateTime<Utc>) -> KernelReport {
+    if kernel.status_info.as_deref() == Some(CLAIMED_STATUS_INFO) {
+        return KernelReport::NeverSent;
+    }
+    let Some(target) = kernel.reachable() else {
+        return KernelReport::Unknown;
+    };
+    if !AgentMethod::CheckRunning.exposed_by(&target.version)
+        || !AgentMethod::CheckCreating.exposed_by(&target.version)
+    {
+        return KernelReport::Unknown;
+    }
+    match deps.rpc.check_running(target, kernel.id).await {
+        Ok(true) => return KernelReport::Running,
+        Ok(false) => {}
+        Err(_) => return KernelReport::Unknown,
+    }
+    match deps.rpc.check_creating(target, kernel.id).await {
+        Ok(true) => KernelReport::Creating,
+        Ok(false) if kernel.age(now) < deps.rpc.timeouts().reply => KernelReport::Creating,
+        Ok(false) => KernelReport::Absent,
+        Err(_) => KernelReport::Unknown,
+    }
+}
+
+/// Probes, decides and acts for one session; returns the kernels marked running and the action.
+async fn reconcile_starting(
+    deps: &DispatchDeps,
+    producer: Option<&EventProducer>,
+    session_id: Uuid,
+    kernels: Vec<StuckKernel>,
+) -> Result<(usize, StartingAction), DispatchError> {
+    let now = Utc::now();
+    let mut seen = Vec::with_capacity(kernels.len());
+    for kernel in &kernels {
+        seen.push(StartingKernel {
+            id: kernel.id,
+            report: probe(deps, kernel, now).await,
+            age: kernel.age(now),
+        });
+    }
+    let whole_session = kernels.iter().all(|k| k.others_in_session == 0);
+    let redispatches = kernels.first().map(|k| k.redispatches).unwrap_or(0);
+    let (running, action) = decide_starting(&seen, whole_session, redispatches);
+    for kernel_id in &running {
+        mark_running(deps, *kernel_id, &serde_json::Value::Null).await?;
+    }
+    match action {
+        StartingAction::Nothing | StartingAction::Wait => {}
+        StartingAction::Redispatch => {
+            if back_to_scheduled(deps, session_id, &kernels, redispatches).await? {
+                dispatch_session(deps, session_id).await?;
+            } else {
+                // Something moved the session meanwhile (an event, the dispatcher): the next
+                // reconciliation looks again.
+                return Ok((running.len(), StartingAction::Nothing));
+            }
+        }
+        StartingAction::Cancel => {
+            for kernel in kernels.iter().filter(|k| !running.contains(&k.id)) {
+                if let Some(target) = kernel.reachable() {
+                    let _ = deps
+                        .rpc
+                        .destroy_kernel(target, kernel.id, session_id, "failed-to-start", true)
+                        .await;
+                }
+                let change =
+                    end_or_move_kernel(deps, kernel.id, KernelStatus::Cancelled, "failed-to-start")
+                        .await?;
+                if let (Some(producer), Some(change)) = (producer, change) {
+                    announce(producer, &change, "failed-to-start").await;
+                }
+            }
+        }
+    }
+    Ok((running.len(), action))
+}
+
+/// PREPARING/PULLING → SCHEDULED for a session none of whose kernels an agent has, as a
+/// compare-and-set on what the reconciler saw (status, `status_info`, `status_changed` of every
+/// kernel), so a dispatcher that marks them sent, or an event that moves them, wins; the slots
+/// stay reserved. Returns whether the session went back.
+async fn back_to_scheduled(
+    deps: &DispatchDeps,
+    session_id: Uuid,
+    kernels: &[StuckKernel],
+    redispatches: u32,
+) -> Result<bool, DispatchError> {
+    let now = Utc::now();
+    let history = json!({ "SCHEDULED": now.to_rfc3339() });
+    let ids: Vec<Uuid> = kernels.iter().map(|k| k.id).collect();
+    let statuses: Vec<KernelStatus> = kernels.iter().map(|k| k.status).collect();
+    let infos: Vec<Option<String>> = kernels.iter().map(|k| k.status_info.clone()).collect();
+    let changed: Vec<Option<DateTime<Utc>>> = kernels.iter().map(|k| k.changed).collect();
+    let mut client = deps
+        .pool
+        .get()
+        .await
+        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db_err("beginning a re-dispatch"))?;
+    let moved = tx
+        .execute(
+            "UPDATE kernels k SET status = 'SCHEDULED', status_info = 'scheduled',
+                    status_changed = $5,
+                    status_history = coalesce(k.status_history, '{}'::jsonb) || $6::jsonb
+               FROM unnest($1::uuid[], $2::kernelstatus[], $3::text[], $4::timestamptz[])
+                    AS v(id, status, info, changed)
+              WHERE k.id = v.id AND k.status = v.status
+                AND k.status_info IS NOT DISTINCT FROM v.info
+                AND coalesce(k.status_changed, k.created_at) IS NOT DISTINCT FROM v.changed",
+            &[&ids, &statuses, &infos, &changed, &now, &history],
+        )
+        .await
+        .map_err(db_err("moving kernels back to SCHEDULED"))?;
+    if moved as usize != kernels.len() {
+        tx.rollback()
+            .await
+            .map_err(db_err("abandoning a re-dispatch"))?;
+        return Ok(false);
+    }
+    let count = json!({ "redispatches": redispatches + 1 });
+    let session = tx
+        .execute(
+            "UPDATE sessions SET status = 'SCHEDULED', status_info = 'scheduled',
+                    status_history = coalesce(status_history, '{}'::jsonb) || $2::jsonb,
+                    status_data = coalesce(status_data, '{}'::jsonb)
+                        || jsonb_build_object('reconciler', $3::jsonb)
+              WHERE id = $1 AND status IN ('PREPARING', 'PULLING')",
+            &[&session_id, &history, &count],
+        )
+        .await
+        .map_err(db_err("moving a session back to SCHEDULED"))?;
+    if session == 0 {
+        tx.rollback()
+            .await
+            .map_err(db_err("abandoning a re-dispatch"))?;
+        return Ok(false);
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a re-dispatch"))?;
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use KernelReport as R;
+
+    fn kernel(report: KernelReport, age_secs: u64) -> StartingKernel {
+        StartingKernel {
+            id: Uuid::new_v4(),
+            report,
+            age: Duration::from_secs(age_secs),
+        }
+    }
+
+    #[test]
+    fn a_session_never_sent_is_dispatched_again() {
+        let kernels = [kernel(R::NeverSent, 400), kernel(R::NeverSent, 400)];
+        assert_eq!(
+            decide_starting(&kernels, true, 0),
+            (vec![], StartingAction::Redispatch)
+        );
+    }
+
+    #[test]
+    fn a_session_the_agent_forgot_is_dispatched_again_a_few_times_then_cancelled() {
+        let kernels = [kernel(R::Absent, 400)];
+        assert_eq!(
+            decide_starting(&kernels, true, MAX_REDISPATCHES - 1).1,
+            StartingAction::Redispatch
+        );
+        assert_eq!(
+            decide_starting(&kernels, true, MAX_REDISPATCHES).1,
+            StartingAction::Cancel
+        );
+    }
+
+    #[test]
+    fn part_of_a_session_is_never_dispatched_again() {
+        let kernels = [kernel(R::Absent, 400)];
+        assert_eq!(
+            decide_starting(&kernels, false, 0).1,
+            StartingAction::Cancel
+        );
+        let mixed = [kernel(R::Running, 400), kernel(R::Absent, 400)];
+        let (running, action) = decide_starting(&mixed, true, 0);
+        assert_eq!(running, vec![mixed[0].id]);
+        assert_eq!(action, StartingAction::Cancel);
+    }
+
+    #[test]
+    fn running_kernels_are_marked_and_creating_ones_waited_for() {
+        let kernels = [kernel(R::Running, 400), kernel(R::Running, 400)];
+        let (running, action) = decide_starting(&kernels, true, 0);
+        assert_eq!(running.len(), 2);
+        assert_eq!(action, StartingAction::Nothing);
+        let kernels = [kernel(R::Creating, 400), kernel(R::NeverSent, 400)];
+        assert_eq!(decide_starting(&kernels, true, 0).1, StartingAction::Wait);
+        let late = [kernel(R::Creating, CREATING_LIMIT.as_secs() + 1)];
+        assert_eq!(decide_starting(&late, true, 0).1, StartingAction::Cancel);
+    }
+
+    #[test]
+    fn an_agent_that_cannot_tell_gets_the_session_cancelled() {
+        let kernels = [kernel(R::Unknown, 400)];
+        assert_eq!(decide_starting(&kernels, true, 0).1, StartingAction::Cancel);
+        let kernels = [kernel(R::Unknown, 400), kernel(R::Creating, 400)];
+        assert_eq!(decide_starting(&kernels, true, 0).1, StartingAction::Cancel);
+    }
 }
