@@ -4,6 +4,7 @@ mod common;
 pub mod dbshell;
 pub mod etcd;
 pub mod fixture;
+pub mod gql;
 pub mod image;
 pub mod keypair;
 pub mod schema;
@@ -66,6 +67,9 @@ pub enum Command {
     GenerateKeypair(keypair::Args),
     /// Open psql on the configured database.
     Dbshell(dbshell::Args),
+    /// The admin GraphQL API.
+    #[command(subcommand)]
+    Gql(gql::GqlCommand),
 }
 
 /// Runs the parsed command and returns the process exit code.
@@ -78,5 +82,6 @@ pub fn run(cli: Cli) -> i32 {
         Command::Image(command) => image::run(command, &cli.global),
         Command::GenerateKeypair(args) => keypair::run(args, &cli.global),
         Command::Dbshell(args) => dbshell::run(args, &cli.global),
+        Command::Gql(command) => gql::run(command, &cli.global),
     }
 }

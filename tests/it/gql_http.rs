@@ -299,3 +299,22 @@ async fn no_response_carries_another_users_secret() {
         }
     }
 }
+
+#[test]
+fn gql_show_prints_the_schema() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_bai-manager"))
+        .args(["gql", "show"])
+        .output()
+        .expect("running bai-manager gql show");
+    assert!(output.status.success());
+    let sdl = String::from_utf8_lossy(&output.stdout);
+    for expected in [
+        "type Queries",
+        "type Mutations",
+        "compute_session_list(limit: Int!, offset: Int!, filter: String, order: String, domain_name: String, group_id: String, access_key: String, status: String): ComputeSessionList",
+        "create_keypair(user_id: String!, props: KeyPairInput!): CreateKeyPair!",
+        "scalar JSONString",
+    ] {
+        assert!(sdl.contains(expected), "{expected:?} not in the schema");
+    }
+}

@@ -28,6 +28,14 @@ pub struct GqlWorld {
     log: slog::Logger,
 }
 
+/// Resolver failures (their database details) go to the test's stderr.
+fn stderr_logger() -> slog::Logger {
+    use slog::Drain;
+    let decorator = slog_term::PlainSyncDecorator::new(std::io::stderr());
+    let drain = slog_term::FullFormat::new(decorator).build().fuse();
+    slog::Logger::root(drain, slog::o!())
+}
+
 impl GqlWorld {
     /// A fresh database with the example fixtures loaded.
     pub async fn with_fixtures() -> GqlWorld {
@@ -55,7 +63,7 @@ impl GqlWorld {
                 bcrypt_cost: bai_schema::fixture::MIN_BCRYPT_COST,
                 ..GqlSettings::default()
             },
-            log: slog::Logger::root(slog::Discard, slog::o!()),
+            log: stderr_logger(),
         }
     }
 

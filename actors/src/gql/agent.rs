@@ -312,7 +312,7 @@ fn agent_conditions(
     if let Some(status) = status {
         let labels = parse_status_list(&AGENT_STATUS, "status", status)?;
         conditions.add(format!(
-            "a.status = ANY(({}::text[])::agentstatus[])",
+            "a.status = ANY(ARRAY(SELECT unnest({}::text[])::agentstatus))",
             params.push(labels)
         ));
     }

@@ -1,6 +1,7 @@
 //! `Domain`: the `domain`/`domains` queries and the create/modify/delete/purge mutations.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use bai_schema::enums::UserRole;
 use tokio_postgres::Row;
 
 use super::context::GqlRequest;
@@ -73,7 +74,7 @@ pub struct DomainQuery;
 
 #[Object(rename_fields = "snake_case", rename_args = "snake_case")]
 impl DomainQuery {
-    /// A domain by name (the caller's own when omitted); non-superadmins see only their own.
+    /// A domain by name (the caller's own when omitted); admins and users see only their own.
     async fn domain(
         &self,
         ctx: &Context<'_>,
@@ -82,7 +83,8 @@ impl DomainQuery {
         let request = GqlRequest::of(ctx)?;
         let requester = &request.requester;
         let name = name.unwrap_or_else(|| requester.domain_name.clone());
-        if !requester.is_superadmin() && name != requester.domain_name {
+        let reads_all = matches!(requester.role, UserRole::Superadmin | UserRole::Monitor);
+        if !reads_all && name != requester.domain_name {
             return Err(GqlError::NotFound("domain").into());
         }
         let client = sql::connection(&request.db).await?;

@@ -303,7 +303,7 @@ fn user_from_and_conditions(
             ))
         })?;
         conditions.add(format!(
-            "u.status = ({}::text)::userstatus",
+            "u.status = (SELECT {}::text::userstatus)",
             params.push(label.to_owned())
         ));
     } else if let Some(is_active) = args.is_active {

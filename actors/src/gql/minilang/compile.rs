@@ -4,6 +4,11 @@
 //! expression and value kind behind each name (the original's `_queryfilter_fieldspec` and
 //! `_queryorder_colmap`). Values are converted to the field's kind here, so a wrong value gets
 //! an error naming the field, and are bound as parameters with an explicit cast.
+//!
+//! Enum values are bound as text and converted in a scalar subquery (`(SELECT $1::text::
+//! sessionstatus)`, `ARRAY(SELECT unnest($1::text[])::sessionstatus)`): text-to-enum is a stable I/O conversion that PostgreSQL would otherwise
+//! redo for every row scanned; as a subquery it runs once per statement and still serves as
+//! an index condition.
 
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use uuid::Uuid;
@@ -282,7 +287,7 @@ fn bind_scalar(
                 )
             })?;
             format!(
-                "({}::text)::{}",
+                "(SELECT {}::text::{})",
                 params.push(label.to_owned()),
                 spec.pg_type
             )
@@ -386,7 +391,7 @@ fn bind_array(
                     })?;
                 labels.push(label.to_owned());
             }
-            format!("({}::text[])::{}[]", params.push(labels), spec.pg_type)
+            format!("ARRAY(SELECT unnest({}::text[])::{})", params.push(labels), spec.pg_type)
         }
     })
 }
@@ -512,7 +517,7 @@ mod tests {
         );
         assert_eq!(
             compile(r#"status == "running""#).unwrap(),
-            ("s.status = ($1::text)::sessionstatus".into(), 1)
+            ("s.status = (SELECT $1::text::sessionstatus)".into(), 1)
         );
         assert_eq!(
             compile("cluster_size > 1").unwrap(),
@@ -534,7 +539,7 @@ mod tests {
         );
         assert_eq!(
             compile(r#"status in ["PENDING", "RUNNING"]"#).unwrap().0,
-            "s.status = ANY(($1::text[])::sessionstatus[])"
+            "s.status = ANY(ARRAY(SELECT unnest($1::text[])::sessionstatus))"
         );
         assert_eq!(
             compile(r#"name contains "py""#).unwrap().0,
