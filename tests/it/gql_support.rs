@@ -97,6 +97,7 @@ impl GqlWorld {
             registry_sync: self.registry_sync.clone(),
             requester: self.requester(access_key).await,
             settings: self.settings.clone(),
+            storage: None,
         };
         let body = GqlBody {
             query: query.to_owned(),

@@ -103,6 +103,54 @@ async fn the_official_cli_manages_folders_as_against_the_original() {
     let dir = world.proxy.folder_path(admin, id);
     assert!(dir.is_dir(), "{} is not on the volume", dir.display());
 
+    // `vfolder list` goes through GraphQL `vfolder_list` (real-manager.http #74).
+    let (code, out) = world.cli(&["--output", "json", "vfolder", "list"]);
+    assert_eq!(code, 0, "{out}");
+    let listed: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(
+        (listed["count"].clone(), listed["total_count"].clone()),
+        (1.into(), 1.into())
+    );
+    let item = &listed["items"][0];
+    assert_eq!(item["host"], "local:volume1");
+    assert_eq!(item["name"], "myvf1");
+    assert_eq!(item["creator"], "admin@lablup.com");
+    assert_eq!(item["group_id"], serde_json::Value::Null);
+    assert_eq!(item["permission"], "rw");
+    assert_eq!(item["ownership_type"], "user");
+    assert_eq!(item["status"], "ready");
+    let created = item["created_at"].as_str().unwrap();
+    assert!(
+        created.contains('T') && created.ends_with("+00:00"),
+        "{created}"
+    );
+
+    // The volumes through GraphQL `storage_volume_list` / `storage_volume` (#151, #154).
+    let (code, out) = world.cli(&["--output", "json", "admin", "storage", "list"]);
+    assert_eq!(code, 0, "{out}");
+    let volumes: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    assert_eq!(volumes["total_count"], 1);
+    assert_eq!(volumes["items"][0]["id"], "local:volume1");
+    assert_eq!(volumes["items"][0]["backend"], "vfs");
+    let (code, out) = world.cli(&[
+        "--output",
+        "json",
+        "admin",
+        "storage",
+        "info",
+        "local:volume1",
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let info: serde_json::Value =
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    let volume = &info["items"][0];
+    assert_eq!(volume["id"], "local:volume1");
+    assert_eq!(volume["fsprefix"], ".");
+    assert_eq!(volume["hardware_metadata"]["status"], "healthy");
+    assert_eq!(volume["performance_metric"], serde_json::json!({}));
+
     let (code, out) = world.cli(&["vfolder", "info", "myvf1"]);
     assert_eq!(code, 0, "{out}");
     let expected = format!(
@@ -214,6 +262,14 @@ async fn denials_and_a_stopped_proxy_are_clear_and_change_nothing() {
     let id = world.folder_id("mine").await.expect("mine survives");
     let dir = world.proxy.folder_path(ADMIN_UUID.parse().unwrap(), id);
     assert!(dir.is_dir());
+
+    // GraphQL scopes: a user lists only their own folders; volumes are for superadmins.
+    let (code, out) = world.cli_as(USER_AK, USER_SK, &["--output", "json", "vfolder", "list"]);
+    assert_eq!(code, 0, "{out}");
+    assert_contains(&out, &["\"total_count\": 0"]);
+    let (code, out) = world.cli_as(USER_AK, USER_SK, &["admin", "storage", "list"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(!out.contains("local:volume1"), "{out}");
 
     // The proxy stops mid-way.
     world.proxy.stop();

@@ -66,6 +66,8 @@ pub struct GqlRequest {
     pub registry_sync: Option<actix::Addr<crate::registry_sync::RegistrySync>>,
     pub requester: Requester,
     pub settings: GqlSettings,
+    /// The storage proxies, for `storage_volume*`; `None` in a worker without the broker.
+    pub storage: Option<crate::storage::StorageBroker>,
 }
 
 impl GqlRequest {

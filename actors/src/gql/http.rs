@@ -22,6 +22,7 @@ use crate::facade::manager_status::ManagerStatus;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::state::AppState;
 use crate::registry_sync::RegistrySync;
+use crate::storage::StorageBroker;
 
 /// Registers `POST /admin/gql` and the legacy `POST /admin/graphql` (any valid keypair, as the
 /// original's `auth_required`; the manager status only gates mutations, see `execute`).
@@ -56,6 +57,7 @@ async fn run(
     body: &[u8],
     state: &AppState,
     registry_sync: RegistrySyncData,
+    storage: Option<web::Data<StorageBroker>>,
 ) -> Result<Response, Problem> {
     let body = parse_body(body)?;
     let frozen = match state.pipeline.manager_status.current(&state.etcd).await {
@@ -81,6 +83,7 @@ async fn run(
             hide_agents: state.settings.hide_agents,
             ..GqlSettings::default()
         },
+        storage: storage.map(|broker| broker.get_ref().clone()),
     };
     let response = execute(body, request, frozen, &state.log).await;
     if mutation {
@@ -97,8 +100,9 @@ async fn handle_gql(
     body: web::Bytes,
     state: web::Data<AppState>,
     registry_sync: RegistrySyncData,
+    storage: Option<web::Data<StorageBroker>>,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, &body, &state, registry_sync).await?;
+    let response = run(&caller, &body, &state, registry_sync, storage).await?;
     Ok(standard_response(&response))
 }
 
@@ -108,8 +112,9 @@ async fn handle_gql_legacy(
     body: web::Bytes,
     state: web::Data<AppState>,
     registry_sync: RegistrySyncData,
+    storage: Option<web::Data<StorageBroker>>,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, &body, &state, registry_sync).await?;
+    let response = run(&caller, &body, &state, registry_sync, storage).await?;
     Ok(legacy_response(&response))
 }
 

@@ -30,9 +30,11 @@ pub mod schema;
 pub mod session;
 pub mod sql;
 pub mod stats;
+pub mod storage_volume;
 pub mod user;
 pub mod user_mutation;
 pub mod validate;
+pub mod vfolder;
 
 pub use context::{GqlRequest, GqlSettings, Requester};
 pub use schema::{GqlSchema, build_schema, sdl};

@@ -13,8 +13,10 @@ use super::resource_policy::{ResourcePolicyMutation, ResourcePolicyQuery};
 use super::resource_preset::{ResourcePresetMutation, ResourcePresetQuery};
 use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
 use super::session::SessionQuery;
+use super::storage_volume::StorageVolumeQuery;
 use super::user::UserQuery;
 use super::user_mutation::UserMutation;
+use super::vfolder::VFolderQuery;
 
 /// The deepest selection nesting accepted. The official client's deepest query
 /// (`compute_session { containers { ... } }` inside a list) is 4 levels deep; introspection
@@ -50,6 +52,8 @@ pub struct QueryRoot(
     ScalingGroupQuery,
     SessionQuery,
     UserQuery,
+    VFolderQuery,
+    StorageVolumeQuery,
 );
 
 /// Every mutation, one part per type.
