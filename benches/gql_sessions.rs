@@ -7,8 +7,9 @@
 //! - closed loop: `BENCH_CONNECTIONS` keep-alive connections sending back to back;
 //! - fixed rate: `BENCH_RATE` requests per second over the connections, each latency measured
 //!   from the request's scheduled time (no coordinated omission);
-//! for the CLI's default status list (active sessions) and for every status. Then the SQL the
-//! query runs, with `EXPLAIN ANALYZE`.
+//!
+//! Both for the CLI's default status list (active sessions) and for every status. Then the SQL
+//! the query runs, with `EXPLAIN ANALYZE`.
 //!
 //! `cargo bench --bench gql_sessions`. Knobs: BENCH_SESSIONS (10000), BENCH_SECONDS (10),
 //! BENCH_CONNECTIONS (4), BENCH_RATE (100), BENCH_NUM_PROC (2).
@@ -32,7 +33,8 @@ const API_VERSION: &str = "v6.20220615";
 /// The official client's `session list` query (23.09.10).
 const SESSION_LIST: &str = "query($limit:Int!, $offset:Int!, $status: String, $access_key: String, $filter: String, $order: String) {\n  compute_session_list(\n      limit:$limit, offset:$offset, status:$status, access_key:$access_key, filter:$filter, order:$order) {\n    items { name access_key id group_name main_kernel_id image type status status_info status_changed result }\n    total_count\n  }\n}";
 
-const ACTIVE: &str = "PENDING,SCHEDULED,PULLING,PREPARING,RUNNING,RUNNING_DEGRADED,TERMINATING,ERROR";
+const ACTIVE: &str =
+    "PENDING,SCHEDULED,PULLING,PREPARING,RUNNING,RUNNING_DEGRADED,TERMINATING,ERROR";
 const EVERY: &str = "PENDING,SCHEDULED,PULLING,PREPARING,RUNNING,RESTARTING,RUNNING_DEGRADED,TERMINATING,TERMINATED,ERROR,CANCELLED";
 
 fn knob(name: &str, default: u64) -> u64 {
@@ -189,7 +191,13 @@ fn body(status: &str) -> String {
     .to_string()
 }
 
-async fn closed_loop(target: Arc<Target>, body: Arc<String>, label: &str, connections: u64, seconds: u64) {
+async fn closed_loop(
+    target: Arc<Target>,
+    body: Arc<String>,
+    label: &str,
+    connections: u64,
+    seconds: u64,
+) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
@@ -213,10 +221,20 @@ async fn closed_loop(target: Arc<Target>, body: Arc<String>, label: &str, connec
     for task in tasks {
         total.merge(task.await.expect("a load task"));
     }
-    total.report(&format!("{label}: closed loop, {connections} conns"), started.elapsed());
+    total.report(
+        &format!("{label}: closed loop, {connections} conns"),
+        started.elapsed(),
+    );
 }
 
-async fn fixed_rate(target: Arc<Target>, body: Arc<String>, label: &str, rate: u64, connections: u64, seconds: u64) {
+async fn fixed_rate(
+    target: Arc<Target>,
+    body: Arc<String>,
+    label: &str,
+    rate: u64,
+    connections: u64,
+    seconds: u64,
+) {
     let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
     let start = Instant::now() + Duration::from_millis(50);
     let per_connection = rate * seconds / connections;
@@ -292,7 +310,10 @@ async fn fill_sessions(client: &tokio_postgres::Client, count: i32) {
         )
         .await
         .expect("inserting kernels");
-    client.batch_execute("ANALYZE sessions; ANALYZE kernels;").await.expect("analyze");
+    client
+        .batch_execute("ANALYZE sessions; ANALYZE kernels;")
+        .await
+        .expect("analyze");
 }
 
 async fn explain(client: &tokio_postgres::Client) {
@@ -304,7 +325,9 @@ async fn explain(client: &tokio_postgres::Client) {
         let limit: i64 = 100;
         let offset: i64 = 0;
         let rows = if with_page {
-            client.query(&statement, &[&statuses, &limit, &offset]).await
+            client
+                .query(&statement, &[&statuses, &limit, &offset])
+                .await
         } else {
             client.query(&statement, &[&statuses]).await
         }
@@ -335,7 +358,10 @@ async fn main() {
     .expect("raising the benchmark keypair's rate limit");
     let filling = Instant::now();
     fill_sessions(&db, sessions).await;
-    println!("{sessions} sessions with one kernel each inserted in {:.1} s", filling.elapsed().as_secs_f64());
+    println!(
+        "{sessions} sessions with one kernel each inserted in {:.1} s",
+        filling.elapsed().as_secs_f64()
+    );
 
     let config = env.manager_toml("");
     let text = std::fs::read_to_string(&config).expect("reading manager.toml");
@@ -345,7 +371,12 @@ async fn main() {
     std::fs::write(&config, text).expect("writing manager.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
     command.arg("-f").arg(&config).arg("start-server");
-    let mut manager = ServiceProcess::spawn("bai-manager", command, &env.path("manager.log"), libc::SIGTERM);
+    let mut manager = ServiceProcess::spawn(
+        "bai-manager",
+        command,
+        &env.path("manager.log"),
+        libc::SIGTERM,
+    );
     let addr = SocketAddr::from(([127, 0, 0, 1], env.service_port));
     manager.wait_for_port(addr, Duration::from_secs(60));
     let target = Arc::new(Target {
@@ -359,12 +390,29 @@ async fn main() {
 
     // Warm up the workers' connections and prepared statements.
     for status in [ACTIVE, EVERY] {
-        closed_loop(Arc::clone(&target), Arc::new(body(status)), "warm-up", connections, 2).await;
+        closed_loop(
+            Arc::clone(&target),
+            Arc::new(body(status)),
+            "warm-up",
+            connections,
+            2,
+        )
+        .await;
     }
     println!();
-    for (label, status) in [("session list (active statuses)", ACTIVE), ("session list (every status)", EVERY)] {
+    for (label, status) in [
+        ("session list (active statuses)", ACTIVE),
+        ("session list (every status)", EVERY),
+    ] {
         let body = Arc::new(body(status));
-        closed_loop(Arc::clone(&target), Arc::clone(&body), label, connections, seconds).await;
+        closed_loop(
+            Arc::clone(&target),
+            Arc::clone(&body),
+            label,
+            connections,
+            seconds,
+        )
+        .await;
         fixed_rate(Arc::clone(&target), body, label, rate, connections, seconds).await;
     }
     explain(&db).await;

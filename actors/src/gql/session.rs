@@ -727,6 +727,25 @@ impl SessionQuery {
     }
 }
 
+/// The two statements `compute_session_list` runs for the official CLI's `session list` as a
+/// superadmin (a status list, no filter, default order): `$1` the status labels, `$2`/`$3` the
+/// limit and offset. For the benchmark's `EXPLAIN ANALYZE` and the documentation.
+pub fn cli_session_list_statements() -> (String, String) {
+    let mut params = SqlParams::new();
+    let mut conditions = Conditions::new();
+    conditions.add(format!(
+        "s.status = ANY(ARRAY(SELECT unnest({}::text[])::sessionstatus))",
+        params.push(Vec::<String>::new())
+    ));
+    let where_clause = conditions.where_clause();
+    (
+        format!(
+            "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} {where_clause} ORDER BY {DEFAULT_SESSION_ORDER} LIMIT $2 OFFSET $3"
+        ),
+        format!("SELECT count(*) FROM sessions s {where_clause}"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -745,23 +764,4 @@ mod tests {
         let report = idle_checks("RUNNING", created, Some(10), later);
         assert_eq!(report["session_lifetime"]["remaining"], -1.0);
     }
-}
-
-/// The two statements `compute_session_list` runs for the official CLI's `session list` as a
-/// superadmin (a status list, no filter, default order): `$1` the status labels, `$2`/`$3` the
-/// limit and offset. For the benchmark's `EXPLAIN ANALYZE` and the documentation.
-pub fn cli_session_list_statements() -> (String, String) {
-    let mut params = SqlParams::new();
-    let mut conditions = Conditions::new();
-    conditions.add(format!(
-        "s.status = ANY(ARRAY(SELECT unnest({}::text[])::sessionstatus))",
-        params.push(Vec::<String>::new())
-    ));
-    let where_clause = conditions.where_clause();
-    (
-        format!(
-            "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} {where_clause} ORDER BY {DEFAULT_SESSION_ORDER} LIMIT $2 OFFSET $3"
-        ),
-        format!("SELECT count(*) FROM sessions s {where_clause}"),
-    )
 }

@@ -391,7 +391,11 @@ fn bind_array(
                     })?;
                 labels.push(label.to_owned());
             }
-            format!("ARRAY(SELECT unnest({}::text[])::{})", params.push(labels), spec.pg_type)
+            format!(
+                "ARRAY(SELECT unnest({}::text[])::{})",
+                params.push(labels),
+                spec.pg_type
+            )
         }
     })
 }
