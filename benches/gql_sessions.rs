@@ -12,7 +12,8 @@
 //! the query runs, with `EXPLAIN ANALYZE`.
 //!
 //! `cargo bench --bench gql_sessions`. Knobs: BENCH_SESSIONS (10000), BENCH_SECONDS (10),
-//! BENCH_CONNECTIONS (4), BENCH_RATE (100), BENCH_NUM_PROC (2).
+//! BENCH_CONNECTIONS (4), BENCH_RATE (100), BENCH_NUM_PROC (2), BENCH_VACUUM (1: vacuum the
+//! filled tables as autovacuum would; 0: measure right after the bulk insert).
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -270,7 +271,11 @@ async fn fixed_rate(
 /// `count` sessions with one kernel each, spread over the example users, 30 days and the
 /// statuses a busy cluster shows (mostly finished, a fifth running or failed). PENDING is left
 /// out: the manager's scheduler would act on it during the run.
-async fn fill_sessions(client: &tokio_postgres::Client, count: i32) {
+///
+/// With `vacuum`, the tables end as autovacuum leaves a table of mostly finished sessions (the
+/// visibility map set, so the total count is an index-only scan on the status index); without
+/// it, as right after a bulk insert, before autovacuum came by (the count reads the whole heap).
+async fn fill_sessions(client: &tokio_postgres::Client, count: i32, vacuum: bool) {
     client
         .execute(
             "INSERT INTO sessions (id, name, session_type, domain_name, group_id, user_uuid, access_key, \
@@ -310,10 +315,15 @@ async fn fill_sessions(client: &tokio_postgres::Client, count: i32) {
         )
         .await
         .expect("inserting kernels");
+    let maintenance = if vacuum {
+        "VACUUM ANALYZE sessions, kernels"
+    } else {
+        "ANALYZE sessions; ANALYZE kernels;"
+    };
     client
-        .batch_execute("ANALYZE sessions; ANALYZE kernels;")
+        .batch_execute(maintenance)
         .await
-        .expect("analyze");
+        .expect("vacuum/analyze");
 }
 
 async fn explain(client: &tokio_postgres::Client) {
@@ -346,6 +356,7 @@ async fn main() {
     let connections = knob("BENCH_CONNECTIONS", 4);
     let rate = knob("BENCH_RATE", 100);
     let num_proc = knob("BENCH_NUM_PROC", 2);
+    let vacuum = knob("BENCH_VACUUM", 1) != 0;
 
     let env = TestEnv::new().await;
     env.load_example_fixtures().await;
@@ -357,10 +368,15 @@ async fn main() {
     .await
     .expect("raising the benchmark keypair's rate limit");
     let filling = Instant::now();
-    fill_sessions(&db, sessions).await;
+    fill_sessions(&db, sessions, vacuum).await;
     println!(
-        "{sessions} sessions with one kernel each inserted in {:.1} s",
-        filling.elapsed().as_secs_f64()
+        "{sessions} sessions with one kernel each inserted in {:.1} s ({})",
+        filling.elapsed().as_secs_f64(),
+        if vacuum {
+            "then VACUUM ANALYZE, as autovacuum leaves the tables"
+        } else {
+            "ANALYZE only: the visibility map not yet set"
+        }
     );
 
     let config = env.manager_toml("");
