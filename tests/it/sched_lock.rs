@@ -82,7 +82,24 @@ async fn exclusion_and_fencing(backend: LockBackendKind) {
     let tx = client.transaction().await.unwrap();
     next.fence().check(&*tx).await.unwrap();
     tx.commit().await.unwrap();
+
+    // A zero wait (the reconciler's "only if nobody else is at it") gives up on a busy lock
+    // and takes a free one.
+    assert!(
+        first
+            .acquire("91", Some(Duration::ZERO))
+            .await
+            .unwrap()
+            .is_none(),
+        "{backend:?}: a held lock must not be handed out with a zero wait"
+    );
     next.release().await;
+    let free = first
+        .acquire("91", Some(Duration::ZERO))
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("{backend:?}: a free lock is taken with a zero wait"));
+    free.release().await;
 }
 
 #[tokio::test]

@@ -11,6 +11,11 @@ use tokio::task::JoinHandle;
 
 use super::LockError;
 
+/// Time allowed on top of `wait` for the round trips that take a free lock (grant, lock, get):
+/// `wait` is how long to wait for a busy lock, so a zero wait must still get a free one (with
+/// the round trips inside the timeout, a zero wait would never get any etcd lock).
+const ROUND_TRIP_ALLOWANCE: Duration = Duration::from_secs(2);
+
 pub struct HeldEtcdLock {
     client: Client,
     key: Vec<u8>,
@@ -45,7 +50,7 @@ pub async fn acquire(
         .id();
     let keeper = tokio::spawn(keep_alive(client.clone(), lease, lifetime, lost));
     let locked = tokio::time::timeout(
-        wait,
+        wait + ROUND_TRIP_ALLOWANCE,
         client.lock(key, Some(LockOptions::new().with_lease(lease))),
     )
     .await;
