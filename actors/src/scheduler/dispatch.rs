@@ -205,30 +205,33 @@ fn describe(target: &AgentTarget, error: &RpcError) -> String {
 }
 
 /// PREPARING/PULLING → RUNNING with the container's facts (from the RPC reply or the
-/// `kernel_started` event, whichever comes first; the second changes nothing).
+/// `kernel_started` event, whichever comes first; the second changes nothing). The kernel and
+/// its session move in one transaction: the second caller finds the kernel RUNNING and leaves
+/// the session alone, so a first caller that died in between would leave it PREPARING forever.
 pub async fn mark_running(
     deps: &DispatchDeps,
     kernel_id: Uuid,
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
-    let client = deps
+    let mut client = deps
         .pool
         .get()
         .await
         .map_err(|e| DispatchError::Pool(e.to_string()))?;
     let update = KernelUpdate::from_creation_info(creation_info);
-    if let Some(done) = transit_kernel(
-        &**client,
-        kernel_id,
-        KernelStatus::Running,
-        "",
-        Utc::now(),
-        &update,
-    )
-    .await?
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db_err("beginning a kernel start"))?;
+    let now = Utc::now();
+    if let Some(done) =
+        transit_kernel(&*tx, kernel_id, KernelStatus::Running, "", now, &update).await?
     {
-        update_session_status(&**client, done.session_id, "", Utc::now()).await?;
+        update_session_status(&*tx, done.session_id, "", now).await?;
     }
+    tx.commit()
+        .await
+        .map_err(db_err("committing a kernel start"))?;
     Ok(())
 }
 
