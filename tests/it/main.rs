@@ -31,6 +31,7 @@ mod registry_harbor;
 mod sched_agent_rpc;
 mod sched_e2e;
 mod sched_lock;
+mod sched_multi;
 mod sched_reconcile;
 mod sched_reserve;
 mod sched_support;

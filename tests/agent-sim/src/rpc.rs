@@ -45,6 +45,17 @@ pub async fn serve(
     writer: StreamWriter,
     ledger: SharedLedger,
 ) -> Result<(), SimError> {
+    serve_with_delay(agent, writer, ledger, START_DELAY).await
+}
+
+/// [`serve`] with containers that take `start_delay` to start (a test that kills a manager
+/// while it waits for agents wants them slow).
+pub async fn serve_with_delay(
+    agent: SimAgent,
+    writer: StreamWriter,
+    ledger: SharedLedger,
+    start_delay: Duration,
+) -> Result<(), SimError> {
     let mut socket = RouterSocket::new();
     socket
         .bind(&agent.info.addr)
@@ -54,9 +65,9 @@ pub async fn serve(
     let (reply_tx, mut reply_rx) = tokio::sync::mpsc::unbounded_channel::<ZmqMessage>();
     let sender = tokio::spawn(async move {
         while let Some(message) = reply_rx.recv().await {
-            if send.send(message).await.is_err() {
-                break;
-            }
+            // A reply to a manager that went away fails for that peer only; the others still
+            // wait for theirs (a real agent's ROUTER drops it the same way).
+            let _ = send.send(message).await;
         }
     });
     loop {
@@ -86,7 +97,7 @@ pub async fn serve(
                 let writer = writer.clone();
                 let ledger = ledger.clone();
                 tokio::spawn(async move {
-                    let reply = handle(&agent, writer, &ledger, &header, args).await;
+                    let reply = handle(&agent, writer, &ledger, &header, args, start_delay).await;
                     let _ = reply_tx.send(to_message(peer, reply));
                 });
             }
@@ -113,6 +124,7 @@ async fn handle(
     shared: &SharedLedger,
     header: &Header,
     args: Vec<Value>,
+    start_delay: Duration,
 ) -> [Vec<u8>; 3] {
     *ledger(shared)
         .calls
@@ -148,7 +160,7 @@ async fn handle(
             };
             let _ = writer.send_many(events(KernelEventKind::Preparing)).await;
             let _ = writer.send_many(events(KernelEventKind::Creating)).await;
-            tokio::time::sleep(START_DELAY).await;
+            tokio::time::sleep(start_delay).await;
             let info = serde_json::json!({
                 "container_id": "", "kernel_host": "127.0.0.1", "repl_in_port": 2000,
                 "repl_out_port": 2001, "service_ports": [],
@@ -256,8 +268,25 @@ pub fn serve_fleet(
     writer: &StreamWriter,
     ledger: &SharedLedger,
 ) -> Vec<tokio::task::JoinHandle<Result<(), SimError>>> {
+    serve_fleet_with_delay(agents, writer, ledger, START_DELAY)
+}
+
+/// [`serve_fleet`] with containers that take `start_delay` to start.
+pub fn serve_fleet_with_delay(
+    agents: &[SimAgent],
+    writer: &StreamWriter,
+    ledger: &SharedLedger,
+    start_delay: Duration,
+) -> Vec<tokio::task::JoinHandle<Result<(), SimError>>> {
     agents
         .iter()
-        .map(|agent| tokio::spawn(serve(agent.clone(), writer.clone(), ledger.clone())))
+        .map(|agent| {
+            tokio::spawn(serve_with_delay(
+                agent.clone(),
+                writer.clone(),
+                ledger.clone(),
+                start_delay,
+            ))
+        })
         .collect()
 }
