@@ -32,6 +32,7 @@ mod sched_agent_rpc;
 mod sched_e2e;
 mod sched_lock;
 mod sched_multi;
+mod sched_policies;
 mod sched_reconcile;
 mod sched_reserve;
 mod sched_support;

@@ -276,21 +276,53 @@ pub async fn enqueue_sessions(
     cpu: u32,
     mem_gib: u64,
 ) -> Vec<uuid::Uuid> {
-    let ids: Vec<uuid::Uuid> = (0..count).map(|_| uuid::Uuid::new_v4()).collect();
-    let slots = serde_json::json!({"cpu": cpu.to_string(), "mem": (mem_gib << 30).to_string()});
+    enqueue(
+        client,
+        &SessionSpec {
+            access_key,
+            scaling_group: "default",
+            count,
+            cpu,
+            mem_gib,
+        },
+    )
+    .await
+}
+
+/// What [`enqueue`] creates: `count` sessions of one kernel each, of the keypair's user in the
+/// `default` domain and project, for `scaling_group`.
+pub struct SessionSpec<'a> {
+    pub access_key: &'a str,
+    pub scaling_group: &'a str,
+    pub count: usize,
+    pub cpu: u32,
+    pub mem_gib: u64,
+}
+
+/// The image every enqueued session runs.
+pub const SESSION_IMAGE: &str = "cr.backend.ai/stable/python:3.9-ubuntu20.04";
+
+/// Enqueues sessions as [`SessionSpec`] says, created one millisecond apart after every session
+/// already there; returns their ids in order.
+pub async fn enqueue(client: &tokio_postgres::Client, spec: &SessionSpec<'_>) -> Vec<uuid::Uuid> {
+    let ids: Vec<uuid::Uuid> = (0..spec.count).map(|_| uuid::Uuid::new_v4()).collect();
+    let slots =
+        serde_json::json!({"cpu": spec.cpu.to_string(), "mem": (spec.mem_gib << 30).to_string()});
     let group: uuid::Uuid = DEFAULT_GROUP.parse().expect("group id");
+    let sgroup = spec.scaling_group.to_owned();
     client
         .execute(
             "WITH owner AS (SELECT \"user\" AS uuid FROM keypairs WHERE access_key = $2),
-                  base AS (SELECT clock_timestamp() AS t0),
+                  base AS (SELECT greatest(clock_timestamp(),
+                                           (SELECT max(created_at) FROM sessions)) AS t0),
                   new AS (SELECT id, ordinality FROM unnest($1::uuid[]) WITH ORDINALITY AS t(id, ordinality)),
                   s AS (
                 INSERT INTO sessions (id, creation_id, name, session_type, cluster_mode, cluster_size,
                     scaling_group_name, target_sgroup_names, domain_name, group_id, user_uuid, access_key,
                     images, requested_slots, created_at, status, status_history)
                 SELECT new.id, left(replace(new.id::text, '-', ''), 22), 's-' || left(new.id::text, 8),
-                       'INTERACTIVE', 'single-node', 1, 'default', ARRAY['default']::varchar[], 'default',
-                       $4, owner.uuid, $2, ARRAY['cr.backend.ai/stable/python:3.9-ubuntu20.04']::varchar[],
+                       'INTERACTIVE', 'single-node', 1, $5, ARRAY[$5]::varchar[], 'default',
+                       $4, owner.uuid, $2, ARRAY[$6]::varchar[],
                        $3, base.t0 + new.ordinality * interval '1 millisecond', 'PENDING',
                        jsonb_build_object('PENDING', base.t0)
                   FROM new, owner, base
@@ -300,11 +332,11 @@ pub async fn enqueue_sessions(
                  group_id, user_uuid, access_key, image, architecture, registry, tag, occupied_slots,
                  requested_slots, created_at, status, status_history)
              SELECT gen_random_uuid(), s.id, s.name, 'INTERACTIVE', 'single-node', 1, 'main', 1, 0, 'main1',
-                    'default', 'default', $4, s.user_uuid, $2,
-                    'cr.backend.ai/stable/python:3.9-ubuntu20.04', 'x86_64', 'cr.backend.ai',
+                    $5, 'default', $4, s.user_uuid, $2,
+                    $6, 'x86_64', 'cr.backend.ai',
                     '3.9-ubuntu20.04', $3, $3, s.created_at, 'PENDING', '{}'
                FROM s",
-            &[&ids, &access_key, &slots, &group],
+            &[&ids, &spec.access_key, &slots, &group, &sgroup, &SESSION_IMAGE],
         )
         .await
         .expect("enqueueing sessions");

@@ -463,7 +463,7 @@ fn keypair_user_group_and_domain_limits_refuse_with_their_messages() {
             Box::new(|snap| {
                 snap.access = ScalingGroupAccess::default();
             }),
-            "The resource group default is not allowed for the domain, group or keypair of this session.",
+            "You do not have access to the scaling group 'default'.",
         ),
         (
             "image_resource_minimum",

@@ -279,13 +279,14 @@ fn quota_exceeded(
     })
 }
 
+/// Worded as the original's `check_scaling_group` (a predicate until it moved to enqueue time).
 fn allowed_scaling_group(
     snapshot: &SchedulingSnapshot,
     session: &PendingSession,
 ) -> Option<String> {
     (!snapshot.access.allows(session)).then(|| {
         format!(
-            "The resource group {} is not allowed for the domain, group or keypair of this session.",
+            "You do not have access to the scaling group '{}'.",
             session.scaling_group
         )
     })
