@@ -29,6 +29,11 @@
 //! * At the end, in SQL: no agent over-committed (occupied ≤ available per slot, and the sum of
 //!   its kernels' slots ≤ available), every session SCHEDULED exactly once with its kernel, and
 //!   every agent's `occupied_slots` equal to the sum of its kernels.
+//!
+//! Measured 2026-11-28 on the 2-core dev machine (release, load average 2.3 rising to 3.8 from
+//! other builds): 100,000 sessions onto 10,000 agents, 6,998 placements/s (14.3 s), 5 passes of
+//! 20,000 sessions plus one empty, pass p50/max 2.64/2.90 s (load 0.68 / plan 0.20 / write
+//! 1.76 s on average), 21 transactions and 175 statements per pass, over-commit none.
 
 #[path = "support/pg_wire_counter.rs"]
 mod pg_wire_counter;
