@@ -16,6 +16,9 @@ use uuid::Uuid;
 
 use super::destroy::{destroy_session, live_sessions};
 use super::dispatch::{DispatchDeps, dispatch_session};
+use super::etcd_state::{
+    Cursors, changed_cursors, load_cursors, load_max_container_count, store_cursors,
+};
 use super::events::apply_kernel_event;
 use super::load::LoadOptions;
 use super::pass::run_pass;
@@ -180,6 +183,12 @@ async fn locked_pass(shared: Arc<Shared>) {
         }
     };
     let known = known_slots(&deps.etcd).await;
+    let max_container_count = load_max_container_count(&deps.etcd)
+        .await
+        .unwrap_or_else(|error| {
+            warn!(deps.log, "cannot read config/agent/max-container-count; no cap this pass"; "error" => %error);
+            None
+        });
     let mut scheduled: Vec<Uuid> = Vec::new();
     loop {
         let mut client = match deps.dispatch.pool.get().await {
@@ -189,12 +198,16 @@ async fn locked_pass(shared: Arc<Shared>) {
                 break;
             }
         };
+        let cursors = load_cursors(&deps.etcd).await.unwrap_or_else(|error| {
+            warn!(deps.log, "cannot read the round-robin cursors; starting from the first agents"; "error" => %error);
+            Cursors::new()
+        });
         let options = LoadOptions {
             now: chrono::Utc::now(),
             known_slots: known.clone(),
             resource_priority: deps.settings.resource_priority.clone(),
-            max_container_count: None,
-            roundrobin: Default::default(),
+            max_container_count,
+            roundrobin: cursors.clone(),
             max_pending: MAX_PENDING_PER_PASS,
         };
         let pass = tokio::select! {
@@ -218,6 +231,11 @@ async fn locked_pass(shared: Arc<Shared>) {
             "load_ms" => report.load_time.as_millis() as u64,
             "plan_ms" => report.plan_time.as_millis() as u64,
             "write_ms" => report.write_time.as_millis() as u64);
+        let moved = changed_cursors(&cursors, &report.plan.roundrobin_next);
+        if let Err(error) = store_cursors(&deps.etcd, &moved, &report.plan.roundrobin_members).await
+        {
+            warn!(deps.log, "cannot store the round-robin cursors"; "error" => %error);
+        }
         let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
         for (session_id, _) in &report.scheduled {
             scheduled.push(*session_id);

@@ -137,6 +137,12 @@ async fn load_scaling_groups<C: GenericClient>(
                 .and_then(|v| v.as_str())
                 .and_then(AgentSelectionStrategy::parse)
                 .unwrap_or_default();
+            // 23.09 switches round robin on with `"roundrobin": true` beside the strategy.
+            let selector = if opts.get("roundrobin").and_then(|v| v.as_bool()) == Some(true) {
+                AgentSelectionStrategy::RoundRobin
+            } else {
+                selector
+            };
             let pending_timeout_secs = opts
                 .get("pending_timeout")
                 .and_then(|v| v.as_f64())

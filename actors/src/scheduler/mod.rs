@@ -7,6 +7,7 @@
 pub mod actor;
 pub mod destroy;
 pub mod dispatch;
+pub mod etcd_state;
 pub mod events;
 pub mod lifecycle;
 pub mod load;

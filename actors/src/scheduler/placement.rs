@@ -67,6 +67,9 @@ pub struct PassPlan {
     pub decisions: Vec<Decision>,
     /// Round-robin cursors to store back, per resource group and architecture.
     pub roundrobin_next: BTreeMap<String, BTreeMap<String, usize>>,
+    /// The agent ids (sorted) each cursor of `roundrobin_next` counts over, per resource group
+    /// and architecture: the original stores a digest of them next to the cursor.
+    pub roundrobin_members: BTreeMap<String, BTreeMap<String, Vec<String>>>,
 }
 
 impl PassPlan {
@@ -84,6 +87,8 @@ impl PassPlan {
 
 const NO_REGION_FOR_SESSION: &str =
     "Could not find a contiguous resource region in any agent big enough to host the session";
+/// The original's (23.09) refusal when `config/agent/max-container-count` rules out every agent.
+const CONTAINER_LIMIT_REACHED: &str = "No agents found to be available because all agents have reached the hard limit of the number of containers.";
 const NO_REGION_FOR_KERNEL: &str = "Could not find a contiguous resource region in any agent big enough to host a kernel in the session";
 
 /// Decides one pass. Deterministic: the same snapshot gives the same plan.
@@ -178,6 +183,8 @@ pub fn plan_pass(snapshot: &SchedulingSnapshot) -> PassPlan {
         if !pool.roundrobin_next().is_empty() {
             plan.roundrobin_next
                 .insert(group.name.clone(), pool.roundrobin_next().clone());
+            plan.roundrobin_members
+                .insert(group.name.clone(), pool.roundrobin_members());
         }
     }
     plan
@@ -258,7 +265,13 @@ fn assign_agents(
                 Some(agent_id) => designated_agent(pool, agent_id, &requested, containers)?,
                 None => pool
                     .select(&first.architecture, &requested, containers)
-                    .ok_or_else(|| no_region(NO_REGION_FOR_SESSION, &requested))?,
+                    .ok_or_else(|| {
+                        if pool.all_at_container_limit(&first.architecture, containers) {
+                            CONTAINER_LIMIT_REACHED.to_owned()
+                        } else {
+                            no_region(NO_REGION_FOR_SESSION, &requested)
+                        }
+                    })?,
             };
             pool.reserve(agent, &requested, containers);
             let agent_id = pool.agent_id(agent).to_owned();

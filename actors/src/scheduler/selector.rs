@@ -207,6 +207,37 @@ impl AgentPool {
         &self.roundrobin_next
     }
 
+    /// The agent ids of each architecture that has a cursor, in round-robin (id) order.
+    pub fn roundrobin_members(&self) -> BTreeMap<String, Vec<String>> {
+        self.roundrobin_next
+            .keys()
+            .filter_map(|architecture| {
+                let members = self.by_architecture.get(architecture)?;
+                let ids = members
+                    .iter()
+                    .map(|&index| self.agents[index].view.id.clone())
+                    .collect();
+                Some((architecture.clone(), ids))
+            })
+            .collect()
+    }
+
+    /// Whether every agent of `architecture` is at `config/agent/max-container-count` for
+    /// `containers` more containers (the refusal then says so, as the original's does).
+    pub fn all_at_container_limit(&self, architecture: &str, containers: u32) -> bool {
+        let Some(limit) = self.max_container_count else {
+            return false;
+        };
+        self.by_architecture
+            .get(architecture)
+            .is_some_and(|members| {
+                !members.is_empty()
+                    && members
+                        .iter()
+                        .all(|&index| self.agents[index].containers + containers > limit)
+            })
+    }
+
     /// Whether agent `index` can take `requested` in `containers` new containers now.
     pub fn fits(&self, index: usize, requested: &ResourceSlot, containers: u32) -> bool {
         let agent = &self.agents[index];
