@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0002_lock_fences",
         sql: include_str!("../migrations/0002_lock_fences.sql"),
     },
+    Migration {
+        version: 3,
+        name: "0003_scheduling",
+        sql: include_str!("../migrations/0003_scheduling.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises migration runs ("baischem" in ASCII).

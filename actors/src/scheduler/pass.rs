@@ -57,7 +57,7 @@ pub async fn run_pass(
 
     let started = Instant::now();
     let reservation = reserve(client, fence, &plan, now).await?;
-    record_outcomes(client, fence, &plan, now).await?;
+    let outcome_transactions = record_outcomes(client, fence, &plan, now).await?;
     let write_time = started.elapsed();
     Ok(PassReport {
         pending,
@@ -66,7 +66,7 @@ pub async fn run_pass(
         scheduled: reservation.scheduled,
         taken_elsewhere: reservation.taken_elsewhere,
         no_longer_fit: reservation.no_longer_fit,
-        transactions: reservation.transactions + 1,
+        transactions: reservation.transactions + outcome_transactions,
         load_time,
         plan_time,
         write_time,

@@ -65,13 +65,19 @@ pub struct ReservationReport {
 }
 
 /// Reserves the planned placements, batch by batch, each batch in one transaction.
+///
+/// The batches group placements by agent (by the first agent of each session, plan order kept
+/// among a given agent's sessions): a batch then locks and rewrites each of its agents once for
+/// all the sessions it takes, instead of the same agent again in many batches (the dispersed
+/// selector spreads consecutive sessions over different agents). The plan already fits every
+/// agent, so the grouping only decides which sessions wait when another scheduler raced this one.
 pub async fn reserve(
     client: &mut Client,
     fence: Option<&Fence>,
     plan: &PassPlan,
     now: DateTime<Utc>,
 ) -> Result<ReservationReport, ReserveError> {
-    let placements: Vec<(&Uuid, &String, &Vec<KernelAssignment>)> = plan
+    let mut placements: Vec<(&Uuid, &String, &Vec<KernelAssignment>)> = plan
         .decisions
         .iter()
         .filter_map(|decision| match decision {
@@ -84,12 +90,20 @@ pub async fn reserve(
             _ => None,
         })
         .collect();
+    placements.sort_by(|a, b| first_agent(a.2).cmp(first_agent(b.2)));
     let mut report = ReservationReport::default();
     for batch in placements.chunks(RESERVATION_BATCH) {
         reserve_batch(client, fence, batch, now, &mut report).await?;
         report.transactions += 1;
     }
     Ok(report)
+}
+
+fn first_agent(assignments: &[KernelAssignment]) -> &str {
+    assignments
+        .first()
+        .map(|assignment| assignment.agent_id.as_str())
+        .unwrap_or_default()
 }
 
 async fn reserve_batch(
@@ -141,7 +155,7 @@ async fn reserve_batch(
         );
     }
 
-    // Admit sessions in plan order while every agent they use still has room.
+    // Admit sessions in batch order while every agent they use still has room.
     let mut admitted: Vec<(Uuid, &String, &Vec<KernelAssignment>)> = Vec::new();
     for (session_id, scaling_group, assignments) in batch {
         if !claimed.contains(*session_id) {
@@ -264,13 +278,13 @@ async fn reserve_batch(
 }
 
 /// Records why sessions stay PENDING (`status_info`, `status_data.scheduler`) and cancels the
-/// ones the plan cancels, in one transaction.
+/// ones the plan cancels, in one transaction; returns how many transactions it wrote (0 or 1).
 pub async fn record_outcomes(
     client: &mut Client,
     fence: Option<&Fence>,
     plan: &PassPlan,
     now: DateTime<Utc>,
-) -> Result<(), ReserveError> {
+) -> Result<usize, ReserveError> {
     let mut pending_ids = Vec::new();
     let mut pending_infos = Vec::new();
     let mut pending_data = Vec::new();
@@ -320,7 +334,7 @@ pub async fn record_outcomes(
         }
     }
     if pending_ids.is_empty() && cancel_ids.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let tx = client
         .transaction()
@@ -375,5 +389,5 @@ pub async fn record_outcomes(
     tx.commit()
         .await
         .map_err(db_err("committing status updates"))?;
-    Ok(())
+    Ok(1)
 }
