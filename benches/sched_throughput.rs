@@ -34,6 +34,11 @@
 //! other builds): 100,000 sessions onto 10,000 agents, 6,998 placements/s (14.3 s), 5 passes of
 //! 20,000 sessions plus one empty, pass p50/max 2.64/2.90 s (load 0.68 / plan 0.20 / write
 //! 1.76 s on average), 21 transactions and 175 statements per pass, over-commit none.
+//! After the hot-path changes of migration 0003 and `scheduler::{load,reserve}` (pending queue
+//! index, agents' fillfactor, usage per request shape, reservation batches grouped by agent),
+//! same machine, load average 2.1-2.6: 9,532 and 8,628 placements/s in two consecutive runs
+//! (10.5 / 11.6 s), pass p50/max 2.02/2.23 s and 2.12/2.58 s (load 0.30 / plan 0.21 / write
+//! 1.52 s on average), 20 transactions and 175 statements per pass, over-commit none.
 
 #[path = "support/pg_wire_counter.rs"]
 mod pg_wire_counter;
