@@ -189,6 +189,11 @@ async fn locked_pass(shared: Arc<Shared>) {
             warn!(deps.log, "cannot read config/agent/max-container-count; no cap this pass"; "error" => %error);
             None
         });
+    // Read once per lock hold: while the lock is held only this loop moves the cursors.
+    let mut cursors = load_cursors(&deps.etcd).await.unwrap_or_else(|error| {
+        warn!(deps.log, "cannot read the round-robin cursors; starting from the first agents"; "error" => %error);
+        Cursors::new()
+    });
     let mut scheduled: Vec<Uuid> = Vec::new();
     loop {
         let mut client = match deps.dispatch.pool.get().await {
@@ -198,10 +203,6 @@ async fn locked_pass(shared: Arc<Shared>) {
                 break;
             }
         };
-        let cursors = load_cursors(&deps.etcd).await.unwrap_or_else(|error| {
-            warn!(deps.log, "cannot read the round-robin cursors; starting from the first agents"; "error" => %error);
-            Cursors::new()
-        });
         let options = LoadOptions {
             now: chrono::Utc::now(),
             known_slots: known.clone(),
@@ -236,6 +237,7 @@ async fn locked_pass(shared: Arc<Shared>) {
         {
             warn!(deps.log, "cannot store the round-robin cursors"; "error" => %error);
         }
+        cursors.extend(moved);
         let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
         for (session_id, _) in &report.scheduled {
             scheduled.push(*session_id);
