@@ -55,6 +55,7 @@ use bai_actors::wire::WireFormat;
 use bai_agent_sim::fleet;
 use bai_schema::{DbSettings, SlotAmount, SlotUnit};
 use bai_testkit::TestEnv;
+use bai_testkit::scheduling::over_committed_agents;
 
 use pg_wire_counter::WireSnapshot;
 
@@ -256,23 +257,7 @@ async fn invariant_violations(client: &tokio_postgres::Client) -> Vec<String> {
         .await
         .expect("analyzing the drained tables");
     let mut violations = Vec::new();
-    let over_committed: Vec<String> = client
-        .query(
-            "SELECT a.id FROM agents a, jsonb_each_text(a.occupied_slots) o
-              WHERE o.value::numeric > coalesce((a.available_slots ->> o.key)::numeric, 0)
-             UNION
-             SELECT k.agent FROM kernels k JOIN agents a ON a.id = k.agent
-              WHERE k.status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')
-              GROUP BY k.agent, a.available_slots
-             HAVING sum((k.occupied_slots ->> 'cpu')::numeric) > (a.available_slots ->> 'cpu')::numeric
-                 OR sum((k.occupied_slots ->> 'mem')::numeric) > (a.available_slots ->> 'mem')::numeric",
-            &[],
-        )
-        .await
-        .expect("checking over-commit")
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
+    let over_committed = over_committed_agents(client).await;
     if !over_committed.is_empty() {
         violations.push(format!(
             "{} agents over-committed, e.g. {:?}",

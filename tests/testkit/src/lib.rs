@@ -15,6 +15,7 @@ pub mod postgres;
 pub mod process;
 pub mod redis;
 pub mod registry;
+pub mod scheduling;
 pub mod storage_proxy;
 pub mod token_server;
 
