@@ -50,6 +50,8 @@ impl HostileWorld {
         let mut manager =
             ManagerProcess::start_server(&config, &[], &env.path("manager-output.log"));
         manager.wait_for_port(env.service_port);
+        // The supervisor listens before it forks the worker.
+        manager.wait_for_output("worker 1 serving", Duration::from_secs(30));
         let workers = manager.worker_pids();
         assert_eq!(workers.len(), 1, "num-proc = 1: {workers:?}");
         let client = reqwest::Client::builder()
