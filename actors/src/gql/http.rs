@@ -11,6 +11,7 @@
 //! each error at WARNING with its field path, or at ERROR for a server-side failure.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
 use async_graphql::parser::types::OperationType;
@@ -285,23 +286,28 @@ pub async fn execute_request(
     if let Some(name) = body.operation_name {
         gql_request = gql_request.operation_name(name);
     }
-    let response =
-        match tokio::time::timeout(EXECUTION_TIMEOUT, schema().execute(gql_request)).await {
-            Ok(response) => response,
-            Err(_) => Response::from_errors(vec![ServerError::new(
-                format!(
-                    "the GraphQL request ran longer than the limit of {} s and was stopped",
-                    EXECUTION_TIMEOUT.as_secs()
-                ),
-                None,
-            )]),
-        };
+    let response = within(EXECUTION_TIMEOUT, schema().execute(gql_request)).await;
     for error in &response.errors {
         log_error(log, &access_key, &fields, error);
     }
     Executed {
         response,
         is_mutation,
+    }
+}
+
+/// Runs `execution` for at most `limit`; past it, the execution is dropped (a transaction it
+/// held rolls back) and the answer is a GraphQL error naming the limit.
+async fn within(limit: Duration, execution: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, execution).await {
+        Ok(response) => response,
+        Err(_) => Response::from_errors(vec![ServerError::new(
+            format!(
+                "the GraphQL request ran longer than the limit of {} s and was stopped",
+                limit.as_secs_f64()
+            ),
+            None,
+        )]),
     }
 }
 
@@ -411,6 +417,20 @@ mod tests {
             err.msg.as_deref(),
             Some("the JSON body nests objects and arrays more than 32 levels deep")
         );
+    }
+
+    #[tokio::test]
+    async fn a_request_past_its_time_limit_is_stopped_with_an_error() {
+        let response = within(Duration::from_millis(20), std::future::pending()).await;
+        assert_eq!(
+            response.errors[0].message,
+            "the GraphQL request ran longer than the limit of 0.02 s and was stopped"
+        );
+        let response = within(Duration::from_secs(60), async {
+            Response::new(async_graphql::Value::Null)
+        })
+        .await;
+        assert!(response.errors.is_empty());
     }
 
     #[test]
