@@ -235,7 +235,7 @@ fn fragment_bomb(count: usize) -> String {
     document
 }
 
-const FRAGMENT_BUDGET_MESSAGE: &str = "the GraphQL document has more than 10000 fields, fragment \
+const FRAGMENT_BUDGET_MESSAGE: &str = "the GraphQL document has more than 3000 fields, fragment \
      spreads and argument values once its fragments are expanded";
 
 #[tokio::test]
