@@ -4,6 +4,8 @@ pub mod agent_rpc;
 pub mod etcd;
 pub mod event_bus;
 pub mod facade;
+#[cfg(test)]
+mod fuzz;
 pub mod gql;
 pub mod heartbeat;
 pub mod lock;

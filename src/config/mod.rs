@@ -264,4 +264,6 @@ pub fn find_config_file_with(
 }
 
 #[cfg(test)]
+mod fuzz;
+#[cfg(test)]
 mod tests;

@@ -11,6 +11,7 @@ pub mod access;
 pub mod auth;
 pub mod event_feed;
 pub mod hello;
+pub mod json_nesting;
 pub mod manager_status;
 pub mod params;
 pub mod pipeline;

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use futures::future::LocalBoxFuture;
 use serde_json::{Map, Value};
 
+use super::json_nesting::{MAX_JSON_NESTING, first_too_deep, too_deep_message};
 use super::problem::{Problem, ProblemKind};
 
 /// The largest request body read as parameters. Session creation bodies are a few kB; 1 MiB
@@ -47,6 +48,9 @@ impl ApiParams {
                 values: query.clone(),
                 query,
             });
+        }
+        if first_too_deep(body, MAX_JSON_NESTING).is_some() {
+            return Err(Problem::invalid_params(too_deep_message(MAX_JSON_NESTING)));
         }
         let parsed: Value =
             serde_json::from_slice(body).map_err(|_| Problem::invalid_params("Malformed body"))?;
@@ -190,6 +194,17 @@ mod tests {
         let params = ApiParams::from_parts(b"", "group=g2&forced=true").unwrap();
         assert_eq!(params.string(&["group"]).unwrap(), "g2");
         assert!(params.to_bool(&["forced"], false).unwrap());
+    }
+
+    #[test]
+    fn bodies_nesting_too_deep_are_refused_before_parsing() {
+        let body = format!(r#"{{"config": {}1{}}}"#, "[".repeat(200), "]".repeat(200));
+        let problem = ApiParams::from_parts(body.as_bytes(), "").unwrap_err();
+        assert_eq!(problem.status_code(), 400);
+        assert_eq!(
+            problem.body()["msg"],
+            "the JSON body nests objects and arrays more than 32 levels deep"
+        );
     }
 
     #[test]

@@ -5,7 +5,9 @@
 //! Layout: one file per object type with its queries, SQL and mutations (`domain.rs`,
 //! `user.rs`, ...); `schema.rs` merges them into the roots; `context.rs` holds who is asking;
 //! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
-//! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes.
+//! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes;
+//! `prescan.rs` and `front_end.rs` the limits every document passes before it is parsed, validated
+//! and run.
 
 pub mod agent;
 pub mod container;
@@ -13,6 +15,7 @@ pub mod context;
 pub mod domain;
 pub mod enums;
 pub mod error;
+pub mod front_end;
 pub mod group;
 pub mod http;
 pub mod image;
@@ -21,6 +24,7 @@ pub mod minilang;
 pub mod mutation;
 pub mod pagination;
 pub mod permissions;
+pub mod prescan;
 pub mod pyjson;
 pub mod resource_policy;
 pub mod resource_preset;
