@@ -13,6 +13,8 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures::future::LocalBoxFuture;
 
+use super::body_deadline::{self, BodyReadTimeout};
+use super::params::{NUL_REASON, invalid_param};
 use super::problem::{Problem, ProblemKind};
 use super::ratelimit::{LIMIT_HEADER, RateLimitState};
 
@@ -128,6 +130,9 @@ where
                 let reply = preflight(request.request());
                 return Ok(finish(request.into_response(reply), origin.as_ref()));
             }
+            if let Err(problem) = refuse_nul(request.request()) {
+                return Ok(finish(request.error_response(problem), origin.as_ref()));
+            }
             if let Err(problem) = apply_method_override(&mut request) {
                 return Ok(finish(request.error_response(problem), origin.as_ref()));
             }
@@ -139,7 +144,20 @@ where
                     return Ok(finish(request.error_response(problem), origin.as_ref()));
                 }
             }
-            let response = match service.call(request).await {
+            let timeout = request
+                .app_data::<BodyReadTimeout>()
+                .copied()
+                .unwrap_or_default();
+            let body_deadline = body_deadline::wrap(&mut request, timeout.0);
+            let http_request = request.request().clone();
+            let result = service.call(request).await;
+            if body_deadline.is_some_and(|flag| flag.expired()) {
+                return Ok(finish(
+                    body_timed_out(http_request, timeout),
+                    origin.as_ref(),
+                ));
+            }
+            let response = match result {
                 Ok(response) => response,
                 Err(error) => {
                     // An inner service failed instead of answering; answer for it.
@@ -151,6 +169,41 @@ where
             Ok(finish(add_anonymous_rate_limit(response), origin.as_ref()))
         })
     }
+}
+
+/// 408 for a body that did not arrive by its deadline, closing the connection: the rest of
+/// the body may still be on its way, and must not be read as the next request.
+fn body_timed_out(request: HttpRequest, timeout: BodyReadTimeout) -> ServiceResponse<BoxBody> {
+    let problem = Problem::new(ProblemKind::RequestTimeout).with_msg(format!(
+        "the request body was not received within {} s",
+        timeout.0.as_secs_f64()
+    ));
+    let mut response = problem.error_response();
+    response
+        .head_mut()
+        .set_connection_type(actix_web::http::ConnectionType::Close);
+    ServiceResponse::new(request, response)
+}
+
+/// Refuses a NUL character where a handler could read it before its parameters: the path
+/// (its segments are percent-decoded), the query string and the headers. Percent-decoding
+/// yields a NUL only from `%00`; the HTTP parser already refuses a raw NUL byte in a head.
+fn refuse_nul(request: &HttpRequest) -> Result<(), Problem> {
+    let encodes_nul = |text: &str| text.contains("%00");
+    if encodes_nul(request.path()) {
+        return Err(invalid_param("path", NUL_REASON));
+    }
+    if encodes_nul(request.query_string()) {
+        return Err(invalid_param("query", NUL_REASON));
+    }
+    if let Some((name, _)) = request
+        .headers()
+        .iter()
+        .find(|(_, value)| value.as_bytes().contains(&0))
+    {
+        return Err(invalid_param(name.as_str(), NUL_REASON));
+    }
+    Ok(())
 }
 
 /// Re-routes a request to the method named by `X-Method-Override`.
@@ -327,5 +380,26 @@ mod tests {
         let problem = ApiVersion::of_headers(&headers).unwrap_err();
         assert_eq!(problem.status_code(), 400);
         assert_eq!(problem.body()["msg"], "Unsupported API version.");
+    }
+
+    #[test]
+    fn a_nul_in_the_path_or_the_query_is_refused() {
+        use actix_web::test::TestRequest;
+        let refused = |uri: &str| {
+            refuse_nul(&TestRequest::get().uri(uri).to_http_request())
+                .unwrap_err()
+                .body()["data"]
+                .clone()
+        };
+        assert_eq!(refused("/folders/a%00b")["path"], NUL_REASON);
+        assert_eq!(refused("/auth/role?group=x%00")["query"], NUL_REASON);
+        assert!(
+            refuse_nul(
+                &TestRequest::get()
+                    .uri("/folders/a%20b?x=%0A")
+                    .to_http_request()
+            )
+            .is_ok()
+        );
     }
 }

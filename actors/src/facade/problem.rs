@@ -41,6 +41,8 @@ pub enum ProblemKind {
     VFolderFilterStatusFailed,
     QuotaExceeded,
     RateLimitExceeded,
+    /// Not in the original (aiohttp had no body deadline): a body that arrived too slowly.
+    RequestTimeout,
     InstanceNotAvailable,
     ServerFrozen,
     StorageProxyError,
@@ -138,6 +140,7 @@ impl ProblemKind {
                 "rate-limit-exceeded",
                 "You have reached your API query rate limit.",
             ),
+            RequestTimeout => (408, "request-timeout", "Request timeout."),
             InstanceNotAvailable => (
                 503,
                 "instance-not-available",
