@@ -89,3 +89,40 @@ impl HttpLimits {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::config::LocalConfig;
+
+    const MINIMAL: &str = "[etcd]\nnamespace = \"local\"\n\n[db]\naddr = \"127.0.0.1:5432\"\n\
+                           name = \"backend\"\nuser = \"postgres\"\npassword = \"x\"\n";
+
+    fn limits(manager_keys: &str) -> Result<HttpLimits, ConfigError> {
+        let text = format!("{MINIMAL}\n[manager]\n{manager_keys}\n");
+        LocalConfig::parse(Path::new("/etc/bai/manager.toml"), &text, &|_| None)
+            .map(|config| config.manager.http_limits)
+    }
+
+    #[test]
+    fn the_limits_have_defaults_and_bounds() {
+        assert_eq!(limits("").unwrap(), HttpLimits::default());
+        let set = limits(
+            "request-head-timeout = 2\nrequest-body-timeout = 0.5\nmax-connections-per-worker = 64",
+        )
+        .unwrap();
+        assert_eq!(set.request_head_timeout, Duration::from_secs(2));
+        assert_eq!(set.request_body_timeout, Duration::from_millis(500));
+        assert_eq!(set.max_connections_per_worker, 64);
+        for refused in [
+            "request-head-timeout = 0",
+            "request-body-timeout = 1e300",
+            "request-body-timeout = \"soon\"",
+            "max-connections-per-worker = 0",
+        ] {
+            assert!(limits(refused).is_err(), "{refused}");
+        }
+    }
+}

@@ -4,6 +4,10 @@
 //! when the client has not sent the whole body in time, the handler's read fails, and the
 //! pipeline answers 408 and closes the connection instead of whatever the handler made of the
 //! failed read.
+//!
+//! "In time" is the configured timeout plus one second per [`MIN_BODY_BYTES_PER_SECOND`]
+//! received, so a large upload on a modest link finishes while a trickle gains nothing.
+//! WebSocket requests are not wrapped: their "body" is the connection's message stream.
 
 use std::cell::Cell;
 use std::future::Future as _;
@@ -23,6 +27,10 @@ use tokio::time::{Instant, Sleep, sleep_until};
 /// Parameter bodies are at most 1 MiB (`params::MAX_PARAMS_BODY_BYTES`), which even a slow
 /// link sends in a few seconds; file data goes to the storage proxy, not here.
 pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Each chunk received moves the deadline on by its size at this rate: 64 KiB/s is far below
+/// any link a client uses for real uploads, and far above what a slow-body attack sends.
+pub const MIN_BODY_BYTES_PER_SECOND: f64 = 64.0 * 1024.0;
 
 /// The body deadline a worker uses, as application data (`[manager] request-body-timeout`);
 /// without it the pipeline uses [`DEFAULT_BODY_READ_TIMEOUT`].
@@ -80,7 +88,14 @@ impl Stream for DeadlinePayload {
                 self.finished = true;
                 Poll::Ready(None)
             }
-            Poll::Ready(Some(item)) => Poll::Ready(Some(item)),
+            Poll::Ready(Some(Ok(chunk))) => {
+                let allowance =
+                    Duration::from_secs_f64(chunk.len() as f64 / MIN_BODY_BYTES_PER_SECOND);
+                let later = self.deadline.deadline() + allowance;
+                self.deadline.as_mut().reset(later);
+                Poll::Ready(Some(Ok(chunk)))
+            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(error))),
             Poll::Pending => match self.deadline.as_mut().poll(cx) {
                 Poll::Pending => Poll::Pending,
                 Poll::Ready(()) => {
@@ -146,6 +161,18 @@ mod tests {
         assert!(flag.expired());
         assert!(payload.next().await.is_none());
         drop(sender);
+    }
+
+    #[actix_web::test]
+    async fn data_arriving_at_a_real_rate_moves_the_deadline_on() {
+        let (sender, inner) = body();
+        let (mut payload, flag) = DeadlinePayload::new(inner, Duration::from_millis(50));
+        let before = payload.deadline.deadline();
+        let chunk = Bytes::from(vec![b'x'; 64 * 1024]);
+        sender.unbounded_send(Ok(chunk)).unwrap();
+        payload.next().await.unwrap().unwrap();
+        assert_eq!(payload.deadline.deadline() - before, Duration::from_secs(1));
+        assert!(!flag.expired());
     }
 
     #[actix_web::test]

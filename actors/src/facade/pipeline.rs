@@ -149,13 +149,18 @@ where
                 .copied()
                 .unwrap_or_default();
             let body_deadline = body_deadline::wrap(&mut request, timeout.0);
-            let http_request = request.request().clone();
             let result = service.call(request).await;
             if body_deadline.is_some_and(|flag| flag.expired()) {
-                return Ok(finish(
-                    body_timed_out(http_request, timeout),
-                    origin.as_ref(),
-                ));
+                // Whatever the handler made of its failed read, the client hears 408.
+                let problem = body_timed_out(timeout);
+                return match result {
+                    Ok(response) => {
+                        let (request, _) = response.into_parts();
+                        let response = ServiceResponse::new(request, problem.error_response());
+                        Ok(finish(response, origin.as_ref()))
+                    }
+                    Err(_) => Err(actix_web::Error::from(problem)),
+                };
             }
             let response = match result {
                 Ok(response) => response,
@@ -171,18 +176,12 @@ where
     }
 }
 
-/// 408 for a body that did not arrive by its deadline, closing the connection: the rest of
-/// the body may still be on its way, and must not be read as the next request.
-fn body_timed_out(request: HttpRequest, timeout: BodyReadTimeout) -> ServiceResponse<BoxBody> {
-    let problem = Problem::new(ProblemKind::RequestTimeout).with_msg(format!(
+/// 408 for a body that did not arrive by its deadline (its reply closes the connection).
+fn body_timed_out(timeout: BodyReadTimeout) -> Problem {
+    Problem::new(ProblemKind::RequestTimeout).with_msg(format!(
         "the request body was not received within {} s",
         timeout.0.as_secs_f64()
-    ));
-    let mut response = problem.error_response();
-    response
-        .head_mut()
-        .set_connection_type(actix_web::http::ConnectionType::Close);
-    ServiceResponse::new(request, response)
+    ))
 }
 
 /// Refuses a NUL character where a handler could read it before its parameters: the path

@@ -291,7 +291,12 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(ResponseError::status_code(self))
+        let mut response = HttpResponse::build(ResponseError::status_code(self));
+        if self.kind == ProblemKind::RequestTimeout {
+            // The rest of a late body may still arrive; it must not be read as a request.
+            response.force_close();
+        }
+        response
             .content_type(PROBLEM_CONTENT_TYPE)
             .body(self.body().to_string())
     }
