@@ -124,7 +124,7 @@ mod tests {
         cap.on_connect(&mut first);
         cap.on_connect(&mut second);
         assert_eq!(cap.open.load(Ordering::Relaxed), 2);
-        assert_eq!(cap.warnings.lock().unwrap().last_warned.is_some(), true);
+        assert!(cap.warnings.lock().unwrap().last_warned.is_some());
         drop(first);
         assert_eq!(cap.open.load(Ordering::Relaxed), 1);
     }
