@@ -15,6 +15,32 @@ use actix_web::dev::Extensions;
 /// see that a flood goes on, rarely enough that the flood cannot flood the log too.
 pub const CAP_WARN_INTERVAL: Duration = Duration::from_secs(10);
 
+/// File descriptors a worker keeps for itself beyond client connections: its database pool,
+/// Redis and etcd connections, storage-proxy and agent sockets, log pipes, with room to spare.
+pub const RESERVED_FILE_DESCRIPTORS: u64 = 256;
+
+/// The cap a worker can honour: the configured one, or less when the process's file limit
+/// (`RLIMIT_NOFILE`, soft) minus [`RESERVED_FILE_DESCRIPTORS`] is lower, since accepting past
+/// that limit fails for everyone (and actix logs it as an error on every attempt).
+pub fn effective_cap(configured: usize, file_limit: Option<u64>) -> usize {
+    let Some(limit) = file_limit else {
+        return configured;
+    };
+    let room = limit.saturating_sub(RESERVED_FILE_DESCRIPTORS).max(1);
+    configured.min(usize::try_from(room).unwrap_or(usize::MAX))
+}
+
+/// The soft `RLIMIT_NOFILE` of this process; `None` when unlimited or unknown.
+pub fn file_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let ok = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0;
+    (ok && limit.rlim_cur != libc::RLIM_INFINITY).then_some(limit.rlim_cur)
+}
+
 /// What one worker knows about its connections.
 pub struct ConnectionCap {
     cap: usize,
@@ -113,6 +139,15 @@ mod tests {
             state.reached(start + Duration::from_secs(10), interval),
             Some(3)
         );
+    }
+
+    #[test]
+    fn the_cap_stays_below_the_file_limit() {
+        assert_eq!(effective_cap(10_000, None), 10_000);
+        assert_eq!(effective_cap(10_000, Some(1024)), 768);
+        assert_eq!(effective_cap(100, Some(1024)), 100);
+        assert_eq!(effective_cap(10_000, Some(100)), 1);
+        assert_eq!(effective_cap(10_000, Some(5_242_880)), 10_000);
     }
 
     #[test]

@@ -21,7 +21,7 @@ use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::PoolError;
 use slog::{error, info, o};
 
-use super::connection_cap::ConnectionCap;
+use super::connection_cap::{self, ConnectionCap};
 use super::{listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
@@ -289,10 +289,15 @@ async fn serve(
     let version = web::Data::new(ManagerVersion(env!("CARGO_PKG_VERSION").to_owned()));
     let limits = config.manager.http_limits;
     let body_timeout = BodyReadTimeout(limits.request_body_timeout);
-    let connections = ConnectionCap::new(
-        limits.max_connections_per_worker,
-        log.new(o!("worker" => worker_index)),
-    );
+    let file_limit = connection_cap::file_limit();
+    let cap = connection_cap::effective_cap(limits.max_connections_per_worker, file_limit);
+    if cap < limits.max_connections_per_worker {
+        slog::warn!(log, "max-connections-per-worker lowered to fit the open-file limit; \
+            raise the limit (e.g. LimitNOFILE in the systemd unit) to allow more";
+            "configured" => limits.max_connections_per_worker, "cap" => cap,
+            "nofile" => file_limit.unwrap_or(0));
+    }
+    let connections = ConnectionCap::new(cap, log.new(o!("worker" => worker_index)));
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
