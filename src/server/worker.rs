@@ -22,7 +22,7 @@ use bai_schema::PoolError;
 use slog::{error, info, o};
 
 use super::connection_cap::{self, ConnectionCap};
-use super::{listener, privileges, tls};
+use super::{idle_watchdog, listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
 
@@ -298,6 +298,9 @@ async fn serve(
             "nofile" => file_limit.unwrap_or(0));
     }
     let connections = ConnectionCap::new(cap, log.new(o!("worker" => worker_index)));
+    // Between two requests a connection may idle for the keep-alive time, then take the head
+    // timeout to send its next head: past both it is a slow-head client.
+    let idle_grace = KEEP_ALIVE + limits.request_head_timeout;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
@@ -312,7 +315,10 @@ async fn serve(
     .keep_alive(KEEP_ALIVE)
     .client_request_timeout(limits.request_head_timeout)
     .max_connections(connections.cap())
-    .on_connect(move |_, extensions| connections.on_connect(extensions))
+    .on_connect(move |io, extensions| {
+        connections.on_connect(extensions);
+        idle_watchdog::attach(io, extensions, idle_grace);
+    })
     .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
     .disable_signals();
     let server = match tls_config {

@@ -25,6 +25,11 @@ const TRICKLE: Duration = Duration::from_millis(200);
 /// what the server answers; returns the answer once the server closes the connection.
 async fn trickle_until_closed(addr: &str, head: &[u8], trickle: &[u8]) -> String {
     let stream = TcpStream::connect(addr).await.unwrap();
+    trickle_on(stream, head, trickle, WAIT).await
+}
+
+/// [`trickle_until_closed`] on an open connection, waiting up to `wait` for the close.
+async fn trickle_on(stream: TcpStream, head: &[u8], trickle: &[u8], wait: Duration) -> String {
     let (mut reader, mut writer) = stream.into_split();
     writer.write_all(head).await.unwrap();
     let trickle = trickle.to_vec();
@@ -39,14 +44,42 @@ async fn trickle_until_closed(addr: &str, head: &[u8], trickle: &[u8]) -> String
         std::future::pending::<()>().await;
     });
     let mut answer = Vec::new();
-    let read = tokio::time::timeout(WAIT, reader.read_to_end(&mut answer)).await;
+    let read = tokio::time::timeout(wait, reader.read_to_end(&mut answer)).await;
     writing.abort();
     // A reset after the answer is a close too.
     assert!(
         read.is_ok(),
-        "the server kept a slow connection open for {WAIT:?}"
+        "the server kept a slow connection open for {wait:?}"
     );
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// Reads one whole response (head and `Content-Length` body) from a kept-alive connection.
+async fn read_one_response(stream: &mut TcpStream) -> String {
+    let mut received = Vec::new();
+    let mut buffer = [0u8; 4096];
+    loop {
+        let text = String::from_utf8_lossy(&received).into_owned();
+        if let Some(end_of_head) = text.find("\r\n\r\n") {
+            let length = text[..end_of_head]
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse::<usize>().ok())?
+                })
+                .unwrap_or(0);
+            if received.len() >= end_of_head + 4 + length {
+                return text;
+            }
+        }
+        let read = tokio::time::timeout(WAIT, stream.read(&mut buffer))
+            .await
+            .expect("no response")
+            .unwrap();
+        assert!(read > 0, "closed before a whole response: {text}");
+        received.extend_from_slice(&buffer[..read]);
+    }
 }
 
 #[tokio::test]
@@ -86,6 +119,29 @@ async fn slow_heads_and_bodies_are_cut_off_and_the_worker_keeps_serving() {
         )
         .await;
     assert_eq!(reply.0, 401, "{}", reply.1);
+}
+
+#[tokio::test]
+async fn a_keep_alive_connection_cannot_trickle_its_next_head() {
+    let world = HostileWorld::start(SHORT_LIMITS, false).await;
+    let mut stream = TcpStream::connect(world.addr()).await.unwrap();
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_one_response(&mut stream).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    // The second request's head never ends: closed after keep-alive (30 s) plus the head
+    // timeout, though actix itself only times out first heads.
+    let answer = trickle_on(
+        stream,
+        b"GET / HTTP/1.1\r\n",
+        &b"X-Slow: y".repeat(100),
+        Duration::from_secs(90),
+    )
+    .await;
+    assert!(answer.is_empty(), "{answer}");
+    world.assert_serving().await;
 }
 
 #[tokio::test]

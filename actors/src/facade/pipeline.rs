@@ -14,6 +14,7 @@ use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, Resp
 use futures::future::LocalBoxFuture;
 
 use super::body_deadline::{self, BodyReadTimeout};
+use super::connection_activity::{ConnectionActivity, TrackedBody};
 use super::params::{NUL_REASON, invalid_param};
 use super::problem::{Problem, ProblemKind};
 use super::ratelimit::{LIMIT_HEADER, RateLimitState};
@@ -124,7 +125,10 @@ where
 
     fn call(&self, mut request: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
-        Box::pin(async move {
+        let in_progress = request
+            .conn_data::<Rc<ConnectionActivity>>()
+            .map(ConnectionActivity::begin);
+        let handling = Box::pin(async move {
             let origin = request.headers().get(header::ORIGIN).cloned();
             if request.method() == Method::OPTIONS {
                 let reply = preflight(request.request());
@@ -172,6 +176,16 @@ where
             };
             let response = problem_for_router_errors(response);
             Ok(finish(add_anonymous_rate_limit(response), origin.as_ref()))
+        });
+        Box::pin(async move {
+            let response = handling.await?;
+            // The connection stays busy until the reply is sent, streamed replies included.
+            Ok(match in_progress {
+                Some(request) => {
+                    response.map_body(|_, body| BoxBody::new(TrackedBody::new(body, request)))
+                }
+                None => response,
+            })
         })
     }
 }
