@@ -7,11 +7,13 @@
 
 mod env;
 mod host_port;
+pub mod http_limits;
 mod logging_section;
 mod reader;
 mod sections;
 
 pub use host_port::HostPort;
+pub use http_limits::HttpLimits;
 pub use logging_section::{
     ConsoleLogSection, FileLogSection, LogDriver, LogFormat, LoggingSection,
 };

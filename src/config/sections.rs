@@ -9,7 +9,7 @@ use base64::Engine as _;
 use rand::RngCore as _;
 
 use super::reader::Section;
-use super::{ConfigError, HostPort};
+use super::{ConfigError, HostPort, HttpLimits};
 
 /// `[manager] num-proc` above this is surely a typo (each worker holds `pool-size` database
 /// connections and five Redis connections).
@@ -187,6 +187,8 @@ pub struct ManagerSection {
     pub aiomonitor_webui_port: u16,
     /// The ZeroMQ CURVE keypair for agent RPC (23.09+).
     pub rpc_auth_manager_keypair: PathBuf,
+    /// Request head and body timeouts and the connection cap (not in the original).
+    pub http_limits: HttpLimits,
 }
 
 impl fmt::Debug for ManagerSection {
@@ -232,6 +234,7 @@ impl Default for ManagerSection {
             aiomonitor_termui_port: 48100,
             aiomonitor_webui_port: 49100,
             rpc_auth_manager_keypair: PathBuf::from("fixtures/manager/manager.key_secret"),
+            http_limits: HttpLimits::default(),
         }
     }
 }
@@ -344,6 +347,7 @@ impl ManagerSection {
                 "rpc-auth-manager-keypair",
                 "fixtures/manager/manager.key_secret",
             )?,
+            http_limits: HttpLimits::read(section)?,
         })
     }
 

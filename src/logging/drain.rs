@@ -69,7 +69,8 @@ impl log::Log for LogBridge {
 
     fn log(&self, record: &log::Record<'_>) {
         let module = record.module_path().unwrap_or(record.target());
-        let level = LogLevel::from_log(record.level());
+        let message = record.args().to_string();
+        let level = demoted_level(module, LogLevel::from_log(record.level()), &message);
         if !self.filter.allows(module, level) {
             return;
         }
@@ -79,10 +80,49 @@ impl log::Log for LogBridge {
             module: module.to_owned(),
             pid: self.pid,
             process: self.process.clone(),
-            message: record.args().to_string(),
+            message,
             fields: Vec::new(),
         });
     }
 
     fn flush(&self) {}
+}
+
+/// The module of actix-web's HTTP/1 connection handling.
+const ACTIX_H1_DISPATCHER: &str = "actix_http::h1::dispatcher";
+
+/// The level a bridged record is logged at. actix-http logs at ERROR when a connection ends
+/// with a "stream error": a malformed request head, a client that hung up mid-request. That
+/// is the client's doing, which anyone can cause without credentials, and the client already
+/// got its 400; at ERROR it would page an operator and flood the log. It goes to DEBUG.
+fn demoted_level(module: &str, level: LogLevel, message: &str) -> LogLevel {
+    if module == ACTIX_H1_DISPATCHER && message.starts_with("stream error") {
+        return LogLevel::Debug;
+    }
+    level
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_stream_errors_are_not_errors_of_the_manager() {
+        assert_eq!(
+            demoted_level(
+                ACTIX_H1_DISPATCHER,
+                LogLevel::Error,
+                "stream error: request parse error: invalid Header provided"
+            ),
+            LogLevel::Debug
+        );
+        assert_eq!(
+            demoted_level(ACTIX_H1_DISPATCHER, LogLevel::Error, "write zero; closing"),
+            LogLevel::Error
+        );
+        assert_eq!(
+            demoted_level("bai_actors::facade", LogLevel::Error, "stream error: x"),
+            LogLevel::Error
+        );
+    }
 }

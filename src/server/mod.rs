@@ -1,6 +1,8 @@
 //! `start-server`: a supervising parent process and `num-proc` worker processes sharing the
 //! service port.
 
+pub mod connection_cap;
+pub mod idle_watchdog;
 pub mod listener;
 pub mod pid_file;
 pub mod preflight;

@@ -12,6 +12,7 @@ use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use bai_actors::etcd::{EtcdError, EtcdStore};
 use bai_actors::event_bus::{EventBus, Subscription};
+use bai_actors::facade::body_deadline::BodyReadTimeout;
 use bai_actors::facade::hello::ManagerVersion;
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
@@ -20,7 +21,8 @@ use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::PoolError;
 use slog::{error, info, o};
 
-use super::{listener, privileges, tls};
+use super::connection_cap::{self, ConnectionCap};
+use super::{idle_watchdog, listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
 
@@ -285,17 +287,38 @@ async fn serve(
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
     let state = web::Data::new(state);
     let version = web::Data::new(ManagerVersion(env!("CARGO_PKG_VERSION").to_owned()));
+    let limits = config.manager.http_limits;
+    let body_timeout = BodyReadTimeout(limits.request_body_timeout);
+    let file_limit = connection_cap::file_limit();
+    let cap = connection_cap::effective_cap(limits.max_connections_per_worker, file_limit);
+    if cap < limits.max_connections_per_worker {
+        slog::warn!(log, "max-connections-per-worker lowered to fit the open-file limit; \
+            raise the limit (e.g. LimitNOFILE in the systemd unit) to allow more";
+            "configured" => limits.max_connections_per_worker, "cap" => cap,
+            "nofile" => file_limit.unwrap_or(0));
+    }
+    let connections = ConnectionCap::new(cap, log.new(o!("worker" => worker_index)));
+    // Between two requests a connection may idle for the keep-alive time, then take the head
+    // timeout to send its next head: past both it is a slow-head client.
+    let idle_grace = KEEP_ALIVE + limits.request_head_timeout;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
             .wrap(bai_actors::facade::default_headers())
             .app_data(state.clone())
             .app_data(version.clone())
+            .app_data(body_timeout)
             .configure(|cfg| extensions.apply(cfg))
             .configure(bai_actors::facade::configure)
     })
     .workers(HTTP_THREADS_PER_WORKER)
     .keep_alive(KEEP_ALIVE)
+    .client_request_timeout(limits.request_head_timeout)
+    .max_connections(connections.cap())
+    .on_connect(move |io, extensions| {
+        connections.on_connect(extensions);
+        idle_watchdog::attach(io, extensions, idle_grace);
+    })
     .shutdown_timeout(DRAIN_TIMEOUT.as_secs())
     .disable_signals();
     let server = match tls_config {

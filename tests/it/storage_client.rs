@@ -6,10 +6,16 @@ use bai_actors::etcd::{EtcdSettings, EtcdStore};
 use bai_actors::storage::client::Deletion;
 use bai_actors::storage::config::ProxyConfig;
 use bai_actors::storage::{
-    ProxyClient, QuotaScopeId, Secret, StorageBroker, StorageError, VFolderId,
+    EntryName, ProxyClient, QuotaScopeId, Secret, StorageBroker, StorageError, VFolderId,
+    VFolderPath,
 };
 use bai_testkit::{StorageProxyServer, TestEnv};
 use uuid::Uuid;
+
+/// A checked path inside the test folder.
+fn rel(text: &str) -> VFolderPath {
+    VFolderPath::parse(text).unwrap()
+}
 
 fn client_for(proxy: &StorageProxyServer, secret: &str) -> ProxyClient {
     ProxyClient::new(ProxyConfig {
@@ -66,13 +72,13 @@ async fn folders_and_files_go_through_the_real_proxy() {
     assert_eq!((usage.file_count, usage.used_bytes), (0, 0));
 
     client
-        .mkdir("volume1", &vfid, "sub", false, false)
+        .mkdir("volume1", &vfid, &rel("sub"), false, false)
         .await
         .unwrap();
     assert!(on_disk.join("sub").is_dir());
     // Making it again without exist_ok: the proxy's error, with its message, comes back.
     let err = client
-        .mkdir("volume1", &vfid, "sub", false, false)
+        .mkdir("volume1", &vfid, &rel("sub"), false, false)
         .await
         .unwrap_err();
     assert!(
@@ -80,7 +86,10 @@ async fn folders_and_files_go_through_the_real_proxy() {
         "{err:?}"
     );
 
-    let files = client.list_files("volume1", &vfid, ".").await.unwrap();
+    let files = client
+        .list_files("volume1", &vfid, &VFolderPath::root())
+        .await
+        .unwrap();
     assert_eq!(files.len(), 1);
     assert_eq!(
         (files[0].name.as_str(), files[0].file_type.as_str()),
@@ -88,7 +97,12 @@ async fn folders_and_files_go_through_the_real_proxy() {
     );
 
     client
-        .rename_file("volume1", &vfid, "sub", "renamed")
+        .rename_file(
+            "volume1",
+            &vfid,
+            &rel("sub"),
+            &EntryName::parse("renamed").unwrap(),
+        )
         .await
         .unwrap();
     assert!(on_disk.join("renamed").is_dir() && !on_disk.join("sub").exists());
@@ -96,7 +110,7 @@ async fn folders_and_files_go_through_the_real_proxy() {
     // A download token relayed from the proxy works at the proxy's client API.
     std::fs::write(on_disk.join("hello.txt"), b"hello from the vfs volume").unwrap();
     let token = client
-        .download_token("volume1", &vfid, "hello.txt", false, None)
+        .download_token("volume1", &vfid, &rel("hello.txt"), false, None)
         .await
         .unwrap();
     let body = reqwest::Client::new()
@@ -109,18 +123,21 @@ async fn folders_and_files_go_through_the_real_proxy() {
         .unwrap();
     assert_eq!(&body[..], b"hello from the vfs volume");
     let upload = client
-        .upload_token("volume1", &vfid, "up.bin", 3)
+        .upload_token("volume1", &vfid, &rel("up.bin"), 3)
         .await
         .unwrap();
     assert!(!upload.is_empty());
 
     client
-        .delete_files("volume1", &vfid, &["hello.txt".to_owned()], false)
+        .delete_files("volume1", &vfid, &[rel("hello.txt")], false)
         .await
         .unwrap();
     assert!(!on_disk.join("hello.txt").exists());
 
-    let mount = client.mount_path("volume1", &vfid, ".").await.unwrap();
+    let mount = client
+        .mount_path("volume1", &vfid, &VFolderPath::root())
+        .await
+        .unwrap();
     assert_eq!(
         std::path::Path::new(&mount).canonicalize().unwrap(),
         on_disk.canonicalize().unwrap()

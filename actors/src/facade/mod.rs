@@ -9,6 +9,8 @@
 
 pub mod access;
 pub mod auth;
+pub mod body_deadline;
+pub mod connection_activity;
 pub mod event_feed;
 pub mod hello;
 pub mod json_nesting;

@@ -2,6 +2,10 @@
 //! request has one (whatever the method), otherwise the query string as a flat map of strings.
 //! Handlers then pick typed values by key and alias, the way trafaret schemas do; a bad value
 //! gives 400 `invalid-api-params` "Input validation error" with `data` naming the key.
+//!
+//! A NUL character anywhere in the parameters (a key or a string value, at any depth) is
+//! refused here, for every route at once: PostgreSQL cannot store NUL in text, so it would
+//! otherwise fail deep inside a query with a 500.
 
 use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest};
@@ -39,10 +43,54 @@ fn query_map(query: &str) -> Map<String, Value> {
         .collect()
 }
 
+/// The reason given for a NUL character in a string parameter.
+pub const NUL_REASON: &str = "contains a NUL character";
+
+/// The reason given for a NUL character in a key of an object parameter.
+pub const NUL_KEY_REASON: &str = "a key contains a NUL character";
+
+/// Where the first NUL character is: the dotted key path (`config.environ`, `files.2`) of the
+/// string holding it, or of the object with such a key (`_` for the top level), and the reason.
+pub fn find_nul(values: &Map<String, Value>) -> Option<(String, &'static str)> {
+    fn in_value(value: &Value, path: &str) -> Option<(String, &'static str)> {
+        match value {
+            Value::String(text) if text.contains('\0') => Some((path.to_owned(), NUL_REASON)),
+            Value::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(index, item)| in_value(item, &format!("{path}.{index}"))),
+            Value::Object(object) => in_object(object, path),
+            _ => None,
+        }
+    }
+    fn in_object(object: &Map<String, Value>, path: &str) -> Option<(String, &'static str)> {
+        if object.keys().any(|key| key.contains('\0')) {
+            return Some((path.to_owned(), NUL_KEY_REASON));
+        }
+        object.iter().find_map(|(key, value)| {
+            let inner = if path == "_" {
+                key.clone()
+            } else {
+                format!("{path}.{key}")
+            };
+            in_value(value, &inner)
+        })
+    }
+    in_object(values, "_")
+}
+
+fn refuse_nul(values: &Map<String, Value>) -> Result<(), Problem> {
+    match find_nul(values) {
+        Some((path, reason)) => Err(invalid_param(&path, reason)),
+        None => Ok(()),
+    }
+}
+
 impl ApiParams {
     /// Parameters from a body (possibly empty) and a query string.
     pub fn from_parts(body: &[u8], query: &str) -> Result<ApiParams, Problem> {
         let query = query_map(query);
+        refuse_nul(&query)?;
         if body.is_empty() {
             return Ok(ApiParams {
                 values: query.clone(),
@@ -59,6 +107,10 @@ impl ApiParams {
                 .with_msg("Input validation error")
                 .with_data(Value::String("value is not a dict".into())));
         };
+        // JSON can only carry a NUL as the escape `\u0000`: without one, skip the walk.
+        if body.windows(6).any(|window| window == b"\\u0000") {
+            refuse_nul(&values)?;
+        }
         Ok(ApiParams { values, query })
     }
 
@@ -222,6 +274,26 @@ mod tests {
         assert!(params.to_bool(&["forced"], false).is_err());
         let problem = params.string(&["name"]).unwrap_err();
         assert_eq!(problem.body()["data"]["name"], "is required");
+    }
+
+    #[test]
+    fn a_nul_anywhere_is_refused_naming_the_key() {
+        let problem =
+            ApiParams::from_parts(br#"{"username": "a\u0000b", "password": "x"}"#, "").unwrap_err();
+        assert_eq!(problem.status_code(), 400);
+        assert_eq!(problem.body()["data"]["username"], NUL_REASON);
+        let problem = ApiParams::from_parts(
+            br#"{"config": {"environ": {"A": "1", "B\u0000": "2"}}, "files": ["x", "y\u0000"]}"#,
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(problem.body()["data"]["config.environ"], NUL_KEY_REASON);
+        let problem = ApiParams::from_parts(br#"{"files": ["x", "y\u0000"]}"#, "").unwrap_err();
+        assert_eq!(problem.body()["data"]["files.1"], NUL_REASON);
+        let problem = ApiParams::from_parts(b"", "group=%00").unwrap_err();
+        assert_eq!(problem.body()["data"]["group"], NUL_REASON);
+        // An escaped backslash followed by "u0000" is just text.
+        assert!(ApiParams::from_parts(br#"{"name": "\\u0000"}"#, "").is_ok());
     }
 
     #[test]

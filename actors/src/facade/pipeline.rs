@@ -13,6 +13,9 @@ use actix_web::http::{Method, StatusCode};
 use actix_web::{Error, FromRequest, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use futures::future::LocalBoxFuture;
 
+use super::body_deadline::{self, BodyReadTimeout};
+use super::connection_activity::{ConnectionActivity, TrackedBody};
+use super::params::{NUL_REASON, invalid_param};
 use super::problem::{Problem, ProblemKind};
 use super::ratelimit::{LIMIT_HEADER, RateLimitState};
 
@@ -122,11 +125,17 @@ where
 
     fn call(&self, mut request: ServiceRequest) -> Self::Future {
         let service = Rc::clone(&self.service);
-        Box::pin(async move {
+        let in_progress = request
+            .conn_data::<Rc<ConnectionActivity>>()
+            .map(ConnectionActivity::begin);
+        let handling = Box::pin(async move {
             let origin = request.headers().get(header::ORIGIN).cloned();
             if request.method() == Method::OPTIONS {
                 let reply = preflight(request.request());
                 return Ok(finish(request.into_response(reply), origin.as_ref()));
+            }
+            if let Err(problem) = refuse_nul(request.request()) {
+                return Ok(finish(request.error_response(problem), origin.as_ref()));
             }
             if let Err(problem) = apply_method_override(&mut request) {
                 return Ok(finish(request.error_response(problem), origin.as_ref()));
@@ -139,7 +148,25 @@ where
                     return Ok(finish(request.error_response(problem), origin.as_ref()));
                 }
             }
-            let response = match service.call(request).await {
+            let timeout = request
+                .app_data::<BodyReadTimeout>()
+                .copied()
+                .unwrap_or_default();
+            let body_deadline = body_deadline::wrap(&mut request, timeout.0);
+            let result = service.call(request).await;
+            if body_deadline.is_some_and(|flag| flag.expired()) {
+                // Whatever the handler made of its failed read, the client hears 408.
+                let problem = body_timed_out(timeout);
+                return match result {
+                    Ok(response) => {
+                        let (request, _) = response.into_parts();
+                        let response = ServiceResponse::new(request, problem.error_response());
+                        Ok(finish(response, origin.as_ref()))
+                    }
+                    Err(_) => Err(actix_web::Error::from(problem)),
+                };
+            }
+            let response = match result {
                 Ok(response) => response,
                 Err(error) => {
                     // An inner service failed instead of answering; answer for it.
@@ -149,8 +176,47 @@ where
             };
             let response = problem_for_router_errors(response);
             Ok(finish(add_anonymous_rate_limit(response), origin.as_ref()))
+        });
+        Box::pin(async move {
+            let response = handling.await?;
+            // The connection stays busy until the reply is sent, streamed replies included.
+            Ok(match in_progress {
+                Some(request) => {
+                    response.map_body(|_, body| BoxBody::new(TrackedBody::new(body, request)))
+                }
+                None => response,
+            })
         })
     }
+}
+
+/// 408 for a body that did not arrive by its deadline (its reply closes the connection).
+fn body_timed_out(timeout: BodyReadTimeout) -> Problem {
+    Problem::new(ProblemKind::RequestTimeout).with_msg(format!(
+        "the request body was not received within {} s",
+        timeout.0.as_secs_f64()
+    ))
+}
+
+/// Refuses a NUL character where a handler could read it before its parameters: the path
+/// (its segments are percent-decoded), the query string and the headers. Percent-decoding
+/// yields a NUL only from `%00`; the HTTP parser already refuses a raw NUL byte in a head.
+fn refuse_nul(request: &HttpRequest) -> Result<(), Problem> {
+    let encodes_nul = |text: &str| text.contains("%00");
+    if encodes_nul(request.path()) {
+        return Err(invalid_param("path", NUL_REASON));
+    }
+    if encodes_nul(request.query_string()) {
+        return Err(invalid_param("query", NUL_REASON));
+    }
+    if let Some((name, _)) = request
+        .headers()
+        .iter()
+        .find(|(_, value)| value.as_bytes().contains(&0))
+    {
+        return Err(invalid_param(name.as_str(), NUL_REASON));
+    }
+    Ok(())
 }
 
 /// Re-routes a request to the method named by `X-Method-Override`.
@@ -327,5 +393,26 @@ mod tests {
         let problem = ApiVersion::of_headers(&headers).unwrap_err();
         assert_eq!(problem.status_code(), 400);
         assert_eq!(problem.body()["msg"], "Unsupported API version.");
+    }
+
+    #[test]
+    fn a_nul_in_the_path_or_the_query_is_refused() {
+        use actix_web::test::TestRequest;
+        let refused = |uri: &str| {
+            refuse_nul(&TestRequest::get().uri(uri).to_http_request())
+                .unwrap_err()
+                .body()["data"]
+                .clone()
+        };
+        assert_eq!(refused("/folders/a%00b")["path"], NUL_REASON);
+        assert_eq!(refused("/auth/role?group=x%00")["query"], NUL_REASON);
+        assert!(
+            refuse_nul(
+                &TestRequest::get()
+                    .uri("/folders/a%20b?x=%0A")
+                    .to_http_request()
+            )
+            .is_ok()
+        );
     }
 }

@@ -41,6 +41,8 @@ pub enum ProblemKind {
     VFolderFilterStatusFailed,
     QuotaExceeded,
     RateLimitExceeded,
+    /// Not in the original (aiohttp had no body deadline): a body that arrived too slowly.
+    RequestTimeout,
     InstanceNotAvailable,
     ServerFrozen,
     StorageProxyError,
@@ -138,6 +140,7 @@ impl ProblemKind {
                 "rate-limit-exceeded",
                 "You have reached your API query rate limit.",
             ),
+            RequestTimeout => (408, "request-timeout", "Request timeout."),
             InstanceNotAvailable => (
                 503,
                 "instance-not-available",
@@ -288,7 +291,12 @@ impl ResponseError for Problem {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(ResponseError::status_code(self))
+        let mut response = HttpResponse::build(ResponseError::status_code(self));
+        if self.kind == ProblemKind::RequestTimeout {
+            // The rest of a late body may still arrive; it must not be read as a request.
+            response.force_close();
+        }
+        response
             .content_type(PROBLEM_CONTENT_TYPE)
             .body(self.body().to_string())
     }

@@ -31,6 +31,13 @@ pub enum GqlError {
 impl From<tokio_postgres::Error> for GqlError {
     fn from(error: tokio_postgres::Error) -> GqlError {
         match error.as_db_error() {
+            // A NUL character in a string argument or variable: PostgreSQL refuses it in text
+            // (22021). That is the caller's input, not a database failure.
+            Some(db)
+                if *db.code() == tokio_postgres::error::SqlState::CHARACTER_NOT_IN_REPERTOIRE =>
+            {
+                GqlError::InvalidArgument("a string contains a NUL character".into())
+            }
             Some(db) => GqlError::Database(format!("{}: {}", db.code().code(), db.message())),
             None => GqlError::Database(error.to_string()),
         }

@@ -13,6 +13,7 @@ use serde_json::{Map, Value, json};
 use super::config::ProxyConfig;
 use super::error::StorageError;
 use super::ids::VFolderId;
+use super::relative_path::{EntryName, VFolderPath};
 
 /// The header that carries the proxy's secret.
 pub const AUTH_TOKEN_HEADER: &str = "X-BackendAI-Storage-Auth-Token";
@@ -318,7 +319,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        subpath: &str,
+        subpath: &VFolderPath,
     ) -> Result<String, StorageError> {
         let body = json!({"volume": volume, "vfid": vfid.to_string(), "subpath": subpath});
         let reply: MountReply = self
@@ -343,7 +344,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpath: &str,
+        relpath: &VFolderPath,
         parents: bool,
         exist_ok: bool,
     ) -> Result<(), StorageError> {
@@ -366,7 +367,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpath: &str,
+        relpath: &VFolderPath,
     ) -> Result<Vec<FileEntry>, StorageError> {
         let body = json!({"volume": volume, "vfid": vfid.to_string(), "relpath": relpath});
         let reply: FilesReply = self
@@ -380,11 +381,11 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpath: &str,
-        new_name: &str,
+        relpath: &VFolderPath,
+        new_name: &EntryName,
     ) -> Result<(), StorageError> {
         let body = json!({
-            "volume": volume, "vfid": vfid.to_string(), "relpath": relpath, "new_name": new_name,
+            "volume": volume, "vfid": vfid.to_string(), "relpath": relpath, "new_name": new_name.as_str(),
         });
         self.call(
             Method::POST,
@@ -401,8 +402,8 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        src_relpath: &str,
-        dst_relpath: &str,
+        src_relpath: &VFolderPath,
+        dst_relpath: &VFolderPath,
     ) -> Result<(), StorageError> {
         let body = json!({
             "volume": volume, "vfid": vfid.to_string(),
@@ -423,7 +424,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpaths: &[String],
+        relpaths: &[VFolderPath],
         recursive: bool,
     ) -> Result<(), StorageError> {
         let body = json!({
@@ -445,7 +446,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpath: &str,
+        relpath: &VFolderPath,
         archive: bool,
         unmanaged_path: Option<&str>,
     ) -> Result<String, StorageError> {
@@ -469,7 +470,7 @@ impl ProxyClient {
         &self,
         volume: &str,
         vfid: &VFolderId,
-        relpath: &str,
+        relpath: &VFolderPath,
         size: i64,
     ) -> Result<String, StorageError> {
         let body = json!({

@@ -24,6 +24,7 @@ use super::error::StorageError;
 use super::ids::{VFolderHost, VFolderId};
 use super::permissions::{HostMapError, HostPermission, HostPermissionMap, denial_message};
 use super::proxies::ProxySet;
+use super::relative_path::{PathError, VFolderPath, container_path};
 use crate::facade::problem::{Problem, ProblemKind};
 
 /// Where folders mount in the container unless `mount_map` says otherwise.
@@ -144,28 +145,39 @@ fn join_path(base: &str, rel: &str) -> String {
 }
 
 /// One requested mount: the key as given (`name` or `name/subpath`), the folder name and the
-/// normalized subpath.
+/// checked subpath (the root, `.`, when none is given).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RequestedMount {
     pub key: String,
     pub name: String,
-    pub subpath: String,
+    pub subpath: VFolderPath,
 }
 
-/// Splits and checks the requested keys (pure).
+/// Splits and checks the requested keys (pure). A subpath must stay inside its folder: no
+/// `..` component at all (the original only checked the normalised result), nothing absolute.
 pub fn parse_requested(mounts: &[String]) -> Result<Vec<RequestedMount>, MountError> {
     let mut requested = Vec::new();
     for key in mounts {
         let (name, subpath) = key.split_once('/').unwrap_or((key.as_str(), ""));
-        if !is_relative_to(&normpath(key), name) {
-            return Err(MountError::Invalid(format!(
+        let subpath = match subpath {
+            "" => Ok(VFolderPath::root()),
+            text => VFolderPath::parse(text),
+        }
+        .map_err(|error| match error {
+            PathError::ParentComponent | PathError::Absolute => MountError::Invalid(format!(
                 "The subpath '{subpath}' should designate a subdirectory of the vfolder '{name}'."
+            )),
+            other => MountError::Invalid(format!("mount '{key}': {other}")),
+        })?;
+        if matches!(name, "" | "." | "..") {
+            return Err(MountError::Invalid(format!(
+                "mount '{key}' does not start with a folder name"
             )));
         }
         requested.push(RequestedMount {
             key: key.clone(),
             name: name.to_owned(),
-            subpath: normpath(subpath),
+            subpath,
         });
     }
     for first in mounts {
@@ -181,16 +193,27 @@ pub fn parse_requested(mounts: &[String]) -> Result<Vec<RequestedMount>, MountEr
 }
 
 /// Where a mount goes in the container: the fixed place of special folders, else the
-/// `mount_map` target (absolute, or relative to /home/work), else /home/work/<name>.
-pub fn kernel_path(name: &str, key: &str, mount_map: &Map<String, Value>) -> String {
+/// `mount_map` target (absolute, or relative to /home/work; never with a `..` component),
+/// else /home/work/<name>.
+pub fn kernel_path(
+    name: &str,
+    key: &str,
+    mount_map: &Map<String, Value>,
+) -> Result<String, MountError> {
     if let Some((_, fixed)) = FIXED_DESTINATIONS.iter().find(|(n, _)| *n == name) {
-        return (*fixed).to_owned();
+        return Ok((*fixed).to_owned());
     }
-    match mount_map.get(key).and_then(Value::as_str) {
-        Some(target) if target.starts_with('/') => target.to_owned(),
-        Some(target) => join_path(KERNEL_HOME, target),
-        None => format!("{KERNEL_HOME}/{name}"),
-    }
+    let Some(target) = mount_map.get(key).and_then(Value::as_str) else {
+        return Ok(format!("{KERNEL_HOME}/{name}"));
+    };
+    let target = container_path(target).map_err(|error| {
+        MountError::Invalid(format!("mount_map target of '{key}' is refused: {error}"))
+    })?;
+    Ok(if target.starts_with('/') {
+        target
+    } else {
+        join_path(KERNEL_HOME, &target)
+    })
 }
 
 /// Refuses mounts whose container paths nest (pure).
@@ -297,7 +320,7 @@ pub async fn resolve_session_mounts(
             wanted.push(RequestedMount {
                 key: folder.name.clone(),
                 name: folder.name.clone(),
-                subpath: ".".into(),
+                subpath: VFolderPath::root(),
             });
         }
     }
@@ -336,11 +359,13 @@ pub async fn resolve_session_mounts(
         if folder.name == ".local" && folder.group.is_some() {
             // A group's .local holds one subfolder per user, made on first use.
             let user_dir = scope.user.simple().to_string();
+            let user_path = VFolderPath::parse_entry(&user_dir)
+                .map_err(|e| MountError::Invalid(format!("user folder {user_dir}: {e}")))?;
             proxy
                 .mkdir(
                     &VFolderHost::split(&folder.host).volume,
                     &vfid,
-                    &user_dir,
+                    &user_path,
                     false,
                     true,
                 )
@@ -359,9 +384,9 @@ pub async fn resolve_session_mounts(
             resolved.push(json!({
                 "name": folder.name,
                 "vfid": vfid.to_string(),
-                "vfsubpath": mount.subpath,
-                "host_path": join_path(&base, &mount.subpath),
-                "kernel_path": kernel_path(&folder.name, &mount.key, mount_map),
+                "vfsubpath": mount.subpath.as_str(),
+                "host_path": join_path(&base, mount.subpath.as_str()),
+                "kernel_path": kernel_path(&folder.name, &mount.key, mount_map)?,
                 "mount_perm": permission.as_str(),
                 "usage_mode": usage_mode,
             }));
@@ -396,12 +421,12 @@ mod tests {
                 RequestedMount {
                     key: "data/sub".into(),
                     name: "data".into(),
-                    subpath: "sub".into()
+                    subpath: VFolderPath::parse("sub").unwrap()
                 },
                 RequestedMount {
                     key: "models".into(),
                     name: "models".into(),
-                    subpath: ".".into()
+                    subpath: VFolderPath::root()
                 },
             ]
         );
@@ -410,6 +435,16 @@ mod tests {
             escape.to_string(),
             "The subpath '../etc' should designate a subdirectory of the vfolder 'data'."
         );
+        for escape in [
+            "data/sub/../../etc",
+            "data/..",
+            "../data",
+            "data//etc/x/../y",
+        ] {
+            let error = parse_requested(&[escape.into()]).unwrap_err();
+            assert!(matches!(error, MountError::Invalid(_)), "{escape}: {error}");
+        }
+        assert!(parse_requested(&["data/a/./b".into()]).is_ok());
         let overlap = parse_requested(&["data".into(), "data/sub".into()]).unwrap_err();
         assert_eq!(
             overlap.to_string(),
@@ -421,13 +456,19 @@ mod tests {
     fn kernel_paths_follow_the_mount_map() {
         let map: Map<String, Value> =
             serde_json::from_value(json!({"data": "/mnt/data", "models": "m"})).unwrap();
-        assert_eq!(kernel_path("data", "data", &map), "/mnt/data");
-        assert_eq!(kernel_path("models", "models", &map), "/home/work/m");
-        assert_eq!(kernel_path("other", "other", &map), "/home/work/other");
+        let path = |name, key| kernel_path(name, key, &map).unwrap();
+        assert_eq!(path("data", "data"), "/mnt/data");
+        assert_eq!(path("models", "models"), "/home/work/m");
+        assert_eq!(path("other", "other"), "/home/work/other");
         assert_eq!(
-            kernel_path(".linuxbrew", ".linuxbrew", &map),
+            path(".linuxbrew", ".linuxbrew"),
             "/home/linuxbrew/.linuxbrew"
         );
+        let escaping: Map<String, Value> =
+            serde_json::from_value(json!({"data": "/home/work/../../root", "models": "../../etc"}))
+                .unwrap();
+        assert!(kernel_path("data", "data", &escaping).is_err());
+        assert!(kernel_path("models", "models", &escaping).is_err());
         let clash = vec![
             json!({"name": "a", "kernel_path": "/home/work/x"}),
             json!({"name": "b", "kernel_path": "/home/work/x/y"}),

@@ -1,7 +1,8 @@
 //! `/folders/{name}/…`: the files inside a folder (mkdir, list, rename, move, delete) and the
 //! upload and download tokens. The proxy does the work; its tokens (JWTs it signs itself) go
 //! back to the client with the proxy's `client_api` URL, which is where the client sends
-//! the data.
+//! the data. Every path is parsed into a [`VFolderPath`] first (no `..`, no absolute path), as
+//! the proxy would follow it out of the folder.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
@@ -18,7 +19,9 @@ use crate::facade::reply;
 use crate::facade::routes::db_client;
 use crate::facade::state::AppState;
 use crate::storage::permissions::HostPermission;
-use crate::storage::{ProxyClient, ProxySet, StorageError, VFolderId};
+use crate::storage::{
+    EntryName, PathError, ProxyClient, ProxySet, StorageError, VFolderId, VFolderPath,
+};
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     let guarded = || Access::user().read_allowed();
@@ -109,6 +112,22 @@ fn failed(state: &AppState, doing: &'static str, target: &Target, error: Storage
     error.into()
 }
 
+/// 400 naming the parameter and why its path was refused.
+fn bad_path(key: &str, error: PathError) -> Problem {
+    invalid_param(key, error.to_string())
+}
+
+/// The path in the first present key of `keys` (required).
+fn path_param(
+    params: &ApiParams,
+    keys: &[&str],
+    parse: fn(&str) -> Result<VFolderPath, PathError>,
+) -> Result<VFolderPath, Problem> {
+    let text = params.string(keys)?;
+    let key = params.raw(keys).map_or(keys[0], |(key, _)| key);
+    parse(&text).map_err(|e| bad_path(key, e))
+}
+
 /// `POST /folders/{name}/mkdir`: `{path, parents=true, exist_ok=false}` → 201.
 async fn mkdir(
     request: HttpRequest,
@@ -116,7 +135,7 @@ async fn mkdir(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let path = params.string(&["path"])?;
+    let path = path_param(&params, &["path"], VFolderPath::parse_entry)?;
     let parents = params.to_bool(&["parents"], true)?;
     let exist_ok = params.to_bool(&["exist_ok"], false)?;
     let target = target(
@@ -129,7 +148,7 @@ async fn mkdir(
     )
     .await?;
     slog::info!(state.log, "VFOLDER.MKDIR"; "email" => &caller.user.email,
-        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => &path);
+        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => %path);
     target
         .proxy()?
         .mkdir(&target.volume, &target.vfid, &path, parents, exist_ok)
@@ -145,7 +164,11 @@ async fn list_files(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let path = params.opt_string(&["path"])?.unwrap_or_default();
+    // An absent or empty path lists the root, as in the original.
+    let path = match params.opt_string(&["path"])?.as_deref() {
+        None | Some("") => VFolderPath::root(),
+        Some(text) => VFolderPath::parse(text).map_err(|e| bad_path("path", e))?,
+    };
     let target = target(
         &request,
         &state,
@@ -156,7 +179,7 @@ async fn list_files(
     )
     .await?;
     slog::info!(state.log, "VFOLDER.LIST_FILES"; "email" => &caller.user.email,
-        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => &path);
+        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => %path);
     let entries = target
         .proxy()?
         .list_files(&target.volume, &target.vfid, &path)
@@ -172,8 +195,9 @@ async fn rename_file(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let target_path = params.string(&["target_path"])?;
-    let new_name = params.string(&["new_name"])?;
+    let target_path = path_param(&params, &["target_path"], VFolderPath::parse_entry)?;
+    let new_name =
+        EntryName::parse(&params.string(&["new_name"])?).map_err(|e| bad_path("new_name", e))?;
     params.to_bool(&["is_dir"], false)?;
     let target = target(
         &request,
@@ -186,7 +210,7 @@ async fn rename_file(
     .await?;
     slog::info!(state.log, "VFOLDER.RENAME_FILE"; "email" => &caller.user.email,
         "ak" => &caller.access_key, "vf" => &target.folder.name,
-        "target_path" => &target_path, "new_name" => &new_name);
+        "target_path" => %target_path, "new_name" => %new_name);
     target
         .proxy()?
         .rename_file(&target.volume, &target.vfid, &target_path, &new_name)
@@ -202,8 +226,8 @@ async fn move_file(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let src = params.string(&["src"])?;
-    let dst = params.string(&["dst"])?;
+    let src = path_param(&params, &["src"], VFolderPath::parse_entry)?;
+    let dst = path_param(&params, &["dst"], VFolderPath::parse_entry)?;
     let target = target(
         &request,
         &state,
@@ -214,7 +238,7 @@ async fn move_file(
     )
     .await?;
     slog::info!(state.log, "VFOLDER.MOVE_FILE"; "email" => &caller.user.email,
-        "ak" => &caller.access_key, "vf" => &target.folder.name, "src" => &src, "dst" => &dst);
+        "ak" => &caller.access_key, "vf" => &target.folder.name, "src" => %src, "dst" => %dst);
     target
         .proxy()?
         .move_file(&target.volume, &target.vfid, &src, &dst)
@@ -230,12 +254,12 @@ async fn delete_files(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let files: Vec<String> = params
+    let files: Vec<VFolderPath> = params
         .opt_list(&["files"])?
         .ok_or_else(|| invalid_param("files", "is required"))?
         .iter()
         .map(|value| match value {
-            Value::String(path) => Ok(path.clone()),
+            Value::String(path) => VFolderPath::parse_entry(path).map_err(|e| bad_path("files", e)),
             _ => Err(invalid_param("files", "value is not a string")),
         })
         .collect::<Result<_, _>>()?;
@@ -251,7 +275,8 @@ async fn delete_files(
     .await?;
     slog::info!(state.log, "VFOLDER.DELETE_FILES"; "email" => &caller.user.email,
         "ak" => &caller.access_key, "vf" => &target.folder.name,
-        "path" => files.join(","), "recursive" => recursive);
+        "path" => files.iter().map(VFolderPath::as_str).collect::<Vec<_>>().join(","),
+        "recursive" => recursive);
     target
         .proxy()?
         .delete_files(&target.volume, &target.vfid, &files, recursive)
@@ -267,7 +292,7 @@ async fn request_upload(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let path = params.string(&["path"])?;
+    let path = path_param(&params, &["path"], VFolderPath::parse_entry)?;
     if !params.has(&["size"]) {
         return Err(invalid_param("size", "is required"));
     }
@@ -282,7 +307,7 @@ async fn request_upload(
     )
     .await?;
     slog::info!(state.log, "VFOLDER.CREATE_UPLOAD_SESSION"; "email" => &caller.user.email,
-        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => &path);
+        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => %path);
     let proxy = target.proxy()?;
     let token = proxy
         .upload_token(&target.volume, &target.vfid, &path, size)
@@ -301,7 +326,7 @@ async fn request_download(
     caller: Authenticated,
     params: ApiParams,
 ) -> Result<HttpResponse, Problem> {
-    let path = params.string(&["path", "file"])?;
+    let path = path_param(&params, &["path", "file"], VFolderPath::parse)?;
     let archive = params.to_bool(&["archive"], false)?;
     let target = target(
         &request,
@@ -313,7 +338,7 @@ async fn request_download(
     )
     .await?;
     slog::info!(state.log, "VFOLDER.CREATE_DOWNLOAD_SESSION"; "email" => &caller.user.email,
-        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => &path);
+        "ak" => &caller.access_key, "vf" => &target.folder.name, "path" => %path);
     let proxy = target.proxy()?;
     let unmanaged = target
         .folder

@@ -10,6 +10,11 @@ use super::resources::LegacyResources;
 use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::{Problem, ProblemKind};
+use crate::storage::relative_path::container_path;
+
+/// The schemes a `callback_url` may have: the manager POSTs session events there, and any
+/// other scheme (`file://`, `gopher://`, …) would make it read or reach what it must not.
+pub const CALLBACK_URL_SCHEMES: [&str; 2] = ["http", "https"];
 
 /// `SessionTypes` of 22.09.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -298,10 +303,8 @@ pub fn parse_creation_request(
         Some(list) => string_list(Some(list), "dependencies")?,
     };
     let callback_url = params.opt_string(&["callback_url", "callbackUrl", "callbackURL"])?;
-    if let Some(url) = &callback_url
-        && url::Url::parse(url).is_err()
-    {
-        return Err(invalid_param("callback_url", "value is not a URL"));
+    if let Some(url) = &callback_url {
+        check_callback_url(url)?;
     }
     let request = CreationRequest {
         session_name,
@@ -329,8 +332,44 @@ pub fn parse_creation_request(
     Ok(request)
 }
 
-/// The alias folders of `mount_map`: unique, not empty, not reserved, not an existing name.
+/// A `callback_url` must be an absolute http(s) URL with a host.
+fn check_callback_url(text: &str) -> Result<(), Problem> {
+    let url =
+        url::Url::parse(text).map_err(|_| invalid_param("callback_url", "value is not a URL"))?;
+    if !CALLBACK_URL_SCHEMES.contains(&url.scheme()) {
+        return Err(invalid_param(
+            "callback_url",
+            format!(
+                "the scheme {:?} is not allowed; use http or https",
+                url.scheme()
+            ),
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid_param("callback_url", "the URL has no host"));
+    }
+    Ok(())
+}
+
+/// The alias folders of `mount_map`: unique, not empty, not reserved, not an existing name,
+/// and no `..` in a target or a source (`/home/work/../../root` would mount over `/root`).
 fn check_mount_map(mount_map: &Map<String, Value>) -> Result<(), Problem> {
+    for (source, target) in mount_map {
+        if source.split('/').any(|component| component == "..") {
+            return Err(invalid_param(
+                "mount_map",
+                format!("the source {source:?} has a '..' component"),
+            ));
+        }
+        if let Some(target) = target.as_str() {
+            container_path(target).map_err(|error| {
+                invalid_param(
+                    "mount_map",
+                    format!("the target of {source:?} is refused: {error}"),
+                )
+            })?;
+        }
+    }
     let mut seen = std::collections::HashSet::new();
     for alias in mount_map.values().filter_map(Value::as_str) {
         if !seen.insert(alias) {
@@ -529,6 +568,31 @@ mod tests {
         let mut body = capture_body();
         body["callback_url"] = json!("not a url");
         assert!(parse(body).unwrap_err().body()["data"]["callback_url"].is_string());
+        for refused in ["file:///etc/passwd", "gopher://x/", "http:/", "ftp://h/x"] {
+            let mut body = capture_body();
+            body["callback_url"] = json!(refused);
+            assert!(
+                parse(body).unwrap_err().body()["data"]["callback_url"].is_string(),
+                "{refused}"
+            );
+        }
+        for allowed in ["http://hooks.example/x", "https://10.0.0.1:8443/cb?a=1"] {
+            let mut body = capture_body();
+            body["callback_url"] = json!(allowed);
+            assert!(parse(body).is_ok(), "{allowed}");
+        }
+        for escaping in [
+            json!({"data": "/home/work/../../root"}),
+            json!({"data": "../x"}),
+            json!({"data/../..": "x"}),
+        ] {
+            let mut body = capture_body();
+            body["config"]["mount_map"] = escaping.clone();
+            assert!(
+                parse(body).unwrap_err().body()["data"]["mount_map"].is_string(),
+                "{escaping}"
+            );
+        }
         let mut body = capture_body();
         body["config"]["mount_map"] = json!({"data1": "work", "data2": "work"});
         assert_eq!(
