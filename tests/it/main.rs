@@ -20,6 +20,7 @@ mod gql_http;
 mod gql_support;
 mod gql_tenancy;
 mod gql_users;
+mod hostile_faults;
 mod logging;
 mod manager_process;
 mod operator_cli;
