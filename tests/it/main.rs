@@ -21,6 +21,7 @@ mod gql_support;
 mod gql_tenancy;
 mod gql_users;
 mod hostile_faults;
+mod hostile_recovery;
 mod logging;
 mod manager_process;
 mod operator_cli;

@@ -352,3 +352,17 @@ impl Reader {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconnects_back_off_up_to_the_cap() {
+        assert_eq!(retry_delay(1), RETRY_DELAY);
+        assert_eq!(retry_delay(2), RETRY_DELAY * 2);
+        assert_eq!(retry_delay(5), RETRY_DELAY * 16);
+        assert_eq!(retry_delay(6), RETRY_DELAY_MAX);
+        assert_eq!(retry_delay(u32::MAX), RETRY_DELAY_MAX);
+    }
+}

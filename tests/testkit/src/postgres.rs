@@ -34,6 +34,9 @@ pub struct PgServer {
     _process: Option<ServiceProcess>,
     /// The scratch folder (with `data/`) of a server this process started.
     dir: Option<PathBuf>,
+    /// Whether a commit is acknowledged only once its WAL is written (see
+    /// [`PgServer::start_durable`]).
+    durable: bool,
 }
 
 impl PgServer {
@@ -62,11 +65,25 @@ impl PgServer {
             user: user.to_owned(),
             _process: None,
             dir: None,
+            durable: false,
         }
     }
 
-    /// initdb into a scratch directory and start `postgres` on a free loopback port.
+    /// initdb into a scratch directory and start `postgres` on a free loopback port, tuned for
+    /// speed: a commit is acknowledged before its WAL is written, so a crash (`stop`) may lose
+    /// the last few.
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// Like [`PgServer::start`], but every acknowledged commit survives a crash of the server
+    /// (`synchronous_commit` stays on; `fsync` stays off, as only the server, never the host,
+    /// is made to fail in tests). For fault tests that count acknowledged writes.
+    pub fn start_durable() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgServer {
         let bin = postgres_bin_dir();
         let dir = scratch_root().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("creating the PostgreSQL scratch directory");
@@ -99,13 +116,14 @@ impl PgServer {
             String::from_utf8_lossy(&output.stderr)
         );
         let port = free_port();
-        let process = launch(&dir, port);
+        let process = launch(&dir, port, durable);
         PgServer {
             host: "127.0.0.1".to_owned(),
             port,
             user: "postgres".to_owned(),
             _process: Some(process),
             dir: Some(dir),
+            durable,
         }
     }
 
@@ -123,7 +141,7 @@ impl PgServer {
             panic!("only a PostgreSQL server this test started can be restarted");
         };
         self.stop();
-        self._process = Some(launch(&dir, self.port));
+        self._process = Some(launch(&dir, self.port, self.durable));
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -245,7 +263,7 @@ impl PgDatabase {
 }
 
 /// Runs `postgres` on the cluster in `dir/data` on `port` and waits until it accepts sessions.
-fn launch(dir: &Path, port: u16) -> ServiceProcess {
+fn launch(dir: &Path, port: u16, durable: bool) -> ServiceProcess {
     let bin = postgres_bin_dir();
     let data = dir.join("data");
     let pg_user = postgres_user();
@@ -258,7 +276,11 @@ fn launch(dir: &Path, port: u16) -> ServiceProcess {
         "-c",
         "fsync=off",
         "-c",
-        "synchronous_commit=off",
+        if durable {
+            "synchronous_commit=on"
+        } else {
+            "synchronous_commit=off"
+        },
         "-c",
         "full_page_writes=off",
         "-c",
