@@ -605,6 +605,8 @@ async fn wait_for_start(
     reply: &mut Value,
 ) -> Result<(), Problem> {
     let deadline = tokio::time::Instant::now() + start_wait(max_wait_seconds);
+    // One warning per request, not one per poll, while the database is away.
+    let mut warned = false;
     loop {
         if tokio::time::Instant::now() >= deadline {
             reply["status"] = json!("TIMEOUT");
@@ -620,10 +622,12 @@ async fn wait_for_start(
                 return Ok(());
             }
             Ok(None) => continue,
-            Err(problem) => {
+            Err(problem) if !warned => {
+                warned = true;
                 slog::warn!(state.log, "cannot see whether a new session started; still waiting";
                     "session" => %session_id, "error" => %problem);
             }
+            Err(_) => {}
         }
     }
 }
