@@ -225,8 +225,11 @@ async fn count_request(state: &AppState, caller: &AuthContext) -> Result<RateLim
         .count_request(&mut redis, &caller.access_key)
         .await
         .map_err(|e| {
-            slog::warn!(state.log, "refusing a request: the rate limit cannot be checked in Redis";
-                "access_key" => &caller.access_key, "error" => %e);
+            if let Some(refused) = state.pipeline.rate_limiter.note_refusal() {
+                slog::warn!(state.log, "refusing requests: the rate limit cannot be checked in Redis";
+                    "access_key" => &caller.access_key, "refused_since_last_line" => refused,
+                    "error" => %e);
+            }
             Problem::new(ProblemKind::ServiceUnavailable)
                 .with_msg("the rate limiter (Redis) is unreachable; retry later")
         })?;
@@ -248,8 +251,9 @@ fn count_query(state: &AppState, access_key: &str) {
             .ignore()
             .query_async(&mut redis)
             .await;
+        // Debug only: when Redis is away the rate limit refuses the request and says so.
         if let Err(e) = result {
-            slog::warn!(log, "cannot count the query"; "key" => key, "error" => %e);
+            slog::debug!(log, "cannot count the query"; "key" => key, "error" => %e);
         }
     });
 }
