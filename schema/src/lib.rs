@@ -9,5 +9,5 @@ pub mod pool;
 pub mod queries;
 pub mod slots;
 
-pub use pool::{DbSettings, PoolError};
+pub use pool::{DbSettings, PoolError, PoolRole};
 pub use slots::{ResourceSlot, SlotAmount, SlotUnit};

@@ -8,6 +8,23 @@ use tokio_postgres::NoTls;
 /// How long to wait for PostgreSQL to accept a connection.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a request waits for a free connection of the request pool before it is answered
+/// 503: long enough to ride out a burst of short queries, short enough that a client learns
+/// of an overloaded manager in seconds instead of hanging behind it.
+pub const REQUEST_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// Who a pool serves; the two never share connections, so a flood of requests cannot starve
+/// the scheduler, the heartbeat tracker or the reconciler (which hold the cluster lock while
+/// they wait for a connection).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolRole {
+    /// HTTP handlers: a checkout waits at most [`REQUEST_CHECKOUT_TIMEOUT`].
+    Requests,
+    /// Background actors: a checkout waits for a connection (their work is bounded by their
+    /// own ticks and locks).
+    Background,
+}
+
 /// Connection settings (the `[db]` section).
 #[derive(Clone)]
 pub struct DbSettings {
@@ -48,6 +65,12 @@ pub enum PoolError {
     Checkout(#[from] deadpool_postgres::PoolError),
 }
 
+/// Whether a checkout failed because every connection stayed busy for the pool's wait timeout
+/// (an overloaded manager, answered 503), not because PostgreSQL failed.
+pub fn is_checkout_timeout(error: &deadpool_postgres::PoolError) -> bool {
+    matches!(error, deadpool_postgres::PoolError::Timeout(_))
+}
+
 impl DbSettings {
     pub fn addr(&self) -> String {
         format!("{}:{}", self.host, self.port)
@@ -86,6 +109,12 @@ impl DbSettings {
 
     /// A pool of `pool_size` connections; one connection is opened now to fail early.
     pub async fn connect_pool(&self) -> Result<Pool, PoolError> {
+        self.connect_pool_for(PoolRole::Background).await
+    }
+
+    /// A pool of `pool_size` connections for `role`; one connection is opened now to fail
+    /// early. A request pool's checkouts time out (see [`is_checkout_timeout`]).
+    pub async fn connect_pool_for(&self, role: PoolRole) -> Result<Pool, PoolError> {
         let manager = Manager::from_config(
             self.pg_config(),
             NoTls,
@@ -93,8 +122,13 @@ impl DbSettings {
                 recycling_method: RecyclingMethod::Fast,
             },
         );
+        let wait_timeout = match role {
+            PoolRole::Requests => Some(REQUEST_CHECKOUT_TIMEOUT),
+            PoolRole::Background => None,
+        };
         let pool = Pool::builder(manager)
             .max_size(self.pool_size.max(1))
+            .wait_timeout(wait_timeout)
             .runtime(Runtime::Tokio1)
             .build()
             .map_err(|e| PoolError::Build(e.to_string()))?;

@@ -46,7 +46,7 @@ pub fn start_scheduler(
             lifetime: Duration::from_secs_f64(manager.lock_lifetime),
             acquire_timeout: Duration::from_secs_f64(manager.lock_acquire_timeout),
         },
-        ctx.state.db.clone(),
+        ctx.background_db.clone(),
     );
     let transition_timeout = Duration::from_secs_f64(manager.session_transition_timeout);
     let reconcile_interval = RECONCILE_INTERVAL
@@ -54,7 +54,7 @@ pub fn start_scheduler(
         .max(Duration::from_secs(1));
     let scheduler = Scheduler::new(SchedulerDeps {
         dispatch: DispatchDeps {
-            pool: ctx.state.db.clone(),
+            pool: ctx.background_db.clone(),
             rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
             etcd: Some(ctx.state.etcd.clone()),
         },

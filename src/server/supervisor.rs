@@ -31,9 +31,13 @@ pub const RESTART_DELAY_INITIAL: Duration = Duration::from_millis(500);
 /// The longest wait between restarts, so a worker that keeps failing (e.g. its database is
 /// gone) is retried twice a minute without flooding the log.
 pub const RESTART_DELAY_MAX: Duration = Duration::from_secs(30);
-/// A worker that ran this long before dying counts as healthy: its restart starts the back-off
-/// over.
-pub const STABLE_RUN: Duration = Duration::from_secs(30);
+/// A worker that served this long before dying counts as healthy: it started fine and was
+/// killed by something that happened later (e.g. one bad request), so its restart starts the
+/// back-off over and costs [`RESTART_DELAY_INITIAL`], not up to [`RESTART_DELAY_MAX`] of
+/// capacity. A worker that cannot start (its database is gone) dies well within this, so its
+/// restarts still back off. Start-up takes well under a second; ten seconds leaves room for a
+/// slow etcd or PostgreSQL while still resetting after a short healthy run.
+pub const HEALTHY_RUN: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -66,6 +70,16 @@ impl StartError {
             StartError::Privileges(PrivilegeError::Unknown { .. }) => crate::exit::INVALID_ARGUMENT,
             _ => crate::exit::FAILURE,
         }
+    }
+}
+
+/// The failures in a row after a worker that had `previous` failures in a row died after
+/// running for `ran_for`: a healthy run ([`HEALTHY_RUN`]) ends the streak.
+pub fn failures_in_a_row(previous: u32, ran_for: Duration) -> u32 {
+    if ran_for >= HEALTHY_RUN {
+        1
+    } else {
+        previous.saturating_add(1)
     }
 }
 
@@ -271,10 +285,7 @@ async fn supervise_worker(
         if *stop.borrow() {
             return;
         }
-        if started.elapsed() >= STABLE_RUN {
-            failures = 0;
-        }
-        failures += 1;
+        failures = failures_in_a_row(failures, started.elapsed());
         let delay = restart_delay(failures);
         error!(log, "worker {index} {why}; restarting it in {delay:?}";
             "failures-in-a-row" => failures);
@@ -393,5 +404,26 @@ mod tests {
         assert_eq!(restart_delay(4), Duration::from_secs(4));
         assert_eq!(restart_delay(7), RESTART_DELAY_MAX);
         assert_eq!(restart_delay(1000), RESTART_DELAY_MAX);
+    }
+
+    #[test]
+    fn a_healthy_run_ends_the_streak_of_failures() {
+        // Start-up failures pile up and back off...
+        let mut failures = 0;
+        for _ in 0..8 {
+            failures = failures_in_a_row(failures, Duration::from_millis(300));
+        }
+        assert_eq!(failures, 8);
+        assert_eq!(restart_delay(failures), RESTART_DELAY_MAX);
+        // ...but a worker that served for a while and then died restarts at once.
+        failures = failures_in_a_row(failures, HEALTHY_RUN);
+        assert_eq!(failures, 1);
+        assert_eq!(restart_delay(failures), RESTART_DELAY_INITIAL);
+        failures = failures_in_a_row(failures, HEALTHY_RUN * 100);
+        assert_eq!(restart_delay(failures), RESTART_DELAY_INITIAL);
+        // Just short of a healthy run still counts as a failure in a row.
+        failures = failures_in_a_row(failures, HEALTHY_RUN - Duration::from_millis(1));
+        assert_eq!(failures, 2);
+        assert_eq!(failures_in_a_row(u32::MAX, Duration::ZERO), u32::MAX);
     }
 }

@@ -18,7 +18,7 @@ use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
 use bai_actors::redis::{RedisError, RedisSettings, db};
 use bai_actors::wire::{EventProducer, WireFormat};
-use bai_schema::PoolError;
+use bai_schema::{PoolError, PoolRole};
 use slog::{error, info, o};
 
 use super::connection_cap::{self, ConnectionCap};
@@ -95,6 +95,9 @@ pub struct ActorContext<'a> {
     pub config: &'a LocalConfig,
     /// Connections and settings (the same the handlers get).
     pub state: &'a AppState,
+    /// The database pool of the background actors, apart from the handlers' `state.db`, so
+    /// that a flood of requests cannot starve the scheduler, heartbeats or the reconciler.
+    pub background_db: &'a deadpool_postgres::Pool,
     /// Where Redis is, to open more connections (e.g. a blocking stream reader).
     pub redis_settings: &'a RedisSettings,
     /// 1-based index of this worker process.
@@ -131,7 +134,7 @@ async fn start_actors(
     .await
     .map_err(|e| WorkerError::Actors(format!("storage broker: {e}")))?;
     bai_actors::storage::recovery::spawn_sweeper(
-        ctx.state.db.clone(),
+        ctx.background_db.clone(),
         storage.clone(),
         ctx.log.new(o!("task" => "vfolder-deletion-sweeper")),
     );
@@ -140,7 +143,7 @@ async fn start_actors(
     // Registry sync: image rescans and catalogue edits asked through GraphQL.
     let registry_sync = bai_actors::registry_sync::RegistrySync::new(
         ctx.state.etcd.clone(),
-        ctx.state.db.clone(),
+        ctx.background_db.clone(),
         bai_actors::registry_sync::ScanOptions::default(),
     )
     .start();
@@ -163,7 +166,7 @@ fn start_event_actors(
     let tracker = HeartbeatTracker::new(
         ctx.log.new(o!("actor" => "heartbeat-tracker")),
         TrackerDeps {
-            pool: ctx.state.db.clone(),
+            pool: ctx.background_db.clone(),
             live: ctx.state.redis.live.clone(),
             images: ctx.state.redis.image.clone(),
             producer: producer.clone(),
@@ -252,7 +255,14 @@ async fn serve(
         image: redis_settings.connect(db::IMAGE).await?,
         stream: redis_settings.connect(db::STREAM).await?,
     };
-    let db = config.db_settings().connect_pool().await?;
+    let db = config
+        .db_settings()
+        .connect_pool_for(PoolRole::Requests)
+        .await?;
+    let background_db = config
+        .db_settings()
+        .connect_pool_for(PoolRole::Background)
+        .await?;
     let state = AppState::new(
         db,
         etcd,
@@ -275,6 +285,7 @@ async fn serve(
         &ActorContext {
             config: &config,
             state: &state,
+            background_db: &background_db,
             redis_settings: &redis_settings,
             worker_index,
             log: &log,

@@ -642,7 +642,7 @@ async fn a_waiting_create_reports_the_start_or_a_timeout() {
 
 /// Reads the next server-sent event of a streaming reply (skipping pings), waiting at most
 /// `limit`.
-async fn next_event<B>(body: &mut B, limit: Duration) -> Option<(String, Value)>
+pub async fn next_event<B>(body: &mut B, limit: Duration) -> Option<(String, Value)>
 where
     B: actix_web::body::MessageBody + Unpin,
 {

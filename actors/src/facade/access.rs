@@ -27,7 +27,9 @@ use super::auth::verify::{AuthError, read_claim, verify_client_address, verify_s
 use super::manager_status::StatusRequirement;
 use super::problem::{Problem, ProblemKind};
 use super::ratelimit::RateLimitState;
+use super::routes::checkout_failed;
 use super::state::AppState;
+use bai_schema::queries::QueryError;
 
 /// How long `kp:{access_key}:num_queries` lives in the stat database (30 days, as the
 /// original's retention of its per-key query counter).
@@ -195,10 +197,13 @@ async fn authenticate(
         .credentials
         .lookup(&state.db, claim.access_key())
         .await
-        .map_err(|e| {
-            slog::error!(state.log, "keypair lookup failed";
-                "access_key" => claim.access_key(), "error" => %e);
-            Problem::internal("cannot look up the access key")
+        .map_err(|e| match e {
+            QueryError::Pool(pool_error) => checkout_failed(state, &pool_error),
+            other => {
+                slog::error!(state.log, "keypair lookup failed";
+                    "access_key" => claim.access_key(), "error" => %other);
+                Problem::internal("cannot look up the access key")
+            }
         })?
         .ok_or(AuthError::UnknownAccessKey)?;
     verify_signature(request.request(), &claim, &credential)?;
@@ -208,6 +213,10 @@ async fn authenticate(
 }
 
 /// Counts the request in the sliding window; 429 when over the keypair's limit.
+///
+/// The limit fails closed: when Redis cannot count the request (it is down, or does not answer
+/// within [`crate::redis::COMMAND_RESPONSE_TIMEOUT`]), the request is refused at once with 503
+/// `service-unavailable` instead of passing uncounted (see "Failure behaviour" in the README).
 async fn count_request(state: &AppState, caller: &AuthContext) -> Result<RateLimitState, Problem> {
     let mut redis: ConnectionManager = state.redis.rate_limit.clone();
     let count = state
@@ -216,9 +225,13 @@ async fn count_request(state: &AppState, caller: &AuthContext) -> Result<RateLim
         .count_request(&mut redis, &caller.access_key)
         .await
         .map_err(|e| {
-            slog::error!(state.log, "rate limit check failed in Redis";
-                "access_key" => &caller.access_key, "error" => %e);
-            Problem::internal("cannot check the rate limit")
+            if let Some(refused) = state.pipeline.rate_limiter.note_refusal() {
+                slog::warn!(state.log, "refusing requests: the rate limit cannot be checked in Redis";
+                    "access_key" => &caller.access_key, "refused_since_last_line" => refused,
+                    "error" => %e);
+            }
+            Problem::new(ProblemKind::ServiceUnavailable)
+                .with_msg("the rate limiter (Redis) is unreachable; retry later")
         })?;
     RateLimitState::after(i64::from(caller.rate_limit), count)
         .ok_or_else(|| Problem::new(ProblemKind::RateLimitExceeded))
@@ -238,8 +251,9 @@ fn count_query(state: &AppState, access_key: &str) {
             .ignore()
             .query_async(&mut redis)
             .await;
+        // Debug only: when Redis is away the rate limit refuses the request and says so.
         if let Err(e) = result {
-            slog::warn!(log, "cannot count the query"; "key" => key, "error" => %e);
+            slog::debug!(log, "cannot count the query"; "key" => key, "error" => %e);
         }
     });
 }

@@ -3,7 +3,8 @@
 //! limit being `keypairs.rate_limit`. Successful replies carry `X-RateLimit-*` headers;
 //! anonymous requests are not counted and show `1000/1000/900`.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::{HeaderMap, HeaderName, HeaderValue};
 use redis::aio::ConnectionManager;
@@ -66,20 +67,49 @@ impl RateLimitState {
     }
 }
 
+/// While Redis is away every signed request is refused; one log line per this interval (with
+/// the number refused since the last one) tells the operator without a line per request.
+pub const OUTAGE_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
 /// The Lua script, loaded once per connection and then run by its SHA.
 pub struct RateLimiter {
     script: redis::Script,
+    /// When a refusal was last logged, and how many were refused since.
+    outage_log: Mutex<(Option<Instant>, u64)>,
 }
 
 impl Default for RateLimiter {
     fn default() -> Self {
         RateLimiter {
             script: redis::Script::new(SLIDING_WINDOW_LUA),
+            outage_log: Mutex::new((None, 0)),
         }
     }
 }
 
+/// Whether a refusal at `now` is logged, the last one having been logged at `last`.
+fn refusal_log_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|last| now.saturating_duration_since(last) >= OUTAGE_LOG_INTERVAL)
+}
+
 impl RateLimiter {
+    /// Counts one request refused because Redis could not count it; `Some(refused)` (how many
+    /// since the last log line, this one included) when it is time to log again.
+    pub fn note_refusal(&self) -> Option<u64> {
+        let mut state = match self.outage_log.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        state.1 += 1;
+        let now = Instant::now();
+        if !refusal_log_due(state.0, now) {
+            return None;
+        }
+        let refused = state.1;
+        *state = (Some(now), 0);
+        Some(refused)
+    }
+
     /// Counts one request of `access_key` and returns how many it made within the window.
     pub async fn count_request(
         &self,
@@ -125,6 +155,22 @@ mod tests {
             })
         );
         assert_eq!(RateLimitState::after(3, 4), None);
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval() {
+        let start = Instant::now();
+        assert!(refusal_log_due(None, start));
+        assert!(!refusal_log_due(Some(start), start));
+        assert!(!refusal_log_due(
+            Some(start),
+            start + OUTAGE_LOG_INTERVAL - Duration::from_millis(1)
+        ));
+        assert!(refusal_log_due(Some(start), start + OUTAGE_LOG_INTERVAL));
+        let limiter = RateLimiter::default();
+        assert_eq!(limiter.note_refusal(), Some(1));
+        assert_eq!(limiter.note_refusal(), None);
+        assert_eq!(limiter.note_refusal(), None);
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod keypair;
 pub mod resource;
 pub mod scaling_group;
 pub mod session;
+pub mod session_enqueue;
 pub mod vfolder;
 
 use crate::slots::{ResourceSlot, SlotError};

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -32,6 +32,11 @@ pub struct PgServer {
     pub port: u16,
     pub user: String,
     _process: Option<ServiceProcess>,
+    /// The scratch folder (with `data/`) of a server this process started.
+    dir: Option<PathBuf>,
+    /// Whether a commit is acknowledged only once its WAL is written (see
+    /// [`PgServer::start_durable`]).
+    durable: bool,
 }
 
 impl PgServer {
@@ -59,11 +64,26 @@ impl PgServer {
             port: port.parse().expect("BAI_TEST_PG_URL has a bad port"),
             user: user.to_owned(),
             _process: None,
+            dir: None,
+            durable: false,
         }
     }
 
-    /// initdb into a scratch directory and start `postgres` on a free loopback port.
+    /// initdb into a scratch directory and start `postgres` on a free loopback port, tuned for
+    /// speed: a commit is acknowledged before its WAL is written, so a crash (`stop`) may lose
+    /// the last few.
     pub fn start() -> PgServer {
+        PgServer::start_with(false)
+    }
+
+    /// Like [`PgServer::start`], but every acknowledged commit survives a crash of the server
+    /// (`synchronous_commit` stays on; `fsync` stays off, as only the server, never the host,
+    /// is made to fail in tests). For fault tests that count acknowledged writes.
+    pub fn start_durable() -> PgServer {
+        PgServer::start_with(true)
+    }
+
+    fn start_with(durable: bool) -> PgServer {
         let bin = postgres_bin_dir();
         let dir = scratch_root().join(format!("pg-{}", uuid::Uuid::new_v4().simple()));
         std::fs::create_dir_all(&dir).expect("creating the PostgreSQL scratch directory");
@@ -96,57 +116,32 @@ impl PgServer {
             String::from_utf8_lossy(&output.stderr)
         );
         let port = free_port();
-        let mut server = Command::new(bin.join("postgres"));
-        server.arg("-D").arg(&data).args([
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-c",
-            "fsync=off",
-            "-c",
-            "synchronous_commit=off",
-            "-c",
-            "full_page_writes=off",
-            "-c",
-            "max_connections=400",
-            "-c",
-            "shared_buffers=128MB",
-        ]);
-        server.arg("-k").arg(&dir);
-        if let Some((uid, gid)) = pg_user {
-            server.uid(uid).gid(gid);
-        }
-        let log = dir.join("postgres.log");
-        if let Some((uid, gid)) = pg_user {
-            let _ = std::fs::File::create(&log);
-            let _ = nix::unistd::chown(&log, Some(uid.into()), Some(gid.into()));
-        }
-        let mut process = ServiceProcess::spawn("postgres", server, &log, libc::SIGQUIT);
-        process.wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(30),
-        );
-        // PostgreSQL listens before it accepts sessions ("the database system is starting up").
-        let ready_deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while !Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
-            .status()
-            .is_ok_and(|status| status.success())
-        {
-            assert!(
-                std::time::Instant::now() < ready_deadline,
-                "PostgreSQL on port {port} did not become ready:\n{}",
-                process.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let process = launch(&dir, port, durable);
         PgServer {
             host: "127.0.0.1".to_owned(),
             port,
             user: "postgres".to_owned(),
             _process: Some(process),
+            dir: Some(dir),
+            durable,
         }
+    }
+
+    /// Stops a server this process started (an immediate shutdown, as a crash would).
+    pub fn stop(&mut self) {
+        if let Some(process) = self._process.as_mut() {
+            process.stop();
+        }
+    }
+
+    /// Starts a server this process started again, on the same port with the same data, and
+    /// waits until it accepts sessions.
+    pub fn restart(&mut self) {
+        let Some(dir) = self.dir.clone() else {
+            panic!("only a PostgreSQL server this test started can be restarted");
+        };
+        self.stop();
+        self._process = Some(launch(&dir, self.port, self.durable));
     }
 
     pub fn url(&self, database: &str) -> String {
@@ -265,4 +260,61 @@ impl PgDatabase {
         });
         client
     }
+}
+
+/// Runs `postgres` on the cluster in `dir/data` on `port` and waits until it accepts sessions.
+fn launch(dir: &Path, port: u16, durable: bool) -> ServiceProcess {
+    let bin = postgres_bin_dir();
+    let data = dir.join("data");
+    let pg_user = postgres_user();
+    let mut server = Command::new(bin.join("postgres"));
+    server.arg("-D").arg(&data).args([
+        "-c",
+        "listen_addresses=127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-c",
+        "fsync=off",
+        "-c",
+        if durable {
+            "synchronous_commit=on"
+        } else {
+            "synchronous_commit=off"
+        },
+        "-c",
+        "full_page_writes=off",
+        "-c",
+        "max_connections=400",
+        "-c",
+        "shared_buffers=128MB",
+    ]);
+    server.arg("-k").arg(dir);
+    if let Some((uid, gid)) = pg_user {
+        server.uid(uid).gid(gid);
+    }
+    let log = dir.join("postgres.log");
+    if let Some((uid, gid)) = pg_user {
+        let _ = std::fs::File::create(&log);
+        let _ = nix::unistd::chown(&log, Some(uid.into()), Some(gid.into()));
+    }
+    let mut process = ServiceProcess::spawn("postgres", server, &log, libc::SIGQUIT);
+    process.wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(30),
+    );
+    // PostgreSQL listens before it accepts sessions ("the database system is starting up").
+    let ready_deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !Command::new(bin.join("pg_isready"))
+        .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string()])
+        .status()
+        .is_ok_and(|status| status.success())
+    {
+        assert!(
+            std::time::Instant::now() < ready_deadline,
+            "PostgreSQL on port {port} did not become ready:\n{}",
+            process.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    process
 }

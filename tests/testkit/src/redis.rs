@@ -9,8 +9,9 @@ use crate::process::{ServiceProcess, scratch_root};
 
 pub struct RedisServer {
     pub port: u16,
+    password: Option<String>,
     process: ServiceProcess,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl RedisServer {
@@ -24,38 +25,21 @@ impl RedisServer {
             .tempdir_in(scratch_root())
             .expect("creating a Redis scratch directory");
         let port = free_port();
-        let mut command = Command::new("redis-server");
-        command.args([
-            "--bind",
-            "127.0.0.1",
-            "--port",
-            &port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--daemonize",
-            "no",
-        ]);
-        command.arg("--dir").arg(dir.path());
-        if let Some(password) = password {
-            command.args(["--requirepass", password]);
-        }
-        let mut process = ServiceProcess::spawn(
-            "redis-server",
-            command,
-            &dir.path().join("redis.log"),
-            libc::SIGTERM,
-        );
-        process.wait_for_port(
-            SocketAddr::from(([127, 0, 0, 1], port)),
-            Duration::from_secs(10),
-        );
+        let password = password.map(str::to_owned);
+        let process = launch(port, dir.path(), password.as_deref());
         RedisServer {
             port,
+            password,
             process,
-            _dir: dir,
+            dir,
         }
+    }
+
+    /// Starts the server again on the same port after [`RedisServer::stop`] (empty: it keeps
+    /// no data on disk), and waits until it accepts connections.
+    pub fn restart(&mut self) {
+        self.process.stop();
+        self.process = launch(self.port, self.dir.path(), self.password.as_deref());
     }
 
     pub fn addr(&self) -> String {
@@ -81,4 +65,36 @@ impl RedisServer {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+}
+
+/// Runs `redis-server` on `port` in `dir` and waits until it listens.
+fn launch(port: u16, dir: &std::path::Path, password: Option<&str>) -> ServiceProcess {
+    let mut command = Command::new("redis-server");
+    command.args([
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        &port.to_string(),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+    ]);
+    command.arg("--dir").arg(dir);
+    if let Some(password) = password {
+        command.args(["--requirepass", password]);
+    }
+    let mut process = ServiceProcess::spawn(
+        "redis-server",
+        command,
+        &dir.join("redis.log"),
+        libc::SIGTERM,
+    );
+    process.wait_for_port(
+        SocketAddr::from(([127, 0, 0, 1], port)),
+        Duration::from_secs(10),
+    );
+    process
 }

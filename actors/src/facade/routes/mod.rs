@@ -16,7 +16,7 @@ pub mod vfolder_reply;
 use actix_web::web;
 use deadpool_postgres::Object;
 
-use crate::facade::problem::Problem;
+use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::state::AppState;
 
 /// Registers the routes of every area (inside the API scope, see `facade::configure`).
@@ -33,12 +33,22 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     vfolder_files::register(cfg);
 }
 
-/// A pooled database connection, or 500 naming the cause.
+/// A pooled database connection; 503 when every connection of the request pool stayed busy
+/// for the checkout timeout, 500 naming the cause otherwise.
 pub async fn db_client(state: &AppState) -> Result<Object, Problem> {
-    state.db.get().await.map_err(|e| {
-        slog::error!(state.log, "cannot get a database connection"; "error" => %e);
-        Problem::internal("the database is unavailable")
-    })
+    state.db.get().await.map_err(|e| checkout_failed(state, &e))
+}
+
+/// The problem for a failed checkout of the request pool (see [`db_client`]).
+pub fn checkout_failed(state: &AppState, error: &deadpool_postgres::PoolError) -> Problem {
+    if bai_schema::pool::is_checkout_timeout(error) {
+        slog::warn!(state.log, "refusing a request: every database connection is busy";
+            "pool_size" => state.db.status().max_size);
+        return Problem::new(ProblemKind::ServiceUnavailable)
+            .with_msg("the manager is overloaded (no free database connection); retry later");
+    }
+    slog::error!(state.log, "cannot get a database connection"; "error" => %error);
+    Problem::internal("the database is unavailable")
 }
 
 /// Maps a failed query to 500 after logging what was being done.

@@ -16,8 +16,11 @@ use bai_schema::queries::keypair::{
 };
 use bai_schema::queries::scaling_group::{GroupRef, allowed_scaling_groups, allows_session_type};
 use bai_schema::queries::session::{
-    MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources, find_live_session_by_name,
-    find_session_group, insert_pending_session, main_kernel_service_ports, session_status,
+    MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources, find_session_group,
+    main_kernel_service_ports, session_status,
+};
+use bai_schema::queries::session_enqueue::{
+    Enqueued, ExistingSession, enqueue_pending_session, find_existing_session,
 };
 use bai_schema::slots::ResourceSlot;
 use base64::Engine;
@@ -69,32 +72,19 @@ pub async fn create(
     let image = resolve_image(&client, &request, &state).await?;
     let canonical = image.name.clone();
 
-    if let Some((existing_id, _, images)) =
-        find_live_session_by_name(&client, &request.session_name, &scope.owner)
-            .await
-            .map_err(failed("looking up an existing session"))?
+    if let Some(existing) = find_existing_session(&client, &request.session_name, &scope.owner)
+        .await
+        .map_err(failed("looking up an existing session"))?
     {
-        let same_image = images.first() == Some(&canonical);
-        if !same_image || !request.reuse {
-            return Err(Problem::new(ProblemKind::SessionAlreadyExists)
-                .with_data(json!({"existingSessionId": existing_id.to_string()})));
-        }
-        let found = find_session(
+        return reuse_existing(
             &client,
-            &existing_id.to_string(),
+            existing,
+            &request,
+            &canonical,
             &scope.owner,
-            false,
             &state,
         )
-        .await?;
-        let detail = super::load_detail(&client, found.id, &state).await?;
-        return Ok(reply::json(&json!({
-            "sessionId": existing_id.to_string(),
-            "sessionName": request.session_name,
-            "status": detail.status.as_str(),
-            "service_ports": detail.service_ports,
-            "created": false,
-        })));
+        .await;
     }
 
     let owner = resolve_owner(&caller, &scope, &request, &client, &state).await?;
@@ -239,12 +229,21 @@ pub async fn create(
         dependencies,
     };
 
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(query_failed(&state, "starting a transaction"))?;
-    if let Err(e) = insert_pending_session(&transaction, &session, &kernels, Utc::now()).await {
-        if e.is_unique_violation() {
+    match enqueue_pending_session(&mut client, &session, &kernels, Utc::now()).await {
+        Ok(Enqueued::Created) => {}
+        // A concurrent create of the same name won: answer as if this one had come second.
+        Ok(Enqueued::NameTaken(existing)) => {
+            return reuse_existing(
+                &client,
+                existing,
+                &request,
+                &canonical,
+                &scope.owner,
+                &state,
+            )
+            .await;
+        }
+        Err(e) if e.is_unique_violation() => {
             return Err(
                 Problem::new(ProblemKind::SessionAlreadyExists).with_msg(format!(
                     "a live session named {:?} already exists",
@@ -252,15 +251,16 @@ pub async fn create(
                 )),
             );
         }
-        if e.is_foreign_key_violation() && e.constraint().is_some_and(|c| c.contains("agent")) {
+        Err(e)
+            if e.is_foreign_key_violation()
+                && e.constraint().is_some_and(|c| c.contains("agent")) =>
+        {
             return Err(Problem::invalid_params("No such agent"));
         }
-        return Err(failed("storing the session")(e));
+        Err(e) => return Err(failed("storing the session")(e)),
     }
-    transaction
-        .commit()
-        .await
-        .map_err(query_failed(&state, "committing the session"))?;
+    // Waiting for the start below must not hold a pooled connection.
+    drop(client);
 
     produce_event(
         &state,
@@ -285,6 +285,33 @@ pub async fn create(
         wait_for_start(&state, session_id, request.max_wait_seconds, &mut reply).await?;
     }
     Ok(reply::json_with_status(StatusCode::CREATED, &reply))
+}
+
+/// The reply for a live session that already has the requested name (`get_or_create`): 200
+/// with its state when the request allows reuse and names the same image, else 400
+/// `session-already-exists` with its id.
+async fn reuse_existing(
+    client: &deadpool_postgres::Object,
+    existing: ExistingSession,
+    request: &CreationRequest,
+    canonical_image: &str,
+    owner: &str,
+    state: &AppState,
+) -> Result<HttpResponse, Problem> {
+    let same_image = existing.images.first().map(String::as_str) == Some(canonical_image);
+    if !same_image || !request.reuse {
+        return Err(Problem::new(ProblemKind::SessionAlreadyExists)
+            .with_data(json!({"existingSessionId": existing.id.to_string()})));
+    }
+    let found = find_session(client, &existing.id.to_string(), owner, false, state).await?;
+    let detail = super::load_detail(client, found.id, state).await?;
+    Ok(reply::json(&json!({
+        "sessionId": existing.id.to_string(),
+        "sessionName": request.session_name,
+        "status": detail.status.as_str(),
+        "service_ports": detail.service_ports,
+        "created": false,
+    })))
 }
 
 /// 22 URL-safe characters, as `secrets.token_urlsafe(16)`.
@@ -550,45 +577,84 @@ async fn resolve_dependencies(
     Ok(ids)
 }
 
-/// Waits until the scheduler starts the session (or gives up on it), up to `max_wait_seconds`
-/// (0: no limit), and fills in the reply's status and service ports.
+/// The longest a `POST /session` waits for the start. The original waits as long as the
+/// client asks, and forever for `maxWaitSeconds: 0`; a request held for hours ties up a
+/// client connection and a worker's attention for nothing, so the wait stops here and the
+/// reply says `TIMEOUT` (as when `maxWaitSeconds` elapses): the session keeps starting, and
+/// the client follows it with `GET /session/{name}` or the event stream.
+pub const MAX_START_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// How long to wait for `maxWaitSeconds` (0 means "as long as allowed"): never more than
+/// [`MAX_START_WAIT`], whatever the number.
+pub fn start_wait(max_wait_seconds: i64) -> Duration {
+    match u64::try_from(max_wait_seconds) {
+        Ok(seconds) if seconds > 0 => Duration::from_secs(seconds).min(MAX_START_WAIT),
+        _ => MAX_START_WAIT,
+    }
+}
+
+/// Waits until the scheduler starts the session (or gives up on it), up to
+/// [`start_wait`]`(max_wait_seconds)`, and fills in the reply's status and service ports. The
+/// session is committed by now, so a failed poll does not fail the request: it counts as "not
+/// started yet", and the reply says `TIMEOUT` if no poll succeeds in time. No connection is held
+/// between polls.
 async fn wait_for_start(
     state: &AppState,
     session_id: Uuid,
     max_wait_seconds: i64,
     reply: &mut Value,
 ) -> Result<(), Problem> {
-    let deadline = (max_wait_seconds > 0)
-        .then(|| tokio::time::Instant::now() + Duration::from_secs(max_wait_seconds as u64));
+    let deadline = tokio::time::Instant::now() + start_wait(max_wait_seconds);
+    // One warning per request, not one per poll, while the database is away.
+    let mut warned = false;
     loop {
-        if deadline.is_some_and(|deadline| tokio::time::Instant::now() >= deadline) {
+        if tokio::time::Instant::now() >= deadline {
             reply["status"] = json!("TIMEOUT");
             return Ok(());
         }
         tokio::time::sleep(START_POLL_INTERVAL).await;
-        let client = db_client(state).await?;
-        let status = session_status(&client, session_id)
-            .await
-            .map_err(query_failed(state, "reading the session status"))?
-            .unwrap_or(SessionStatus::Cancelled);
-        match status {
-            SessionStatus::Pending
-            | SessionStatus::Scheduled
-            | SessionStatus::Preparing
-            | SessionStatus::Pulling => continue,
-            SessionStatus::Running => {
-                reply["status"] = json!("RUNNING");
-                let ports = main_kernel_service_ports(&client, session_id)
-                    .await
-                    .map_err(query_failed(state, "reading service ports"))?;
-                reply["servicePorts"] = json!(service_ports_reply(ports.as_ref()));
+        match poll_start(state, session_id).await {
+            Ok(Some((status, ports))) => {
+                reply["status"] = json!(status.as_str());
+                if status == SessionStatus::Running {
+                    reply["servicePorts"] = json!(service_ports_reply(ports.as_ref()));
+                }
                 return Ok(());
             }
-            other => {
-                reply["status"] = json!(other.as_str());
-                return Ok(());
+            Ok(None) => continue,
+            Err(problem) if !warned => {
+                warned = true;
+                slog::warn!(state.log, "cannot see whether a new session started; still waiting";
+                    "session" => %session_id, "error" => %problem);
             }
+            Err(_) => {}
         }
+    }
+}
+
+/// The session's status once it left the starting states (with the main kernel's service
+/// ports when it runs), or `None` while it is still starting.
+async fn poll_start(
+    state: &AppState,
+    session_id: Uuid,
+) -> Result<Option<(SessionStatus, Option<Value>)>, Problem> {
+    let client = db_client(state).await?;
+    let status = session_status(&client, session_id)
+        .await
+        .map_err(query_failed(state, "reading the session status"))?
+        .unwrap_or(SessionStatus::Cancelled);
+    match status {
+        SessionStatus::Pending
+        | SessionStatus::Scheduled
+        | SessionStatus::Preparing
+        | SessionStatus::Pulling => Ok(None),
+        SessionStatus::Running => {
+            let ports = main_kernel_service_ports(&client, session_id)
+                .await
+                .map_err(query_failed(state, "reading service ports"))?;
+            Ok(Some((status, ports)))
+        }
+        other => Ok(Some((other, None))),
     }
 }
 
@@ -618,6 +684,19 @@ fn service_ports_reply(ports: Option<&Value>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_start_wait_is_capped_whatever_the_request_asks() {
+        assert_eq!(start_wait(5), Duration::from_secs(5));
+        assert_eq!(start_wait(0), MAX_START_WAIT);
+        assert_eq!(start_wait(-1), MAX_START_WAIT);
+        assert_eq!(start_wait(i64::MAX), MAX_START_WAIT);
+        assert_eq!(start_wait(i64::MAX - 1), MAX_START_WAIT);
+        assert_eq!(
+            start_wait(MAX_START_WAIT.as_secs() as i64 + 1),
+            MAX_START_WAIT
+        );
+    }
 
     #[test]
     fn creation_ids_are_22_url_safe_characters() {
