@@ -8,6 +8,7 @@
 //! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes.
 
 pub mod agent;
+pub mod agent_summary;
 pub mod container;
 pub mod context;
 pub mod domain;

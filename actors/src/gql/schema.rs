@@ -5,6 +5,7 @@
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use super::agent::AgentQuery;
+use super::agent_summary::AgentSummaryQuery;
 use super::domain::{DomainMutation, DomainQuery};
 use super::group::{GroupMutation, GroupQuery};
 use super::image::{ImageMutation, ImageQuery};
@@ -54,6 +55,7 @@ pub struct QueryRoot(
     UserQuery,
     VFolderQuery,
     StorageVolumeQuery,
+    AgentSummaryQuery,
 );
 
 /// Every mutation, one part per type.
