@@ -9,6 +9,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod dotfile_list;
 pub mod event_feed;
 pub mod hello;
 pub mod manager_status;
@@ -21,7 +22,9 @@ pub mod reply;
 pub mod routes;
 pub mod session;
 pub mod slot_types;
+pub mod ssh_keypair;
 pub mod state;
+pub mod usage_report;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;
