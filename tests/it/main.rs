@@ -16,6 +16,7 @@ mod cli_run;
 mod config;
 mod etcd_cli;
 mod fixture_cli;
+mod gql_admin_mutation;
 mod gql_agent_summary;
 mod gql_catalog;
 mod gql_cli;

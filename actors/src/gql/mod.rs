@@ -7,6 +7,8 @@
 //! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
 //! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes.
 
+pub mod acl;
+pub mod admin_mutation;
 pub mod agent;
 pub mod agent_summary;
 pub mod container;

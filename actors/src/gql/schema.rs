@@ -4,6 +4,8 @@
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
+use super::acl::AclQuery;
+use super::admin_mutation::AdminMutation;
 use super::agent::AgentQuery;
 use super::agent_summary::AgentSummaryQuery;
 use super::domain::{DomainMutation, DomainQuery};
@@ -56,6 +58,7 @@ pub struct QueryRoot(
     VFolderQuery,
     StorageVolumeQuery,
     AgentSummaryQuery,
+    AclQuery,
 );
 
 /// Every mutation, one part per type.
@@ -70,6 +73,7 @@ pub struct MutationRoot(
     ResourcePresetMutation,
     ScalingGroupMutation,
     UserMutation,
+    AdminMutation,
 );
 
 pub type GqlSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

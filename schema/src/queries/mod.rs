@@ -2,6 +2,7 @@
 //! scaling groups. Each query takes a `deadpool_postgres::GenericClient` (a pooled connection
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
+pub mod agent_admin;
 pub mod dotfiles;
 pub mod image;
 pub mod keypair;
