@@ -170,3 +170,56 @@ async fn statistics_and_usage_reports_read_the_kept_and_live_stats() {
         .get(0);
     assert_eq!(occupied, json!({"cpu": "1", "mem": "536870912"}));
 }
+
+/// A `kernel_terminated` event stores the agent's last statistics of the kernel in
+/// `kernels.last_stat`, so the reports keep them after the agent drops its Redis key.
+#[actix_web::test]
+async fn a_terminated_kernel_keeps_its_last_statistics() {
+    use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
+    use bai_actors::scheduler::dispatch::DispatchDeps;
+    use bai_actors::scheduler::events::apply_kernel_event;
+    use bai_actors::wire::{KernelEvent, KernelEventKind};
+
+    let world = ApiWorld::new().await;
+    let db = world.db().await;
+    insert_agent(&db, "i-1", "ALIVE", "default").await;
+    let (session, kernel) = insert_session(&db, "ending", USER_AK, "RUNNING", Some("i-1")).await;
+    let mut redis = redis::Client::open(world.env.redis.url(0))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(kernel.to_string())
+        .arg(packed_stat("8192", "30"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let deps = DispatchDeps {
+        pool: world.state.db.clone(),
+        rpc: std::sync::Arc::new(AgentRpc::new(RpcTimeouts::default())),
+        etcd: None,
+        stat_redis: Some(world.state.redis.stat.clone()),
+    };
+    let event = KernelEvent {
+        kind: KernelEventKind::Terminated,
+        kernel_id: kernel,
+        session_id: session,
+        reason: "user-requested".into(),
+        creation_info: Value::Null,
+        exit_code: Some(0),
+    };
+    apply_kernel_event(&deps, None, &event).await.unwrap();
+    let row = db
+        .query_one(
+            "SELECT status::text, last_stat FROM kernels WHERE id = $1",
+            &[&kernel],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "TERMINATED");
+    assert_eq!(
+        row.get::<_, Option<Value>>(1),
+        Some(json!({"io_read": {"current": "8192"}, "cpu_used": {"current": "30"}}))
+    );
+}

@@ -21,8 +21,8 @@ use crate::facade::state::AppState;
 use crate::facade::usage_report::{
     MAX_USAGE_PERIOD_DAYS, STAT_PERIOD_DAYS, monthly_bins, usage_report,
 };
-use crate::gql::stats::msgpack_to_json;
 use crate::wire::msgpack;
+use crate::wire::msgpack_json::msgpack_to_json;
 
 /// The most kernel statistics read from Redis in one `MGET`, so a large report does not send
 /// one huge command.
