@@ -199,7 +199,10 @@ async fn project_and_domain_dotfiles_are_kept_by_admins_and_read_by_members() {
         request!(&user, Method::POST, group_path, Some(file.clone())),
     )
     .await;
-    assert_eq!(status, 403);
+    assert_eq!(
+        status, 401,
+        "admins only: the original answers AuthorizationFailed"
+    );
     let (status, _, body) = call(
         &app,
         request!(&domain_admin, Method::POST, group_path, Some(file)),

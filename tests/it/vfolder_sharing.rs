@@ -352,7 +352,7 @@ async fn a_project_folder_is_shared_and_unshared_directly() {
             .to_request(),
     )
     .await;
-    assert_eq!(status, 403);
+    assert_eq!(status, 401, "admins only");
     // A user folder is not directly sharable.
     let (status, _, body) = call(
         &app,

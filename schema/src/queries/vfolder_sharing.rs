@@ -212,9 +212,10 @@ pub async fn insert_invitation(
     let inserted = client
         .execute(
             "INSERT INTO vfolder_invitations (id, permission, vfolder, inviter, invitee, state) \
-             SELECT uuid_generate_v4(), $4, $1, $2, $3, 'pending' \
-             WHERE NOT EXISTS (SELECT 1 FROM vfolder_invitations WHERE vfolder = $1 \
-                 AND inviter = $2 AND invitee = $3 AND state = 'pending')",
+             SELECT uuid_generate_v4(), $4::vfolderpermission, $1::uuid, $2::varchar, $3::varchar, \
+                 'pending' \
+             WHERE NOT EXISTS (SELECT 1 FROM vfolder_invitations WHERE vfolder = $1::uuid \
+                 AND inviter = $2::varchar AND invitee = $3::varchar AND state = 'pending')",
             &[&folder, &inviter, &invitee, &permission],
         )
         .await
