@@ -12,6 +12,7 @@ mod api_resource_usage;
 mod api_self_service;
 mod api_session;
 mod api_support;
+mod api_templates;
 mod cli_run;
 mod config;
 mod etcd_cli;

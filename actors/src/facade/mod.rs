@@ -24,6 +24,7 @@ pub mod session;
 pub mod slot_types;
 pub mod ssh_keypair;
 pub mod state;
+pub mod template_check;
 pub mod usage_report;
 
 use actix_web::http::header;

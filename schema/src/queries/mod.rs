@@ -9,6 +9,7 @@ pub mod keypair;
 pub mod resource;
 pub mod scaling_group;
 pub mod session;
+pub mod session_template;
 pub mod usage;
 pub mod user_self;
 pub mod vfolder;

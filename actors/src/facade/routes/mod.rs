@@ -11,6 +11,7 @@ pub mod resource;
 pub mod resource_usage;
 pub mod scaling_group;
 pub mod session;
+pub mod templates;
 pub mod vfolder;
 pub mod vfolder_access;
 pub mod vfolder_files;
@@ -36,6 +37,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     resource_usage::register(cfg);
     scaling_group::register(cfg);
     session::register(cfg);
+    templates::register(cfg);
     // Before `vfolder`: `/folders/invitations/…` and `/folders/_/shared` are not folder names.
     vfolder_sharing::register(cfg);
     vfolder::register(cfg);
