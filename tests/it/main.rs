@@ -14,6 +14,7 @@ mod api_session;
 mod api_support;
 mod api_templates;
 mod cli_run;
+mod cli_sharing;
 mod config;
 mod etcd_cli;
 mod fixture_cli;
