@@ -130,11 +130,33 @@ fn payload(params: &ApiParams) -> Result<Value, Problem> {
     serde_json::from_str(&text).map_err(|_| Problem::invalid_params("Malformed payload"))
 }
 
-/// The templates of a session-template payload: `(name, normalized template)` each, with the
-/// project and owner the entry may override.
-fn session_entries(
-    body: &Value,
-) -> Result<Vec<(String, Value, Option<Value>, Option<Value>)>, Problem> {
+/// One template of a payload, checked, with the project and owner the entry may override.
+struct TemplateEntry {
+    name: String,
+    template: Value,
+    group: Option<Value>,
+    user: Option<Value>,
+}
+
+impl TemplateEntry {
+    fn cluster(body: &Value) -> Result<TemplateEntry, Problem> {
+        let template =
+            check_cluster_template(body).map_err(|e| Problem::invalid_params(e.to_string()))?;
+        let name = template["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        Ok(TemplateEntry {
+            name,
+            template,
+            group: None,
+            user: None,
+        })
+    }
+}
+
+/// The templates of a session-template payload.
+fn session_entries(body: &Value) -> Result<Vec<TemplateEntry>, Problem> {
     let list = body
         .get("session_templates")
         .and_then(Value::as_array)
@@ -156,12 +178,12 @@ fn session_entries(
                 .map(str::to_owned)
                 .or_else(|| template["metadata"]["name"].as_str().map(str::to_owned))
                 .unwrap_or_default();
-            Ok((
+            Ok(TemplateEntry {
                 name,
                 template,
-                entry.get("group_id").cloned(),
-                entry.get("user_uuid").cloned(),
-            ))
+                group: entry.get("group_id").cloned(),
+                user: entry.get("user_uuid").cloned(),
+            })
         })
         .collect()
 }
@@ -189,15 +211,7 @@ async fn create(
     let body = payload(params)?;
     let entries = match kind {
         TemplateType::Task => session_entries(&body)?,
-        TemplateType::Cluster => {
-            let template = check_cluster_template(&body)
-                .map_err(|e| Problem::invalid_params(e.to_string()))?;
-            let name = template["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            vec![(name, template, None, None)]
-        }
+        TemplateType::Cluster => vec![TemplateEntry::cluster(&body)?],
     };
     let mut client = db_client(state).await?;
     let placement = placement(state, &client, caller, params).await?;
@@ -208,18 +222,18 @@ async fn create(
         .await
         .map_err(query_failed(state, "starting a transaction"))?;
     let mut reply = json!({});
-    for (name, template, group, user) in entries {
+    for entry in entries {
         let id = Uuid::new_v4();
         let user =
-            uuid_override(user, "user_uuid", Some(placement.user))?.unwrap_or(placement.user);
+            uuid_override(entry.user, "user_uuid", Some(placement.user))?.unwrap_or(placement.user);
         let new = NewTemplate {
             id,
             domain_name: placement.domain.clone(),
-            group_id: uuid_override(group, "group_id", placement.group)?,
+            group_id: uuid_override(entry.group, "group_id", placement.group)?,
             user_uuid: user,
             kind,
-            name,
-            template,
+            name: entry.name,
+            template: entry.template,
         };
         queries::insert_template(&transaction, &new)
             .await
@@ -362,27 +376,27 @@ async fn put(
     slog::info!(state.log, "TEMPLATE.PUT"; "ak" => &caller.access_key, "id" => %id);
     let entries = match kind {
         TemplateType::Task => session_entries(&body)?,
-        TemplateType::Cluster => {
-            let template = check_cluster_template(&body)
-                .map_err(|e| Problem::invalid_params(e.to_string()))?;
-            let name = template["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            vec![(name, template, None, None)]
-        }
+        TemplateType::Cluster => vec![TemplateEntry::cluster(&body)?],
     };
     let transaction = client
         .transaction()
         .await
         .map_err(query_failed(state, "starting a transaction"))?;
-    for (name, template, group, user) in entries {
-        let group = uuid_override(group, "group_id", placement.group)?;
+    for entry in entries {
+        let group = uuid_override(entry.group, "group_id", placement.group)?;
         let user =
-            uuid_override(user, "user_uuid", Some(placement.user))?.unwrap_or(placement.user);
-        let found = queries::update_template(&transaction, id, kind, group, user, &name, &template)
-            .await
-            .map_err(query_failed(state, "replacing the template"))?;
+            uuid_override(entry.user, "user_uuid", Some(placement.user))?.unwrap_or(placement.user);
+        let found = queries::update_template(
+            &transaction,
+            id,
+            kind,
+            group,
+            user,
+            &entry.name,
+            &entry.template,
+        )
+        .await
+        .map_err(query_failed(state, "replacing the template"))?;
         if !found {
             return Err(not_found());
         }
