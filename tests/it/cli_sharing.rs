@@ -73,7 +73,11 @@ const USER2: (&str, &str) = (USER2_AK, USER2_SK);
 async fn the_official_cli_invites_accepts_leaves_and_keeps_dotfiles() {
     let world = CliWorld::start().await;
 
-    let (code, out) = world.cli(USER, &["vfolder", "create", "shared-data", "local:volume1"], "");
+    let (code, out) = world.cli(
+        USER,
+        &["vfolder", "create", "shared-data", "local:volume1"],
+        "",
+    );
     assert_eq!(code, 0, "{out}");
     let (code, out) = world.cli(USER2, &["vfolder", "invitations"], "");
     assert_eq!(code, 0, "{out}");
@@ -81,7 +85,14 @@ async fn the_official_cli_invites_accepts_leaves_and_keeps_dotfiles() {
 
     let (code, out) = world.cli(
         USER,
-        &["vfolder", "invite", "shared-data", "user2@lablup.com", "-p", "ro"],
+        &[
+            "vfolder",
+            "invite",
+            "shared-data",
+            "user2@lablup.com",
+            "-p",
+            "ro",
+        ],
         "",
     );
     assert_eq!(code, 0, "{out}");
@@ -92,7 +103,10 @@ async fn the_official_cli_invites_accepts_leaves_and_keeps_dotfiles() {
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("[1] user@lablup.com, "), "{out}");
     assert!(out.contains(", read-only"), "{out}");
-    assert!(out.contains("You can now access vfolder shared-data"), "{out}");
+    assert!(
+        out.contains("You can now access vfolder shared-data"),
+        "{out}"
+    );
 
     let (code, out) = world.cli(USER2, &["vfolder", "info", "shared-data"], "");
     assert_eq!(code, 0, "{out}");
@@ -105,7 +119,11 @@ async fn the_official_cli_invites_accepts_leaves_and_keeps_dotfiles() {
     let (code, _) = world.cli(USER2, &["vfolder", "info", "shared-data"], "");
     assert_ne!(code, 0, "user2 no longer reaches the folder");
 
-    let (code, out) = world.cli(USER, &["dotfile", "create", ".vimrc", "--perm", "644"], "set nu\n");
+    let (code, out) = world.cli(
+        USER,
+        &["dotfile", "create", ".vimrc", "--perm", "644"],
+        "set nu\n",
+    );
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("Dotfile .vimrc created and ready"), "{out}");
     let (code, out) = world.cli(USER, &["dotfile", "get", ".vimrc"], "");
