@@ -2,6 +2,7 @@
 
 pub mod enums;
 pub mod fixture;
+pub mod image_admin;
 pub mod image_ref;
 pub mod images;
 pub mod migrate;

@@ -57,6 +57,7 @@ pub fn start_scheduler(
             pool: ctx.background_db.clone(),
             rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
             etcd: Some(ctx.state.etcd.clone()),
+            stat_redis: Some(ctx.state.redis.stat.clone()),
         },
         locks,
         producer: producer.clone(),

@@ -13,7 +13,7 @@ use actix_web::{App, HttpServer, web};
 use bai_actors::etcd::{EtcdError, EtcdStore};
 use bai_actors::event_bus::{EventBus, Subscription};
 use bai_actors::facade::body_deadline::BodyReadTimeout;
-use bai_actors::facade::hello::ManagerVersion;
+use bai_actors::facade::hello::{COMPATIBLE_MANAGER_VERSION, ManagerVersion};
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
 use bai_actors::redis::{RedisError, RedisSettings, db};
@@ -269,7 +269,7 @@ async fn serve(
         redis,
         FacadeSettings {
             manager_id: config.manager_id(),
-            manager_version: env!("CARGO_PKG_VERSION").to_owned(),
+            manager_version: COMPATIBLE_MANAGER_VERSION.to_owned(),
             hide_agents: config.manager.hide_agents,
             num_proc: config.manager.num_proc,
             heartbeat_timeout: config.manager.heartbeat_timeout,
@@ -297,7 +297,7 @@ async fn serve(
     let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
     let state = web::Data::new(state);
-    let version = web::Data::new(ManagerVersion(env!("CARGO_PKG_VERSION").to_owned()));
+    let version = web::Data::new(ManagerVersion(COMPATIBLE_MANAGER_VERSION.to_owned()));
     let limits = config.manager.http_limits;
     let body_timeout = BodyReadTimeout(limits.request_body_timeout);
     let file_limit = connection_cap::file_limit();

@@ -40,6 +40,10 @@ async fn a_signed_request_gets_the_callers_roles_and_rate_limit_headers() {
         "application/json; charset=utf-8"
     );
     assert_eq!(header(&headers, "Server"), "BackendAI");
+    assert_eq!(
+        header(&headers, "X-BAI-Manager-Version"),
+        env!("CARGO_PKG_VERSION")
+    );
     assert_eq!(header(&headers, "X-RateLimit-Limit"), "30000");
     assert_eq!(header(&headers, "X-RateLimit-Remaining"), "29999");
     assert_eq!(header(&headers, "X-RateLimit-Window"), "900");
@@ -469,7 +473,7 @@ async fn public_routes_unknown_paths_and_methods_answer_like_the_original() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         body,
-        json!({"version": "v6.20220615", "manager": "22.09.99"})
+        json!({"version": "v6.20220615", "manager": "22.09.99", "bai-manager": env!("CARGO_PKG_VERSION")})
     );
     assert_eq!(header(&headers, "X-RateLimit-Limit"), "1000");
     assert_eq!(header(&headers, "X-RateLimit-Remaining"), "1000");

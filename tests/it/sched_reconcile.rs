@@ -136,6 +136,7 @@ async fn sessions_left_by_a_dead_dispatcher_are_finished_and_each_kernel_created
             reply: Duration::from_secs(20),
         })),
         etcd: None,
+        stat_redis: None,
     };
     let report = reconcile(&deps, None, Duration::from_secs(60))
         .await
@@ -237,6 +238,7 @@ async fn a_kernel_the_agent_is_still_creating_is_waited_for_and_not_sent_twice()
             reply: Duration::from_secs(600),
         })),
         etcd: None,
+        stat_redis: None,
     };
     let report = reconcile(&deps, None, Duration::from_secs(60))
         .await

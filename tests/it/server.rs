@@ -47,10 +47,26 @@ async fn start_server_serves_get_root_registers_and_stops_cleanly() {
         response.headers().get("server").unwrap().to_str().unwrap(),
         "BackendAI"
     );
+    let response_version_header = response
+        .headers()
+        .get("x-bai-manager-version")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(
         body,
-        serde_json::json!({"version": "v6.20220615", "manager": env!("CARGO_PKG_VERSION")})
+        serde_json::json!({
+            "version": "v6.20220615",
+            "manager": "22.09.23",
+            "bai-manager": env!("CARGO_PKG_VERSION"),
+        })
+    );
+    assert_eq!(
+        response_version_header,
+        env!("CARGO_PKG_VERSION"),
+        "bai-manager's own version travels in X-BAI-Manager-Version"
     );
 
     let pid_file = env.path("manager.pid");

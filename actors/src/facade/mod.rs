@@ -11,6 +11,7 @@ pub mod access;
 pub mod auth;
 pub mod body_deadline;
 pub mod connection_activity;
+pub mod dotfile_list;
 pub mod event_feed;
 pub mod hello;
 pub mod json_nesting;
@@ -24,7 +25,10 @@ pub mod reply;
 pub mod routes;
 pub mod session;
 pub mod slot_types;
+pub mod ssh_keypair;
 pub mod state;
+pub mod template_check;
+pub mod usage_report;
 
 use actix_web::http::header;
 use actix_web::middleware::DefaultHeaders;

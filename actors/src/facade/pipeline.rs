@@ -315,7 +315,7 @@ fn add_anonymous_rate_limit(mut response: ServiceResponse<BoxBody>) -> ServiceRe
     response
 }
 
-/// Headers every reply gets: `Server`, and the CORS ones when the request had an `Origin`.
+/// Headers every reply gets: `Server`, `X-BAI-Manager-Version`, and the CORS ones when the request had an `Origin`.
 fn finish(
     mut response: ServiceResponse<BoxBody>,
     origin: Option<&HeaderValue>,
@@ -324,6 +324,10 @@ fn finish(
     headers.insert(
         header::SERVER,
         HeaderValue::from_static(SERVER_HEADER_VALUE),
+    );
+    headers.insert(
+        header::HeaderName::from_static("x-bai-manager-version"),
+        HeaderValue::from_static(super::hello::BAI_MANAGER_VERSION),
     );
     if let Some(origin) = origin
         && !headers.contains_key(header::ACCESS_CONTROL_ALLOW_ORIGIN)

@@ -287,7 +287,7 @@ pub struct RescanImages {
 
 type Step<T> = Result<Outcome<T>, Outcome<T>>;
 
-fn catalog_failure<T>(error: CatalogError) -> Outcome<T> {
+pub(super) fn catalog_failure<T>(error: CatalogError) -> Outcome<T> {
     Outcome::failure(match error {
         CatalogError::Image(ImageDbError::NotFound { .. }) => {
             "No such environment image.".to_owned()
@@ -298,7 +298,7 @@ fn catalog_failure<T>(error: CatalogError) -> Outcome<T> {
     })
 }
 
-fn registry_sync<T>(
+pub(super) fn registry_sync<T>(
     request: &GqlRequest,
 ) -> Result<&actix::Addr<crate::registry_sync::RegistrySync>, Outcome<T>> {
     request
@@ -307,7 +307,7 @@ fn registry_sync<T>(
         .ok_or_else(|| Outcome::failure("unexpected error: the registry-sync actor is not running"))
 }
 
-fn mailbox_failure<T>(error: actix::MailboxError) -> Outcome<T> {
+pub(super) fn mailbox_failure<T>(error: actix::MailboxError) -> Outcome<T> {
     Outcome::failure(format!(
         "unexpected error: the registry-sync actor did not answer ({error}); retry"
     ))

@@ -9,7 +9,10 @@
 //! `prescan.rs` and `front_end.rs` the limits every document passes before it is parsed, validated
 //! and run.
 
+pub mod acl;
+pub mod admin_mutation;
 pub mod agent;
+pub mod agent_summary;
 pub mod container;
 pub mod context;
 pub mod domain;

@@ -4,7 +4,10 @@
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
+use super::acl::AclQuery;
+use super::admin_mutation::AdminMutation;
 use super::agent::AgentQuery;
+use super::agent_summary::AgentSummaryQuery;
 use super::domain::{DomainMutation, DomainQuery};
 use super::group::{GroupMutation, GroupQuery};
 use super::image::{ImageMutation, ImageQuery};
@@ -54,6 +57,8 @@ pub struct QueryRoot(
     UserQuery,
     VFolderQuery,
     StorageVolumeQuery,
+    AgentSummaryQuery,
+    AclQuery,
 );
 
 /// Every mutation, one part per type.
@@ -68,6 +73,7 @@ pub struct MutationRoot(
     ResourcePresetMutation,
     ScalingGroupMutation,
     UserMutation,
+    AdminMutation,
 );
 
 pub type GqlSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
+use bai_schema::image_admin::{self, ImageChanges};
 use bai_schema::images::{self, ImageDbError, ImageRecord};
 use deadpool_postgres::Pool;
 
@@ -64,6 +65,22 @@ pub struct DealiasImage {
 pub struct ForgetImage {
     pub reference: String,
     pub architecture: String,
+}
+
+/// Change the columns of one image row (`modify_image`).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<ImageRecord, CatalogError>")]
+pub struct ModifyImage {
+    pub target: String,
+    pub architecture: String,
+    pub changes: ImageChanges,
+}
+
+/// Drop every image of a registry with its aliases (`clear_images`); answers how many.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64, CatalogError>")]
+pub struct ClearImages {
+    pub registry: String,
 }
 
 /// The registry-sync actor.
@@ -183,6 +200,54 @@ impl Handler<ForgetImage> for RegistrySync {
         Box::pin(async move {
             let client = db.get().await?;
             Ok(images::forget_image(&**client, &message.reference, &message.architecture).await?)
+        })
+    }
+}
+
+impl Handler<ModifyImage> for RegistrySync {
+    type Result = ResponseFuture<Result<ImageRecord, CatalogError>>;
+
+    fn handle(&mut self, message: ModifyImage, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let client = db.get().await?;
+            Ok(image_admin::modify_image(
+                &**client,
+                &message.target,
+                &message.architecture,
+                &message.changes,
+            )
+            .await?)
+        })
+    }
+}
+
+impl Handler<ClearImages> for RegistrySync {
+    type Result = ResponseFuture<Result<u64, CatalogError>>;
+
+    fn handle(&mut self, message: ClearImages, _ctx: &mut Self::Context) -> Self::Result {
+        let db = self.db.clone();
+        Box::pin(async move {
+            let mut client = db.get().await?;
+            // Aliases and images go together or not at all.
+            let transaction =
+                client
+                    .transaction()
+                    .await
+                    .map_err(|source| ImageDbError::Database {
+                        context: "starting a transaction",
+                        source,
+                    })?;
+            let cleared =
+                image_admin::clear_registry_images(&*transaction, &message.registry).await?;
+            transaction
+                .commit()
+                .await
+                .map_err(|source| ImageDbError::Database {
+                    context: "committing the cleared images",
+                    source,
+                })?;
+            Ok(cleared)
         })
     }
 }

@@ -20,7 +20,10 @@ pub mod paging;
 pub mod rescan;
 pub mod scan;
 
-pub use actor::{AliasImage, CatalogError, DealiasImage, ForgetImage, RegistrySync, Rescan};
+pub use actor::{
+    AliasImage, CatalogError, ClearImages, DealiasImage, ForgetImage, ModifyImage, RegistrySync,
+    Rescan,
+};
 pub use config::{RegistryConfig, RegistryType, load_registries};
 pub use rescan::{RegistryReport, RescanError, RescanReport, rescan};
 pub use scan::{

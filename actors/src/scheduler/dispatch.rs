@@ -47,6 +47,9 @@ pub struct DispatchDeps {
     pub pool: deadpool_postgres::Pool,
     pub rpc: Arc<AgentRpc>,
     pub etcd: Option<EtcdStore>,
+    /// Redis database 0 (`stat`), where the agents keep each kernel's statistics; a kernel's
+    /// last ones are stored in `kernels.last_stat` when it terminates. `None` keeps nothing.
+    pub stat_redis: Option<redis::aio::ConnectionManager>,
 }
 
 /// How dispatching one session ended.

@@ -2,6 +2,7 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
+use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
 use uuid::Uuid;
 
@@ -9,6 +10,8 @@ use super::dispatch::{DispatchDeps, DispatchError, mark_running};
 use super::lifecycle::{
     KernelUpdate, SessionChange, recalc_agent_occupancy, transit_kernel, update_session_status,
 };
+use crate::wire::msgpack;
+use crate::wire::msgpack_json::msgpack_to_json;
 use crate::wire::{
     Event, EventProducer, KernelEvent, KernelEventKind, SessionEvent, SessionEventKind,
 };
@@ -32,13 +35,54 @@ pub async fn apply_kernel_event(
         }
         KernelEventKind::Cancelled => KernelStatus::Cancelled,
         KernelEventKind::Terminating => KernelStatus::Terminating,
-        KernelEventKind::Terminated => KernelStatus::Terminated,
+        KernelEventKind::Terminated => {
+            keep_last_stat(deps, event.kernel_id).await;
+            KernelStatus::Terminated
+        }
     };
     let change = end_or_move_kernel(deps, event.kernel_id, target, &event.reason).await?;
     if let (Some(change), Some(producer)) = (change, producer) {
         announce(producer, &change, &event.reason).await;
     }
     Ok(())
+}
+
+/// Copies the kernel's statistics from Redis to `kernels.last_stat` (the original's
+/// `sync_kernel_stats` at termination), before the session's end is announced, so usage
+/// reports and the destroy reply have them after the agent drops its key. Best effort: a
+/// missing statistic or a Redis failure leaves `last_stat` as it was.
+async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
+    let Some(redis) = &deps.stat_redis else {
+        return;
+    };
+    let mut connection = redis.clone();
+    let raw: Option<Vec<u8>> = match redis::cmd("GET")
+        .arg(kernel_id.to_string())
+        .query_async(&mut connection)
+        .await
+    {
+        Ok(raw) => raw,
+        Err(e) => {
+            log::warn!("cannot read the statistics of kernel {kernel_id} from redis: {e}");
+            return;
+        }
+    };
+    let Some(stat) = raw
+        .and_then(|bytes| msgpack::decode(&bytes).ok())
+        .map(|value| msgpack_to_json(&value))
+    else {
+        return;
+    };
+    let client = match deps.pool.get().await {
+        Ok(client) => client,
+        Err(e) => {
+            log::warn!("cannot store the last statistics of kernel {kernel_id}: {e}");
+            return;
+        }
+    };
+    if let Err(e) = set_last_stat(&client, kernel_id, &stat).await {
+        log::warn!("cannot store the last statistics of kernel {kernel_id}: {e}");
+    }
 }
 
 /// Moves a kernel and, when it stops occupying its agent, recomputes the agent's slots, all in

@@ -13,6 +13,7 @@ pub mod entry;
 pub mod events;
 pub mod ext;
 pub mod msgpack;
+pub mod msgpack_json;
 pub mod pickle;
 pub mod producer;
 pub mod temporenc;

@@ -2,13 +2,19 @@
 //! scaling groups. Each query takes a `deadpool_postgres::GenericClient` (a pooled connection
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
+pub mod agent_admin;
+pub mod dotfiles;
 pub mod image;
 pub mod keypair;
 pub mod resource;
 pub mod scaling_group;
 pub mod session;
 pub mod session_enqueue;
+pub mod session_template;
+pub mod usage;
+pub mod user_self;
 pub mod vfolder;
+pub mod vfolder_sharing;
 
 use crate::slots::{ResourceSlot, SlotError};
 

@@ -82,6 +82,48 @@ pub async fn allowed_scaling_groups(
         .collect())
 }
 
+const KEYPAIR_ALLOWED_NAMES_SQL: &str = r#"
+SELECT s.name
+FROM scaling_groups s
+WHERE s.is_active AND s.name IN (
+    SELECT d.scaling_group FROM sgroups_for_domains d
+    JOIN users u ON u.domain_name = d.domain
+    JOIN keypairs k ON k."user" = u.uuid
+    WHERE k.access_key = $1
+    UNION
+    SELECT f.scaling_group FROM sgroups_for_groups f
+    JOIN association_groups_users a ON a.group_id = f."group"
+    JOIN keypairs k ON k."user" = a.user_id
+    WHERE k.access_key = $1
+    UNION
+    SELECT scaling_group FROM sgroups_for_keypairs WHERE access_key = $1
+)
+ORDER BY s.name
+"#;
+
+/// The names of the active scaling groups `access_key` may use through its user's domain,
+/// any project its user belongs to, or the keypair itself (what the original's
+/// `_append_sgroup_from_clause` allows when no scaling group is named).
+pub async fn keypair_allowed_scaling_group_names(
+    client: &impl GenericClient,
+    access_key: &str,
+) -> Result<Vec<String>, QueryError> {
+    let statement = client
+        .prepare_cached(KEYPAIR_ALLOWED_NAMES_SQL)
+        .await
+        .map_err(db_err("preparing the keypair's scaling groups query"))?;
+    let rows = client
+        .query(&statement, &[&access_key])
+        .await
+        .map_err(db_err("listing the keypair's scaling groups"))?;
+    rows.iter()
+        .map(|row| {
+            row.try_get(0)
+                .map_err(db_err("reading the keypair's scaling groups"))
+        })
+        .collect()
+}
+
 /// Whether `scaling_group` allows `session_type` (`interactive`, `batch`, ...): its
 /// `scheduler_opts.allowed_session_types`, by default interactive and batch.
 pub fn allows_session_type(scheduler_opts: &serde_json::Value, session_type: &str) -> bool {

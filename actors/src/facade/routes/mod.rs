@@ -1,17 +1,22 @@
 //! The REST routes of the client API, one file per area, and the helpers their handlers share.
 
 pub mod auth;
+pub mod auth_self;
 pub mod config;
+pub mod dotfiles;
 pub mod events;
 pub mod image;
 pub mod manager;
 pub mod resource;
+pub mod resource_usage;
 pub mod scaling_group;
 pub mod session;
+pub mod templates;
 pub mod vfolder;
 pub mod vfolder_access;
 pub mod vfolder_files;
 pub mod vfolder_reply;
+pub mod vfolder_sharing;
 
 use actix_web::web;
 use deadpool_postgres::Object;
@@ -22,13 +27,19 @@ use crate::facade::state::AppState;
 /// Registers the routes of every area (inside the API scope, see `facade::configure`).
 pub fn register(cfg: &mut web::ServiceConfig) {
     auth::register(cfg);
+    auth_self::register(cfg);
     config::register(cfg);
+    dotfiles::register(cfg);
     events::register(cfg);
     image::register(cfg);
     manager::register(cfg);
     resource::register(cfg);
+    resource_usage::register(cfg);
     scaling_group::register(cfg);
     session::register(cfg);
+    templates::register(cfg);
+    // Before `vfolder`: `/folders/invitations/…` and `/folders/_/shared` are not folder names.
+    vfolder_sharing::register(cfg);
     vfolder::register(cfg);
     vfolder_files::register(cfg);
 }
