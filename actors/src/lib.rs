@@ -6,6 +6,7 @@ pub mod event_bus;
 pub mod facade;
 pub mod gql;
 pub mod heartbeat;
+pub mod interaction;
 pub mod lock;
 pub mod redis;
 pub mod registry_sync;

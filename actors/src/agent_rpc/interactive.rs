@@ -34,7 +34,8 @@ pub struct ExecuteCall {
     pub kernel_id: Uuid,
     /// The major API version the agent formats results for (4 is sent as 3, as upstream).
     pub api_major: i64,
-    pub run_id: String,
+    /// `None` lets the agent pick the run id (a first REST call with `runId: null`).
+    pub run_id: Option<String>,
     pub mode: String,
     pub code: String,
     pub opts: serde_json::Value,
@@ -56,7 +57,7 @@ pub fn execute_args(target: &AgentTarget, call: &ExecuteCall) -> Vec<Value> {
     args.extend([
         Value::str(call.kernel_id.to_string()),
         Value::Int(api_major),
-        Value::str(call.run_id.clone()),
+        call.run_id.clone().map_or(Value::Nil, Value::Str),
         Value::str(call.mode.clone()),
         Value::str(call.code.clone()),
         Value::from_json(&call.opts),
@@ -331,7 +332,7 @@ mod tests {
             session_id: Uuid::from_u128(1),
             kernel_id: Uuid::from_u128(2),
             api_major: 4,
-            run_id: "r1".into(),
+            run_id: Some("r1".into()),
             mode: "query".into(),
             code: "print(1)".into(),
             opts: serde_json::json!({}),

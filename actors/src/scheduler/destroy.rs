@@ -8,6 +8,7 @@ use std::time::Duration;
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
 use uuid::Uuid;
 
+use super::container_log::keep_container_log;
 use super::dispatch::{DispatchDeps, DispatchError};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::AgentTarget;
@@ -82,6 +83,7 @@ pub async fn destroy_session(
     drop(client);
 
     let mut failures = Vec::new();
+    let mut log_fetch_failures: Vec<String> = Vec::new();
     for kernel in &kernels {
         if matches!(
             kernel.status,
@@ -118,6 +120,10 @@ pub async fn destroy_session(
             }
             continue;
         }
+        if let Err(error) = keep_container_log(deps, target, kernel.id).await {
+            // The session still terminates; only its stored log is missing.
+            log_fetch_failures.push(format!("kernel {}: {error}", kernel.id));
+        }
         let destroyed = tokio::time::timeout(
             DESTROY_TIMEOUT,
             deps.rpc
@@ -132,6 +138,13 @@ pub async fn destroy_session(
                 target.id, kernel.id
             )),
         }
+    }
+    if !log_fetch_failures.is_empty() {
+        // The scheduler's callers log through `log`'s bridge, as gql/image.rs does.
+        log::warn!(
+            "session {session_id}: container logs not kept: {}",
+            log_fetch_failures.join("; ")
+        );
     }
     if forced {
         for kernel in &kernels {

@@ -3,6 +3,7 @@
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
 pub mod image;
+pub mod interaction;
 pub mod keypair;
 pub mod resource;
 pub mod scaling_group;
