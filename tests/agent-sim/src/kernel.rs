@@ -108,7 +108,8 @@ pub fn execute(call: &ExecuteArgs) -> Value {
 /// `list_files`: the JSON text of the entries directly under `path`, as the kernel runner
 /// reports them.
 pub fn list_files(files: &KernelFiles, path: &str) -> Value {
-    let prefix = match path.trim_matches('/') {
+    let relative = path.strip_prefix("/home/work").unwrap_or(path);
+    let prefix = match relative.trim_matches('/') {
         "" | "." => String::new(),
         dir => format!("{dir}/"),
     };

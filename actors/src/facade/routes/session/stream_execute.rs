@@ -19,6 +19,9 @@ use crate::wire::Value;
 
 /// The original's `[manager] max-wsmsg-size` default (16 MiB).
 pub const MAX_WS_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+/// The statuses after which the run goes on with `mode: continue` (the runner has more output
+/// or the next batch step); `waiting-input` goes on with `mode: input`.
+pub const CONTINUED_STATUSES: [&str; 3] = ["continued", "build-finished", "clean-finished"];
 /// How long the agent gathers output before each streamed round (the original's 0.2 s).
 pub const STREAM_FLUSH_TIMEOUT: f64 = 0.2;
 
@@ -153,8 +156,10 @@ async fn run(
                 mode = "input".into();
                 code = input;
             }
-            Some("finished") | None => break,
-            Some(_) => mode = "continue".into(),
+            Some(status) if CONTINUED_STATUSES.contains(&status) => mode = "continue".into(),
+            // `finished`, and anything the kernel runner does not continue from (e.g. the
+            // dummy agent's `not-implemented`): asking again would loop forever.
+            _ => break,
         }
     }
     let _ = session.close(None).await;
