@@ -11,5 +11,6 @@ pub mod lock;
 pub mod redis;
 pub mod registry_sync;
 pub mod scheduler;
+pub mod session_callback;
 pub mod storage;
 pub mod wire;

@@ -16,6 +16,7 @@ use bai_actors::scheduler::actor::{
     RECONCILE_INTERVAL, SCHEDULE_INTERVAL, Scheduler, SchedulerDeps, SchedulerSettings, interest,
 };
 use bai_actors::scheduler::dispatch::DispatchDeps;
+use bai_actors::session_callback::{self, SessionCallbacks};
 use bai_actors::wire::EventProducer;
 use slog::o;
 
@@ -84,6 +85,17 @@ pub fn start_scheduler(
         name: "scheduler".into(),
         interest: interest(),
         recipient: scheduler.clone().recipient(),
+    });
+    // Session callbacks hear the same lifecycle events, once per cluster (consumer group).
+    let callbacks = SessionCallbacks::new(
+        ctx.state.db.clone(),
+        ctx.log.new(o!("actor" => "session-callbacks")),
+    )
+    .start();
+    bus.do_send(Subscribe {
+        name: "session-callbacks".into(),
+        interest: session_callback::interest(),
+        recipient: callbacks.recipient(),
     });
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),

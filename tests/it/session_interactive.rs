@@ -89,6 +89,65 @@ async fn sdk_call(port: u16, session: &str, call: &str) -> (bool, String) {
     .expect("the SDK task")
 }
 
+/// Received callback bodies, shared with the receiver task.
+type Received = std::sync::Arc<std::sync::Mutex<Vec<serde_json::Value>>>;
+
+/// A plain HTTP receiver of session callbacks: records each POST body, answers 200.
+async fn callback_receiver() -> (u16, Received, AbortOnDrop) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let received = Received::default();
+    let sink = received.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let sink = sink.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(read) = socket.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    let text = String::from_utf8_lossy(&buffer).into_owned();
+                    let Some(head_end) = text.find("\r\n\r\n") else {
+                        continue;
+                    };
+                    let length: usize = text[..head_end]
+                        .lines()
+                        .find_map(|line| {
+                            let (name, value) = line.split_once(':')?;
+                            if name.eq_ignore_ascii_case("content-length") {
+                                value.trim().parse().ok()
+                            } else {
+                                None
+                            }
+                        })
+                        .unwrap_or(0);
+                    if buffer.len() < head_end + 4 + length {
+                        continue;
+                    }
+                    let body = &buffer[head_end + 4..head_end + 4 + length];
+                    if let Ok(json) = serde_json::from_slice(body) {
+                        sink.lock().unwrap_or_else(|p| p.into_inner()).push(json);
+                    }
+                    let _ = socket
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+                        )
+                        .await;
+                    return;
+                }
+            });
+        }
+    });
+    (port, received, AbortOnDrop(task))
+}
+
 /// Stops a background task when the test ends, however it ends.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
@@ -354,4 +413,69 @@ async fn session_ls_download_restart_and_interrupt_work_on_a_simulated_agent() {
         out.contains(&format!("simulated log of kernel {kernel_id}")),
         "{out}"
     );
+
+    // A two-container single-node cluster with a callback URL: the agent makes the cluster's
+    // local network first, the receiver hears the lifecycle, and the network goes at the end.
+    let (hook_port, received, _receiver) = callback_receiver().await;
+    let hook = format!("http://127.0.0.1:{hook_port}/hook");
+    let (ok, out) = cli_in(
+        port,
+        &work,
+        &[
+            "session",
+            "create",
+            "-t",
+            "sim-cluster",
+            "--cluster-size",
+            "2",
+            "-r",
+            "cpu=1",
+            "-r",
+            "mem=1g",
+            "--callback-url",
+            &hook,
+            IMAGE,
+        ],
+    )
+    .await;
+    assert!(ok, "session create (cluster) failed:\n{out}");
+    let (cluster_id, status) = session_row(&db, "sim-cluster").await.expect("the cluster");
+    assert_eq!(status, "RUNNING", "{out}");
+    let calls = |method: &str| {
+        ledger
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .calls
+            .get(method)
+            .copied()
+            .unwrap_or(0)
+    };
+    assert_eq!(calls("create_local_network"), 1);
+    let (ok, out) = cli_in(port, &work, &["session", "destroy", "sim-cluster"]).await;
+    assert!(ok, "session destroy (cluster) failed:\n{out}");
+    assert_eq!(calls("destroy_local_network"), 1);
+    let expected = [
+        "enqueued",
+        "scheduled",
+        "preparing",
+        "started",
+        "terminated",
+    ];
+    wait_until("the callbacks of the cluster session", LIMIT, || async {
+        let events: Vec<String> = received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|body| body["session_id"] == cluster_id.to_string())
+            .filter_map(|body| body["event"].as_str().map(str::to_owned))
+            .collect();
+        if expected.iter().all(|e| events.iter().any(|seen| seen == e)) {
+            Ok(())
+        } else {
+            Err(format!("{events:?}"))
+        }
+    })
+    .await;
+    let first = received.lock().unwrap_or_else(|p| p.into_inner())[0].clone();
+    assert_eq!(first["type"], "session_lifecycle", "{first}");
 }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
 use uuid::Uuid;
 
+use super::cluster_network::{destroy_local_network, local_network_name};
 use super::container_log::keep_container_log;
 use super::dispatch::{DispatchDeps, DispatchError};
 use super::events::{announce, end_or_move_kernel};
@@ -138,6 +139,22 @@ pub async fn destroy_session(
                 target.id, kernel.id
             )),
         }
+    }
+    // A single-node cluster's local network goes once its kernels are gone (best effort: a
+    // leftover bridge network holds no resources the scheduler counts).
+    let targets: Vec<&AgentTarget> = kernels
+        .iter()
+        .filter(|k| k.agent_alive)
+        .filter_map(|k| k.target.as_ref())
+        .collect();
+    if kernels.len() > 1
+        && let Some(first) = targets.first()
+        && targets.len() == kernels.len()
+        && targets.iter().all(|t| t.id == first.id)
+        && let Err(error) =
+            destroy_local_network(&deps.rpc, first, &local_network_name(session_id)).await
+    {
+        log::warn!("session {session_id}: cannot remove its cluster network: {error}");
     }
     if !log_fetch_failures.is_empty() {
         // The scheduler's callers log through `log`'s bridge, as gql/image.rs does.

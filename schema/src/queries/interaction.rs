@@ -185,3 +185,24 @@ pub async fn dependency_graph(
         })
         .collect()
 }
+
+/// The `callback_url` of a session, if it has one (read for every lifecycle event of it).
+pub async fn session_callback_url(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<String>, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT callback_url FROM sessions WHERE id = $1")
+        .await
+        .map_err(db_err("preparing the callback URL query"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("reading a session's callback URL"))?;
+    match row {
+        Some(row) => row
+            .try_get(0)
+            .map_err(db_err("reading sessions.callback_url")),
+        None => Ok(None),
+    }
+}

@@ -140,7 +140,10 @@ async fn handle(
     match header.method.as_str() {
         "ping" => frame::result(header, args.first().unwrap_or(&Value::Nil)),
         "gather_hwinfo" => frame::result(header, &Value::Map(Vec::new())),
-        "sync_kernel_registry" | "update_scaling_group" => frame::result(header, &Value::Nil),
+        "sync_kernel_registry"
+        | "update_scaling_group"
+        | "create_local_network"
+        | "destroy_local_network" => frame::result(header, &Value::Nil),
         "check_running" | "check_creating" => {
             let kernel = text(args.first());
             let running = ledger(shared)
