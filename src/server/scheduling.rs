@@ -10,11 +10,13 @@ use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
 use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::SessionControl;
+use bai_actors::interaction::SessionInteraction;
 use bai_actors::lock::{LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
     RECONCILE_INTERVAL, SCHEDULE_INTERVAL, Scheduler, SchedulerDeps, SchedulerSettings, interest,
 };
 use bai_actors::scheduler::dispatch::DispatchDeps;
+use bai_actors::session_callback::{self, SessionCallbacks};
 use bai_actors::wire::EventProducer;
 use slog::o;
 
@@ -52,10 +54,18 @@ pub fn start_scheduler(
     let reconcile_interval = RECONCILE_INTERVAL
         .min(transition_timeout / RECONCILES_PER_TIMEOUT)
         .max(Duration::from_secs(1));
+    // One set of agent connections per worker, shared by the scheduler and the calls on running
+    // sessions.
+    let rpc = Arc::new(AgentRpc::new(RpcTimeouts::default()));
+    extensions.add(web::Data::new(SessionInteraction::new(
+        ctx.state.db.clone(),
+        rpc.clone(),
+        ctx.log.new(o!("service" => "session-interaction")),
+    )));
     let scheduler = Scheduler::new(SchedulerDeps {
         dispatch: DispatchDeps {
             pool: ctx.background_db.clone(),
-            rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
+            rpc,
             etcd: Some(ctx.state.etcd.clone()),
             stat_redis: Some(ctx.state.redis.stat.clone()),
         },
@@ -76,6 +86,17 @@ pub fn start_scheduler(
         name: "scheduler".into(),
         interest: interest(),
         recipient: scheduler.clone().recipient(),
+    });
+    // Session callbacks hear the same lifecycle events, once per cluster (consumer group).
+    let callbacks = SessionCallbacks::new(
+        ctx.state.db.clone(),
+        ctx.log.new(o!("actor" => "session-callbacks")),
+    )
+    .start();
+    bus.do_send(Subscribe {
+        name: "session-callbacks".into(),
+        interest: session_callback::interest(),
+        recipient: callbacks.recipient(),
     });
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::sched_support::RealAgent;
 
-fn quick_timeouts() -> RpcTimeouts {
+pub(crate) fn quick_timeouts() -> RpcTimeouts {
     RpcTimeouts {
         connect: Duration::from_secs(2),
         handshake: Duration::from_secs(2),
@@ -26,7 +26,7 @@ fn quick_timeouts() -> RpcTimeouts {
 }
 
 /// Pings until the agent's RPC loop answers (it binds its port before it serves).
-async fn wait_until_serving(rpc: &AgentRpc, target: &AgentTarget) {
+pub(crate) async fn wait_until_serving(rpc: &AgentRpc, target: &AgentTarget) {
     for _ in 0..60 {
         if let Ok(Value::Str(reply)) = rpc.ping(target, "ready?").await
             && reply == "ready?"
@@ -38,7 +38,7 @@ async fn wait_until_serving(rpc: &AgentRpc, target: &AgentTarget) {
     panic!("the agent at {} never answered ping", target.addr);
 }
 
-fn launch(agent: &RealAgent, session_id: Uuid, kernel_id: Uuid) -> KernelLaunch {
+pub(crate) fn launch(agent: &RealAgent, session_id: Uuid, kernel_id: Uuid) -> KernelLaunch {
     KernelLaunch {
         kernel_id,
         session_id,

@@ -13,9 +13,9 @@ use crate::manager_process::ManagerProcess;
 use crate::sched_support::{RealAgent, scheduling_world};
 
 const ADMIN_SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
-const IMAGE: &str = "cr.backend.ai/testing/python:3.9-ubuntu20.04";
+pub(crate) const IMAGE: &str = "cr.backend.ai/testing/python:3.9-ubuntu20.04";
 
-fn client_cli() -> PathBuf {
+pub(crate) fn client_cli() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/peers/client.sh");
     let output = Command::new("bash")
         .arg(&script)
@@ -31,7 +31,7 @@ fn client_cli() -> PathBuf {
 }
 
 /// Runs `backend.ai ARGS` against the manager; returns (success, stdout + stderr).
-fn cli(port: u16, args: &[&str]) -> (bool, String) {
+pub(crate) fn cli(port: u16, args: &[&str]) -> (bool, String) {
     let output = Command::new(client_cli())
         .args(args)
         .env("BACKEND_ENDPOINT", format!("http://127.0.0.1:{port}"))
@@ -97,7 +97,7 @@ where
     panic!("timed out waiting for {what}");
 }
 
-struct DumpOnFailure(PathBuf, PathBuf);
+pub(crate) struct DumpOnFailure(pub(crate) PathBuf, pub(crate) PathBuf);
 
 impl Drop for DumpOnFailure {
     fn drop(&mut self) {
@@ -117,24 +117,29 @@ impl Drop for DumpOnFailure {
     }
 }
 
+/// Adds [`IMAGE`] (with the labels a Python kernel image has) and allows its registry.
+pub(crate) async fn add_test_image(db: &tokio_postgres::Client) {
+    db.batch_execute(&format!(
+    "INSERT INTO images (name, project, image, tag, registry, architecture, config_digest,
+                         size_bytes, labels, resources)
+     VALUES ('{IMAGE}', 'testing', 'testing/python', '3.9-ubuntu20.04', 'cr.backend.ai', 'x86_64',
+             'sha256:fcffa2299032fe7456c00a9b8e2bcbd3c8c49950cd8156118c1703d2d3ea1340', 938,
+             '{{\"ai.backend.kernelspec\": \"1\", \"ai.backend.features\": \"batch query uid-match user-input\",
+               \"ai.backend.runtime-type\": \"python\", \"ai.backend.runtime-path\": \"/usr/bin/python3\",
+               \"ai.backend.service-ports\": \"ipython:pty:3000,jupyter:http:8081\"}}',
+             '{{\"cpu\": {{\"min\": \"1\"}}, \"mem\": {{\"min\": \"256m\"}}}}');
+     UPDATE domains SET allowed_docker_registries = array_append(allowed_docker_registries, 'cr.backend.ai')
+      WHERE name = 'default';"
+))
+.await
+.expect("adding the test image");
+}
+
 #[tokio::test]
 async fn the_official_cli_runs_a_session_on_the_real_agent_and_destroys_it() {
     let env = TestEnv::new().await;
     let db = scheduling_world(&env).await;
-    db.batch_execute(&format!(
-        "INSERT INTO images (name, project, image, tag, registry, architecture, config_digest,
-                             size_bytes, labels, resources)
-         VALUES ('{IMAGE}', 'testing', 'testing/python', '3.9-ubuntu20.04', 'cr.backend.ai', 'x86_64',
-                 'sha256:fcffa2299032fe7456c00a9b8e2bcbd3c8c49950cd8156118c1703d2d3ea1340', 938,
-                 '{{\"ai.backend.kernelspec\": \"1\", \"ai.backend.features\": \"batch query uid-match user-input\",
-                   \"ai.backend.runtime-type\": \"python\", \"ai.backend.runtime-path\": \"/usr/bin/python3\",
-                   \"ai.backend.service-ports\": \"ipython:pty:3000,jupyter:http:8081\"}}',
-                 '{{\"cpu\": {{\"min\": \"1\"}}, \"mem\": {{\"min\": \"256m\"}}}}');
-         UPDATE domains SET allowed_docker_registries = array_append(allowed_docker_registries, 'cr.backend.ai')
-          WHERE name = 'default';"
-    ))
-    .await
-    .expect("adding the test image");
+    add_test_image(&db).await;
 
     let config = env.manager_toml("");
     let output = env.path("manager.out");

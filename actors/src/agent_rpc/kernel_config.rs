@@ -197,6 +197,8 @@ pub fn cluster_info(
         ),
         ("ssh_keypair", Value::Nil),
         ("cluster_ssh_port_mapping", Value::Nil),
+        // 22.09/23.09 agents read the network from here (26.x from `network_config`).
+        ("network_name", Value::str(network_name)),
     ])
 }
 

@@ -19,6 +19,16 @@ pub enum AgentMethod {
     CheckRunning,
     CheckCreating,
     GetLogs,
+    Execute,
+    InterruptKernel,
+    GetCompletions,
+    RestartKernel,
+    UploadFile,
+    DownloadFile,
+    DownloadSingle,
+    ListFiles,
+    Commit,
+    GetCommitStatus,
 }
 
 impl AgentMethod {
@@ -36,6 +46,16 @@ impl AgentMethod {
             AgentMethod::CheckRunning => "check_running",
             AgentMethod::CheckCreating => "check_creating",
             AgentMethod::GetLogs => "get_logs",
+            AgentMethod::Execute => "execute",
+            AgentMethod::InterruptKernel => "interrupt_kernel",
+            AgentMethod::GetCompletions => "get_completions",
+            AgentMethod::RestartKernel => "restart_kernel",
+            AgentMethod::UploadFile => "upload_file",
+            AgentMethod::DownloadFile => "download_file",
+            AgentMethod::DownloadSingle => "download_single",
+            AgentMethod::ListFiles => "list_files",
+            AgentMethod::Commit => "commit",
+            AgentMethod::GetCommitStatus => "get_commit_status",
         }
     }
 
@@ -54,11 +74,28 @@ impl AgentMethod {
             | AgentMethod::DestroyKernel
             | AgentMethod::CreateLocalNetwork
             | AgentMethod::DestroyLocalNetwork
-            | AgentMethod::GetLogs => true,
+            | AgentMethod::GetLogs
+            | AgentMethod::Execute
+            | AgentMethod::InterruptKernel
+            | AgentMethod::GetCompletions
+            | AgentMethod::RestartKernel
+            | AgentMethod::UploadFile
+            | AgentMethod::DownloadFile
+            | AgentMethod::ListFiles
+            | AgentMethod::Commit
+            | AgentMethod::GetCommitStatus => true,
+            // download_single arrived with the 23.03 agents (absent from 22.09's RPC server).
+            AgentMethod::DownloadSingle => (major, minor) >= (23, 3),
             // The health probes arrived with the 25.x agents (present in 26.9.6, absent in 23.09).
             AgentMethod::CheckRunning | AgentMethod::CheckCreating => (major, minor) >= (25, 0),
         }
     }
+}
+
+/// Whether an agent of `version` speaks the 24.x+ RPC signatures: `session_id` before the
+/// kernel id in `execute`, the image ref in `restart_kernel`, and the `agent_id` keyword.
+pub fn uses_ownership_signatures(version: &str) -> bool {
+    parse_version(version).is_some_and(|(major, _)| major >= 24)
 }
 
 fn parse_version(version: &str) -> Option<(u32, u32)> {

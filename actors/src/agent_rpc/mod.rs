@@ -8,6 +8,7 @@ pub mod client;
 pub mod connection;
 pub mod frame;
 pub mod image_ref;
+pub mod interactive;
 pub mod kernel_config;
 pub mod methods;
 

@@ -122,6 +122,11 @@ impl ApiParams {
         }
     }
 
+    /// Every parameter (the body's when it had any, else the query string's).
+    pub fn values(&self) -> &Map<String, Value> {
+        &self.values
+    }
+
     /// The query string parameters alone.
     pub fn query(&self) -> &Map<String, Value> {
         &self.query

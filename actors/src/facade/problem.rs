@@ -50,6 +50,8 @@ pub enum ProblemKind {
     KernelDestructionFailed,
     KernelRestartFailed,
     KernelExecutionFailed,
+    InvalidSessionState,
+    PayloadTooLarge,
 }
 
 impl ProblemKind {
@@ -168,6 +170,12 @@ impl ProblemKind {
                 "kernel-execution-failed",
                 "Executing user code in the kernel has failed.",
             ),
+            InvalidSessionState => (
+                409,
+                "invalid-session-state",
+                "The session is not in a state that allows this operation.",
+            ),
+            PayloadTooLarge => (413, "request-entity-too-large", "Request Entity Too Large"),
         }
     }
 }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
 use uuid::Uuid;
 
+use super::cluster_network::{destroy_local_network, local_network_name};
+use super::container_log::keep_container_log;
 use super::dispatch::{DispatchDeps, DispatchError};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::AgentTarget;
@@ -82,6 +84,7 @@ pub async fn destroy_session(
     drop(client);
 
     let mut failures = Vec::new();
+    let mut log_fetch_failures: Vec<String> = Vec::new();
     for kernel in &kernels {
         if matches!(
             kernel.status,
@@ -118,6 +121,10 @@ pub async fn destroy_session(
             }
             continue;
         }
+        if let Err(error) = keep_container_log(deps, target, kernel.id).await {
+            // The session still terminates; only its stored log is missing.
+            log_fetch_failures.push(format!("kernel {}: {error}", kernel.id));
+        }
         let destroyed = tokio::time::timeout(
             DESTROY_TIMEOUT,
             deps.rpc
@@ -132,6 +139,29 @@ pub async fn destroy_session(
                 target.id, kernel.id
             )),
         }
+    }
+    // A single-node cluster's local network goes once its kernels are gone (best effort: a
+    // leftover bridge network holds no resources the scheduler counts).
+    let targets: Vec<&AgentTarget> = kernels
+        .iter()
+        .filter(|k| k.agent_alive)
+        .filter_map(|k| k.target.as_ref())
+        .collect();
+    if kernels.len() > 1
+        && let Some(first) = targets.first()
+        && targets.len() == kernels.len()
+        && targets.iter().all(|t| t.id == first.id)
+        && let Err(error) =
+            destroy_local_network(&deps.rpc, first, &local_network_name(session_id)).await
+    {
+        log::warn!("session {session_id}: cannot remove its cluster network: {error}");
+    }
+    if !log_fetch_failures.is_empty() {
+        // The scheduler's callers log through `log`'s bridge, as gql/image.rs does.
+        log::warn!(
+            "session {session_id}: container logs not kept: {}",
+            log_fetch_failures.join("; ")
+        );
     }
     if forced {
         for kernel in &kernels {

@@ -11,6 +11,7 @@ use chrono::Utc;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::cluster_network::{create_local_network, local_network_name, needs_local_network};
 use super::lifecycle::{
     KernelUpdate, LifecycleError, recalc_agent_occupancy, transit_kernel, update_session_status,
 };
@@ -147,6 +148,21 @@ pub async fn dispatch_session(
             })
             .1
             .push(kernel.launch);
+    }
+    let cluster_mode = per_agent
+        .values()
+        .next()
+        .and_then(|(_, launches)| launches.first())
+        .map(|launch| launch.cluster_mode.clone())
+        .unwrap_or_default();
+    if needs_local_network(&cluster_mode, cluster_size, per_agent.len())
+        && let Some((target, _)) = per_agent.values().next()
+        && let Err(error) =
+            create_local_network(&deps.rpc, target, &local_network_name(session_id)).await
+    {
+        let reason = describe(target, &error);
+        cancel_failed_start(deps, session_id, &reason).await?;
+        return Ok(DispatchOutcome::FailedToStart(reason));
     }
     let calls = per_agent.values().map(|(target, launches)| {
         let cluster = ClusterSpec {

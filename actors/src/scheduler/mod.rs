@@ -5,6 +5,8 @@
 //! actor around it only reads the snapshot, writes the reservation and dispatches to agents.
 
 pub mod actor;
+pub mod cluster_network;
+pub mod container_log;
 pub mod destroy;
 pub mod dispatch;
 pub mod etcd_state;

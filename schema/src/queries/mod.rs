@@ -5,6 +5,7 @@
 pub mod agent_admin;
 pub mod dotfiles;
 pub mod image;
+pub mod interaction;
 pub mod keypair;
 pub mod resource;
 pub mod scaling_group;

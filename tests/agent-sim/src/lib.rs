@@ -7,6 +7,7 @@
 //! server answering the manager's calls binds there (a `rpc` module beside this one, started
 //! per agent by the fleet).
 
+pub mod kernel;
 pub mod rpc;
 
 use std::collections::BTreeMap;

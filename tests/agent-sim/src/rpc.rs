@@ -9,10 +9,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bai_actors::agent_rpc::frame::{self, Header, Message, Payload};
-use bai_actors::wire::{Event, KernelEvent, KernelEventKind, Value};
+use bai_actors::wire::{Event, KernelEvent, KernelEventKind, Value, WireFormat};
 use bytes::Bytes;
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
+use crate::kernel::{self, KernelFiles};
 use crate::{SimAgent, SimError, StreamWriter};
 
 /// What every simulated agent did, shared by the fleet.
@@ -25,6 +26,12 @@ pub struct RpcLedger {
     pub calls: BTreeMap<String, u64>,
     /// Kernels currently running per agent.
     pub running: HashMap<String, Vec<String>>,
+    /// Files uploaded to each kernel.
+    pub files: HashMap<String, KernelFiles>,
+    /// Interrupts received per kernel.
+    pub interrupts: HashMap<String, u32>,
+    /// Restarts received per kernel.
+    pub restarts: HashMap<String, u32>,
 }
 
 pub type SharedLedger = Arc<Mutex<RpcLedger>>;
@@ -133,7 +140,10 @@ async fn handle(
     match header.method.as_str() {
         "ping" => frame::result(header, args.first().unwrap_or(&Value::Nil)),
         "gather_hwinfo" => frame::result(header, &Value::Map(Vec::new())),
-        "sync_kernel_registry" | "update_scaling_group" => frame::result(header, &Value::Nil),
+        "sync_kernel_registry"
+        | "update_scaling_group"
+        | "create_local_network"
+        | "destroy_local_network" => frame::result(header, &Value::Nil),
         "check_running" | "check_creating" => {
             let kernel = text(args.first());
             let running = ledger(shared)
@@ -237,6 +247,118 @@ async fn handle(
             let _ = writer.send(agent, &event).await;
             frame::result(header, &Value::Nil)
         }
+        "execute" => match kernel::execute_args(agent.format, &args) {
+            Some(call) => frame::result(header, &kernel::execute(&call)),
+            None => frame::failure(header, "TypeError", "TypeError('execute()')", ""),
+        },
+        "interrupt_kernel" => {
+            *ledger(shared)
+                .interrupts
+                .entry(text(args.first()))
+                .or_default() += 1;
+            frame::result(header, &Value::Map(Vec::new()))
+        }
+        "get_completions" => frame::result(
+            header,
+            &Value::map_of([
+                ("status", Value::str("finished")),
+                ("completions", Value::Array(Vec::new())),
+            ]),
+        ),
+        "restart_kernel" => {
+            // 26.x: (session, kernel, image, config); 23.09: (creation id, session, kernel, config).
+            let kernel = match agent.format {
+                WireFormat::Payload => text(args.get(1)),
+                WireFormat::Args => text(args.get(2)),
+            };
+            *ledger(shared).restarts.entry(kernel.clone()).or_default() += 1;
+            frame::result(
+                header,
+                &Value::map_of([
+                    ("id", Value::str(kernel)),
+                    ("kernel_host", Value::str("127.0.0.1")),
+                    ("repl_in_port", Value::Int(2000)),
+                    ("repl_out_port", Value::Int(2001)),
+                    ("service_ports", Value::Array(Vec::new())),
+                    ("container_id", Value::str("")),
+                ]),
+            )
+        }
+        "upload_file" => {
+            let kernel = text(args.first());
+            let name = text(args.get(1));
+            let data = args
+                .get(2)
+                .and_then(Value::as_bin)
+                .map(<[u8]>::to_vec)
+                .unwrap_or_default();
+            ledger(shared)
+                .files
+                .entry(kernel)
+                .or_default()
+                .insert(name.trim_start_matches('/').to_owned(), data);
+            frame::result(header, &Value::Nil)
+        }
+        "download_file" | "download_single" => {
+            let kernel = text(args.first());
+            let path = text(args.get(1));
+            let name = path
+                .trim_start_matches("/home/work/")
+                .trim_start_matches('/');
+            let data = ledger(shared)
+                .files
+                .get(&kernel)
+                .and_then(|files| files.get(name).cloned());
+            match data {
+                Some(data) if header.method == "download_single" => {
+                    frame::result(header, &Value::Bin(data))
+                }
+                Some(data) => frame::result(header, &Value::Bin(kernel::tar_one(name, &data))),
+                None => frame::failure(
+                    header,
+                    "FileNotFoundError",
+                    &format!("FileNotFoundError('{path}')"),
+                    "",
+                ),
+            }
+        }
+        "list_files" => {
+            let kernel = text(args.first());
+            let path = text(args.get(1));
+            let listing = kernel::list_files(
+                ledger(shared)
+                    .files
+                    .get(&kernel)
+                    .unwrap_or(&KernelFiles::new()),
+                &path,
+            );
+            frame::result(header, &listing)
+        }
+        "get_logs" => frame::result(
+            header,
+            &Value::map_of([(
+                "logs",
+                Value::str(format!("simulated log of kernel {}\n", text(args.first()))),
+            )]),
+        ),
+        "commit" => {
+            let kernel = text(args.first());
+            frame::result(
+                header,
+                &Value::map_of([
+                    ("bgtask_id", Value::str(uuid::Uuid::new_v4().to_string())),
+                    ("kernel", Value::str(kernel)),
+                    ("path", Value::Nil),
+                ]),
+            )
+        }
+        "get_commit_status" => frame::result(
+            header,
+            &Value::map_of([
+                ("kernel", Value::str(text(args.first()))),
+                ("status", Value::str("ready")),
+            ]),
+        ),
         other => frame::failure(
             header,
             "KeyError",

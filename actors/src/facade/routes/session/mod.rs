@@ -1,9 +1,19 @@
 //! `/session`: create (`POST /session`), inspect (`GET /session/{name}`, `/_/match`,
 //! `/{name}/logs`) and destroy (`DELETE /session/{name}`) compute sessions.
 
+mod abusing_report;
+mod commit;
 mod create;
+mod dependency_graph;
 mod destroy;
+mod direct_access;
+mod execute;
+mod files;
 mod info;
+mod interaction_edge;
+mod rename;
+mod restart;
+mod stream_execute;
 
 use actix_web::web;
 use bai_schema::queries::session::{
@@ -45,13 +55,82 @@ pub fn register(cfg: &mut web::ServiceConfig) {
                 web::delete()
                     .to(destroy::destroy)
                     .wrap(Access::user().read_allowed()),
+            )
+            .route(
+                web::post()
+                    .to(execute::execute)
+                    .wrap(Access::user().read_allowed()),
+            )
+            .route(
+                web::patch()
+                    .to(restart::restart)
+                    .wrap(Access::user().read_allowed()),
             ),
     );
+    register_interaction(cfg);
     cfg.route(
         "/session/{session_name}/logs",
         web::get()
             .to(info::container_logs)
             .wrap(Access::user().read_allowed()),
+    );
+}
+
+/// The calls on a running session (execute stream, files, rename, commit, ...).
+fn register_interaction(cfg: &mut web::ServiceConfig) {
+    let read = || Access::user().read_allowed();
+    cfg.route(
+        "/stream/session/{session_name}/execute",
+        web::get().to(stream_execute::stream_execute).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/interrupt",
+        web::post().to(execute::interrupt).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/complete",
+        web::post().to(execute::complete).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/upload",
+        web::post().to(files::upload).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/download",
+        web::get().to(files::download).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/download_single",
+        web::get().to(files::download_single).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/files",
+        web::get().to(files::list_files).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/rename",
+        web::post()
+            .to(rename::rename)
+            .wrap(Access::user().all_allowed()),
+    )
+    .service(
+        web::resource("/session/{session_name}/commit")
+            .route(web::post().to(commit::commit).wrap(read()))
+            .route(web::get().to(commit::commit_status).wrap(read())),
+    )
+    .route(
+        "/session/{session_name}/dependency-graph",
+        web::get()
+            .to(dependency_graph::dependency_graph)
+            .wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/direct-access-info",
+        web::get().to(direct_access::direct_access).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/abusing-report",
+        web::get().to(abusing_report::abusing_report).wrap(read()),
     );
 }
 

@@ -1,0 +1,60 @@
+//! `POST /session/{name}/commit` (start committing the main container to an image file, 201)
+//! and `GET /session/{name}/commit` (whether a commit is under way).
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::interaction_edge::{owner_key, problem, service, session_reference};
+use crate::facade::auth::Authenticated;
+use crate::facade::params::ApiParams;
+use crate::facade::problem::Problem;
+use crate::facade::reply;
+use crate::facade::state::AppState;
+use crate::interaction::SessionInteraction;
+
+pub async fn commit(
+    caller: Authenticated,
+    request: HttpRequest,
+    params: ApiParams,
+    state: web::Data<AppState>,
+    interaction: Option<web::Data<SessionInteraction>>,
+) -> Result<HttpResponse, Problem> {
+    let interaction = service(interaction)?;
+    let reference = session_reference(&request);
+    let owner = owner_key(
+        &caller,
+        &state,
+        params.opt_string(&["owner_access_key"])?.as_deref(),
+    )
+    .await?;
+    let filename = params.opt_string(&["filename", "fname"])?;
+    slog::info!(state.log, "COMMIT_SESSION"; "access_key" => &caller.access_key,
+        "session" => &reference);
+    let started = interaction
+        .commit(&reference, &owner, filename.as_deref())
+        .await
+        .map_err(|e| problem(&state, e))?;
+    Ok(reply::json_with_status(StatusCode::CREATED, &started))
+}
+
+pub async fn commit_status(
+    caller: Authenticated,
+    request: HttpRequest,
+    params: ApiParams,
+    state: web::Data<AppState>,
+    interaction: Option<web::Data<SessionInteraction>>,
+) -> Result<HttpResponse, Problem> {
+    let interaction = service(interaction)?;
+    let reference = session_reference(&request);
+    let owner = owner_key(
+        &caller,
+        &state,
+        params.opt_string(&["owner_access_key"])?.as_deref(),
+    )
+    .await?;
+    let status = interaction
+        .commit_status(&reference, &owner)
+        .await
+        .map_err(|e| problem(&state, e))?;
+    Ok(reply::json(&status))
+}

@@ -1,0 +1,34 @@
+//! `GET /session/{name}/dependency-graph` (`backend.ai session show-graph` of the 23.09 client):
+//! the session and, nested under `depends_on`, the sessions it waits for.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::interaction_edge::{owner_key, problem, service, session_reference};
+use crate::facade::auth::Authenticated;
+use crate::facade::params::ApiParams;
+use crate::facade::problem::Problem;
+use crate::facade::reply;
+use crate::facade::state::AppState;
+use crate::interaction::SessionInteraction;
+
+pub async fn dependency_graph(
+    caller: Authenticated,
+    request: HttpRequest,
+    params: ApiParams,
+    state: web::Data<AppState>,
+    interaction: Option<web::Data<SessionInteraction>>,
+) -> Result<HttpResponse, Problem> {
+    let interaction = service(interaction)?;
+    let reference = session_reference(&request);
+    let owner = owner_key(
+        &caller,
+        &state,
+        params.opt_string(&["owner_access_key"])?.as_deref(),
+    )
+    .await?;
+    let graph = interaction
+        .dependency_graph(&reference, &owner)
+        .await
+        .map_err(|e| problem(&state, e))?;
+    Ok(reply::json(&graph))
+}

@@ -1,0 +1,34 @@
+//! `PATCH /session/{name}`: restart the session's main kernel (204), as `backend.ai session
+//! restart` asks.
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::interaction_edge::{owner_key, problem, service, session_reference};
+use crate::facade::auth::Authenticated;
+use crate::facade::params::ApiParams;
+use crate::facade::problem::Problem;
+use crate::facade::state::AppState;
+use crate::interaction::SessionInteraction;
+
+pub async fn restart(
+    caller: Authenticated,
+    request: HttpRequest,
+    params: ApiParams,
+    state: web::Data<AppState>,
+    interaction: Option<web::Data<SessionInteraction>>,
+) -> Result<HttpResponse, Problem> {
+    let interaction = service(interaction)?;
+    let reference = session_reference(&request);
+    let owner = owner_key(
+        &caller,
+        &state,
+        params.opt_string(&["owner_access_key"])?.as_deref(),
+    )
+    .await?;
+    slog::info!(state.log, "RESTART"; "access_key" => &caller.access_key, "session" => &reference);
+    interaction
+        .restart(&reference, &owner)
+        .await
+        .map_err(|e| problem(&state, e))?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,14 @@
+//! Using a running session: execute code, interrupt, complete, restart, move files, read logs,
+//! commit, rename. The façade parses a request and calls [`SessionInteraction`]; this module
+//! finds the session's main kernel (SQL in `bai_schema::queries::interaction`), checks that the
+//! session can take the call, and makes the agent RPC. Decisions are plain functions
+//! ([`target::ready_target`], [`execute::ExecuteRequest::parse`], [`execute::execute_result`])
+//! tested without I/O.
+
+pub mod error;
+pub mod execute;
+pub mod service;
+pub mod target;
+
+pub use error::InteractionError;
+pub use service::SessionInteraction;
