@@ -45,3 +45,4 @@ mod storage_client;
 mod storage_mounts;
 mod storage_support;
 mod storage_vfolders;
+mod webui_browser;
