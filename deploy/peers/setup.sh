@@ -7,3 +7,4 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$HERE/storage-proxy.sh" install
 "$HERE/agent.sh" install
 "$HERE/client.sh" install
+"$HERE/webserver.sh" install

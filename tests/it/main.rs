@@ -62,3 +62,4 @@ mod storage_mounts;
 mod storage_support;
 mod storage_vfolders;
 mod vfolder_sharing;
+mod webui_browser;
