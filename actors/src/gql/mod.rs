@@ -29,6 +29,7 @@ pub mod pagination;
 pub mod permissions;
 pub mod prescan;
 pub mod pyjson;
+pub mod quota_scope;
 pub mod resource_policy;
 pub mod resource_preset;
 pub mod scalars;

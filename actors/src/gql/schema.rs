@@ -12,6 +12,7 @@ use super::domain::{DomainMutation, DomainQuery};
 use super::group::{GroupMutation, GroupQuery};
 use super::image::{ImageMutation, ImageQuery};
 use super::keypair::{KeyPairMutation, KeyPairQuery};
+use super::quota_scope::{QuotaScopeMutation, QuotaScopeQuery};
 use super::resource_policy::{ResourcePolicyMutation, ResourcePolicyQuery};
 use super::resource_preset::{ResourcePresetMutation, ResourcePresetQuery};
 use super::scaling_group::{ScalingGroupMutation, ScalingGroupQuery};
@@ -59,6 +60,7 @@ pub struct QueryRoot(
     StorageVolumeQuery,
     AgentSummaryQuery,
     AclQuery,
+    QuotaScopeQuery,
 );
 
 /// Every mutation, one part per type.
@@ -74,6 +76,7 @@ pub struct MutationRoot(
     ScalingGroupMutation,
     UserMutation,
     AdminMutation,
+    QuotaScopeMutation,
 );
 
 pub type GqlSchema = Schema<QueryRoot, MutationRoot, EmptySubscription>;

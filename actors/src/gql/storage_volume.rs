@@ -19,7 +19,7 @@ pub struct StorageVolume {
     view: std::sync::Arc<ProxySet>,
 }
 
-fn storage_failed(error: StorageError) -> GqlError {
+pub(super) fn storage_failed(error: StorageError) -> GqlError {
     match error {
         StorageError::UnknownProxy { proxy } => {
             GqlError::invalid(format!("no such storage proxy: {proxy:?}"))
@@ -128,7 +128,7 @@ impl StorageVolumeList {
     }
 }
 
-fn broker_of(request: &GqlRequest) -> Result<&StorageBroker, GqlError> {
+pub(super) fn broker_of(request: &GqlRequest) -> Result<&StorageBroker, GqlError> {
     request.storage.as_ref().ok_or_else(|| {
         GqlError::Internal("the storage broker is not running in this worker".into())
     })

@@ -7,6 +7,7 @@ pub mod dotfiles;
 pub mod image;
 pub mod interaction;
 pub mod keypair;
+pub mod quota_scope;
 pub mod resource;
 pub mod scaling_group;
 pub mod session;
