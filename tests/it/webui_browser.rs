@@ -126,7 +126,12 @@ async fn the_web_ui_opens_every_page_without_a_failed_call() {
     std::fs::create_dir_all(env.path("webserver-ipc")).expect("creating the ipc folder");
     std::fs::write(
         &conf_path,
-        webserver_conf(web_port, env.service_port, &env.redis.addr(), env.dir.path()),
+        webserver_conf(
+            web_port,
+            env.service_port,
+            &env.redis.addr(),
+            env.dir.path(),
+        ),
     )
     .expect("writing webserver.conf");
     let mut command = Command::new(&webserver_python);
