@@ -24,6 +24,7 @@ mod gql_catalog;
 mod gql_cli;
 mod gql_compute;
 mod gql_http;
+mod gql_keypair_sessions;
 mod gql_quota_scope;
 mod gql_support;
 mod gql_tenancy;

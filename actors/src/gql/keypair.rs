@@ -32,7 +32,7 @@ pub struct UserInfo {
 
 /// A keypair as the original's GraphQL `KeyPair` type.
 #[derive(SimpleObject, Clone, Debug)]
-#[graphql(name = "KeyPair", rename_fields = "snake_case")]
+#[graphql(name = "KeyPair", rename_fields = "snake_case", complex)]
 pub struct KeyPair {
     pub id: Option<ID>,
     /// The owner's email (a legacy id).
@@ -64,6 +64,25 @@ pub struct KeyPair {
         deprecation = "Moved to KeyPairResourcePolicy object as the max_concurrent_sessions field."
     )]
     pub concurrency_limit: Option<i32>,
+}
+
+#[async_graphql::ComplexObject(rename_fields = "snake_case", rename_args = "snake_case")]
+impl KeyPair {
+    /// The keypair's sessions, newest first (at most `KEYPAIR_SESSIONS_LIMIT`), optionally of
+    /// some statuses.
+    async fn compute_sessions(
+        &self,
+        ctx: &Context<'_>,
+        status: Option<String>,
+    ) -> async_graphql::Result<Option<Vec<super::session::ComputeSession>>> {
+        let Some(access_key) = &self.access_key else {
+            return Ok(None);
+        };
+        let request = GqlRequest::of(ctx)?;
+        Ok(Some(
+            super::session::sessions_of_keypair(request, access_key, status.as_deref()).await?,
+        ))
+    }
 }
 
 /// The columns `KeyPair::from_row` reads, over `keypairs k JOIN users u`.

@@ -727,6 +727,43 @@ impl SessionQuery {
     }
 }
 
+/// The most sessions `KeyPair.compute_sessions` lists (the newest), so one keypair with a long
+/// history cannot make one field read its whole history.
+pub const KEYPAIR_SESSIONS_LIMIT: i64 = 100;
+
+/// The sessions of `access_key` (`KeyPair.compute_sessions`), newest first, optionally of
+/// some statuses (comma-separated). The caller already sees the keypair.
+pub async fn sessions_of_keypair(
+    request: &GqlRequest,
+    access_key: &str,
+    status: Option<&str>,
+) -> GqlResult<Vec<ComputeSession>> {
+    let mut params = SqlParams::new();
+    let mut conditions = Conditions::new();
+    conditions.add(format!(
+        "s.access_key = {}",
+        params.push(access_key.to_owned())
+    ));
+    if let Some(status) = status {
+        let labels = parse_status_list(&SESSION_STATUS, "status", status)?;
+        conditions.add(format!(
+            "s.status = ANY(ARRAY(SELECT unnest({}::text[])::sessionstatus))",
+            params.push(labels)
+        ));
+    }
+    let limit = params.push(KEYPAIR_SESSIONS_LIMIT);
+    let statement = format!(
+        "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} {} ORDER BY {DEFAULT_SESSION_ORDER} LIMIT {limit}",
+        conditions.where_clause()
+    );
+    let client = sql::connection(&request.db).await?;
+    let rows = sql::query(&client, &statement, &params).await?;
+    let hide = request.hides_agents();
+    rows.iter()
+        .map(|row| ComputeSession::from_row(row, hide, false))
+        .collect()
+}
+
 /// The two statements `compute_session_list` runs for the official CLI's `session list` as a
 /// superadmin (a status list, no filter, default order): `$1` the status labels, `$2`/`$3` the
 /// limit and offset. For the benchmark's `EXPLAIN ANALYZE` and the documentation.
