@@ -18,7 +18,12 @@ pub const IMAGE: &str = "127.0.0.1:25000/testing/python:3.9-ubuntu20.04";
 
 /// The image row the registry sync would write for the test image.
 pub async fn insert_test_image(world: &ApiWorld, allow_registry: bool) {
-    let db = world.db().await;
+    insert_test_image_into(&world.env, allow_registry).await;
+}
+
+/// [`insert_test_image`] for any test environment (a running manager's, too).
+pub async fn insert_test_image_into(env: &bai_testkit::TestEnv, allow_registry: bool) {
+    let db = env.db.connect().await;
     db.execute(
         "INSERT INTO images (name, project, image, tag, registry, architecture, config_digest,
                              size_bytes, labels, resources)
@@ -37,13 +42,17 @@ pub async fn insert_test_image(world: &ApiWorld, allow_registry: bool) {
     .await
     .unwrap();
     if allow_registry {
-        allow_test_registry(world).await;
+        allow_test_registry_in(env).await;
     }
 }
 
 pub async fn allow_test_registry(world: &ApiWorld) {
-    world
-        .db()
+    allow_test_registry_in(&world.env).await;
+}
+
+async fn allow_test_registry_in(env: &bai_testkit::TestEnv) {
+    env.db
+        .connect()
         .await
         .execute(
             "UPDATE domains SET allowed_docker_registries = array_append(allowed_docker_registries, $1)

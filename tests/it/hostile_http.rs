@@ -264,6 +264,38 @@ async fn nul_characters_are_invalid_parameters_everywhere() {
     assert_eq!(reply.0, 200, "{}", reply.1);
     let message = reply.1["errors"][0]["message"].as_str().unwrap_or("");
     assert!(message.contains("NUL"), "{}", reply.1);
+    // The same as an escape inside the document's own string literal.
+    let reply = world
+        .signed(
+            &admin,
+            Method::POST,
+            "/admin/gql",
+            Some(&json!({"query": "{ domain(name: \"de\\u0000fault\") { name } }"})),
+        )
+        .await;
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    let message = reply.1["errors"][0]["message"].as_str().unwrap_or("");
+    assert!(message.contains("NUL"), "{}", reply.1);
+    // A mutation reports it as its failure message, as it does other bad data.
+    let reply = world
+        .signed(
+            &admin,
+            Method::POST,
+            "/admin/gql",
+            Some(&json!({
+                "query": "mutation($text: String) { create_domain(name: \"nul-text\", props: {description: $text}) { ok msg } }",
+                "variables": {"text": "nul\u{0}text"},
+            })),
+        )
+        .await;
+    assert_eq!(reply.0, 200, "{}", reply.1);
+    let outcome = &reply.1["data"]["create_domain"];
+    assert_eq!(outcome["ok"], false, "{}", reply.1);
+    assert!(
+        outcome["msg"].as_str().is_some_and(|m| m.contains("0x00")),
+        "{}",
+        reply.1
+    );
 
     world.flush_log("after-the-nul-requests").await;
     assert_eq!(world.error_lines(), Vec::<String>::new(), "{}", world.log());

@@ -247,6 +247,65 @@ async fn no_file_route_reaches_outside_the_folder() {
 }
 
 #[tokio::test]
+async fn mount_subpaths_with_parent_components_are_refused_at_session_create() {
+    let world = HostileWorld::start("", true).await;
+    crate::api_session::insert_test_image_into(&world.env, true).await;
+    let user = Signer::new(USER_AK, USER_SK);
+    let reply = world
+        .signed(&user, Method::POST, "/folders", Some(&create_body("bobs")))
+        .await;
+    assert_eq!(reply.0, 201, "{}", reply.1);
+    std::fs::create_dir_all(folder_dir(&world, "bobs").await.join("a/b")).unwrap();
+    for mount in [
+        "bobs/../../etc",
+        "bobs/a/../../../root",
+        "bobs//etc",
+        "../bobs",
+    ] {
+        let mut body = crate::api_session::create_body("hostile-subpath");
+        body["config"]["mounts"] = json!([mount]);
+        let (status, reply) = world
+            .signed(&user, Method::POST, "/session", Some(&body))
+            .await;
+        assert_eq!(status, 400, "{mount}: {reply}");
+        assert_eq!(
+            reply["type"], "https://api.backend.ai/probs/invalid-api-params",
+            "{mount}: {reply}"
+        );
+    }
+    let rows = world
+        .env
+        .db
+        .connect()
+        .await
+        .query("SELECT 1 FROM sessions WHERE name = 'hostile-subpath'", &[])
+        .await
+        .unwrap();
+    assert!(rows.is_empty(), "a refused session was stored");
+    // A nested subpath with `.` segments still mounts, normalised.
+    let mut body = crate::api_session::create_body("nested-subpath");
+    body["config"]["mounts"] = json!(["bobs/a/./b"]);
+    let (status, reply) = world
+        .signed(&user, Method::POST, "/session", Some(&body))
+        .await;
+    assert_eq!(status, 201, "{reply}");
+    let row = world
+        .env
+        .db
+        .connect()
+        .await
+        .query_one(
+            "SELECT k.vfolder_mounts FROM kernels k JOIN sessions s ON s.id = k.session_id
+             WHERE s.name = 'nested-subpath'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mounts: Value = row.try_get(0).unwrap();
+    assert_eq!(mounts[0]["vfsubpath"], "a/b", "{mounts}");
+}
+
+#[tokio::test]
 async fn mount_map_targets_and_sources_with_parent_components_are_refused_at_session_create() {
     let world = HostileWorld::start("", false).await;
     let user = Signer::new(USER_AK, USER_SK);
