@@ -155,7 +155,7 @@ fn main() {
         let target = Arc::new(target);
         let path: &'static str = Box::leak(format!("/session/{session}").into_boxed_str());
         let workload = Arc::new(Workload {
-            label: format!("POST /session/{{id}} execute, 1 worker"),
+            label: "POST /session/{id} execute, 1 worker".to_owned(),
             method: "POST",
             path,
             content_type: "application/json",

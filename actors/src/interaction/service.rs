@@ -34,6 +34,18 @@ pub struct ReadyKernel {
     pub agent: AgentTarget,
 }
 
+/// One round of a run, as the client asked for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExecuteRound {
+    pub api_major: u32,
+    pub run_id: Option<String>,
+    pub mode: String,
+    pub code: String,
+    pub opts: Json,
+    /// How long the agent gathers output before it replies.
+    pub flush_timeout: f64,
+}
+
 /// The calls on running sessions.
 pub struct SessionInteraction {
     pool: Pool,
@@ -106,22 +118,17 @@ impl SessionInteraction {
     pub async fn execute_round(
         &self,
         ready: &ReadyKernel,
-        api_major: u32,
-        run_id: Option<String>,
-        mode: &str,
-        code: String,
-        opts: Json,
-        flush_timeout: f64,
+        round: ExecuteRound,
     ) -> Result<Value, InteractionError> {
         let call = ExecuteCall {
             session_id: ready.kernel.session_id,
             kernel_id: ready.kernel.kernel_id,
-            api_major: i64::from(api_major),
-            run_id,
-            mode: mode.to_owned(),
-            code,
-            opts,
-            flush_timeout,
+            api_major: i64::from(round.api_major),
+            run_id: round.run_id,
+            mode: round.mode,
+            code: round.code,
+            opts: round.opts,
+            flush_timeout: round.flush_timeout,
         };
         self.rpc
             .execute(&ready.agent, &call)
@@ -151,17 +158,15 @@ impl SessionInteraction {
                 .map_err(InteractionError::agent(AgentOperation::Other))?;
             return Ok(json!({ "result": result.to_json() }));
         }
-        let raw = self
-            .execute_round(
-                &ready,
-                api_major,
-                request.run_id.clone(),
-                &request.mode,
-                request.code,
-                request.opts,
-                REST_FLUSH_TIMEOUT,
-            )
-            .await?;
+        let round = ExecuteRound {
+            api_major,
+            run_id: request.run_id.clone(),
+            mode: request.mode,
+            code: request.code,
+            opts: request.opts,
+            flush_timeout: REST_FLUSH_TIMEOUT,
+        };
+        let raw = self.execute_round(&ready, round).await?;
         Ok(json!({ "result": execute_result(&raw, request.run_id.as_deref(), api_major) }))
     }
 

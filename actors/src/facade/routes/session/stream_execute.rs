@@ -14,7 +14,7 @@ use crate::facade::problem::Problem;
 use crate::facade::state::AppState;
 use crate::interaction::SessionInteraction;
 use crate::interaction::execute::{fresh_run_id, stream_message};
-use crate::interaction::service::ReadyKernel;
+use crate::interaction::service::{ExecuteRound, ReadyKernel};
 use crate::wire::Value;
 
 /// The original's `[manager] max-wsmsg-size` default (16 MiB).
@@ -119,17 +119,15 @@ async fn run(
     // The WebSocket itself is the run.
     let run_id = fresh_run_id();
     loop {
-        let raw = interaction
-            .execute_round(
-                ready,
-                api_major,
-                Some(run_id.clone()),
-                &mode,
-                std::mem::take(&mut code),
-                std::mem::replace(&mut opts, json!({})),
-                STREAM_FLUSH_TIMEOUT,
-            )
-            .await;
+        let round = ExecuteRound {
+            api_major,
+            run_id: Some(run_id.clone()),
+            mode: mode.clone(),
+            code: std::mem::take(&mut code),
+            opts: std::mem::replace(&mut opts, json!({})),
+            flush_timeout: STREAM_FLUSH_TIMEOUT,
+        };
+        let raw = interaction.execute_round(ready, round).await;
         let raw = match raw {
             Ok(raw) => raw,
             Err(error) => {
