@@ -27,6 +27,7 @@ pub mod session;
 pub mod slot_types;
 pub mod ssh_keypair;
 pub mod state;
+pub mod storage_problem;
 pub mod template_check;
 pub mod usage_report;
 

@@ -26,10 +26,10 @@ use super::reconcile::reconcile;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::etcd::EtcdStore;
 use crate::event_bus::{EventBatch, EventInterest};
-use crate::facade::session::control::{
+use crate::lock::{LockId, LockService};
+use crate::scheduler::messages::{
     DestroyOutcome, DestroySession, FetchContainerLogs, KillAllSessions, SessionControlError,
 };
-use crate::lock::{LockId, LockService};
 use crate::wire::{Event, EventProducer, SessionEvent, SessionEventKind, Trigger, Value};
 
 /// The scheduling timer of the original (`LOCKID_SCHEDULE_TIMER`, 10 s).

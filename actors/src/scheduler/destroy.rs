@@ -13,7 +13,7 @@ use super::container_log::keep_container_log;
 use super::dispatch::{DispatchDeps, DispatchError};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::AgentTarget;
-use crate::facade::session::control::{DestroyOutcome, SessionControlError};
+use crate::scheduler::messages::{DestroyOutcome, SessionControlError};
 use crate::wire::EventProducer;
 
 /// How long `destroy_kernel` may take before a non-forced destroy reports the agent failed; the

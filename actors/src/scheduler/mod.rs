@@ -13,6 +13,7 @@ pub mod etcd_state;
 pub mod events;
 pub mod lifecycle;
 pub mod load;
+pub mod messages;
 pub mod pass;
 pub mod placement;
 pub mod policy;

@@ -25,7 +25,6 @@ use super::ids::{VFolderHost, VFolderId};
 use super::permissions::{HostMapError, HostPermission, HostPermissionMap, denial_message};
 use super::proxies::ProxySet;
 use super::relative_path::{PathError, VFolderPath, container_path};
-use crate::facade::problem::{Problem, ProblemKind};
 
 /// Where folders mount in the container unless `mount_map` says otherwise.
 pub const KERNEL_HOME: &str = "/home/work";
@@ -63,29 +62,6 @@ pub enum MountError {
     HostMap(#[from] HostMapError),
     #[error("vfolder {folder} has a bad quota scope: {reason}")]
     BadRow { folder: Uuid, reason: String },
-}
-
-impl From<MountError> for Problem {
-    fn from(error: MountError) -> Problem {
-        match error {
-            MountError::Invalid(msg) => Problem::invalid_params(msg),
-            MountError::NotFound(msg) => Problem::not_found("virtual folder").with_msg(msg),
-            MountError::Storage(StorageError::Rejected { mut body, .. }) => {
-                // `get_mount_path` failures become InvalidAPIParameters(msg, data).
-                let msg = body
-                    .remove("msg")
-                    .and_then(|m| m.as_str().map(str::to_owned))
-                    .unwrap_or_else(|| "cannot resolve the mount path".into());
-                Problem::invalid_params(msg).with_data(Value::Object(body))
-            }
-            MountError::Storage(other) => other.into(),
-            MountError::Db(e) => Problem::internal(format!("database error: {e}")),
-            MountError::HostMap(e) => {
-                Problem::new(ProblemKind::ServerMisconfigured).with_msg(e.to_string())
-            }
-            MountError::BadRow { .. } => Problem::internal(error.to_string()),
-        }
-    }
 }
 
 /// `os.path.normpath` for relative POSIX paths: `""` → `"."`, `a/./b/../c` → `a/c`;
