@@ -13,6 +13,7 @@ mod api_self_service;
 mod api_session;
 mod api_support;
 mod api_templates;
+mod architecture;
 mod cli_run;
 mod cli_sharing;
 mod config;
