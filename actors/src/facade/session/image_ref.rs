@@ -2,6 +2,8 @@
 //! `python:3.9`, `lablup/python`): parsed as the original's `ImageRef(value, ["*"], arch)`,
 //! which accepts any registry, into the canonical `registry/name:tag` the images table keys on.
 
+pub use bai_schema::image_ref::normalize_architecture;
+
 /// The registry of references without one.
 pub const DEFAULT_REGISTRY: &str = "index.docker.io";
 /// The repository of single-name references on the default registry.
@@ -82,15 +84,6 @@ fn is_slug(text: &str) -> bool {
         && bytes
             .iter()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-}
-
-/// The original's architecture aliases (`amd64` → `x86_64`, `arm64` → `aarch64`).
-pub fn normalize_architecture(architecture: &str) -> String {
-    match architecture {
-        "amd64" | "x86-64" | "x64" => "x86_64".to_owned(),
-        "arm64" | "armv8" => "aarch64".to_owned(),
-        other => other.to_owned(),
-    }
 }
 
 /// The architecture of this manager's machine: the default of session requests.
