@@ -630,3 +630,62 @@ async fn a_delete_interrupted_by_a_crash_is_finished_by_the_sweep() {
     assert_eq!(world.folder_rows("in-flight").await.len(), 1);
     assert!(in_flight_dir.is_dir());
 }
+
+#[actix_web::test]
+async fn a_task_log_is_read_from_the_callers_logs_folder() {
+    let world = StorageWorld::new().await;
+    let app = storage_app!(world);
+    let user = Signer::new(USER_AK, USER_SK);
+    let user2 = Signer::new(USER2_AK, USER2_SK);
+    let kernel_id = uuid::Uuid::new_v4();
+    let path = format!("/session/_/logs?kernel_id={kernel_id}");
+
+    // No `.logs` folder yet: named, 404.
+    let (status, _, body) = call(&app, user.request(Method::GET, &path, None).to_request()).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body["msg"].as_str().unwrap_or("").contains(".logs"),
+        "{body}"
+    );
+
+    let (status, _, body) = call(
+        &app,
+        user.request(Method::POST, "/folders", Some(&create_body(".logs")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // The agent writes the log as task/ab/cd/<rest>.log inside the folder.
+    let hex = kernel_id.simple().to_string();
+    let dir = world
+        .folder_dir(".logs")
+        .await
+        .join("task")
+        .join(&hex[..2])
+        .join(&hex[2..4]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{}.log", &hex[4..])), "step 1\nstep 2\n").unwrap();
+
+    let response =
+        actix_web::test::call_service(&app, user.request(Method::GET, &path, None).to_request())
+            .await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers().get("content-type").unwrap(),
+        "text/plain"
+    );
+    let text = actix_web::test::read_body(response).await;
+    assert_eq!(&text[..], b"step 1\nstep 2\n");
+
+    // Someone else's `.logs` folder is not theirs to read.
+    let (status, _, body) = call(&app, user2.request(Method::GET, &path, None).to_request()).await;
+    assert_eq!(status, 404, "{body}");
+    // The id is required and must be a UUID.
+    let (status, _, body) = call(
+        &app,
+        user.request(Method::GET, "/session/_/logs?kernel_id=nope", None)
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, 400, "{body}");
+}

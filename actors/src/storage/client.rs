@@ -465,6 +465,52 @@ impl ProxyClient {
         Ok(reply.token)
     }
 
+    /// `POST /folder/file/fetch`: the reply streaming the file's bytes (the caller reads the
+    /// body); an error reply becomes the same typed error as the other calls.
+    pub async fn fetch_file(
+        &self,
+        volume: &str,
+        vfid: &VFolderId,
+        relpath: &VFolderPath,
+    ) -> Result<reqwest::Response, StorageError> {
+        let operation = "fetching a file";
+        let url = join(self.config.manager_api.as_str(), "folder/file/fetch");
+        let body = json!({"volume": volume, "vfid": vfid.to_string(), "relpath": relpath});
+        let unreachable = |e: reqwest::Error| StorageError::Unreachable {
+            proxy: self.config.name.clone(),
+            url: url.clone(),
+            operation,
+            reason: error_chain(&e.without_url()),
+        };
+        let response = self
+            .http
+            .request(Method::POST, &url)
+            .header(AUTH_TOKEN_HEADER, self.config.secret.expose())
+            .json(&body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let bytes = response.bytes().await.map_err(unreachable)?;
+        Err(match serde_json::from_slice::<Value>(&bytes) {
+            Ok(Value::Object(body)) => StorageError::Rejected {
+                proxy: self.config.name.clone(),
+                operation,
+                status: status.as_u16(),
+                body,
+            },
+            _ => StorageError::Failed {
+                proxy: self.config.name.clone(),
+                operation,
+                status: status.as_u16(),
+                reason: status.canonical_reason().unwrap_or("").to_owned(),
+            },
+        })
+    }
+
     /// `POST /folder/file/upload`: an upload token signed by the proxy.
     pub async fn upload_token(
         &self,

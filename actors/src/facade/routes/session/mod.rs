@@ -1,5 +1,5 @@
 //! `/session`: create (`POST /session`), inspect (`GET /session/{name}`, `/_/match`,
-//! `/{name}/logs`) and destroy (`DELETE /session/{name}`) compute sessions.
+//! `/{name}/logs`, `/_/logs`) and destroy (`DELETE /session/{name}`) compute sessions.
 
 mod abusing_report;
 mod commit;
@@ -14,6 +14,7 @@ mod interaction_edge;
 mod rename;
 mod restart;
 mod stream_execute;
+mod task_logs;
 
 use actix_web::web;
 use bai_schema::queries::session::{
@@ -38,6 +39,20 @@ pub fn register(cfg: &mut web::ServiceConfig) {
                 .wrap(Access::user().all_allowed()),
         );
     }
+    // Before `/session/{session_name}/logs`, which would take `_` for a session name.
+    cfg.service(
+        web::resource("/session/_/logs")
+            .route(
+                web::get()
+                    .to(task_logs::task_logs)
+                    .wrap(Access::user().read_allowed()),
+            )
+            .route(
+                web::head()
+                    .to(task_logs::task_logs)
+                    .wrap(Access::user().read_allowed()),
+            ),
+    );
     cfg.route(
         "/session/_/match",
         web::get()
