@@ -4,7 +4,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use bai_schema::queries::session::Staleness;
 use serde_json::json;
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{SessionCall, problem, session_call};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;
 use crate::facade::problem::Problem;
@@ -19,14 +19,11 @@ pub async fn abusing_report(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     // The session must exist for this owner (404 otherwise); nothing more is reported yet.
     interaction
         .resolve(&reference, &owner, Staleness::LiveOnly)

@@ -4,7 +4,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{SessionCall, problem, session_call};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;
 use crate::facade::problem::Problem;
@@ -19,14 +19,11 @@ pub async fn commit(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let filename = params.opt_string(&["filename", "fname"])?;
     slog::info!(state.log, "COMMIT_SESSION"; "access_key" => &caller.access_key,
         "session" => &reference);
@@ -44,14 +41,11 @@ pub async fn commit_status(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let status = interaction
         .commit_status(&reference, &owner)
         .await

@@ -3,7 +3,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{SessionCall, problem, session_call};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;
 use crate::facade::problem::Problem;
@@ -18,14 +18,11 @@ pub async fn dependency_graph(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let graph = interaction
         .dependency_graph(&reference, &owner)
         .await

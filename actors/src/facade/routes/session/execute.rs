@@ -4,7 +4,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::json;
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{SessionCall, problem, session_call};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;
 use crate::facade::pipeline::ApiVersion;
@@ -23,14 +23,11 @@ pub async fn execute(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     slog::info!(state.log, "EXECUTE"; "access_key" => &caller.access_key, "owner" => &owner,
         "session" => &reference);
     let body = serde_json::Value::Object(params.values().clone());
@@ -51,14 +48,11 @@ pub async fn complete(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     slog::info!(state.log, "COMPLETE"; "access_key" => &caller.access_key, "session" => &reference);
     let code = params.opt_string(&["code"])?.unwrap_or_default();
     let opts = params
@@ -80,14 +74,11 @@ pub async fn interrupt(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     slog::info!(state.log, "INTERRUPT"; "access_key" => &caller.access_key, "session" => &reference);
     interaction
         .interrupt(&reference, &owner)

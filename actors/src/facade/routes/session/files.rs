@@ -6,7 +6,9 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde_json::Value as Json;
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{
+    SessionCall, owner_key, problem, service, session_call, session_reference,
+};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;
 use crate::facade::problem::{Problem, ProblemKind};
@@ -180,14 +182,11 @@ pub async fn download(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let paths = download_paths(&request, &params)?;
     slog::info!(state.log, "DOWNLOAD_FILE"; "access_key" => &caller.access_key,
         "session" => &reference, "path" => &paths[0]);
@@ -209,14 +208,11 @@ pub async fn download_single(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let file = params.string(&["file"])?;
     slog::info!(state.log, "DOWNLOAD_SINGLE"; "access_key" => &caller.access_key,
         "session" => &reference, "path" => &file);
@@ -237,14 +233,11 @@ pub async fn list_files(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let path = params.opt_string(&["path"])?.unwrap_or_else(|| ".".into());
     slog::info!(state.log, "LIST_FILES"; "access_key" => &caller.access_key,
         "session" => &reference, "path" => &path);

@@ -8,6 +8,7 @@ use serde_json::json;
 use crate::agent_rpc::RpcError;
 use crate::facade::auth::Authenticated;
 use crate::facade::auth::scope::access_key_scope;
+use crate::facade::params::ApiParams;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::routes::db_client;
 use crate::facade::state::AppState;
@@ -46,6 +47,37 @@ pub fn service(
     interaction.ok_or_else(|| {
         Problem::new(ProblemKind::QueryNotImplemented)
             .with_msg("calls on a running session need the agent RPC client, which is not running")
+    })
+}
+
+/// What every call on a running session starts from: the worker's interaction service, the
+/// session reference in the path and whose sessions it may name.
+pub struct SessionCall {
+    pub interaction: web::Data<SessionInteraction>,
+    pub reference: String,
+    pub owner: String,
+}
+
+/// The [`SessionCall`] of a request (503 without the service, `owner_access_key` checked).
+pub async fn session_call(
+    caller: &Authenticated,
+    request: &HttpRequest,
+    params: &ApiParams,
+    state: &AppState,
+    interaction: Option<web::Data<SessionInteraction>>,
+) -> Result<SessionCall, Problem> {
+    let interaction = service(interaction)?;
+    let reference = session_reference(request);
+    let owner = owner_key(
+        caller,
+        state,
+        params.opt_string(&["owner_access_key"])?.as_deref(),
+    )
+    .await?;
+    Ok(SessionCall {
+        interaction,
+        reference,
+        owner,
     })
 }
 

@@ -3,7 +3,7 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use regex::Regex;
 
-use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::interaction_edge::{SessionCall, problem, session_call};
 use crate::facade::auth::Authenticated;
 use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::problem::Problem;
@@ -26,14 +26,11 @@ pub async fn rename(
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
 ) -> Result<HttpResponse, Problem> {
-    let interaction = service(interaction)?;
-    let reference = session_reference(&request);
-    let owner = owner_key(
-        &caller,
-        &state,
-        params.opt_string(&["owner_access_key"])?.as_deref(),
-    )
-    .await?;
+    let SessionCall {
+        interaction,
+        reference,
+        owner,
+    } = session_call(&caller, &request, &params, &state, interaction).await?;
     let new_name = params.string(&["name", "clientSessionToken"])?;
     if !valid_session_name(&new_name) {
         return Err(invalid_param(
