@@ -300,7 +300,9 @@ pub const AGENT_ORDER_FIELDS: &[OrderField] = &[
 
 const DEFAULT_AGENT_ORDER: &str = "a.status, a.scaling_group, a.id";
 
-fn agent_conditions(
+/// The `scaling_group` and `status` (one status or a comma-separated list) conditions of an
+/// agent listing.
+pub(super) fn agent_conditions(
     scaling_group: Option<String>,
     status: Option<&str>,
     params: &mut SqlParams,

@@ -8,8 +8,9 @@ use async_graphql::{Context, ID, Object, SimpleObject};
 use bai_schema::queries::scaling_group::keypair_allowed_scaling_group_names;
 use tokio_postgres::Row;
 
+use super::agent::agent_conditions;
 use super::context::GqlRequest;
-use super::enums::{AGENT_STATUS, parse_status_list};
+use super::enums::AGENT_STATUS;
 use super::error::{GqlError, GqlResult};
 use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
@@ -177,16 +178,9 @@ impl AgentSummaryQuery {
         let page = Page::new(limit, offset)?;
         let client = sql::connection(&request.db).await?;
         let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
+        let mut conditions = agent_conditions(None, status.as_deref(), &mut params)?;
         conditions
             .add(scaling_group_condition(request, &client, scaling_group, &mut params).await?);
-        if let Some(status) = status.as_deref() {
-            let labels = parse_status_list(&AGENT_STATUS, "status", status)?;
-            conditions.add(format!(
-                "a.status = ANY(ARRAY(SELECT unnest({}::text[])::agentstatus))",
-                params.push(labels)
-            ));
-        }
         if let Some(condition) =
             minilang::filter_sql(filter.as_deref(), AGENT_SUMMARY_FILTER_FIELDS, &mut params)?
         {
