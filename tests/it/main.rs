@@ -54,6 +54,7 @@ mod sched_reconcile;
 mod sched_reserve;
 mod sched_support;
 mod schema_cli;
+mod schema_statements;
 mod server;
 mod session_agent_calls;
 mod session_calls_refused;
