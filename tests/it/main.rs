@@ -18,6 +18,7 @@ mod cli_run;
 mod cli_sharing;
 mod config;
 mod etcd_cli;
+mod event_stream;
 mod fixture_cli;
 mod gql_admin_mutation;
 mod gql_agent_summary;

@@ -4,6 +4,7 @@
 
 pub mod agent_admin;
 pub mod dotfiles;
+pub mod group;
 pub mod image;
 pub mod interaction;
 pub mod keypair;

@@ -695,3 +695,20 @@ mod tests {
         assert_eq!(prefix_pattern("ab"), "ab%");
     }
 }
+
+/// Sessions whose main kernel is placed and not finished (`active_sessions` of
+/// `GET /manager/status`).
+pub async fn count_active_sessions(client: &impl GenericClient) -> Result<i64, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FROM kernels WHERE cluster_role = 'main'
+             AND status NOT IN ('TERMINATED', 'PENDING', 'CANCELLED')",
+        )
+        .await
+        .map_err(db_err("preparing the active session count"))?;
+    client
+        .query_one(&statement, &[])
+        .await
+        .map_err(db_err("counting active sessions"))?
+        .read(0)
+}
