@@ -1,6 +1,7 @@
 //! bai-manager's actors, the HTTP façade, the wire formats and the clients for its peers.
 
 pub mod agent_rpc;
+pub mod compat;
 pub mod etcd;
 pub mod event_bus;
 pub mod facade;

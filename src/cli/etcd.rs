@@ -4,8 +4,6 @@
 //! Unlike the original, which logs a failure and still exits 0, every verb here exits non-zero
 //! when it could not do what was asked (etcd unreachable, bad file, unknown proxy, ...).
 
-mod pyjson;
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -376,7 +374,10 @@ async fn execute(
         EtcdCommand::Get { key, prefix, .. } => {
             if prefix {
                 let tree = store.get_prefix(&key).await?;
-                println!("{}", pyjson::dumps_indent4(&Value::Object(tree)));
+                println!(
+                    "{}",
+                    bai_actors::compat::pyjson::dumps_indent4(&Value::Object(tree))
+                );
             } else {
                 match store.get(&key).await? {
                     Some(value) => println!("{value}"),

@@ -9,7 +9,7 @@ use actix::{Actor, Addr};
 use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
 use bai_actors::event_bus::{EventBus, Subscribe};
-use bai_actors::facade::session::control::SessionControl;
+use bai_actors::facade::session::control::{SessionControl, SessionQueue};
 use bai_actors::interaction::SessionInteraction;
 use bai_actors::lock::{LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
@@ -98,6 +98,10 @@ pub fn start_scheduler(
         interest: session_callback::interest(),
         recipient: callbacks.recipient(),
     });
+    extensions.add(web::Data::new(SessionQueue {
+        enqueue: scheduler.clone().recipient(),
+        cancel: scheduler.clone().recipient(),
+    }));
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),
         logs: scheduler.clone().recipient(),

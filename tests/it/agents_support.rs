@@ -2,9 +2,8 @@
 //! against a `TestEnv`, a log drain the tests can read, and polling helpers.
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bai_actors::etcd::{EtcdSettings, EtcdStore};
@@ -177,22 +176,7 @@ pub fn recorder(interest: EventInterest) -> (Subscription, Arc<Mutex<Vec<String>
     (subscription, ids)
 }
 
-/// Polls `check` every 100 ms until it gives `Some`, or fails the test after `limit` naming
-/// `what` (a generous upper bound, not a speed assertion).
-pub async fn wait_for<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(started.elapsed() < limit, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+pub use bai_testkit::wait::wait_for;
 
 pub async fn agent_status(env: &TestEnv, agent: &str) -> Option<String> {
     env.db

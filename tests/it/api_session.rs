@@ -6,8 +6,7 @@
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
-use bai_actors::wire::{Event, SessionEventKind, decode_entry};
-use redis::AsyncCommands;
+use bai_actors::wire::{Event, SessionEventKind};
 use serde_json::{Value, json};
 
 use crate::api_app;
@@ -79,25 +78,7 @@ pub fn create_body(name: &str) -> Value {
 
 /// The events on the stream so far, decoded.
 async fn stream_events(world: &ApiWorld) -> Vec<Event> {
-    let mut redis = world.env.redis.connection(4).await;
-    let entries: redis::streams::StreamRangeReply = redis.xrange_all("events").await.unwrap();
-    entries
-        .ids
-        .iter()
-        .map(|entry| {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = entry
-                .map
-                .iter()
-                .map(|(k, v)| {
-                    (
-                        k.as_bytes().to_vec(),
-                        redis::from_redis_value_ref(v).unwrap(),
-                    )
-                })
-                .collect();
-            decode_entry(&fields).unwrap().1
-        })
-        .collect()
+    crate::event_stream::recorded_events(&world.env).await
 }
 
 #[actix_web::test]

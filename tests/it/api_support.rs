@@ -5,13 +5,20 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
+use actix::{Actor, Handler, ResponseFuture};
 use actix_web::http::Method;
 use actix_web::test::TestRequest;
 use bai_actors::etcd::{EtcdSettings, EtcdStore};
 use bai_actors::facade::auth::signature::{HashAlgorithm, SignedParts, compute_signature};
+use bai_actors::facade::session::control::{
+    CancelPendingSession, EnqueueSession, QueueError, SessionQueue,
+};
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::redis::{RedisSettings, db};
+use bai_actors::scheduler::queue::{cancel_pending, enqueue_session};
+use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::DbSettings;
+use bai_schema::queries::session_enqueue::Enqueued;
 use bai_testkit::TestEnv;
 use serde_json::Value;
 
@@ -208,13 +215,59 @@ impl Signer {
     }
 }
 
-/// Builds the API app for a world.
+/// The PENDING queue of an app that runs no scheduler: an actor that answers the scheduler's
+/// `EnqueueSession` and `CancelPendingSession` with the same functions the scheduler runs
+/// (`scheduler::queue`), so the façade's requests take the path they take in a worker.
+struct PendingQueue {
+    producer: EventProducer,
+    log: slog::Logger,
+}
+
+impl Actor for PendingQueue {
+    type Context = actix::Context<Self>;
+}
+
+impl Handler<EnqueueSession> for PendingQueue {
+    type Result = ResponseFuture<Result<Enqueued, QueueError>>;
+
+    fn handle(&mut self, message: EnqueueSession, _ctx: &mut Self::Context) -> Self::Result {
+        let (producer, log) = (self.producer.clone(), self.log.clone());
+        Box::pin(async move { enqueue_session(&producer, &log, message).await })
+    }
+}
+
+impl Handler<CancelPendingSession> for PendingQueue {
+    type Result = ResponseFuture<Result<bool, QueueError>>;
+
+    fn handle(&mut self, message: CancelPendingSession, _ctx: &mut Self::Context) -> Self::Result {
+        let (producer, log) = (self.producer.clone(), self.log.clone());
+        Box::pin(async move { cancel_pending(&producer, &log, message).await })
+    }
+}
+
+/// Starts a [`PendingQueue`] for `state`'s event stream (inside an actix system).
+pub fn session_queue(state: &AppState) -> SessionQueue {
+    let queue = PendingQueue {
+        producer: EventProducer::new(state.redis.stream.clone(), WireFormat::default()),
+        log: state.log.clone(),
+    }
+    .start();
+    SessionQueue {
+        enqueue: queue.clone().recipient(),
+        cancel: queue.recipient(),
+    }
+}
+
+/// Builds the API app for a world (with the PENDING queue, without the rest of the scheduler).
 #[macro_export]
 macro_rules! api_app {
     ($world:expr) => {
         actix_web::test::init_service(
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new($world.state.clone()))
+                .app_data(actix_web::web::Data::new(
+                    $crate::api_support::session_queue(&$world.state),
+                ))
                 .configure(bai_actors::facade::configure),
         )
         .await

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use crate::api_app;
 use crate::api_session::{create_body, insert_test_image, next_event};
 use crate::api_support::{ApiWorld, Signer, USER_AK, USER_SK, call, problem_type};
-use crate::sched_support::wait_until;
+use bai_testkit::wait::wait_for;
 
 /// The connection of the event-feed reader in `CLIENT LIST`: (`id`, `age` in seconds).
 async fn event_feed_client(world: &ApiWorld) -> Option<(u64, u64)> {
@@ -70,7 +70,7 @@ async fn with_redis_down_a_signed_request_is_refused_with_503_and_served_again_a
     }
 
     world.env.redis.restart();
-    wait_until(
+    wait_for(
         "a signed request to succeed with Redis back",
         Duration::from_secs(30),
         || async {
@@ -135,7 +135,7 @@ async fn the_event_feed_delivers_stays_quiet_when_idle_and_stops_after_its_last_
         .await
         .expect("the reader's connection is named in CLIENT LIST");
     let idle_age = 2 * READ_BLOCK.as_secs() + 1;
-    wait_until(
+    wait_for(
         "the reader to stay idle across two blocking reads",
         Duration::from_secs(idle_age + 20),
         || async {
@@ -161,7 +161,7 @@ async fn the_event_feed_delivers_stays_quiet_when_idle_and_stops_after_its_last_
 
     // The last subscriber goes: the reader leaves Redis.
     drop(body);
-    wait_until(
+    wait_for(
         "the reader to stop after its last subscriber",
         Duration::from_secs(30),
         || async {
@@ -278,7 +278,7 @@ async fn a_huge_max_wait_is_answered_without_a_panic() {
             .to_request(),
     );
     let cancel = async {
-        wait_until(
+        wait_for(
             "the waiting create to store its session",
             Duration::from_secs(30),
             || async {
@@ -291,7 +291,7 @@ async fn a_huge_max_wait_is_answered_without_a_panic() {
                     .unwrap()
                     .get(0);
                 if stored == 1 {
-                    Ok(())
+                    Ok::<(), String>(())
                 } else {
                     Err("not stored yet".into())
                 }
@@ -357,7 +357,7 @@ async fn an_exhausted_request_pool_answers_503_and_recovers() {
             .to_request(),
     );
     let starved = async {
-        wait_until(
+        wait_for(
             "a request to wait on the lock",
             Duration::from_secs(30),
             || async {
@@ -371,7 +371,7 @@ async fn an_exhausted_request_pool_answers_503_and_recovers() {
                     .unwrap()
                     .get(0);
                 if waiting > 0 {
-                    Ok(())
+                    Ok::<(), String>(())
                 } else {
                     Err("no request waits on the lock yet".into())
                 }

@@ -26,7 +26,7 @@ use serde_json::{Value, json};
 use crate::api_session::{create_body, insert_test_image};
 use crate::api_support::{ADMIN_AK, ADMIN_SK, ApiWorld, Signer, USER_AK, USER_SK};
 use crate::manager_process::ManagerProcess;
-use crate::sched_support::wait_until;
+use bai_testkit::wait::wait_for;
 
 /// Connections per pool of the manager under test: small, so that requests holding
 /// connections while they wait would starve the scheduler within a few requests.
@@ -149,7 +149,7 @@ async fn thirty_creates_waiting_for_their_start_do_not_starve_the_scheduler() {
     let manager = start_manager(env, SMALL_POOL, "starve");
     let _dump = DumpOnFailure(&manager);
     let db = world.db().await;
-    wait_until(
+    wait_for(
         "the simulated agents to be ALIVE",
         Duration::from_secs(60),
         || async {
@@ -367,7 +367,7 @@ async fn restarting_redis_postgres_and_etcd_under_load_loses_no_acknowledged_wri
             .count()
     };
     let started = Instant::now();
-    wait_until("the load to run", Duration::from_secs(60), || async {
+    wait_for("the load to run", Duration::from_secs(60), || async {
         match successes_since(started, true) {
             n if n >= CLIENTS * 3 => Ok(()),
             n => Err(format!("{n} acknowledged writes")),
@@ -388,7 +388,7 @@ async fn restarting_redis_postgres_and_etcd_under_load_loses_no_acknowledged_wri
             Service::Etcd => etcd.stop(),
         });
         // The load meets the outage for OUTAGE, and at least a few of its requests do.
-        wait_until(
+        wait_for(
             &format!("the load to meet the {name} outage"),
             Duration::from_secs(60),
             || async {
@@ -405,12 +405,12 @@ async fn restarting_redis_postgres_and_etcd_under_load_loses_no_acknowledged_wri
             Service::Etcd => etcd.restart(),
         });
         let back = Instant::now();
-        wait_until(
+        wait_for(
             &format!("writes and reads to succeed after the {name} restart"),
             Duration::from_secs(90),
             || async {
                 if successes_since(back, true) > 0 && successes_since(back, false) > 0 {
-                    Ok(())
+                    Ok::<(), String>(())
                 } else {
                     Err("no successful write and read yet".into())
                 }

@@ -9,7 +9,7 @@ use bai_actors::agent_rpc::{
     AgentRpc, AgentTarget, ClusterSpec, FullKernelRegistry, ImageSpec, KernelLaunch, RpcError,
     RpcTimeouts,
 };
-use bai_actors::wire::{Event, KernelEventKind, Value, decode_entry};
+use bai_actors::wire::{Event, KernelEventKind, Value};
 use bai_schema::ResourceSlot;
 use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
@@ -90,32 +90,14 @@ pub(crate) fn launch(agent: &RealAgent, session_id: Uuid, kernel_id: Uuid) -> Ke
 
 /// The kernel events about `kernel_id` on the stream so far, in order.
 async fn kernel_events(env: &TestEnv, kernel_id: Uuid) -> Vec<(KernelEventKind, String)> {
-    let mut redis = env.redis.connection(4).await;
-    let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
-        .arg("events")
-        .arg("-")
-        .arg("+")
-        .query_async(&mut redis)
+    crate::event_stream::recorded_events(env)
         .await
-        .unwrap_or_default();
-    reply
-        .ids
-        .iter()
-        .filter_map(|entry| {
-            let fields: Vec<(Vec<u8>, Vec<u8>)> = entry
-                .map
-                .iter()
-                .filter_map(|(k, v)| match v {
-                    redis::Value::BulkString(bytes) => Some((k.as_bytes().to_vec(), bytes.clone())),
-                    _ => None,
-                })
-                .collect();
-            match decode_entry(&fields) {
-                Ok((_, Event::Kernel(event))) if event.kernel_id == kernel_id => {
-                    Some((event.kind, event.reason))
-                }
-                _ => None,
+        .into_iter()
+        .filter_map(|event| match event {
+            Event::Kernel(event) if event.kernel_id == kernel_id => {
+                Some((event.kind, event.reason))
             }
+            _ => None,
         })
         .collect()
 }

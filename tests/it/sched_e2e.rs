@@ -5,9 +5,10 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bai_testkit::TestEnv;
+use bai_testkit::wait::wait_for;
 
 use crate::manager_process::ManagerProcess;
 use crate::sched_support::{RealAgent, scheduling_world};
@@ -82,21 +83,6 @@ fn sdk_session_info(port: u16, name: &str) -> (bool, String) {
     )
 }
 
-async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if check().await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-    panic!("timed out waiting for {what}");
-}
-
 pub(crate) struct DumpOnFailure(pub(crate) PathBuf, pub(crate) PathBuf);
 
 impl Drop for DumpOnFailure {
@@ -147,7 +133,7 @@ async fn the_official_cli_runs_a_session_on_the_real_agent_and_destroys_it() {
     manager.wait_for_port(env.service_port);
     let agent = RealAgent::start(&env, "i-sched-e2e", 0, 4).await;
     let _dump = DumpOnFailure(output.clone(), env.path("agent-i-sched-e2e/agent.log"));
-    wait_until("the agent to be ALIVE", Duration::from_secs(60), || async {
+    wait_for("the agent to be ALIVE", Duration::from_secs(60), || async {
         db.query_opt(
             "SELECT 1 FROM agents WHERE id = 'i-sched-e2e' AND status = 'ALIVE'",
             &[],
@@ -218,7 +204,7 @@ async fn the_official_cli_runs_a_session_on_the_real_agent_and_destroys_it() {
             .await
             .unwrap();
     assert!(ok, "session destroy failed:\n{out}");
-    wait_until(
+    wait_for(
         "the session to be TERMINATED",
         Duration::from_secs(60),
         || async {

@@ -16,11 +16,12 @@ use bai_agent_sim::{SimAgent, StreamWriter, run_heartbeats};
 use bai_schema::{SlotAmount, SlotUnit};
 use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
+use bai_testkit::wait::wait_for;
 
 use crate::agents_support::producer;
 use crate::manager_process::ManagerProcess;
 use crate::sched_support::{
-    ADMIN_AK, created_twice, enqueue_sessions, over_committed_agents, scheduling_world, wait_until,
+    ADMIN_AK, created_twice, enqueue_sessions, over_committed_agents, scheduling_world,
 };
 
 /// A deadline for a state to be reached (never a timing assertion).
@@ -107,7 +108,7 @@ impl World {
 
     async fn wait_for_agents(&self) {
         let want = self.agent_ids.len() as i64;
-        wait_until("every simulated agent to be ALIVE", DEADLINE, || async {
+        wait_for("every simulated agent to be ALIVE", DEADLINE, || async {
             let alive: i64 = self
                 .client
                 .query_one("SELECT count(*) FROM agents WHERE status = 'ALIVE'", &[])
@@ -150,7 +151,7 @@ impl World {
 
     /// Waits until `sessions` are RUNNING; returns the agent of each, in order.
     async fn agents_of_running(&self, sessions: &[uuid::Uuid]) -> Vec<String> {
-        wait_until("the sessions to be RUNNING", DEADLINE, || async {
+        wait_for("the sessions to be RUNNING", DEADLINE, || async {
             let rows = self
                 .client
                 .query(
@@ -290,7 +291,7 @@ async fn max_container_count_in_etcd_caps_the_kernels_per_agent() {
 
     let sessions = world.enqueue_and_schedule(SESSIONS).await;
     let capacity = (CAP as usize) * AGENTS;
-    wait_until(
+    wait_for(
         "the agents to be full and the rest refused",
         DEADLINE,
         || async {

@@ -16,11 +16,12 @@ use bai_agent_sim::{SimAgent, StreamWriter, run_heartbeats};
 use bai_schema::{SlotAmount, SlotUnit};
 use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
+use bai_testkit::wait::wait_for;
 
 use crate::agents_support::producer;
 use crate::manager_process::ManagerProcess;
 use crate::sched_support::{
-    ADMIN_AK, USER_AK, enqueue_sessions, over_committed_agents, scheduling_world, wait_until,
+    ADMIN_AK, USER_AK, enqueue_sessions, over_committed_agents, scheduling_world,
 };
 
 const AGENTS: usize = 50;
@@ -149,7 +150,7 @@ impl World {
     }
 
     async fn wait_for_agents(&self) {
-        wait_until(
+        wait_for(
             "every simulated agent to be ALIVE",
             Duration::from_secs(60),
             || async {
@@ -182,7 +183,7 @@ impl World {
     }
 
     async fn wait_for_running(&self, at_least: i64, limit: Duration, what: &str) {
-        wait_until(what, limit, || async {
+        wait_for(what, limit, || async {
             let running = count(
                 &self.client,
                 "SELECT count(*) FROM sessions WHERE status = 'RUNNING'",

@@ -399,22 +399,3 @@ pub fn created_twice(ledger: &bai_agent_sim::rpc::SharedLedger) -> Vec<(String, 
         .map(|(kernel, count)| (kernel.clone(), *count))
         .collect()
 }
-/// Waits until `check` holds, polling; fails with `what` after `limit` (a deadline for a state,
-/// never a timing assertion).
-pub async fn wait_until<F, Fut>(what: &str, limit: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<(), String>>,
-{
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        let last = match check().await {
-            Ok(()) => return,
-            Err(last) => last,
-        };
-        if std::time::Instant::now() > deadline {
-            panic!("gave up after {limit:?} waiting for {what}; last seen: {last}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}

@@ -16,12 +16,11 @@ use bai_actors::wire::WireFormat;
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{StreamWriter, run_heartbeats};
 use bai_testkit::TestEnv;
+use bai_testkit::wait::wait_for;
 
 use crate::manager_process::ManagerProcess;
 use crate::sched_e2e::{DumpOnFailure, IMAGE, add_test_image};
-use crate::sched_support::{
-    ADMIN_AK, RealAgent, add_sim_agents, scheduling_world, sim_fleet, wait_until,
-};
+use crate::sched_support::{ADMIN_AK, RealAgent, add_sim_agents, scheduling_world, sim_fleet};
 
 const ADMIN_SK: &str = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
 const LIMIT: Duration = Duration::from_secs(90);
@@ -178,7 +177,7 @@ async fn backend_ai_run_files_logs_rename_and_interrupt_work_on_the_real_agent()
     manager.wait_for_port(env.service_port);
     let _agent = RealAgent::start(&env, "i-interactive", 0, 4).await;
     let _dump = DumpOnFailure(output.clone(), env.path("agent-i-interactive/agent.log"));
-    wait_until("the agent to be ALIVE", LIMIT, || async {
+    wait_for("the agent to be ALIVE", LIMIT, || async {
         db.query_opt(
             "SELECT 1 FROM agents WHERE id = 'i-interactive' AND status = 'ALIVE'",
             &[],
@@ -292,7 +291,7 @@ async fn backend_ai_run_files_logs_rename_and_interrupt_work_on_the_real_agent()
     // After the session ends, its log is still there (kept from the agent at destroy).
     let (ok, out) = cli_in(port, &work, &["session", "destroy", "run-e2e-renamed"]).await;
     assert!(ok, "session destroy failed:\n{out}");
-    wait_until("the session to be TERMINATED", LIMIT, || async {
+    wait_for("the session to be TERMINATED", LIMIT, || async {
         match session_row(&db, "run-e2e-renamed").await {
             Some((_, status)) if status == "TERMINATED" => Ok(()),
             other => Err(format!("{other:?}")),
@@ -457,7 +456,7 @@ async fn session_ls_download_restart_and_interrupt_work_on_a_simulated_agent() {
     // Every lifecycle event the scheduler announces (no separate `preparing` for a session whose
     // kernels start in one dispatch).
     let expected = ["enqueued", "scheduled", "started", "terminated"];
-    wait_until("the callbacks of the cluster session", LIMIT, || async {
+    wait_for("the callbacks of the cluster session", LIMIT, || async {
         let events: Vec<String> = received
             .lock()
             .unwrap_or_else(|p| p.into_inner())

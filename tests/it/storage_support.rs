@@ -79,6 +79,9 @@ macro_rules! storage_app {
             actix_web::App::new()
                 .app_data(actix_web::web::Data::new($world.api.state.clone()))
                 .app_data(actix_web::web::Data::new($world.broker.clone()))
+                .app_data(actix_web::web::Data::new(
+                    $crate::api_support::session_queue(&$world.api.state),
+                ))
                 .configure(bai_actors::facade::configure),
         )
         .await

@@ -4,6 +4,8 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use serde_json::{Map, Value};
 
+use crate::compat::pyrepr::python_str;
+
 /// Python's `urllib.parse.quote(s, safe="")` leaves only these unescaped.
 const QUOTE_SET: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'_')
@@ -33,94 +35,6 @@ pub fn demangle<'a>(namespace: &str, physical: &'a str) -> Option<&'a str> {
         .strip_prefix("/sorna/")
         .and_then(|rest| rest.strip_prefix(namespace))
         .and_then(|rest| rest.strip_prefix('/'))
-}
-
-/// `str(value)` as Python prints a JSON-loaded value: the way the original writes leaves.
-pub fn python_str(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => python_repr(other),
-    }
-}
-
-fn python_repr(value: &Value) -> String {
-    match value {
-        Value::Null => "None".to_owned(),
-        Value::Bool(true) => "True".to_owned(),
-        Value::Bool(false) => "False".to_owned(),
-        Value::Number(n) => {
-            if let Some(i) = n.as_i64() {
-                i.to_string()
-            } else if let Some(u) = n.as_u64() {
-                u.to_string()
-            } else {
-                python_float_repr(n.as_f64().unwrap_or(f64::NAN))
-            }
-        }
-        Value::String(s) => python_str_repr(s),
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(python_repr).collect();
-            format!("[{}]", inner.join(", "))
-        }
-        Value::Object(map) => {
-            let inner: Vec<String> = map
-                .iter()
-                .map(|(k, v)| format!("{}: {}", python_str_repr(k), python_repr(v)))
-                .collect();
-            format!("{{{}}}", inner.join(", "))
-        }
-    }
-}
-
-/// Python's `repr(float)`: shortest round-trip digits, scientific below 1e-4 and from 1e16.
-fn python_float_repr(x: f64) -> String {
-    if x.is_nan() {
-        return "nan".to_owned();
-    }
-    if x.is_infinite() {
-        return if x > 0.0 { "inf" } else { "-inf" }.to_owned();
-    }
-    let scientific = format!("{x:e}");
-    let (mantissa, exponent) = scientific.split_once('e').unwrap_or((&scientific, "0"));
-    let exponent: i32 = exponent.parse().unwrap_or(0);
-    if !(-4..16).contains(&exponent) {
-        let sign = if exponent < 0 { '-' } else { '+' };
-        return format!("{mantissa}e{sign}{:02}", exponent.abs());
-    }
-    let plain = format!("{x}");
-    if plain.contains('.') {
-        plain
-    } else {
-        format!("{plain}.0")
-    }
-}
-
-fn python_str_repr(s: &str) -> String {
-    let quote_char = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote_char);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote_char => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\x{:02x}", c as u32))
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote_char);
-    out
 }
 
 /// `put_prefix`: flattens a nested object under `prefix` (which is used as given, unquoted).
@@ -215,19 +129,6 @@ mod tests {
             Some("manager/status")
         );
         assert_eq!(demangle("local", "/sorna/localx/manager/status"), None);
-    }
-
-    #[test]
-    fn leaves_are_written_like_python_str() {
-        assert_eq!(python_str(&json!(true)), "True");
-        assert_eq!(python_str(&json!(1500)), "1500");
-        assert_eq!(python_str(&json!(1.0)), "1.0");
-        assert_eq!(python_str(&json!(0.00001)), "1e-05");
-        assert_eq!(python_str(&json!(1e16)), "1e+16");
-        assert_eq!(python_str(&json!(null)), "None");
-        assert_eq!(python_str(&json!(["a", 1, false])), "['a', 1, False]");
-        assert_eq!(python_str(&json!("it's")), "it's");
-        assert_eq!(python_str(&json!(["it's"])), "[\"it's\"]");
     }
 
     #[test]

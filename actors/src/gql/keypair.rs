@@ -8,8 +8,6 @@
 use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
-use base64::Engine;
-use rand::RngCore;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -21,6 +19,7 @@ use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
 use super::permissions::scoped;
 use super::scalars::GqlDateTime;
 use super::sql::{self, Conditions, Listing, SqlParams};
+use crate::compat::keypair::generate_keypair;
 
 /// The owner's name and email, as the original's `UserInfo`.
 #[derive(SimpleObject, Clone, Debug)]
@@ -486,39 +485,6 @@ impl KeyPairQuery {
     }
 }
 
-/// A new access key and secret key as the original makes them: `AKIA` + 16 base32 characters
-/// (10 random bytes), and 40 URL-safe base64 characters (30 random bytes).
-pub fn generate_keypair() -> (String, String) {
-    let mut rng = rand::rng();
-    let mut ak_bytes = [0u8; 10];
-    rng.fill_bytes(&mut ak_bytes);
-    let mut sk_bytes = [0u8; 30];
-    rng.fill_bytes(&mut sk_bytes);
-    let access_key = format!("AKIA{}", base32(&ak_bytes));
-    let secret_key = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sk_bytes);
-    (access_key, secret_key)
-}
-
-/// RFC 4648 base32 without padding (enough for the multiple-of-5-byte keys above).
-fn base32(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
-    let mut buffer: u32 = 0;
-    let mut bits = 0;
-    for &byte in bytes {
-        buffer = (buffer << 8) | u32::from(byte);
-        bits += 8;
-        while bits >= 5 {
-            bits -= 5;
-            out.push(ALPHABET[((buffer >> bits) & 31) as usize] as char);
-        }
-    }
-    if bits > 0 {
-        out.push(ALPHABET[((buffer << (5 - bits)) & 31) as usize] as char);
-    }
-    out
-}
-
 #[derive(InputObject, Debug)]
 #[graphql(name = "KeyPairInput", rename_fields = "snake_case")]
 pub struct KeyPairInput {
@@ -700,34 +666,5 @@ impl KeyPairMutation {
 
     async fn delete_keypair(&self, ctx: &Context<'_>, access_key: String) -> DeleteKeyPair {
         settle(delete_keypair(ctx, access_key).await)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn generated_keys_have_the_original_form() {
-        let (ak, sk) = generate_keypair();
-        assert_eq!(ak.len(), 20);
-        assert!(ak.starts_with("AKIA"));
-        assert!(
-            ak[4..]
-                .bytes()
-                .all(|c| c.is_ascii_uppercase() || (b'2'..=b'7').contains(&c))
-        );
-        assert_eq!(sk.len(), 40);
-        assert!(
-            sk.bytes()
-                .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
-        );
-        assert_ne!(generate_keypair(), (ak, sk));
-    }
-
-    #[test]
-    fn base32_matches_rfc4648() {
-        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
-        assert_eq!(base32(&[0u8; 10]), "AAAAAAAAAAAAAAAA");
     }
 }

@@ -5,9 +5,9 @@
 //! Layout: one file per object type with its queries, SQL and mutations (`domain.rs`,
 //! `user.rs`, ...); `schema.rs` merges them into the roots; `context.rs` holds who is asking;
 //! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
-//! `sql.rs`, `pagination.rs`, `scalars.rs`, `pyjson.rs` the shared pieces; `http.rs` the routes;
-//! `prescan.rs` and `front_end.rs` the limits every document passes before it is parsed, validated
-//! and run.
+//! `sql.rs`, `pagination.rs`, `scalars.rs` the shared pieces (Python's text forms live in
+//! `crate::compat::pyjson`); `http.rs` the routes; `prescan.rs` and `front_end.rs` the limits
+//! every document passes before it is parsed, validated and run.
 
 pub mod acl;
 pub mod admin_mutation;
@@ -28,7 +28,6 @@ pub mod mutation;
 pub mod pagination;
 pub mod permissions;
 pub mod prescan;
-pub mod pyjson;
 pub mod quota_scope;
 pub mod resource_policy;
 pub mod resource_preset;

@@ -5,7 +5,7 @@ use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value
 use chrono::{DateTime, Utc};
 
 use super::minilang::compile::parse_datetime;
-use super::pyjson;
+use crate::compat::pyjson;
 
 /// graphene's `JSONString`: a JSON document serialized to a string with Python's `json.dumps`.
 /// As input, a string holding JSON.

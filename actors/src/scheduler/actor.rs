@@ -1,5 +1,6 @@
 //! The scheduler actor: a thin shell that runs passes, dispatches, applies kernel events,
-//! destroys sessions and reconciles, each as plain async functions of this module's siblings.
+//! enqueues, cancels and destroys sessions and reconciles, each as plain async functions of this
+//! module's siblings.
 //!
 //! A pass is triggered by `session_enqueued`, `session_terminated`, `agent_started`,
 //! `do_schedule` and a timer, runs under the cluster-wide scheduling lock (so one worker of the
@@ -28,8 +29,10 @@ use crate::etcd::EtcdStore;
 use crate::event_bus::{EventBatch, EventInterest};
 use crate::lock::{LockId, LockService};
 use crate::scheduler::messages::{
-    DestroyOutcome, DestroySession, FetchContainerLogs, KillAllSessions, SessionControlError,
+    CancelPendingSession, DestroyOutcome, DestroySession, EnqueueSession, FetchContainerLogs,
+    KillAllSessions, QueueError, SessionControlError,
 };
+use crate::scheduler::queue::{cancel_pending, enqueue_session};
 use crate::wire::{Event, EventProducer, SessionEvent, SessionEventKind, Trigger, Value};
 
 /// The scheduling timer of the original (`LOCKID_SCHEDULE_TIMER`, 10 s).
@@ -340,6 +343,29 @@ impl Handler<EventBatch> for Scheduler {
         if schedule {
             self.request_pass(ctx);
         }
+    }
+}
+
+impl Handler<EnqueueSession> for Scheduler {
+    type Result =
+        ResponseFuture<Result<bai_schema::queries::session_enqueue::Enqueued, QueueError>>;
+
+    fn handle(&mut self, message: EnqueueSession, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(
+            async move { enqueue_session(&shared.deps.producer, &shared.deps.log, message).await },
+        )
+    }
+}
+
+impl Handler<CancelPendingSession> for Scheduler {
+    type Result = ResponseFuture<Result<bool, QueueError>>;
+
+    fn handle(&mut self, message: CancelPendingSession, _ctx: &mut Self::Context) -> Self::Result {
+        let shared = self.shared.clone();
+        Box::pin(
+            async move { cancel_pending(&shared.deps.producer, &shared.deps.log, message).await },
+        )
     }
 }
 

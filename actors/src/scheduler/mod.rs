@@ -18,6 +18,7 @@ pub mod pass;
 pub mod placement;
 pub mod policy;
 pub mod predicates;
+pub mod queue;
 pub mod reconcile;
 pub mod reserve;
 pub mod selector;

@@ -7,6 +7,8 @@ use std::fmt;
 
 use serde_json::Value;
 
+use crate::compat::reserved::is_reserved_folder_name;
+
 /// One permission on a vfolder host (`VFolderHostPermission`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum HostPermission {
@@ -140,33 +142,6 @@ pub fn denial_message(permission: HostPermission, host: &str) -> String {
     format!("`{permission}` Not allowed in vfolder host(`{host}`)")
 }
 
-/// Names reserved for the container's own files (`RESERVED_VFOLDERS`).
-const RESERVED_NAMES: &[&str] = &[
-    ".terminfo",
-    ".jupyter",
-    ".tmux.conf",
-    ".ssh",
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib64",
-    "/media",
-    "/mnt",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/var",
-    "/home",
-];
-
 /// The longest folder name the `vfolders.name` column holds.
 pub const MAX_NAME_LENGTH: usize = 128;
 
@@ -205,20 +180,6 @@ pub fn is_slug_allowing_dot(name: &str) -> bool {
     }
 }
 
-/// `^\.[a-z0-9]+rc$` and `^\.[a-z0-9]+_profile$` (shell start-up files).
-fn is_reserved_pattern(name: &str) -> bool {
-    let Some(body) = name.strip_prefix('.') else {
-        return false;
-    };
-    let lower_alnum = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    body.strip_suffix("rc").is_some_and(lower_alnum)
-        || body.strip_suffix("_profile").is_some_and(lower_alnum)
-}
-
 /// Checks a new folder name as the original does (slug first, then the reserved names).
 pub fn check_folder_name(name: &str) -> Result<(), NameError> {
     if name.len() > MAX_NAME_LENGTH {
@@ -227,7 +188,7 @@ pub fn check_folder_name(name: &str) -> Result<(), NameError> {
     if !is_slug_allowing_dot(name) {
         return Err(NameError::NotASlug);
     }
-    if RESERVED_NAMES.contains(&name) || is_reserved_pattern(name) {
+    if is_reserved_folder_name(name) {
         return Err(NameError::Reserved(name.to_owned()));
     }
     Ok(())

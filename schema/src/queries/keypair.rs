@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{QueryError, db_err, slots_column};
+use super::{QueryError, ReadColumn, db_err, slots_column};
 use crate::enums::{DefaultForUnspecified, UserRole, UserStatus};
 use crate::slots::ResourceSlot;
 
@@ -107,19 +107,20 @@ pub async fn find_active_credential(
         return Ok(None);
     };
     let key = access_key.to_owned();
-    let pending_slots: Option<serde_json::Value> = row.get("max_pending_session_resource_slots");
+    let pending_slots: Option<serde_json::Value> =
+        row.read("max_pending_session_resource_slots")?;
     let policy = KeypairResourcePolicy {
-        name: row.get("policy_name"),
-        default_for_unspecified: row.get("default_for_unspecified"),
+        name: row.read("policy_name")?,
+        default_for_unspecified: row.read("default_for_unspecified")?,
         total_resource_slots: slots_column(
-            &row.get::<_, serde_json::Value>("total_resource_slots"),
+            &row.read::<_, serde_json::Value>("total_resource_slots")?,
             "keypair_resource_policies",
             "total_resource_slots",
             &key,
         )?,
-        max_session_lifetime: row.get("max_session_lifetime"),
-        max_concurrent_sessions: row.get("max_concurrent_sessions"),
-        max_pending_session_count: row.get("max_pending_session_count"),
+        max_session_lifetime: row.read("max_session_lifetime")?,
+        max_concurrent_sessions: row.read("max_concurrent_sessions")?,
+        max_pending_session_count: row.read("max_pending_session_count")?,
         max_pending_session_resource_slots: pending_slots
             .map(|value| {
                 slots_column(
@@ -130,35 +131,35 @@ pub async fn find_active_credential(
                 )
             })
             .transpose()?,
-        max_concurrent_sftp_sessions: row.get("max_concurrent_sftp_sessions"),
-        max_containers_per_session: row.get("max_containers_per_session"),
-        max_vfolder_count: row.get("max_vfolder_count"),
-        max_vfolder_size: row.get("max_vfolder_size"),
-        idle_timeout: row.get("idle_timeout"),
-        allowed_vfolder_hosts: row.get("allowed_vfolder_hosts"),
+        max_concurrent_sftp_sessions: row.read("max_concurrent_sftp_sessions")?,
+        max_containers_per_session: row.read("max_containers_per_session")?,
+        max_vfolder_count: row.read("max_vfolder_count")?,
+        max_vfolder_size: row.read("max_vfolder_size")?,
+        idle_timeout: row.read("idle_timeout")?,
+        allowed_vfolder_hosts: row.read("allowed_vfolder_hosts")?,
     };
     let user = KeypairUser {
-        uuid: row.get("uuid"),
-        username: row.get("username"),
-        email: row.get("email"),
-        full_name: row.get("full_name"),
-        domain_name: row.get("domain_name"),
-        role: row.get("role"),
-        status: row.get("status"),
-        allowed_client_ip: row.get("allowed_client_ip"),
-        need_password_change: row.get("need_password_change"),
-        sudo_session_enabled: row.get("sudo_session_enabled"),
-        main_access_key: row.get("main_access_key"),
-        resource_policy: row.get("user_resource_policy"),
+        uuid: row.read("uuid")?,
+        username: row.read("username")?,
+        email: row.read("email")?,
+        full_name: row.read("full_name")?,
+        domain_name: row.read("domain_name")?,
+        role: row.read("role")?,
+        status: row.read("status")?,
+        allowed_client_ip: row.read("allowed_client_ip")?,
+        need_password_change: row.read("need_password_change")?,
+        sudo_session_enabled: row.read("sudo_session_enabled")?,
+        main_access_key: row.read("main_access_key")?,
+        resource_policy: row.read("user_resource_policy")?,
     };
     Ok(Some(KeypairCredential {
-        access_key: row.get("access_key"),
+        access_key: row.read("access_key")?,
         secret_key: row
-            .get::<_, Option<String>>("secret_key")
+            .read::<_, Option<String>>("secret_key")?
             .unwrap_or_default(),
-        is_admin: row.get("is_admin"),
-        rate_limit: row.get("rate_limit"),
-        user_id: row.get("user_id"),
+        is_admin: row.read("is_admin")?,
+        rate_limit: row.read("rate_limit")?,
+        user_id: row.read("user_id")?,
         user,
         policy,
     }))
@@ -191,13 +192,16 @@ pub async fn find_keypair_owner(
         .query_opt(&statement, &[&access_key])
         .await
         .map_err(db_err("looking up a keypair owner"))?;
-    Ok(row.map(|row| KeypairOwner {
-        access_key: row.get(0),
-        user_uuid: row.get(1),
-        domain_name: row.get(2),
-        role: row.get(3),
-        resource_policy: row.get(4),
-    }))
+    row.map(|row| {
+        Ok(KeypairOwner {
+            access_key: row.read(0)?,
+            user_uuid: row.read(1)?,
+            domain_name: row.read(2)?,
+            role: row.read(3)?,
+            resource_policy: row.read(4)?,
+        })
+    })
+    .transpose()
 }
 
 /// A keypair resource policy by name.
@@ -224,28 +228,28 @@ pub async fn find_resource_policy(
         return Ok(None);
     };
     let table = "keypair_resource_policies";
-    let pending: Option<serde_json::Value> = row.get("max_pending_session_resource_slots");
+    let pending: Option<serde_json::Value> = row.read("max_pending_session_resource_slots")?;
     Ok(Some(KeypairResourcePolicy {
-        name: row.get("name"),
-        default_for_unspecified: row.get("default_for_unspecified"),
+        name: row.read("name")?,
+        default_for_unspecified: row.read("default_for_unspecified")?,
         total_resource_slots: slots_column(
-            &row.get::<_, serde_json::Value>("total_resource_slots"),
+            &row.read::<_, serde_json::Value>("total_resource_slots")?,
             table,
             "total_resource_slots",
             name,
         )?,
-        max_session_lifetime: row.get("max_session_lifetime"),
-        max_concurrent_sessions: row.get("max_concurrent_sessions"),
-        max_pending_session_count: row.get("max_pending_session_count"),
+        max_session_lifetime: row.read("max_session_lifetime")?,
+        max_concurrent_sessions: row.read("max_concurrent_sessions")?,
+        max_pending_session_count: row.read("max_pending_session_count")?,
         max_pending_session_resource_slots: pending
             .map(|v| slots_column(&v, table, "max_pending_session_resource_slots", name))
             .transpose()?,
-        max_concurrent_sftp_sessions: row.get("max_concurrent_sftp_sessions"),
-        max_containers_per_session: row.get("max_containers_per_session"),
-        max_vfolder_count: row.get("max_vfolder_count"),
-        max_vfolder_size: row.get("max_vfolder_size"),
-        idle_timeout: row.get("idle_timeout"),
-        allowed_vfolder_hosts: row.get("allowed_vfolder_hosts"),
+        max_concurrent_sftp_sessions: row.read("max_concurrent_sftp_sessions")?,
+        max_containers_per_session: row.read("max_containers_per_session")?,
+        max_vfolder_count: row.read("max_vfolder_count")?,
+        max_vfolder_size: row.read("max_vfolder_size")?,
+        idle_timeout: row.read("idle_timeout")?,
+        allowed_vfolder_hosts: row.read("allowed_vfolder_hosts")?,
     }))
 }
 
@@ -277,14 +281,17 @@ pub async fn find_login_user(
         .query_opt(&statement, &[&domain, &email])
         .await
         .map_err(db_err("looking up a user for login"))?;
-    Ok(row.map(|row| LoginUser {
-        uuid: row.get(0),
-        email: row.get(1),
-        role: row.get(2),
-        status: row.get(3),
-        password_hash: row.get(4),
-        password_changed_at: row.get(5),
-    }))
+    row.map(|row| {
+        Ok(LoginUser {
+            uuid: row.read(0)?,
+            email: row.read(1)?,
+            role: row.read(2)?,
+            status: row.read(3)?,
+            password_hash: row.read(4)?,
+            password_changed_at: row.read(5)?,
+        })
+    })
+    .transpose()
 }
 
 /// An access key / secret key pair handed to a user who logged in.
@@ -310,10 +317,13 @@ pub async fn find_login_keypair(
         .query_opt(&statement, &[&user_uuid])
         .await
         .map_err(db_err("looking up the login keypair"))?;
-    Ok(row.map(|row| IssuedKeypair {
-        access_key: row.get(0),
-        secret_key: row.get::<_, Option<String>>(1).unwrap_or_default(),
-    }))
+    row.map(|row| {
+        Ok(IssuedKeypair {
+            access_key: row.read(0)?,
+            secret_key: row.read::<_, Option<String>>(1)?.unwrap_or_default(),
+        })
+    })
+    .transpose()
 }
 
 /// `keypairs.bootstrap_script` of `access_key` (empty when unset).
@@ -329,7 +339,8 @@ pub async fn find_bootstrap_script(
         .query_opt(&statement, &[&access_key])
         .await
         .map_err(db_err("looking up a keypair bootstrap script"))?;
-    Ok(row
-        .and_then(|row| row.get::<_, Option<String>>(0))
-        .unwrap_or_default())
+    Ok(match row {
+        Some(row) => row.read::<_, Option<String>>(0)?.unwrap_or_default(),
+        None => String::new(),
+    })
 }

@@ -4,6 +4,7 @@
 
 pub mod agent_admin;
 pub mod dotfiles;
+pub mod group;
 pub mod image;
 pub mod interaction;
 pub mod keypair;
@@ -30,6 +31,14 @@ pub enum QueryError {
     },
     #[error("cannot get a database connection: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    /// A column could not be read as the type the code expects: the schema drifted from the
+    /// code (a renamed column, a changed type, a NULL where none was expected).
+    #[error("cannot read column {column} of a row: {source}")]
+    Decode {
+        column: String,
+        #[source]
+        source: tokio_postgres::Error,
+    },
     #[error("{table}.{column} of {key} holds an invalid value: {reason}")]
     BadValue {
         table: &'static str,
@@ -71,6 +80,28 @@ impl QueryError {
     /// A foreign key was violated (e.g. a kernel assigned to an unknown agent).
     pub fn is_foreign_key_violation(&self) -> bool {
         self.sql_state() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+    }
+}
+
+/// Reads a column without panicking: `row.read("name")?` instead of `row.get("name")`, which
+/// panics when the schema drifted from the code.
+pub trait ReadColumn {
+    fn read<'a, I, T>(&'a self, index: I) -> Result<T, QueryError>
+    where
+        I: tokio_postgres::row::RowIndex + std::fmt::Display + Copy,
+        T: postgres_types::FromSql<'a>;
+}
+
+impl ReadColumn for tokio_postgres::Row {
+    fn read<'a, I, T>(&'a self, index: I) -> Result<T, QueryError>
+    where
+        I: tokio_postgres::row::RowIndex + std::fmt::Display + Copy,
+        T: postgres_types::FromSql<'a>,
+    {
+        self.try_get(index).map_err(|source| QueryError::Decode {
+            column: index.to_string(),
+            source,
+        })
     }
 }
 

@@ -8,7 +8,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{QueryError, db_err, slots_column};
+use super::{QueryError, ReadColumn, db_err, slots_column};
 use crate::enums::{KernelStatus, SessionStatus};
 use crate::slots::ResourceSlot;
 
@@ -272,15 +272,17 @@ pub async fn match_sessions(
             .await
             .map_err(db_err("matching sessions"))?;
         if !rows.is_empty() {
-            return Ok(rows
+            return rows
                 .into_iter()
-                .map(|row| SessionMatch {
-                    id: row.get(0),
-                    name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-                    status: row.get(2),
-                    creation_id: row.get(3),
+                .map(|row| {
+                    Ok(SessionMatch {
+                        id: row.read(0)?,
+                        name: row.read::<_, Option<String>>(1)?.unwrap_or_default(),
+                        status: row.read(2)?,
+                        creation_id: row.read(3)?,
+                    })
                 })
-                .collect());
+                .collect();
         }
     }
     Ok(Vec::new())
@@ -304,7 +306,8 @@ pub async fn find_live_session_by_name(
         .query_opt(&statement, &[&name, &access_key])
         .await
         .map_err(db_err("looking up a session by name"))?;
-    Ok(row.map(|row| (row.get(0), row.get(1), row.get(2))))
+    row.map(|row| Ok((row.read(0)?, row.read(1)?, row.read(2)?)))
+        .transpose()
 }
 
 /// A session and its main kernel, as `GET /session/{name}` reports them.
@@ -365,41 +368,41 @@ pub async fn session_detail(
     else {
         return Ok(None);
     };
-    let kernel_id: Uuid = row.get(8);
+    let kernel_id: Uuid = row.read(8)?;
     Ok(Some(SessionDetail {
-        session_id: row.get(0),
-        name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-        creation_id: row.get(2),
-        session_status: row.get(3),
-        domain_name: row.get(4),
-        group_id: row.get(5),
-        user_uuid: row.get(6),
-        access_key: row.get(7),
+        session_id: row.read(0)?,
+        name: row.read::<_, Option<String>>(1)?.unwrap_or_default(),
+        creation_id: row.read(2)?,
+        session_status: row.read(3)?,
+        domain_name: row.read(4)?,
+        group_id: row.read(5)?,
+        user_uuid: row.read(6)?,
+        access_key: row.read(7)?,
         kernel_id,
-        image: row.get(9),
-        architecture: row.get(10),
-        registry: row.get(11),
-        tag: row.get(12),
-        container_id: row.get(13),
+        image: row.read(9)?,
+        architecture: row.read(10)?,
+        registry: row.read(11)?,
+        tag: row.read(12)?,
+        container_id: row.read(13)?,
         occupied_slots: slots_column(
-            &row.get(14),
+            &row.read(14)?,
             "kernels",
             "occupied_slots",
             &kernel_id.to_string(),
         )?,
-        occupied_shares: row.get(15),
-        environ: row.get(16),
-        status: row.get(17),
-        status_info: row.get(18),
-        status_data: row.get(19),
-        created_at: row.get(20),
-        terminated_at: row.get(21),
-        num_queries: row.get(22),
-        last_stat: row.get(23),
-        service_ports: row.get(24),
-        agent: row.get(25),
-        agent_addr: row.get(26),
-        container_log: row.get(27),
+        occupied_shares: row.read(15)?,
+        environ: row.read(16)?,
+        status: row.read(17)?,
+        status_info: row.read(18)?,
+        status_data: row.read(19)?,
+        created_at: row.read(20)?,
+        terminated_at: row.read(21)?,
+        num_queries: row.read(22)?,
+        last_stat: row.read(23)?,
+        service_ports: row.read(24)?,
+        agent: row.read(25)?,
+        agent_addr: row.read(26)?,
+        container_log: row.read(27)?,
     }))
 }
 
@@ -467,7 +470,10 @@ pub async fn cancel_pending_session(
         .map_err(db_err("cancelling kernels"))?;
     Ok(Cancellation {
         session_cancelled: true,
-        kernel_ids: rows.into_iter().map(|row| row.get(0)).collect(),
+        kernel_ids: rows
+            .iter()
+            .map(|row| row.read(0))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -484,7 +490,7 @@ pub async fn session_status(
         .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_err("reading a session status"))?;
-    Ok(row.map(|row| row.get(0)))
+    row.map(|row| row.read(0)).transpose()
 }
 
 /// Whether `domain` exists and is active.
@@ -524,7 +530,7 @@ pub async fn find_session_group(
         .query_opt(&statement, &[&domain, &group_name, &member])
         .await
         .map_err(db_err("looking up the session's group"))?;
-    Ok(row.map(|row| row.get(0)))
+    row.map(|row| row.read(0)).transpose()
 }
 
 /// `(name, protocol, container_ports, ...)` of the main kernel, for the create reply.
@@ -543,7 +549,10 @@ pub async fn main_kernel_service_ports(
         .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_err("reading service ports"))?;
-    Ok(row.and_then(|row| row.get(0)))
+    Ok(match row {
+        Some(row) => row.read(0)?,
+        None => None,
+    })
 }
 
 /// Who a session or kernel event is about, for filtering `GET /events/session` streams.
@@ -578,17 +587,20 @@ pub async fn kernel_event_subject(
         .query_opt(&statement, &[&kernel_id])
         .await
         .map_err(db_err("looking up a kernel event's session"))?;
-    Ok(row.map(|row| EventSubject {
-        session_id: row.get(0),
-        session_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-        access_key: row.get(2),
-        domain_name: row.get(3),
-        group_id: row.get(4),
-        user_uuid: row.get(5),
-        kernel_id: row.get(6),
-        cluster_role: Some(row.get(7)),
-        cluster_idx: Some(row.get(8)),
-    }))
+    row.map(|row| {
+        Ok(EventSubject {
+            session_id: row.read(0)?,
+            session_name: row.read::<_, Option<String>>(1)?.unwrap_or_default(),
+            access_key: row.read(2)?,
+            domain_name: row.read(3)?,
+            group_id: row.read(4)?,
+            user_uuid: row.read(5)?,
+            kernel_id: row.read(6)?,
+            cluster_role: Some(row.read(7)?),
+            cluster_idx: Some(row.read(8)?),
+        })
+    })
+    .transpose()
 }
 
 /// The subject of a session event: the session and its main kernel.
@@ -608,17 +620,20 @@ pub async fn session_event_subject(
         .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_err("looking up a session event's session"))?;
-    Ok(row.map(|row| EventSubject {
-        session_id: row.get(0),
-        session_name: row.get::<_, Option<String>>(1).unwrap_or_default(),
-        access_key: row.get(2),
-        domain_name: row.get(3),
-        group_id: row.get(4),
-        user_uuid: row.get(5),
-        kernel_id: row.get(6),
-        cluster_role: None,
-        cluster_idx: None,
-    }))
+    row.map(|row| {
+        Ok(EventSubject {
+            session_id: row.read(0)?,
+            session_name: row.read::<_, Option<String>>(1)?.unwrap_or_default(),
+            access_key: row.read(2)?,
+            domain_name: row.read(3)?,
+            group_id: row.read(4)?,
+            user_uuid: row.read(5)?,
+            kernel_id: row.read(6)?,
+            cluster_role: None,
+            cluster_idx: None,
+        })
+    })
+    .transpose()
 }
 
 /// The raw material of a kernel's dotfiles: the keypair's SSH keypair and the msgpack dotfile
@@ -661,11 +676,11 @@ pub async fn dotfile_sources(
         .await
         .map_err(db_err("reading dotfiles"))?;
     Ok(DotfileSources {
-        ssh_public_key: row.get(0),
-        ssh_private_key: row.get(1),
-        keypair_dotfiles: row.get::<_, Option<Vec<u8>>>(2).unwrap_or_default(),
-        group_dotfiles: row.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
-        domain_dotfiles: row.get::<_, Option<Vec<u8>>>(4).unwrap_or_default(),
+        ssh_public_key: row.read(0)?,
+        ssh_private_key: row.read(1)?,
+        keypair_dotfiles: row.read::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+        group_dotfiles: row.read::<_, Option<Vec<u8>>>(3)?.unwrap_or_default(),
+        domain_dotfiles: row.read::<_, Option<Vec<u8>>>(4)?.unwrap_or_default(),
     })
 }
 
@@ -679,4 +694,21 @@ mod tests {
         assert_eq!(prefix_pattern("100%"), "100\\%%");
         assert_eq!(prefix_pattern("ab"), "ab%");
     }
+}
+
+/// Sessions whose main kernel is placed and not finished (`active_sessions` of
+/// `GET /manager/status`).
+pub async fn count_active_sessions(client: &impl GenericClient) -> Result<i64, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT count(*) FROM kernels WHERE cluster_role = 'main'
+             AND status NOT IN ('TERMINATED', 'PENDING', 'CANCELLED')",
+        )
+        .await
+        .map_err(db_err("preparing the active session count"))?;
+    client
+        .query_one(&statement, &[])
+        .await
+        .map_err(db_err("counting active sessions"))?
+        .read(0)
 }

@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 use crate::enums::{UserRole, VFolderOwnershipType, VFolderPermission, VFolderUsageMode};
 
 /// `vfolders.status` values (23.09's `VFolderOperationStatus`).
@@ -537,4 +537,35 @@ pub async fn stale_deletions(
         .iter()
         .map(|row| (row.get(0), row.get(1), row.get(2)))
         .collect())
+}
+
+/// What deleting a folder by id needs to know first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FolderPlacement {
+    pub host: String,
+    pub quota_scope_id: Option<String>,
+    pub status: String,
+}
+
+/// The host, quota scope and status of the folder `id`, if it exists.
+pub async fn folder_placement(
+    client: &impl GenericClient,
+    id: Uuid,
+) -> Result<Option<FolderPlacement>, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT host, quota_scope_id, status FROM vfolders WHERE id = $1")
+        .await
+        .map_err(db_err("preparing the folder lookup"))?;
+    client
+        .query_opt(&statement, &[&id])
+        .await
+        .map_err(db_err("looking up the folder"))?
+        .map(|row| {
+            Ok(FolderPlacement {
+                host: row.read(0)?,
+                quota_scope_id: row.read(1)?,
+                status: row.read(2)?,
+            })
+        })
+        .transpose()
 }

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod scheduling;
 pub mod storage_proxy;
 pub mod token_server;
+pub mod wait;
 
 pub use env::TestEnv;
 pub use storage_proxy::StorageProxyServer;

@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use bai_schema::enums::UserStatus;
+use bai_schema::queries::group::is_group_member;
 use bai_schema::queries::keypair::{find_login_keypair, find_login_user};
 use chrono::{TimeDelta, Utc};
 use serde_json::json;
@@ -51,14 +52,10 @@ async fn get_role(
         None => None,
         Some(group_id) => {
             let client = db_client(&state).await?;
-            let member = client
-                .query_opt(
-                    "SELECT 1 FROM association_groups_users WHERE group_id = $1 AND user_id = $2",
-                    &[&group_id, &caller.user_uuid()],
-                )
+            let member = is_group_member(&client, group_id, caller.user_uuid())
                 .await
                 .map_err(query_failed(&state, "checking the group membership"))?;
-            if member.is_none() {
+            if !member {
                 return Err(Problem::not_found("project (user group)")
                     .with_msg("No such project or you are not the member of it."));
             }

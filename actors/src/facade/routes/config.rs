@@ -4,7 +4,7 @@
 use actix_web::{HttpResponse, web};
 use serde_json::{Map, Value, json};
 
-use crate::etcd::keys::python_str;
+use crate::compat::pyrepr::python_str;
 use crate::facade::access::Access;
 use crate::facade::auth::Authenticated;
 use crate::facade::params::ApiParams;

@@ -7,6 +7,7 @@ use std::time::Duration;
 use actix_web::web::Bytes;
 use actix_web::{HttpResponse, web};
 use bai_schema::enums::UserRole;
+use bai_schema::queries::group::find_group_id_by_name;
 use futures::stream;
 use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
@@ -175,17 +176,10 @@ async fn read_filter(
         None
     } else {
         let client = db_client(state).await?;
-        let row = client
-            .query_opt(
-                "SELECT id FROM groups WHERE name = $1 ORDER BY (domain_name = $2) DESC LIMIT 1",
-                &[&group_name, &caller.domain_name()],
-            )
+        let found = find_group_id_by_name(&client, &group_name, caller.domain_name())
             .await
             .map_err(query_failed(state, "looking up the group"))?;
-        Some(
-            row.map(|row| row.get::<_, Uuid>(0))
-                .ok_or_else(|| Problem::not_found("user group (or project)"))?,
-        )
+        Some(found.ok_or_else(|| Problem::not_found("user group (or project)"))?)
     };
     Ok(EventFilter {
         session_name,

@@ -3,6 +3,7 @@
 //! a batch session that builds the image) needs the scheduler and is not offered yet.
 
 use actix_web::{HttpResponse, web};
+use bai_schema::queries::group::active_group_names;
 use bai_schema::queries::scaling_group::{GroupRef, allowed_scaling_groups};
 use serde_json::{Value, json};
 
@@ -89,17 +90,9 @@ async fn import_form(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, Problem> {
     let client = db_client(&state).await?;
-    let groups: Vec<String> = client
-        .query(
-            "SELECT g.name FROM groups g JOIN domains d ON g.domain_name = d.name
-             WHERE d.name = $1 AND d.is_active AND g.is_active ORDER BY g.name",
-            &[&caller.domain_name()],
-        )
+    let groups = active_group_names(&client, caller.domain_name())
         .await
-        .map_err(query_failed(&state, "listing the domain's groups"))?
-        .into_iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map_err(query_failed(&state, "listing the domain's groups"))?;
     // As the original, only the domain's and the keypair's scaling groups are offered.
     let scaling_groups: Vec<String> = allowed_scaling_groups(
         &client,

@@ -2,6 +2,7 @@
 //! the gate reads) and the announcement banner (`GET|POST /manager/announcement`).
 
 use actix_web::{HttpResponse, web};
+use bai_schema::queries::session::count_active_sessions;
 use serde_json::json;
 
 use crate::facade::access::Access;
@@ -45,15 +46,9 @@ async fn get_status(
         .await
         .map_err(etcd_failed(&state, "reading the manager status"))?;
     let client = db_client(&state).await?;
-    let active_sessions: i64 = client
-        .query_one(
-            "SELECT count(*) FROM kernels WHERE cluster_role = 'main'
-             AND status NOT IN ('TERMINATED', 'PENDING', 'CANCELLED')",
-            &[],
-        )
+    let active_sessions = count_active_sessions(&client)
         .await
-        .map_err(query_failed(&state, "counting active sessions"))?
-        .get(0);
+        .map_err(query_failed(&state, "counting active sessions"))?;
     let settings = &state.settings;
     Ok(reply::json(&json!({
         "nodes": [{

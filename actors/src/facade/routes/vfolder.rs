@@ -10,7 +10,8 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bai_schema::enums::{UserRole, VFolderOwnershipType, VFolderPermission, VFolderUsageMode};
 use bai_schema::queries::vfolder::{
-    self as queries, AccessQuery, NameFilter, NewVFolder, accessible_vfolders, status,
+    self as queries, AccessQuery, FolderPlacement, NameFilter, NewVFolder, accessible_vfolders,
+    folder_placement, status,
 };
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
@@ -659,17 +660,14 @@ async fn delete_by_id(
     slog::info!(state.log, "VFOLDER.DELETE_BY_ID";
         "email" => &caller.user.email, "ak" => &caller.access_key, "vf" => %id);
     let client = db_client(&state).await?;
-    let row = client
-        .query_opt(
-            "SELECT host, quota_scope_id, status FROM vfolders WHERE id = $1",
-            &[&id],
-        )
+    let FolderPlacement {
+        host,
+        quota_scope_id,
+        status: folder_status,
+    } = folder_placement(&client, id)
         .await
         .map_err(db_failed(&state, "looking up the folder"))?
         .ok_or_else(|| folder_not_found(&id.to_string()))?;
-    let host: String = row.get(0);
-    let quota_scope_id: Option<String> = row.get(1);
-    let folder_status: String = row.get(2);
     if !status::DELETABLE.contains(&folder_status.as_str()) {
         return Err(Problem::new(ProblemKind::VFolderFilterStatusFailed));
     }

@@ -5,6 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::compat::pyjson::{float_repr, json_string};
 use crate::storage::client::{FileEntry, FolderUsage};
 use bai_schema::queries::vfolder::AccessibleVFolder;
 
@@ -126,15 +127,6 @@ pub fn filemode(mode: u32) -> String {
     text
 }
 
-/// Python's `repr(float)`: the shortest round-trip digits, with `.0` on integral values.
-fn python_float(value: f64) -> String {
-    if value.is_finite() && value.fract() == 0.0 && value.abs() < 1e16 {
-        format!("{value:.1}")
-    } else {
-        format!("{value}")
-    }
-}
-
 /// `datetime.fromisoformat(text).timestamp()`; 0 when the proxy sent something unreadable.
 fn timestamp(text: &str) -> f64 {
     DateTime::parse_from_rfc3339(text)
@@ -164,11 +156,11 @@ pub fn file_listing(entries: &[FileEntry]) -> Value {
         .map(|entry| {
             format!(
                 "{{\"filename\": {}, \"size\": {}, \"mode\": {}, \"ctime\": {}, \"atime\": 0, \"mtime\": {}}}",
-                python_json_string(&entry.name),
+                json_string(&entry.name),
                 entry.stat.size,
-                python_json_string(&filemode(entry.stat.mode)),
-                python_float(timestamp(&entry.stat.created)),
-                python_float(timestamp(&entry.stat.modified)),
+                json_string(&filemode(entry.stat.mode)),
+                float_repr(timestamp(&entry.stat.created)),
+                float_repr(timestamp(&entry.stat.modified)),
             )
         })
         .collect();
@@ -179,32 +171,6 @@ pub fn file_listing(entries: &[FileEntry]) -> Value {
         Value::String(format!("[{}]", legacy.join(", "))),
     );
     Value::Object(body)
-}
-
-/// `json.dumps` of a string (ASCII-only output, `\uXXXX` escapes, as `ensure_ascii=True`).
-fn python_json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{08}' => out.push_str("\\b"),
-            '\u{0c}' => out.push_str("\\f"),
-            c if c.is_ascii() && !c.is_ascii_control() => out.push(c),
-            c => {
-                let mut units = [0u16; 2];
-                for unit in c.encode_utf16(&mut units) {
-                    out.push_str(&format!("\\u{unit:04x}"));
-                }
-            }
-        }
-    }
-    out.push('"');
-    out
 }
 
 #[cfg(test)]
@@ -312,12 +278,12 @@ mod tests {
         assert_eq!(filemode(0o120777), "lrwxrwxrwx");
         assert_eq!(filemode(0o102644), "-rw-r-Sr--");
         assert_eq!(octal_permissions(0o100644), "644");
-        assert_eq!(python_float(1795832180.0), "1795832180.0");
+        assert_eq!(float_repr(1795832180.0), "1795832180.0");
         assert_eq!(
             python_datetime(Utc.with_ymd_and_hms(2026, 1, 2, 3, 4, 5).unwrap()),
             "2026-01-02 03:04:05+00:00"
         );
-        assert_eq!(python_json_string("a\"é"), "\"a\\\"\\u00e9\"");
+        assert_eq!(json_string("a\"é"), "\"a\\\"\\u00e9\"");
     }
 
     #[test]

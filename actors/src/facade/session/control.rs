@@ -1,23 +1,31 @@
 //! The seam between the façade and the session scheduler: the scheduler's recipients for the
-//! messages it defines (`scheduler::messages`: destroying placed kernels, fetching a running
-//! container's logs, killing every session), and how their errors become problems.
+//! messages it defines (`scheduler::messages`: enqueueing and cancelling PENDING sessions,
+//! destroying placed kernels, fetching a running container's logs, killing every session), and
+//! how their errors become problems.
 //!
 //! The scheduler registers its addresses once per worker, in `start_actors`:
 //!
 //! ```ignore
+//! extensions.add(web::Data::new(SessionQueue {
+//!     enqueue: scheduler.clone().recipient(),
+//!     cancel: scheduler.clone().recipient(),
+//! }));
 //! extensions.add(web::Data::new(SessionControl {
 //!     destroy: scheduler.clone().recipient(),
 //!     logs: scheduler.clone().recipient(),
 //!     kill_all: scheduler.recipient(),
 //! }));
 //! ```
-//! Until then, the routes answer 503 `not-implemented` for sessions that are past PENDING.
+//! Until then, the routes answer 503 `not-implemented`.
 
 use actix::Recipient;
 
 use crate::facade::problem::{Problem, ProblemKind};
+use crate::facade::routes::{checkout_failed, query_failed};
+use crate::facade::state::AppState;
 pub use crate::scheduler::messages::{
-    DestroyOutcome, DestroySession, FetchContainerLogs, KillAllSessions, SessionControlError,
+    CancelPendingSession, DestroyOutcome, DestroySession, EnqueueSession, FetchContainerLogs,
+    KillAllSessions, QueueError, SessionControlError,
 };
 
 impl From<SessionControlError> for Problem {
@@ -32,6 +40,26 @@ impl From<SessionControlError> for Problem {
             }
         }
     }
+}
+
+/// The problem for a session that could not enter or leave the PENDING queue; `doing` names
+/// the step for the log of a failed query.
+pub fn queue_problem(state: &AppState, doing: &'static str, error: QueueError) -> Problem {
+    match error {
+        QueueError::NameTaken(name) => Problem::new(ProblemKind::SessionAlreadyExists)
+            .with_msg(format!("a live session named {name:?} already exists")),
+        QueueError::NoSuchAgent => Problem::invalid_params("No such agent"),
+        QueueError::Checkout(error) => checkout_failed(state, &error),
+        QueueError::Query(error) => query_failed(state, doing)(error),
+    }
+}
+
+/// The scheduler's doors to the PENDING queue, as handlers find them
+/// (`web::Data<SessionQueue>`).
+#[derive(Clone)]
+pub struct SessionQueue {
+    pub enqueue: Recipient<EnqueueSession>,
+    pub cancel: Recipient<CancelPendingSession>,
 }
 
 /// The scheduler's recipients, as handlers find them (`web::Data<SessionControl>`).

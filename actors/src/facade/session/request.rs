@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 
 use super::image_ref::normalize_architecture;
 use super::resources::LegacyResources;
+use crate::compat::reserved::is_reserved_folder_name;
 use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::{Problem, ProblemKind};
@@ -393,50 +394,6 @@ fn check_mount_map(mount_map: &Map<String, Value>) -> Result<(), Problem> {
         }
     }
     Ok(())
-}
-
-/// Folder names the container itself uses (`RESERVED_VFOLDERS`).
-const RESERVED_FOLDER_NAMES: [&str; 23] = [
-    ".terminfo",
-    ".jupyter",
-    ".tmux.conf",
-    ".ssh",
-    "/bin",
-    "/boot",
-    "/dev",
-    "/etc",
-    "/lib",
-    "/lib64",
-    "/media",
-    "/mnt",
-    "/opt",
-    "/proc",
-    "/root",
-    "/run",
-    "/sbin",
-    "/srv",
-    "/sys",
-    "/tmp",
-    "/usr",
-    "/var",
-    "/home",
-];
-
-/// `verify_vfolder_name`: the reserved names, and shell dotfiles (`.bashrc`, `.bash_profile`).
-pub fn is_reserved_folder_name(name: &str) -> bool {
-    if RESERVED_FOLDER_NAMES.contains(&name) {
-        return true;
-    }
-    let Some(stem) = name.strip_prefix('.') else {
-        return false;
-    };
-    let lower_alnum = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    stem.strip_suffix("rc").is_some_and(lower_alnum)
-        || stem.strip_suffix("_profile").is_some_and(lower_alnum)
 }
 
 /// The checks on `agent_list`: superadmins only, one agent, or one per container in

@@ -1,7 +1,7 @@
 //! `POST /session` (`create_from_params`): checks the request, resolves the image, the
-//! owner's group and scaling group and the kernels' resources, stores the session and its
-//! kernels PENDING in one transaction, announces `session_enqueued`, and (unless
-//! `enqueueOnly`) waits for the scheduler to start it.
+//! owner's group and scaling group and the kernels' resources, has the scheduler store the
+//! session and its kernels PENDING (`EnqueueSession`: one transaction, then `session_enqueued`),
+//! and (unless `enqueueOnly`) waits for the scheduler to start it.
 
 use std::time::Duration;
 
@@ -19,16 +19,14 @@ use bai_schema::queries::session::{
     MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources, find_session_group,
     main_kernel_service_ports, session_status,
 };
-use bai_schema::queries::session_enqueue::{
-    Enqueued, ExistingSession, enqueue_pending_session, find_existing_session,
-};
+use bai_schema::queries::session_enqueue::{Enqueued, ExistingSession, find_existing_session};
 use bai_schema::slots::ResourceSlot;
 use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::{find_session, produce_event};
+use super::find_session;
 use crate::facade::auth::Authenticated;
 use crate::facade::auth::scope::{AccessKeyScope, access_key_scope};
 use crate::facade::params::ApiParams;
@@ -36,6 +34,9 @@ use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::reply;
 use crate::facade::routes::{db_client, etcd_failed, query_failed};
+use crate::facade::session::control::{
+    EnqueueSession, SessionQueue, queue_problem, scheduler_missing, scheduler_unreachable,
+};
 use crate::facade::session::dotfiles::internal_data;
 use crate::facade::session::image_ref::{ImageRef, manager_architecture};
 use crate::facade::session::request::{CreationRequest, check_agent_list, parse_creation_request};
@@ -43,7 +44,6 @@ use crate::facade::session::resources::{check_policy_limits, image_slot_ranges, 
 use crate::facade::state::AppState;
 use crate::storage::StorageBroker;
 use crate::storage::mounts::{KERNEL_HOME, MountScope, resolve_session_mounts};
-use crate::wire::{Event, SessionEvent, SessionEventKind};
 
 /// How often a waiting `POST /session` (not `enqueueOnly`) looks whether the session started.
 /// Half a second keeps the reply prompt without loading the database (one indexed read).
@@ -59,10 +59,11 @@ pub async fn create(
     version: ApiVersion,
     state: web::Data<AppState>,
     storage: Option<web::Data<StorageBroker>>,
+    queue: Option<web::Data<SessionQueue>>,
 ) -> Result<HttpResponse, Problem> {
     let request = parse_creation_request(&params, version, &manager_architecture(), Utc::now())?;
     check_agent_list(&request, caller.is_superadmin)?;
-    let mut client = db_client(&state).await?;
+    let client = db_client(&state).await?;
     let scope = access_key_scope(&caller, &client, request.owner_access_key.as_deref()).await?;
     slog::info!(state.log, "GET_OR_CREATE";
         "access_key" => &scope.requester, "owner" => &scope.owner,
@@ -202,7 +203,7 @@ pub async fn create(
         .collect();
     let session = NewSession {
         id: session_id,
-        creation_id: creation_id.clone(),
+        creation_id,
         name: request.session_name.clone(),
         session_type: request.session_type.stored_name().to_owned(),
         cluster_mode: request.cluster_mode.clone(),
@@ -229,50 +230,35 @@ pub async fn create(
         dependencies,
     };
 
-    match enqueue_pending_session(&mut client, &session, &kernels, Utc::now()).await {
-        Ok(Enqueued::Created) => {}
-        // A concurrent create of the same name won: answer as if this one had come second.
-        Ok(Enqueued::NameTaken(existing)) => {
-            return reuse_existing(
-                &client,
-                existing,
-                &request,
-                &canonical,
-                &scope.owner,
-                &state,
-            )
-            .await;
-        }
-        Err(e) if e.is_unique_violation() => {
-            return Err(
-                Problem::new(ProblemKind::SessionAlreadyExists).with_msg(format!(
-                    "a live session named {:?} already exists",
-                    request.session_name
-                )),
-            );
-        }
-        Err(e)
-            if e.is_foreign_key_violation()
-                && e.constraint().is_some_and(|c| c.contains("agent")) =>
-        {
-            return Err(Problem::invalid_params("No such agent"));
-        }
-        Err(e) => return Err(failed("storing the session")(e)),
-    }
-    // Waiting for the start below must not hold a pooled connection.
+    // The scheduler stores it on a connection of its own: this one goes back to the pool, and
+    // waiting for the start below must not hold one either.
     drop(client);
-
-    produce_event(
-        &state,
-        Event::Session(SessionEvent {
-            kind: SessionEventKind::Enqueued,
-            session_id,
-            creation_id: Some(creation_id),
-            reason: String::new(),
-            exit_code: None,
-        }),
-    )
-    .await;
+    let Some(queue) = queue else {
+        return Err(scheduler_missing("creating a session"));
+    };
+    let enqueued = queue
+        .enqueue
+        .send(EnqueueSession {
+            pool: state.db.clone(),
+            session,
+            kernels,
+        })
+        .await
+        .map_err(scheduler_unreachable)?
+        .map_err(|error| queue_problem(&state, "storing the session", error))?;
+    if let Enqueued::NameTaken(existing) = enqueued {
+        // A concurrent create of the same name won: answer as if this one had come second.
+        let client = db_client(&state).await?;
+        return reuse_existing(
+            &client,
+            existing,
+            &request,
+            &canonical,
+            &scope.owner,
+            &state,
+        )
+        .await;
+    }
 
     let mut reply = json!({
         "sessionId": session_id.to_string(),

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use super::{find_session, load_detail};
-use crate::etcd::keys::python_str;
+use crate::compat::pyrepr::python_str;
 use crate::facade::auth::Authenticated;
 use crate::facade::auth::scope::access_key_scope;
 use crate::facade::params::ApiParams;

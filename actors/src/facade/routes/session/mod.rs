@@ -28,7 +28,6 @@ use crate::facade::access::Access;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::routes::query_failed;
 use crate::facade::state::AppState;
-use crate::wire::{Event, EventProducer, WireFormat};
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     for path in ["/session", "/session/_/create"] {
@@ -190,14 +189,4 @@ async fn load_detail(
         .await
         .map_err(query_failed(state, "reading the session"))?
         .ok_or_else(|| Problem::not_found("session"))
-}
-
-/// Puts an event on the stream. A lost event delays the scheduler until its next periodic
-/// pass but loses nothing (the rows are stored), so failure is logged, not returned.
-async fn produce_event(state: &AppState, event: Event) {
-    let producer = EventProducer::new(state.redis.stream.clone(), WireFormat::default());
-    if let Err(e) = producer.produce(&event).await {
-        slog::warn!(state.log, "cannot announce an event; the scheduler's timer will pick the change up";
-            "event" => event.name(), "error" => %e);
-    }
 }
