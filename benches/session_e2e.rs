@@ -22,7 +22,8 @@
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
 //!   created when one is TERMINATED) and counts the sessions that reached TERMINATED in the
-//!   window; the fixed-rate runs create at their rate (open loop, due times fixed in advance);
+//!   window (and in its second half, past the ramp-up of a run that starts empty); the
+//!   fixed-rate runs create at their rate (open loop, due times fixed in advance);
 //! * create→RUNNING: from the moment a create was due (sent) to the session's `RUNNING` entry of
 //!   `status_history`, written by the manager on the same clock; p50/p99;
 //! * per session, from the first create of the run until its last session is TERMINATED: CPU of
@@ -772,7 +773,8 @@ async fn run(
     let own_after = driver.own_statements.load(Ordering::Relaxed);
     let (commits_after, rows_after) = database_counters(observer, driver).await;
 
-    let (created, ended_in_window, ended, statuses) = {
+    let second_half = started + Duration::from_secs_f64(spec.seconds as f64 / 2.0);
+    let (created, ended_in_window, ended_in_second_half, ended, statuses) = {
         let tracker = driver.tracker();
         let ended = &tracker.ended[phase];
         let mut statuses: BTreeMap<&str, u64> = BTreeMap::new();
@@ -783,6 +785,10 @@ async fn run(
         (
             tracker.created[phase].len(),
             ended.iter().filter(|(at, _)| *at <= window_end).count(),
+            ended
+                .iter()
+                .filter(|(at, _)| *at > second_half && *at <= window_end)
+                .count(),
             ended.len(),
             statuses,
         )
@@ -807,9 +813,10 @@ async fn run(
         }
     );
     println!(
-        "  sessions/s, whole cycle      {:.0} TERMINATED within the {} s window; all {ended} ended {statuses} {:.1} s after the first create",
+        "  sessions/s, whole cycle      {:.0} TERMINATED within the {} s window ({:.0} in its second half, past the ramp-up); all {ended} ended {statuses} {:.1} s after the first create",
         ended_in_window as f64 / spec.seconds as f64,
         spec.seconds,
+        ended_in_second_half as f64 / (spec.seconds as f64 / 2.0),
         cycle.as_secs_f64()
     );
     println!(
