@@ -31,6 +31,10 @@ pub struct WireCounts {
     pub syncs: AtomicU64,
     /// Bytes sent to the server.
     pub bytes_sent: AtomicU64,
+    /// When set, the text of every parsed statement and simple query is counted in `texts`
+    /// (a profile of what the clients send; statements prepared once are counted once).
+    pub record_texts: std::sync::atomic::AtomicBool,
+    pub texts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A copy of the counts at one moment.
@@ -74,6 +78,35 @@ impl WireCounts {
             syncs: self.syncs.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
         }
+    }
+
+    /// The recorded statement texts, most frequent first.
+    #[allow(dead_code)] // not every bench that counts statements profiles them
+    pub fn top_texts(&self) -> Vec<(String, u64)> {
+        let texts = self.texts.lock().unwrap_or_else(|p| p.into_inner());
+        let mut top: Vec<(String, u64)> = texts.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top
+    }
+
+    fn record_text(&self, message: &[u8]) {
+        // `P`: name NUL query NUL ...; `Q`: query NUL.
+        let body = message.get(5..).unwrap_or_default();
+        let query = match message.first() {
+            Some(b'P') => body.splitn(3, |&b| b == 0).nth(1),
+            Some(b'Q') => body.split(|&b| b == 0).next(),
+            _ => None,
+        };
+        let Some(query) = query else {
+            return;
+        };
+        let text = String::from_utf8_lossy(query)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        let key: String = text.chars().take(150).collect();
+        let mut texts = self.texts.lock().unwrap_or_else(|p| p.into_inner());
+        *texts.entry(key).or_default() += 1;
     }
 
     fn tally(&self, message_type: u8, bytes: usize) {
@@ -155,6 +188,9 @@ async fn relay(
             message.resize(1 + length.max(4) as usize, 0);
             client_read.read_exact(&mut message[5..]).await?;
             counts.tally(message_type, message.len());
+            if matches!(message_type, b'P' | b'Q') && counts.record_texts.load(Ordering::Relaxed) {
+                counts.record_text(&message);
+            }
             server_write.write_all(&message).await?;
             if client_read.buffer().is_empty() {
                 server_write.flush().await?;

@@ -99,13 +99,13 @@ impl Workload {
 }
 
 /// One keep-alive connection that sends a request and reads the whole reply.
-struct Connection {
+pub struct Connection {
     stream: TcpStream,
     buffer: Vec<u8>,
 }
 
 impl Connection {
-    async fn open(addr: SocketAddr) -> std::io::Result<Connection> {
+    pub async fn open(addr: SocketAddr) -> std::io::Result<Connection> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
         Ok(Connection {
@@ -115,7 +115,7 @@ impl Connection {
     }
 
     /// Sends `request`; returns the reply's status and body.
-    async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, &[u8])> {
+    pub async fn exchange(&mut self, request: &[u8]) -> std::io::Result<(u16, &[u8])> {
         self.stream.write_all(request).await?;
         self.buffer.clear();
         let mut chunk = vec![0u8; READ_CHUNK];

@@ -1,0 +1,1172 @@
+//! The whole session path, end to end: signed `POST /session` (`enqueueOnly`) → the scheduler's
+//! pass → `create_kernels` RPC → the agents' kernel events → RUNNING → signed
+//! `DELETE /session/{name}` → `destroy_kernel` → `kernel_terminated` → TERMINATED with the
+//! slots freed, on a release `bai-manager start-server` over a private PostgreSQL/Redis/etcd
+//! stack, with N simulated agents (RPC and events) in child processes of this program.
+//!
+//!     cargo bench --bench session_e2e                      # 1,000 agents, 26.x events
+//!     BENCH_AGENTS=10000 cargo bench --bench session_e2e
+//!     BENCH_FORMAT=23.09 cargo bench --bench session_e2e   # 23.09 agents and events
+//!
+//! Knobs (environment): BENCH_AGENTS (1000), BENCH_FORMAT (`26` or `23.09`), BENCH_SECONDS (60,
+//! the sustained run), BENCH_RATES (`100,1000`: fixed-rate runs, sessions/s), BENCH_RATE_SECONDS
+//! (20 per fixed-rate run), BENCH_WARMUP (5), BENCH_IN_FLIGHT (1000 sessions between create and
+//! TERMINATED in the sustained run), BENCH_CONNECTIONS (32 for creates, as many for destroys),
+//! BENCH_NUM_PROC (1 manager worker), BENCH_AGENT_CPUS (16), BENCH_AGENT_MEM_GIB (64),
+//! BENCH_PORT_BASE (20000: agent n listens on base + n), BENCH_HEARTBEAT_SECONDS (3),
+//! BENCH_AGENTS_PER_SIMULATOR (4000; one process cannot hold 10,000 listeners and their
+//! accepted connections under a 20,000 descriptor limit), BENCH_COUNT_STATEMENTS (1: the
+//! manager reaches PostgreSQL through a relay that counts its statements), BENCH_STATEMENT_PROFILE
+//! (0; 1 lists the statements the manager parsed, per session, at the end).
+//!
+//! Measured per run:
+//! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
+//!   created when one is TERMINATED) and counts the sessions that reached TERMINATED in the
+//!   window (and in its second half, past the ramp-up of a run that starts empty); the
+//!   fixed-rate runs create at their rate (open loop, due times fixed in advance);
+//! * create→RUNNING: from the moment a create was due (sent) to the session's `RUNNING` entry of
+//!   `status_history`, written by the manager on the same clock; p50/p99;
+//! * per session, from the first create of the run until its last session is TERMINATED: CPU of
+//!   the manager processes (utime+stime in /proc), the statements the manager sent (counted by
+//!   the relay; BEGIN and COMMIT count), PostgreSQL commits (`pg_stat_database.xact_commit`,
+//!   minus this program's own reads; auto-commit statements count as one each) and rows written
+//!   to `sessions`, `kernels` and `agents` (`pg_stat_user_tables`); the peak RSS of each worker.
+//!   `pg_stat_statements` is not used: the test kit's PostgreSQL does not preload it.
+//!
+//! How a session moves on: this program polls PostgreSQL (one `status = ANY` query every 25 ms
+//! over the sessions in flight) and destroys each session it finds RUNNING.
+//!
+//! At the end, in SQL: no agent over-committed, every session TERMINATED, every agent's
+//! `occupied_slots` back to zero, and the simulators' ledger: each kernel created exactly once,
+//! as many kernels created as sessions that reached RUNNING.
+
+#[path = "support/pg_wire_counter.rs"]
+mod pg_wire_counter;
+// Only the signed request and the keep-alive connection of the shared load helpers are used.
+#[allow(dead_code)]
+#[path = "support/signed_load.rs"]
+mod signed_load;
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bai_actors::wire::WireFormat;
+use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
+use bai_agent_sim::{SimAgent, StreamWriter, fleet, run_heartbeats};
+use bai_schema::{SlotAmount, SlotUnit};
+use bai_testkit::TestEnv;
+use bai_testkit::process::ServiceProcess;
+use bai_testkit::scheduling::over_committed_agents;
+use pg_wire_counter::{WireCounts, WireSnapshot};
+use signed_load::{Connection, Target, knob, raise_admin_rate_limit};
+use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
+use uuid::Uuid;
+
+const IMAGE: &str = "cr.backend.ai/testing/python:3.9-ubuntu20.04";
+/// Set in a child process: `first:count` of the agents it simulates.
+const SIMULATOR_ENV: &str = "BENCH_E2E_SIMULATOR";
+/// The Redis `host:port` a simulator child writes events to.
+const SIMULATOR_REDIS_ENV: &str = "BENCH_E2E_REDIS";
+const AGENT_PREFIX: &str = "i-e2e-";
+/// How often the driver looks at the sessions in flight.
+const POLL_INTERVAL: Duration = Duration::from_millis(25);
+
+struct Knobs {
+    agents: usize,
+    format: WireFormat,
+    seconds: u64,
+    rates: Vec<u64>,
+    rate_seconds: u64,
+    warmup: u64,
+    in_flight: usize,
+    connections: u64,
+    num_proc: u64,
+    agent_cpus: u64,
+    agent_mem_gib: u64,
+    port_base: u16,
+    heartbeat_seconds: u64,
+    per_simulator: usize,
+    count_statements: bool,
+    statement_profile: bool,
+}
+
+impl Knobs {
+    fn from_env() -> Knobs {
+        let format = match std::env::var("BENCH_FORMAT").as_deref() {
+            Ok("23.09") | Ok("23") | Ok("args") => WireFormat::Args,
+            _ => WireFormat::Payload,
+        };
+        let rates = std::env::var("BENCH_RATES")
+            .unwrap_or_else(|_| "100,1000".to_owned())
+            .split(',')
+            .filter_map(|rate| rate.trim().parse().ok())
+            .filter(|rate| *rate > 0)
+            .collect();
+        Knobs {
+            agents: knob("BENCH_AGENTS", 1000) as usize,
+            format,
+            seconds: knob("BENCH_SECONDS", 60),
+            rates,
+            rate_seconds: knob("BENCH_RATE_SECONDS", 20),
+            warmup: knob("BENCH_WARMUP", 5),
+            in_flight: knob("BENCH_IN_FLIGHT", 1000) as usize,
+            connections: knob("BENCH_CONNECTIONS", 32).max(1),
+            num_proc: knob("BENCH_NUM_PROC", 1).max(1),
+            agent_cpus: knob("BENCH_AGENT_CPUS", 16),
+            agent_mem_gib: knob("BENCH_AGENT_MEM_GIB", 64),
+            port_base: knob("BENCH_PORT_BASE", 20000) as u16,
+            heartbeat_seconds: knob("BENCH_HEARTBEAT_SECONDS", 3).max(1),
+            per_simulator: (knob("BENCH_AGENTS_PER_SIMULATOR", 4000) as usize).max(1),
+            count_statements: knob("BENCH_COUNT_STATEMENTS", 1) != 0,
+            statement_profile: knob("BENCH_STATEMENT_PROFILE", 0) != 0,
+        }
+    }
+
+    fn format_name(&self) -> &'static str {
+        match self.format {
+            WireFormat::Args => "23.09",
+            WireFormat::Payload => "26.x",
+        }
+    }
+
+    /// Agents `first .. first + count` of the fleet, with this run's slots.
+    fn agents(&self, first: usize, count: usize) -> Vec<SimAgent> {
+        fleet(AGENT_PREFIX, self.agents, self.format, self.port_base)
+            .into_iter()
+            .skip(first)
+            .take(count)
+            .map(|agent| {
+                agent
+                    .with_slot(
+                        "cpu",
+                        SlotUnit::Count,
+                        SlotAmount::from(self.agent_cpus as i64),
+                    )
+                    .with_slot(
+                        "mem",
+                        SlotUnit::Bytes,
+                        SlotAmount::from((self.agent_mem_gib << 30) as i64),
+                    )
+            })
+            .collect()
+    }
+}
+
+fn epoch_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The simulator child: agents answering RPC and heartbeating, until its stdin closes.
+
+/// Runs in a child process: serves agents `first .. first + count`, heartbeats them, prints
+/// `ready <bound> <failed>`, and when stdin closes prints its ledger and exits.
+fn simulator_main(spec: &str) {
+    let knobs = Knobs::from_env();
+    let (first, count) = spec
+        .split_once(':')
+        .and_then(|(a, b)| Some((a.parse::<usize>().ok()?, b.parse::<usize>().ok()?)))
+        .unwrap_or_else(|| panic!("{SIMULATOR_ENV}={spec:?} is not first:count"));
+    let redis = std::env::var(SIMULATOR_REDIS_ENV).expect("the Redis address");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(async move {
+        let agents = knobs.agents(first, count);
+        let writer = StreamWriter::connect(&redis)
+            .await
+            .expect("connecting the simulator to Redis");
+        let ledger = SharedLedger::default();
+        let servers = serve_fleet(&agents, &writer, &ledger);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let failed = servers.iter().filter(|server| server.is_finished()).count();
+        let mut heartbeat_writer = writer.clone();
+        let interval = Duration::from_secs(knobs.heartbeat_seconds);
+        let slices = (agents.len() / 50).max(1);
+        let heartbeats = tokio::spawn(async move {
+            let _ =
+                run_heartbeats(&mut heartbeat_writer, &agents, interval, slices, u64::MAX).await;
+        });
+        println!("ready {} {failed}", count - failed);
+        let _ = std::io::stdout().flush();
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = String::new();
+            while std::io::stdin().read_line(&mut sink).unwrap_or(0) > 0 {
+                sink.clear();
+            }
+        })
+        .await;
+        heartbeats.abort();
+        let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+        let twice = ledger.created.values().filter(|n| **n > 1).count();
+        let creates = ledger.calls.get("create_kernels").copied().unwrap_or(0);
+        println!(
+            "ledger {} {twice} {} {creates}",
+            ledger.created.len(),
+            ledger.destroyed.len()
+        );
+        let _ = std::io::stdout().flush();
+        for server in servers {
+            server.abort();
+        }
+    });
+}
+
+/// A simulator child process; killed if dropped before [`Simulator::finish`].
+struct Simulator {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+/// What the simulators did, summed.
+#[derive(Debug, Default)]
+struct SimLedger {
+    kernels_created: u64,
+    created_twice: u64,
+    kernels_destroyed: u64,
+    create_calls: u64,
+}
+
+impl Simulator {
+    fn start(redis: &str, first: usize, count: usize) -> (Simulator, usize) {
+        let mut child = Command::new(std::env::current_exe().expect("this program's path"))
+            .env(SIMULATOR_ENV, format!("{first}:{count}"))
+            .env(SIMULATOR_REDIS_ENV, redis)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("starting a simulator");
+        let stdout = child.stdout.take().expect("the simulator's stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.next().and_then(Result::ok).unwrap_or_default();
+        let fields: Vec<usize> = ready
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let failed = fields.get(1).copied().unwrap_or(count);
+        (Simulator { child, lines }, failed)
+    }
+
+    fn finish(mut self) -> SimLedger {
+        drop(self.child.stdin.take());
+        let line = self
+            .lines
+            .by_ref()
+            .map_while(Result::ok)
+            .find(|line| line.starts_with("ledger "))
+            .unwrap_or_default();
+        let _ = self.child.wait();
+        let fields: Vec<u64> = line
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        SimLedger {
+            kernels_created: fields.first().copied().unwrap_or(0),
+            created_twice: fields.get(1).copied().unwrap_or(0),
+            kernels_destroyed: fields.get(2).copied().unwrap_or(0),
+            create_calls: fields.get(3).copied().unwrap_or(0),
+        }
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// /proc figures of the manager processes.
+
+fn children_of(parent: u32) -> Vec<u32> {
+    let mut children = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        if rest
+            .split_whitespace()
+            .nth(1)
+            .and_then(|p| p.parse::<u32>().ok())
+            == Some(parent)
+        {
+            children.push(pid);
+        }
+    }
+    children
+}
+
+/// utime + stime of `pid`, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // SAFETY: sysconf(3) with a valid name has no preconditions.
+    let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // After the command: state(0) ppid(1) ... utime(11) stime(12).
+    (ticks(11) + ticks(12)) / clock_ticks
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|line| line.starts_with("VmRSS:"))
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0
+}
+
+/// The manager's processes: the supervisor and its workers.
+struct ManagerProcs {
+    supervisor: u32,
+    workers: Vec<u32>,
+}
+
+impl ManagerProcs {
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(self.supervisor) + self.workers.iter().map(|&w| cpu_seconds(w)).sum::<f64>()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The driver: creates, watches, destroys.
+
+struct Live {
+    name: String,
+    phase: usize,
+    closed_loop: bool,
+    destroy_sent: bool,
+}
+
+#[derive(Default)]
+struct Tracker {
+    live: HashMap<Uuid, Live>,
+    /// Per phase: (session, epoch seconds its create was due).
+    created: Vec<Vec<(Uuid, f64)>>,
+    /// Per phase: when each of its sessions ended, and how.
+    ended: Vec<Vec<(Instant, String)>>,
+    create_failures: BTreeMap<u16, u64>,
+    destroy_failures: BTreeMap<u16, u64>,
+}
+
+struct Driver {
+    target: Arc<Target>,
+    tracker: std::sync::Mutex<Tracker>,
+    in_flight: Arc<Semaphore>,
+    destroys: mpsc::UnboundedSender<String>,
+    next_name: AtomicU64,
+    /// Statements this program sent to PostgreSQL (its own commits, to subtract).
+    own_statements: AtomicU64,
+    stop: AtomicBool,
+}
+
+impl Driver {
+    fn tracker(&self) -> std::sync::MutexGuard<'_, Tracker> {
+        self.tracker.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn begin_phase(&self) -> usize {
+        let mut tracker = self.tracker();
+        tracker.created.push(Vec::new());
+        tracker.ended.push(Vec::new());
+        tracker.created.len() - 1
+    }
+
+    /// Creates one session; its create is counted from `due` (epoch seconds).
+    async fn create(
+        &self,
+        connection: &mut Option<Connection>,
+        phase: usize,
+        closed_loop: bool,
+        due: f64,
+    ) {
+        let name = format!("e2e-{}", self.next_name.fetch_add(1, Ordering::Relaxed));
+        let body = serde_json::json!({
+            "tag": null, "name": name,
+            "config": {"mounts": [], "environ": {}, "resources": {"cpu": "1", "mem": "512m"},
+                       "resource_opts": {}, "scalingGroup": null, "mount_map": {},
+                       "preopen_ports": null},
+            "dependencies": [], "callback_url": null, "architecture": "x86_64",
+            "clusterSize": 1, "clusterMode": "single-node", "starts_at": null,
+            "bootstrap_script": null, "owner_access_key": null, "domain": "default",
+            "group": "default", "type": "interactive", "enqueueOnly": true,
+            "maxWaitSeconds": 0, "reuseIfExists": false, "startupCommand": null,
+            "image": IMAGE
+        })
+        .to_string();
+        let request = self
+            .target
+            .request("POST", "/session", "application/json", body.as_bytes());
+        let outcome = exchange(&self.target, connection, &request).await;
+        let id = match &outcome {
+            Ok((201, body)) => serde_json::from_slice::<serde_json::Value>(body)
+                .ok()
+                .and_then(|reply| reply["sessionId"].as_str()?.parse::<Uuid>().ok()),
+            _ => None,
+        };
+        let mut tracker = self.tracker();
+        match id {
+            Some(id) => {
+                tracker.created[phase].push((id, due));
+                tracker.live.insert(
+                    id,
+                    Live {
+                        name,
+                        phase,
+                        closed_loop,
+                        destroy_sent: false,
+                    },
+                );
+            }
+            None => {
+                let status = outcome.map(|(status, _)| status).unwrap_or(0);
+                *tracker.create_failures.entry(status).or_default() += 1;
+                if closed_loop {
+                    self.in_flight.add_permits(1);
+                }
+            }
+        }
+    }
+
+    fn live_ids(&self) -> Vec<Uuid> {
+        self.tracker().live.keys().copied().collect()
+    }
+
+    fn in_flight_count(&self) -> usize {
+        self.tracker().live.len()
+    }
+
+    /// One look at the sessions in flight: destroys the RUNNING ones, retires the ended ones.
+    async fn watch_once(&self, client: &tokio_postgres::Client) {
+        let ids = self.live_ids();
+        if ids.is_empty() {
+            return;
+        }
+        self.own_statements.fetch_add(1, Ordering::Relaxed);
+        let Ok(rows) = client
+            .query(
+                "SELECT id, status::text FROM sessions
+                  WHERE id = ANY($1) AND status IN ('RUNNING', 'TERMINATED', 'ERROR', 'CANCELLED')",
+                &[&ids],
+            )
+            .await
+        else {
+            return;
+        };
+        let now = Instant::now();
+        let mut tracker = self.tracker();
+        for row in rows {
+            let id: Uuid = row.get(0);
+            let status: String = row.get(1);
+            if status == "RUNNING" {
+                if let Some(live) = tracker.live.get_mut(&id)
+                    && !live.destroy_sent
+                {
+                    live.destroy_sent = true;
+                    let _ = self.destroys.send(live.name.clone());
+                }
+                continue;
+            }
+            if let Some(live) = tracker.live.remove(&id) {
+                tracker.ended[live.phase].push((now, status));
+                if live.closed_loop {
+                    self.in_flight.add_permits(1);
+                }
+            }
+        }
+    }
+}
+
+/// Sends `request` on `connection` (opened or reopened as needed); the reply's status and body.
+async fn exchange(
+    target: &Target,
+    connection: &mut Option<Connection>,
+    request: &[u8],
+) -> std::io::Result<(u16, Vec<u8>)> {
+    if connection.is_none() {
+        *connection = Some(Connection::open(target.addr).await?);
+    }
+    let Some(open) = connection.as_mut() else {
+        return Err(std::io::ErrorKind::NotConnected.into());
+    };
+    match open.exchange(request).await {
+        Ok((status, body)) => Ok((status, body.to_vec())),
+        Err(error) => {
+            *connection = None;
+            Err(error)
+        }
+    }
+}
+
+async fn destroyer(driver: Arc<Driver>, names: Arc<AsyncMutex<mpsc::UnboundedReceiver<String>>>) {
+    let mut connection = None;
+    loop {
+        let next = names.lock().await.recv().await;
+        let Some(name) = next else {
+            return;
+        };
+        let request = driver.target.request(
+            "DELETE",
+            &format!("/session/{name}"),
+            "application/json",
+            b"",
+        );
+        let status = match exchange(&driver.target, &mut connection, &request).await {
+            Ok((status, _)) if (200..300).contains(&status) => continue,
+            Ok((status, _)) => status,
+            Err(_) => 0,
+        };
+        *driver.tracker().destroy_failures.entry(status).or_default() += 1;
+    }
+}
+
+async fn watcher(driver: Arc<Driver>, client: tokio_postgres::Client) {
+    while !driver.stop.load(Ordering::Relaxed) {
+        driver.watch_once(&client).await;
+        tokio::time::sleep(POLL_INTERVAL).await;
+    }
+}
+
+/// Keeps `in_flight` sessions in the cycle for `seconds`.
+async fn closed_loop(driver: &Arc<Driver>, phase: usize, connections: u64, seconds: u64) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..connections)
+        .map(|_| {
+            let driver = Arc::clone(driver);
+            tokio::spawn(async move {
+                let mut connection = None;
+                while Instant::now() < deadline {
+                    let Ok(permit) = driver.in_flight.acquire().await else {
+                        return;
+                    };
+                    permit.forget();
+                    if Instant::now() >= deadline {
+                        driver.in_flight.add_permits(1);
+                        return;
+                    }
+                    driver
+                        .create(&mut connection, phase, true, epoch_now())
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Creates `rate` sessions per second for `seconds`, each due at a fixed time.
+async fn fixed_rate(driver: &Arc<Driver>, phase: usize, rate: u64, connections: u64, seconds: u64) {
+    let connections = connections.min(rate).max(1);
+    let interval = Duration::from_secs_f64(connections as f64 / rate as f64);
+    let start = Instant::now() + Duration::from_millis(50);
+    let start_epoch = epoch_now() + 0.05;
+    let per_connection = rate * seconds / connections;
+    let tasks: Vec<_> = (0..connections)
+        .map(|index| {
+            let driver = Arc::clone(driver);
+            let offset = Duration::from_secs_f64(index as f64 / rate as f64);
+            tokio::spawn(async move {
+                let mut connection = None;
+                for k in 0..per_connection {
+                    let due = offset + interval * k as u32;
+                    tokio::time::sleep_until((start + due).into()).await;
+                    driver
+                        .create(
+                            &mut connection,
+                            phase,
+                            false,
+                            start_epoch + due.as_secs_f64(),
+                        )
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+/// Waits until every session in flight has ended (or `limit` passed); false on timeout.
+async fn drain(driver: &Driver, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    while driver.in_flight_count() > 0 {
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------------
+// Counters around a run.
+
+#[derive(Clone, Copy)]
+struct Counters {
+    cpu: f64,
+    wire: WireSnapshot,
+    commits: i64,
+    rows: i64,
+    own: u64,
+}
+
+async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> (i64, i64) {
+    driver.own_statements.fetch_add(2, Ordering::Relaxed);
+    let commits = client
+        .query_one(
+            "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(0);
+    let rows = client
+        .query_one(
+            "SELECT coalesce(sum(n_tup_ins + n_tup_upd + n_tup_del), 0)::int8 FROM pg_stat_user_tables
+              WHERE relname IN ('sessions', 'kernels', 'agents')",
+            &[],
+        )
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(0);
+    (commits, rows)
+}
+
+async fn counters(
+    client: &tokio_postgres::Client,
+    driver: &Driver,
+    manager: &ManagerProcs,
+    wire: &WireCounts,
+) -> Counters {
+    let cpu = manager.cpu_seconds();
+    let wire = wire.snapshot();
+    let own = driver.own_statements.load(Ordering::Relaxed);
+    let (commits, rows) = database_counters(client, driver).await;
+    Counters {
+        cpu,
+        wire,
+        commits,
+        rows,
+        own,
+    }
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * fraction).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+/// create→RUNNING latencies (ms) of `phase`'s sessions, sorted; and how many never ran.
+async fn running_latencies(
+    client: &tokio_postgres::Client,
+    driver: &Driver,
+    phase: usize,
+) -> (Vec<f64>, usize) {
+    let created: HashMap<Uuid, f64> = driver.tracker().created[phase].iter().copied().collect();
+    let ids: Vec<Uuid> = created.keys().copied().collect();
+    driver.own_statements.fetch_add(1, Ordering::Relaxed);
+    let rows = client
+        .query(
+            "SELECT id, extract(epoch FROM (status_history ->> 'RUNNING')::timestamptz)::float8
+               FROM sessions WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("reading the sessions' status history");
+    let mut latencies = Vec::with_capacity(rows.len());
+    let mut never = 0;
+    for row in rows {
+        let id: Uuid = row.get(0);
+        match (row.get::<_, Option<f64>>(1), created.get(&id)) {
+            (Some(running), Some(due)) => latencies.push((running - due) * 1000.0),
+            _ => never += 1,
+        }
+    }
+    latencies.sort_by(f64::total_cmp);
+    (latencies, never)
+}
+
+/// Peak RSS of each worker, sampled while a run goes on.
+async fn sample_rss(workers: Vec<u32>, stop: Arc<AtomicBool>) -> Vec<f64> {
+    let mut peaks = vec![0.0f64; workers.len()];
+    while !stop.load(Ordering::Relaxed) {
+        for (peak, &worker) in peaks.iter_mut().zip(&workers) {
+            *peak = peak.max(rss_mib(worker));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    peaks
+}
+
+struct RunSpec {
+    label: String,
+    rate: Option<u64>,
+    seconds: u64,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    spec: &RunSpec,
+    knobs: &Knobs,
+    driver: &Arc<Driver>,
+    observer: &tokio_postgres::Client,
+    manager: &ManagerProcs,
+    wire: &WireCounts,
+) {
+    let phase = driver.begin_phase();
+    let before = counters(observer, driver, manager, wire).await;
+    let rss_stop = Arc::new(AtomicBool::new(false));
+    let rss = tokio::spawn(sample_rss(manager.workers.clone(), Arc::clone(&rss_stop)));
+    let started = Instant::now();
+    match spec.rate {
+        None => closed_loop(driver, phase, knobs.connections, spec.seconds).await,
+        Some(rate) => fixed_rate(driver, phase, rate, knobs.connections, spec.seconds).await,
+    }
+    let window_end = started + Duration::from_secs(spec.seconds);
+    let creating = started.elapsed();
+    let drained = drain(driver, Duration::from_secs(120)).await;
+    let cycle = started.elapsed();
+    let cpu_wire_after = (manager.cpu_seconds(), wire.snapshot());
+    rss_stop.store(true, Ordering::Relaxed);
+    let peaks = rss.await.unwrap_or_default();
+    // pg_stat counters are flushed by backends about once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let own_after = driver.own_statements.load(Ordering::Relaxed);
+    let (commits_after, rows_after) = database_counters(observer, driver).await;
+
+    let second_half = started + Duration::from_secs_f64(spec.seconds as f64 / 2.0);
+    let (created, ended_in_window, ended_in_second_half, ended, statuses) = {
+        let tracker = driver.tracker();
+        let ended = &tracker.ended[phase];
+        let mut statuses: BTreeMap<&str, u64> = BTreeMap::new();
+        for (_, status) in ended {
+            *statuses.entry(status.as_str()).or_default() += 1;
+        }
+        let statuses = format!("{statuses:?}");
+        (
+            tracker.created[phase].len(),
+            ended.iter().filter(|(at, _)| *at <= window_end).count(),
+            ended
+                .iter()
+                .filter(|(at, _)| *at > second_half && *at <= window_end)
+                .count(),
+            ended.len(),
+            statuses,
+        )
+    };
+    let (latencies, never_ran) = running_latencies(observer, driver, phase).await;
+    let sessions = created.max(1) as f64;
+    let statements = cpu_wire_after.1.since(&before.wire);
+    let own = (own_after - before.own) as i64;
+    let commits = commits_after - before.commits - own;
+    println!("{}", spec.label);
+    println!(
+        "  created                      {created} in {:.1} s ({:.0}/s offered){}",
+        creating.as_secs_f64(),
+        created as f64 / creating.as_secs_f64(),
+        if drained {
+            String::new()
+        } else {
+            format!(
+                "; NOT DRAINED: {} still in flight",
+                driver.in_flight_count()
+            )
+        }
+    );
+    println!(
+        "  sessions/s, whole cycle      {:.0} TERMINATED within the {} s window ({:.0} in its second half, past the ramp-up); all {ended} ended {statuses} {:.1} s after the first create",
+        ended_in_window as f64 / spec.seconds as f64,
+        spec.seconds,
+        ended_in_second_half as f64 / (spec.seconds as f64 / 2.0),
+        cycle.as_secs_f64()
+    );
+    println!(
+        "  create→RUNNING p50 / p99     {:.1} / {:.1} ms (max {:.1} ms; {never_ran} never RUNNING)",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  manager CPU per session      {:.0} µs ({:.2} cores over the cycle)",
+        (cpu_wire_after.0 - before.cpu) / sessions * 1e6,
+        (cpu_wire_after.0 - before.cpu) / cycle.as_secs_f64()
+    );
+    println!(
+        "  peak RSS per worker          {}",
+        peaks
+            .iter()
+            .map(|mib| format!("{mib:.1} MiB"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if knobs.count_statements {
+        println!(
+            "  statements per session       {:.2} ({:.2} round trips, {:.2} parses)",
+            statements.statements() as f64 / sessions,
+            statements.round_trips() as f64 / sessions,
+            statements.parses as f64 / sessions,
+        );
+    }
+    println!(
+        "  commits per session          {:.2} (PostgreSQL xact_commit, {commits} in all, heartbeats included)",
+        commits as f64 / sessions
+    );
+    println!(
+        "  rows written per session     {:.2} (sessions, kernels, agents)",
+        (rows_after - before.rows) as f64 / sessions
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Set-up and the end-of-run checks.
+
+async fn prepare_world(env: &TestEnv) -> tokio_postgres::Client {
+    env.load_example_fixtures().await;
+    let client = env.db.connect().await;
+    client
+        .batch_execute(&format!(
+            "INSERT INTO keypair_resource_policies (name, default_for_unspecified, total_resource_slots,
+                max_concurrent_sessions, max_containers_per_session)
+             VALUES ('e2e-bench', 'UNLIMITED', '{{}}', 0, 8);
+             UPDATE keypairs SET resource_policy = 'e2e-bench';
+             INSERT INTO images (name, project, image, tag, registry, architecture, config_digest,
+                                 size_bytes, labels, resources)
+             VALUES ('{IMAGE}', 'testing', 'testing/python', '3.9-ubuntu20.04', 'cr.backend.ai',
+                     'x86_64', 'sha256:fcffa2299032fe7456c00a9b8e2bcbd3c8c49950cd8156118c1703d2d3ea1340',
+                     938, '{{\"ai.backend.kernelspec\": \"1\", \"ai.backend.features\": \"batch query uid-match user-input\",
+                       \"ai.backend.runtime-type\": \"python\", \"ai.backend.runtime-path\": \"/usr/bin/python3\"}}',
+                     '{{\"cpu\": {{\"min\": \"1\"}}, \"mem\": {{\"min\": \"256m\"}}}}');
+             UPDATE domains SET allowed_docker_registries = array_append(allowed_docker_registries, 'cr.backend.ai')
+              WHERE name = 'default';"
+        ))
+        .await
+        .expect("preparing the bench world");
+    raise_admin_rate_limit(&client).await;
+    client
+}
+
+/// Starts the manager with its database connections through `db_port`.
+fn start_manager(env: &TestEnv, knobs: &Knobs, db_port: u16) -> ServiceProcess {
+    let config = env.manager_toml("");
+    let text = std::fs::read_to_string(&config).expect("reading manager.toml");
+    let text = text
+        .replace(
+            &format!("port = {} }}", env.db.port),
+            &format!("port = {db_port} }}"),
+        )
+        .replace("num-proc = 1", &format!("num-proc = {}", knobs.num_proc))
+        .replace("level = \"INFO\"", "level = \"WARNING\"");
+    std::fs::write(&config, text).expect("writing manager.toml");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
+    command.arg("-f").arg(&config).arg("start-server");
+    let mut manager = ServiceProcess::spawn(
+        "bai-manager",
+        command,
+        &env.path("manager.log"),
+        libc::SIGTERM,
+    );
+    let addr = SocketAddr::from(([127, 0, 0, 1], env.service_port));
+    manager.wait_for_port(addr, Duration::from_secs(60));
+    manager
+}
+
+async fn count(client: &tokio_postgres::Client, query: &str) -> i64 {
+    client
+        .query_one(query, &[])
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(-1)
+}
+
+async fn wait_for_agents(client: &tokio_postgres::Client, agents: usize) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let alive = count(client, "SELECT count(*) FROM agents WHERE status = 'ALIVE'").await;
+        if alive >= agents as i64 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {alive} of {agents} agents ALIVE"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// The end-of-run invariants; a description of every violation.
+async fn invariant_violations(client: &tokio_postgres::Client, ledger: &SimLedger) -> Vec<String> {
+    client
+        .batch_execute("ANALYZE sessions; ANALYZE kernels; ANALYZE agents;")
+        .await
+        .expect("analyzing the tables");
+    let mut violations = Vec::new();
+    let over_committed = over_committed_agents(client).await;
+    if !over_committed.is_empty() {
+        violations.push(format!(
+            "{} agents over-committed, e.g. {:?}",
+            over_committed.len(),
+            &over_committed[..over_committed.len().min(5)]
+        ));
+    }
+    let not_terminated = count(
+        client,
+        "SELECT count(*) FROM sessions WHERE status <> 'TERMINATED'",
+    )
+    .await;
+    if not_terminated != 0 {
+        violations.push(format!("{not_terminated} sessions not TERMINATED"));
+    }
+    let kernels_alive = count(
+        client,
+        "SELECT count(*) FROM kernels WHERE status <> 'TERMINATED'",
+    )
+    .await;
+    if kernels_alive != 0 {
+        violations.push(format!("{kernels_alive} kernels not TERMINATED"));
+    }
+    let occupied = count(
+        client,
+        "SELECT count(*) FROM agents a
+          WHERE EXISTS (SELECT 1 FROM jsonb_each_text(a.occupied_slots) o WHERE o.value::numeric <> 0)",
+    )
+    .await;
+    if occupied != 0 {
+        violations.push(format!("{occupied} agents with occupied slots left"));
+    }
+    let ran = count(
+        client,
+        "SELECT count(*) FROM kernels WHERE status_history ? 'RUNNING'",
+    )
+    .await;
+    if ledger.created_twice != 0 {
+        violations.push(format!(
+            "{} kernels created more than once",
+            ledger.created_twice
+        ));
+    }
+    if ledger.kernels_created as i64 != ran {
+        violations.push(format!(
+            "the agents created {} kernels, the database has {ran} that ran",
+            ledger.kernels_created
+        ));
+    }
+    violations
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn main() {
+    if let Ok(spec) = std::env::var(SIMULATOR_ENV) {
+        simulator_main(&spec);
+        return;
+    }
+    // `cargo bench` passes `--bench`; nothing else to parse.
+    let knobs = Knobs::from_env();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    runtime.block_on(bench(knobs));
+}
+
+async fn bench(knobs: Knobs) {
+    let load_before = load_average();
+    let env = TestEnv::new().await;
+    let observer = prepare_world(&env).await;
+    let (relay_port, wire) = pg_wire_counter::start(format!("{}:{}", env.db.host, env.db.port))
+        .await
+        .expect("starting the PostgreSQL relay");
+    wire.record_texts
+        .store(knobs.statement_profile, Ordering::Relaxed);
+    let db_port = if knobs.count_statements {
+        relay_port
+    } else {
+        env.db.port
+    };
+    let manager = start_manager(&env, &knobs, db_port);
+    let supervisor = manager.pid();
+    let mut workers = children_of(supervisor);
+    while workers.len() < knobs.num_proc as usize {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        workers = children_of(supervisor);
+    }
+    let procs = ManagerProcs {
+        supervisor,
+        workers,
+    };
+    // Let the workers create the consumer group before the first event.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let redis = env.redis.addr();
+    let mut simulators = Vec::new();
+    let mut first = 0;
+    while first < knobs.agents {
+        let count = knobs.per_simulator.min(knobs.agents - first);
+        let (simulator, failed) = Simulator::start(&redis, first, count);
+        assert_eq!(
+            failed, 0,
+            "{failed} simulated agents could not bind their RPC port (BENCH_PORT_BASE={})",
+            knobs.port_base
+        );
+        simulators.push(simulator);
+        first += count;
+    }
+    let setup = Instant::now();
+    wait_for_agents(&observer, knobs.agents).await;
+    println!(
+        "session_e2e: {} agents ({} format, {} cpu / {} GiB each, heartbeat every {} s, {} simulator processes), {} worker(s), sessions of 1 cpu / 512 MiB",
+        knobs.agents,
+        knobs.format_name(),
+        knobs.agent_cpus,
+        knobs.agent_mem_gib,
+        knobs.heartbeat_seconds,
+        simulators.len(),
+        knobs.num_proc
+    );
+    println!(
+        "  agents ALIVE after           {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let (destroys, destroy_queue) = mpsc::unbounded_channel();
+    let driver = Arc::new(Driver {
+        target: Arc::new(Target::admin(SocketAddr::from((
+            [127, 0, 0, 1],
+            env.service_port,
+        )))),
+        tracker: std::sync::Mutex::new(Tracker::default()),
+        in_flight: Arc::new(Semaphore::new(knobs.in_flight)),
+        destroys,
+        next_name: AtomicU64::new(0),
+        own_statements: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+    });
+    let destroy_queue = Arc::new(AsyncMutex::new(destroy_queue));
+    let destroyers: Vec<_> = (0..knobs.connections)
+        .map(|_| tokio::spawn(destroyer(Arc::clone(&driver), Arc::clone(&destroy_queue))))
+        .collect();
+    let watcher = tokio::spawn(watcher(Arc::clone(&driver), env.db.connect().await));
+
+    let warmup = driver.begin_phase();
+    closed_loop(&driver, warmup, knobs.connections, knobs.warmup).await;
+    assert!(
+        drain(&driver, Duration::from_secs(120)).await,
+        "the warm-up sessions did not end: {} in flight",
+        driver.in_flight_count()
+    );
+    let mut runs = vec![RunSpec {
+        label: format!(
+            "sustained, {} sessions in the cycle, {} s",
+            knobs.in_flight, knobs.seconds
+        ),
+        rate: None,
+        seconds: knobs.seconds,
+    }];
+    for &rate in &knobs.rates {
+        runs.push(RunSpec {
+            label: format!("fixed {rate} sessions/s, {} s", knobs.rate_seconds),
+            rate: Some(rate),
+            seconds: knobs.rate_seconds,
+        });
+    }
+    for spec in &runs {
+        run(spec, &knobs, &driver, &observer, &procs, &wire).await;
+    }
+
+    driver.stop.store(true, Ordering::Relaxed);
+    let _ = watcher.await;
+    for destroyer in destroyers {
+        destroyer.abort();
+    }
+    let (create_failures, destroy_failures) = {
+        let tracker = driver.tracker();
+        (
+            tracker.create_failures.clone(),
+            tracker.destroy_failures.clone(),
+        )
+    };
+    let mut ledger = SimLedger::default();
+    for simulator in simulators {
+        let one = simulator.finish();
+        ledger.kernels_created += one.kernels_created;
+        ledger.created_twice += one.created_twice;
+        ledger.kernels_destroyed += one.kernels_destroyed;
+        ledger.create_calls += one.create_calls;
+    }
+    let violations = invariant_violations(&observer, &ledger).await;
+    if knobs.statement_profile {
+        let sessions = driver.next_name.load(Ordering::Relaxed).max(1) as f64;
+        println!("statements the manager parsed, per session (all runs and the warm-up):");
+        for (text, count) in wire.top_texts().into_iter().take(30) {
+            println!("  {:>6.2}  {text}", count as f64 / sessions);
+        }
+    }
+    println!(
+        "  failed creates / destroys    {create_failures:?} / {destroy_failures:?} (by HTTP status; 0 = connection)"
+    );
+    println!(
+        "  simulators' ledger           {} kernels created ({} create_kernels calls), {} destroyed, {} created twice",
+        ledger.kernels_created, ledger.create_calls, ledger.kernels_destroyed, ledger.created_twice
+    );
+    println!(
+        "  invariants (SQL)             {}",
+        if violations.is_empty() {
+            "no over-commit, every session TERMINATED and created once, every agent's slots back to zero".to_owned()
+        } else {
+            violations.join("; ")
+        }
+    );
+    println!(
+        "  load average before / after  {load_before} / {}",
+        load_average()
+    );
+    drop(manager);
+    assert!(violations.is_empty(), "invariants violated: {violations:?}");
+}
