@@ -684,18 +684,6 @@ pub async fn dotfile_sources(
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prefixes_escape_like_wildcards() {
-        assert_eq!(prefix_pattern("sess_1"), "sess\\_1%");
-        assert_eq!(prefix_pattern("100%"), "100\\%%");
-        assert_eq!(prefix_pattern("ab"), "ab%");
-    }
-}
-
 /// Sessions whose main kernel is placed and not finished (`active_sessions` of
 /// `GET /manager/status`).
 pub async fn count_active_sessions(client: &impl GenericClient) -> Result<i64, QueryError> {
@@ -711,4 +699,16 @@ pub async fn count_active_sessions(client: &impl GenericClient) -> Result<i64, Q
         .await
         .map_err(db_err("counting active sessions"))?
         .read(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_escape_like_wildcards() {
+        assert_eq!(prefix_pattern("sess_1"), "sess\\_1%");
+        assert_eq!(prefix_pattern("100%"), "100\\%%");
+        assert_eq!(prefix_pattern("ab"), "ab%");
+    }
 }
