@@ -16,4 +16,5 @@ pub mod registry_sync;
 pub mod scheduler;
 pub mod session_callback;
 pub mod storage;
+pub mod supervision;
 pub mod wire;

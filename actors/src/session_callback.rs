@@ -16,7 +16,7 @@ use slog::Logger;
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::event_bus::{EventBatch, EventInterest};
+use crate::event_bus::{EventBatch, EventInterest, Unhandled};
 use crate::wire::{Event, SessionEvent};
 
 /// The original's client timeout for a callback (`ClientTimeout(total=30.0)`).
@@ -92,6 +92,19 @@ impl Actor for SessionCallbacks {
     type Context = Context<Self>;
 }
 
+/// The session callbacks' name in the supervision registry.
+pub const ACTOR_NAME: &str = "session-callbacks";
+
+/// No state but the shared client: a stopped actor restarts in place.
+impl Supervised for SessionCallbacks {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        slog::warn!(self.shared.log, "session callbacks: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(SessionCallbacks, ACTOR_NAME);
+
 async fn deliver(shared: &Shared, event_name: &'static str, session_id: Uuid) {
     let url = match shared.pool.get().await {
         Ok(client) => session_callback_url(&client, session_id).await,
@@ -136,9 +149,11 @@ async fn deliver(shared: &Shared, event_name: &'static str, session_id: Uuid) {
 }
 
 impl Handler<EventBatch> for SessionCallbacks {
-    type Result = ();
+    type Result = Result<(), Unhandled>;
 
-    fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) {
+    /// Deliveries run beside the actor (bounded in flight); a callback that fails is logged,
+    /// not retried, as the original's.
+    fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) -> Self::Result {
         for received in batch.events {
             let Event::Session(SessionEvent { session_id, .. }) = &received.event else {
                 continue;
@@ -151,6 +166,7 @@ impl Handler<EventBatch> for SessionCallbacks {
             let session_id = *session_id;
             actix::spawn(async move { deliver(&shared, event_name, session_id).await });
         }
+        Ok(())
     }
 }
 

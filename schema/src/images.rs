@@ -81,14 +81,25 @@ pub struct CommitCounts {
 /// existing rows get the scanned digest, size, accelerators, labels, resources and `is_local`,
 /// and rows whose values are already equal are not touched. Rows of images that disappeared
 /// from the registry stay, as in the original. Either everything is written or nothing.
+///
+/// `fence` (`(lock name, token)`) is checked first inside the transaction
+/// (`bai_check_fence`): when a newer holder of the rescan lock recorded a newer token, the
+/// commit fails with SQLSTATE `BF001` and writes nothing.
 pub async fn commit_scanned(
     client: &mut tokio_postgres::Client,
     images: &[ScannedImage],
+    fence: Option<(&str, i64)>,
 ) -> Result<CommitCounts, ImageDbError> {
     let transaction = client
         .transaction()
         .await
         .map_err(db_err("starting the image commit"))?;
+    if let Some((lock, token)) = fence {
+        transaction
+            .execute("SELECT bai_check_fence($1, $2)", &[&lock, &token])
+            .await
+            .map_err(db_err("checking the rescan lock's fencing token"))?;
+    }
     let mut counts = CommitCounts::default();
     for batch in images.chunks(COMMIT_BATCH_ROWS) {
         let (added, updated) = upsert_batch(&transaction, batch).await?;

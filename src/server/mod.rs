@@ -2,6 +2,7 @@
 //! service port.
 
 pub mod connection_cap;
+mod fault_injection;
 pub mod idle_watchdog;
 pub mod listener;
 pub mod pid_file;

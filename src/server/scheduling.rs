@@ -1,22 +1,23 @@
-//! Starts this worker's session scheduler: the lock service of `[manager] distributed-lock`,
+//! Starts this worker's lock actor (`[manager] distributed-lock`) and its session scheduler:
 //! the agent RPC client, and the scheduler actor, subscribed to the event bus and registered as
 //! the façade's `SessionControl`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::{Actor, Addr};
+use actix::{Addr, Supervisor};
 use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
 use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::{SessionControl, SessionQueue};
 use bai_actors::interaction::SessionInteraction;
-use bai_actors::lock::{LockBackendKind, LockService, LockSettings};
+use bai_actors::lock::{ClusterLocks, LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
     RECONCILE_INTERVAL, SCHEDULE_INTERVAL, Scheduler, SchedulerDeps, SchedulerSettings, interest,
 };
 use bai_actors::scheduler::dispatch::DispatchDeps;
 use bai_actors::session_callback::{self, SessionCallbacks};
+use bai_actors::supervision::Watchdog;
 use bai_actors::wire::EventProducer;
 use slog::o;
 
@@ -26,16 +27,15 @@ use super::worker::{ActorContext, AppExtensions, WorkerError};
 /// session is handled at most 1.5 timeouts after it got stuck.
 const RECONCILES_PER_TIMEOUT: u32 = 2;
 
-pub fn start_scheduler(
+/// The lock actor every cluster-singleton job of this worker goes through.
+pub fn start_locks(
     ctx: &ActorContext<'_>,
-    extensions: &mut AppExtensions,
-    bus: &Addr<EventBus>,
-    producer: &EventProducer,
-) -> Result<(), WorkerError> {
+    watchdog: &mut Watchdog,
+) -> Result<ClusterLocks, WorkerError> {
     let manager = &ctx.config.manager;
     let backend = LockBackendKind::parse(&manager.distributed_lock)
         .map_err(|e| WorkerError::Actors(e.to_string()))?;
-    let locks = LockService::new(
+    let service = LockService::new(
         LockSettings {
             backend,
             manager_id: ctx.config.manager_id(),
@@ -50,6 +50,20 @@ pub fn start_scheduler(
         },
         ctx.background_db.clone(),
     );
+    let locks = ClusterLocks::start(service);
+    watchdog.watch(bai_actors::lock::actor::ACTOR_NAME, locks.addr());
+    Ok(locks)
+}
+
+pub fn start_scheduler(
+    ctx: &ActorContext<'_>,
+    extensions: &mut AppExtensions,
+    watchdog: &mut Watchdog,
+    locks: &ClusterLocks,
+    bus: &Addr<EventBus>,
+    producer: &EventProducer,
+) -> Result<(), WorkerError> {
+    let manager = &ctx.config.manager;
     let transition_timeout = Duration::from_secs_f64(manager.session_transition_timeout);
     let reconcile_interval = RECONCILE_INTERVAL
         .min(transition_timeout / RECONCILES_PER_TIMEOUT)
@@ -69,7 +83,7 @@ pub fn start_scheduler(
             etcd: Some(ctx.state.etcd.clone()),
             stat_redis: Some(ctx.state.redis.stat.clone()),
         },
-        locks,
+        locks: locks.clone(),
         producer: producer.clone(),
         etcd: ctx.state.etcd.clone(),
         settings: SchedulerSettings {
@@ -80,8 +94,9 @@ pub fn start_scheduler(
             reconcile_interval,
         },
         log: ctx.log.new(o!("actor" => "scheduler")),
-    })
-    .start();
+    });
+    let scheduler = Supervisor::start(move |_| scheduler);
+    watchdog.watch(bai_actors::scheduler::actor::ACTOR_NAME, &scheduler);
     bus.do_send(Subscribe {
         name: "scheduler".into(),
         interest: interest(),
@@ -91,8 +106,9 @@ pub fn start_scheduler(
     let callbacks = SessionCallbacks::new(
         ctx.state.db.clone(),
         ctx.log.new(o!("actor" => "session-callbacks")),
-    )
-    .start();
+    );
+    let callbacks = Supervisor::start(move |_| callbacks);
+    watchdog.watch(session_callback::ACTOR_NAME, &callbacks);
     bus.do_send(Subscribe {
         name: "session-callbacks".into(),
         interest: session_callback::interest(),

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix::Actor;
+use actix::Supervisor;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use bai_actors::etcd::{EtcdError, EtcdStore};
@@ -17,12 +17,13 @@ use bai_actors::facade::hello::{COMPATIBLE_MANAGER_VERSION, ManagerVersion};
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
 use bai_actors::redis::{RedisError, RedisSettings, db};
+use bai_actors::supervision::Watchdog;
 use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::{PoolError, PoolRole};
 use slog::{error, info, o};
 
 use super::connection_cap::{self, ConnectionCap};
-use super::{idle_watchdog, listener, privileges, tls};
+use super::{fault_injection, idle_watchdog, listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
 
@@ -61,6 +62,8 @@ pub enum WorkerError {
     Actors(String),
     #[error("cannot follow the supervisor: {0}")]
     Supervisor(String),
+    #[error("the {0} actor died; exiting so that the supervisor starts a clean worker")]
+    ActorDied(&'static str),
     #[error("the HTTP server failed: {0}")]
     Http(#[from] std::io::Error),
 }
@@ -109,10 +112,13 @@ pub struct ActorContext<'a> {
 ///
 /// Every worker process runs the same actors. Work that must happen once per cluster takes the
 /// lock actor's lock; agent events are read through a Redis consumer group, so each is handled
-/// by one worker.
+/// by one worker. Actors that can rebuild their state start under `actix::Supervisor` (a stop
+/// restarts them on the same mailbox) and are put under the `watchdog` (a death ends the
+/// worker).
 async fn start_actors(
     ctx: &ActorContext<'_>,
     extensions: &mut AppExtensions,
+    watchdog: &mut Watchdog,
 ) -> Result<(), WorkerError> {
     // ─── Start actors here ───────────────────────────────────────────────────────────────
     // One block per actor: start it with what it needs from `ctx`, then register its address,
@@ -123,8 +129,9 @@ async fn start_actors(
     //
     // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return `WorkerError::Actors` when
     // an actor cannot start; the supervisor restarts the worker with a back-off.
-    let (bus, producer) = start_event_actors(ctx, extensions);
-    super::scheduling::start_scheduler(ctx, extensions, &bus, &producer)?;
+    let locks = super::scheduling::start_locks(ctx, watchdog)?;
+    let (bus, producer) = start_event_actors(ctx, extensions, watchdog, &locks);
+    super::scheduling::start_scheduler(ctx, extensions, watchdog, &locks, &bus, &producer)?;
 
     // Storage broker: etcd `volumes/` → storage-proxy clients, for the vfolder routes.
     let storage = bai_actors::storage::StorageBroker::start(
@@ -146,7 +153,9 @@ async fn start_actors(
         ctx.background_db.clone(),
         bai_actors::registry_sync::ScanOptions::default(),
     )
-    .start();
+    .with_locks(locks);
+    let registry_sync = Supervisor::start(move |_| registry_sync);
+    watchdog.watch(bai_actors::registry_sync::actor::ACTOR_NAME, &registry_sync);
     extensions.add(web::Data::new(registry_sync));
 
     Ok(())
@@ -158,6 +167,8 @@ async fn start_actors(
 fn start_event_actors(
     ctx: &ActorContext<'_>,
     extensions: &mut AppExtensions,
+    watchdog: &mut Watchdog,
+    locks: &bai_actors::lock::ClusterLocks,
 ) -> (actix::Addr<EventBus>, EventProducer) {
     let worker = format!("{}:{}", ctx.state.settings.manager_id, ctx.worker_index);
     // Manager events go out in the 23.09 shape: 23.09 agents read them from the stream, 26.x
@@ -167,6 +178,7 @@ fn start_event_actors(
         ctx.log.new(o!("actor" => "heartbeat-tracker")),
         TrackerDeps {
             pool: ctx.background_db.clone(),
+            locks: locks.clone(),
             live: ctx.state.redis.live.clone(),
             images: ctx.state.redis.image.clone(),
             producer: producer.clone(),
@@ -177,8 +189,9 @@ fn start_event_actors(
             sweep_interval: heartbeat::SWEEP_INTERVAL,
             worker: worker.clone(),
         },
-    )
-    .start();
+    );
+    let tracker = Supervisor::start(move |_| tracker);
+    watchdog.watch(heartbeat::ACTOR_NAME, &tracker);
     let bus = EventBus::new(
         ctx.log.new(o!("actor" => "event-bus")),
         ctx.redis_settings.clone(),
@@ -188,8 +201,9 @@ fn start_event_actors(
         name: "heartbeat-tracker".into(),
         interest: heartbeat::interest(),
         recipient: tracker.clone().recipient(),
-    })
-    .start();
+    });
+    let bus = Supervisor::start(move |_| bus);
+    watchdog.watch(bai_actors::event_bus::ACTOR_NAME, &bus);
     extensions.add(web::Data::new(producer.clone()));
     extensions.add(web::Data::new(bus.clone()));
     extensions.add(web::Data::new(tracker));
@@ -281,6 +295,7 @@ async fn serve(
     );
 
     let mut extensions = AppExtensions::default();
+    let mut watchdog = Watchdog::default();
     start_actors(
         &ActorContext {
             config: &config,
@@ -291,8 +306,10 @@ async fn serve(
             log: &log,
         },
         &mut extensions,
+        &mut watchdog,
     )
     .await?;
+    fault_injection::install(config.debug.enabled, &watchdog, &log);
 
     let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
@@ -355,7 +372,19 @@ async fn serve(
         );
         handle.stop(true).await;
     });
-    server.await?;
+    let handle = server.handle();
+    let mut server = std::pin::pin!(server);
+    tokio::select! {
+        served = &mut server => served?,
+        dead = watchdog.first_death() => {
+            error!(log, "worker {worker_index}: the {dead} actor died; stopping the worker");
+            // The stop command is sent at once; the server future must run to carry it out.
+            let stopped = handle.stop(true);
+            let _ = server.await;
+            stopped.await;
+            return Err(WorkerError::ActorDied(dead));
+        }
+    }
     info!(log, "worker {worker_index} stopped");
     Ok(())
 }

@@ -246,3 +246,79 @@ async fn every_event_feed_sees_every_event() {
     );
     assert_eq!(*seen_b.lock().unwrap(), vec![started_id]);
 }
+
+/// A subscriber that stops on its first batch without replying (as an actor that fails
+/// mid-batch), and handles the batches after its supervisor restarted it.
+struct StopsOnce {
+    batches: usize,
+    handled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl actix::Actor for StopsOnce {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Supervised for StopsOnce {}
+
+impl actix::Handler<bai_actors::event_bus::EventBatch> for StopsOnce {
+    type Result = actix::ResponseActFuture<Self, Result<(), bai_actors::event_bus::Unhandled>>;
+
+    fn handle(
+        &mut self,
+        batch: bai_actors::event_bus::EventBatch,
+        ctx: &mut Self::Context,
+    ) -> Self::Result {
+        use actix::{ActorContext, WrapFuture};
+        self.batches += 1;
+        if self.batches == 1 {
+            // Stopping drops the reply in flight: the bus sees the batch unhandled.
+            ctx.stop();
+            return Box::pin(std::future::pending().into_actor(self));
+        }
+        let ids = batch.events.into_iter().map(|event| event.stream_id);
+        self.handled.lock().unwrap().extend(ids);
+        Box::pin(actix::fut::ready(Ok(())))
+    }
+}
+
+#[actix::test]
+async fn events_a_subscriber_did_not_handle_stay_pending_and_come_again_once_it_is_back() {
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let lines = LogLines::default();
+    let handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let flaky = actix::Supervisor::start({
+        let handled = handled.clone();
+        move |_| StopsOnce {
+            batches: 0,
+            handled,
+        }
+    });
+    let subscription = bai_actors::event_bus::Subscription {
+        name: "stops-once".into(),
+        interest: EventInterest::names(&["agent_started"]),
+        recipient: flaky.recipient(),
+    };
+    let _worker = start_worker(&env, &test_log(&lines), "w1", TIMEOUT, vec![subscription]).await;
+
+    let agent = SimAgent::new("i-flaky", WireFormat::Payload, 16001);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let started = bai_actors::wire::Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let id = writer.send(&agent, &started).await.unwrap();
+    wait_for(
+        "the restarted subscriber to get the event again",
+        LIMIT,
+        || async { handled.lock().unwrap().contains(&id).then_some(()) },
+    )
+    .await;
+    assert!(lines.contains(&["did not handle its events", "stops-once"]));
+    wait_for("the event to be acknowledged", LIMIT, || async {
+        (pending_count(&env).await == 0).then_some(())
+    })
+    .await;
+    // Handled once after the restart, not again.
+    assert_eq!(*handled.lock().unwrap(), vec![id]);
+}

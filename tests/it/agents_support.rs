@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bai_actors::etcd::{EtcdSettings, EtcdStore};
-use bai_actors::event_bus::{EventBatch, EventBus, EventInterest, Subscription};
+use bai_actors::event_bus::{EventBatch, EventBus, EventInterest, Subscription, Unhandled};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
+use bai_actors::lock::{ClusterLocks, LockBackendKind, LockService, LockSettings};
 use bai_actors::redis::{RedisSettings, db};
 use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::DbSettings;
@@ -114,8 +115,23 @@ pub async fn start_worker(
     .connect_pool()
     .await
     .unwrap();
+    // The workers of one test share one host's filelocks, like the worker processes of a
+    // manager.
+    let locks = ClusterLocks::start(LockService::new(
+        LockSettings {
+            backend: LockBackendKind::FileLock,
+            manager_id: "i-agents-test".into(),
+            ipc_base_path: env.path("ipc"),
+            etcd: None,
+            db: None,
+            lifetime: bai_actors::lock::defaults::LIFETIME,
+            acquire_timeout: bai_actors::lock::defaults::ACQUIRE_TIMEOUT,
+        },
+        pool.clone(),
+    ));
     let deps = TrackerDeps {
         pool,
+        locks,
         live: redis.connect(db::LIVE).await.unwrap(),
         images: redis.connect(db::IMAGE).await.unwrap(),
         producer: producer(env).await,
@@ -157,11 +173,12 @@ impl Actor for Recorder {
 }
 
 impl Handler<EventBatch> for Recorder {
-    type Result = ();
+    type Result = Result<(), Unhandled>;
 
-    fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) {
+    fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) -> Self::Result {
         let mut ids = self.ids.lock().unwrap();
         ids.extend(batch.events.into_iter().map(|event| event.stream_id));
+        Ok(())
     }
 }
 

@@ -66,5 +66,6 @@ mod storage_client;
 mod storage_mounts;
 mod storage_support;
 mod storage_vfolders;
+mod supervision;
 mod vfolder_sharing;
 mod webui_browser;

@@ -5,7 +5,10 @@
 //! (the simulator's ledger), and no agent over-committed (checked in SQL).
 //!
 //! * two separate managers (two "hosts") with `distributed-lock = "etcd"`, one killed;
-//! * one manager with `num-proc = 2` and `distributed-lock = "filelock"`, one worker killed.
+//! * one manager with `num-proc = 2` and `distributed-lock = "filelock"`, one worker killed;
+//! * one manager with one worker whose scheduler is stopped (restarted in place by its
+//!   supervisor) and then panics (the worker exits, the supervisor starts a new one) while
+//!   kernel events stream in: no kernel event is lost (issue 18, items 2 and 3).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -406,5 +409,69 @@ async fn one_manager_with_two_workers_and_the_filelock_one_worker_killed_places_
             "the surviving workers to finish the backlog",
         )
         .await;
+    world.check_outcome().await;
+}
+
+#[tokio::test]
+async fn a_scheduler_stopped_then_dead_mid_backlog_loses_no_kernel_event() {
+    let world = World::new().await;
+    let (config, port) = manager_config(&world.env, "faulty", "filelock", 1);
+    let text = std::fs::read_to_string(&config).expect("reading manager.toml");
+    std::fs::write(
+        &config,
+        text.replace("[debug]\nenabled = false", "[debug]\nenabled = true"),
+    )
+    .expect("writing manager.toml");
+    let _dump = DumpOnFailure(vec![world.env.path("manager-faulty.out")]);
+    let mut manager = ManagerProcess::start_server(
+        &config,
+        &[("BAI_FAULT_INJECTION", "scheduler")],
+        &world.env.path("manager-faulty.out"),
+    );
+    manager.wait_for_port(port);
+    manager.wait_for_output("fault injection armed", Duration::from_secs(30));
+    world.wait_for_agents().await;
+
+    world.enqueue_waves(0..WAVES / 2).await;
+    world
+        .wait_for_running(
+            SESSIONS_PER_WAVE as i64,
+            Duration::from_secs(120),
+            "the first sessions to be RUNNING",
+        )
+        .await;
+    let workers = manager.worker_pids();
+    // SAFETY: kill(2) on the worker this test's manager started.
+    unsafe { libc::kill(workers[0] as libc::pid_t, libc::SIGUSR1) };
+    manager.wait_for_output("scheduler: restarting", Duration::from_secs(30));
+    assert!(
+        manager
+            .output()
+            .lines()
+            .any(|line| line.contains("scheduler: restarting") && line.contains("restarts=1")),
+        "the restart is counted"
+    );
+    eprintln!(
+        "scheduler stopped and restarted; sessions then: {}",
+        status_counts(&world.client).await
+    );
+    world.enqueue_waves(WAVES / 2..WAVES * 3 / 4).await;
+    // SAFETY: as above.
+    unsafe { libc::kill(workers[0] as libc::pid_t, libc::SIGUSR2) };
+    manager.wait_for_output("the scheduler actor died", Duration::from_secs(30));
+    eprintln!(
+        "scheduler panicked; sessions then: {}",
+        status_counts(&world.client).await
+    );
+
+    world.enqueue_waves(WAVES * 3 / 4..WAVES).await;
+    world
+        .wait_for_running(
+            (SESSIONS_PER_WAVE * WAVES) as i64,
+            FINISH_DEADLINE,
+            "the restarted worker to finish the backlog",
+        )
+        .await;
+    assert_ne!(manager.worker_pids(), workers, "the worker was replaced");
     world.check_outcome().await;
 }

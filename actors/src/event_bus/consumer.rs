@@ -1,7 +1,13 @@
-//! The read loop of the event bus: XAUTOCLAIM what a dead worker left pending, XREADGROUP new
-//! entries, decode, hand them to the subscribers, XACK, and keep the stream short. Every
-//! failure is logged and retried; no entry can stop the loop.
+//! The read loop of the event bus: XAUTOCLAIM what a dead worker (or this one) left pending,
+//! XREADGROUP new entries, decode, hand them to the subscribers, XACK what they all handled, and
+//! keep the stream short. Every failure is logged and retried; no entry can stop the loop.
+//!
+//! An entry is acknowledged only once every subscriber that wanted it has replied to its
+//! `EventBatch`. When a subscriber's mailbox is closed or it stopped mid-batch, its entries stay
+//! pending and are claimed again after [`CLAIM_MIN_IDLE`] (by this worker once the actor is back,
+//! or by another worker if this one exits).
 
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -189,7 +195,8 @@ impl Consumer {
     }
 
     /// Decodes, dispatches and acknowledges one batch. Malformed entries are logged with
-    /// their id and acknowledged with the rest.
+    /// their id and acknowledged with the rest; entries a subscriber did not handle are not
+    /// acknowledged, so they are delivered again.
     async fn handle(
         &mut self,
         connection: &mut MultiplexedConnection,
@@ -204,7 +211,15 @@ impl Consumer {
         let decoded = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
             .await
             .unwrap_or_default();
-        dispatch(&self.log, &self.subscribers, decoded).await;
+        let unhandled = dispatch(&self.log, &self.subscribers, decoded).await;
+        let ids = acknowledgeable(ids, &unhandled);
+        if !unhandled.is_empty() {
+            slog::warn!(self.log, "event bus: leaving events pending for redelivery";
+                "count" => unhandled.len(), "consumer" => &self.settings.consumer);
+        }
+        if ids.is_empty() {
+            return Ok(());
+        }
         let _: i64 = redis::cmd("XACK")
             .arg(EVENT_STREAM)
             .arg(&self.settings.group)
@@ -293,15 +308,24 @@ pub fn decode_batch(log: &slog::Logger, entries: Vec<RawEntry>) -> Vec<ReceivedE
     events
 }
 
+/// The ids of a batch that may be acknowledged: all but the unhandled ones.
+fn acknowledgeable(ids: Vec<String>, unhandled: &HashSet<String>) -> Vec<String> {
+    ids.into_iter()
+        .filter(|id| !unhandled.contains(id))
+        .collect()
+}
+
 /// Hands each subscriber the events it asked for and waits until every subscriber has
-/// handled them, so that acknowledging afterwards means "handled".
+/// handled them (its reply arrived), so that acknowledging afterwards means "handled". Returns
+/// the stream ids of the events that some subscriber did not take (closed mailbox, or the actor
+/// stopped before replying).
 pub(super) async fn dispatch(
     log: &slog::Logger,
     subscribers: &Subscribers,
     events: Vec<ReceivedEvent>,
-) {
+) -> HashSet<String> {
     if events.is_empty() {
-        return;
+        return HashSet::new();
     }
     let targets: Vec<Subscription> = match subscribers.lock() {
         Ok(list) => list.clone(),
@@ -316,16 +340,30 @@ pub(super) async fn dispatch(
         (!wanted.is_empty()).then(|| {
             let name = subscription.name.clone();
             let log = log.clone();
+            let ids: Vec<String> = wanted.iter().map(|r| r.stream_id.clone()).collect();
             let send = subscription.recipient.send(EventBatch { events: wanted });
             async move {
-                if let Err(error) = send.await {
-                    slog::error!(log, "event bus: subscriber did not take its events";
-                        "subscriber" => name, "error" => %error);
+                match send.await {
+                    Ok(Ok(())) => Vec::new(),
+                    Ok(Err(unhandled)) => {
+                        slog::warn!(log, "event bus: subscriber could not handle some events; they stay pending";
+                            "subscriber" => name, "count" => unhandled.stream_ids.len());
+                        unhandled.stream_ids
+                    }
+                    Err(error) => {
+                        slog::error!(log, "event bus: subscriber did not handle its events; they stay pending";
+                            "subscriber" => name, "error" => %error);
+                        ids
+                    }
                 }
             }
         })
     });
-    futures::future::join_all(sends).await;
+    let unhandled: HashSet<String> = futures::future::join_all(sends)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
     let unclaimed = events
         .iter()
         .filter(|received| {
@@ -337,6 +375,7 @@ pub(super) async fn dispatch(
     if unclaimed > 0 {
         slog::debug!(log, "event bus: events without a subscriber"; "count" => unclaimed);
     }
+    unhandled
 }
 
 #[cfg(test)]
@@ -369,6 +408,13 @@ mod tests {
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].stream_id, "3-0");
         assert_eq!(events[0].source, "i-a");
+    }
+
+    #[test]
+    fn only_handled_entries_are_acknowledged() {
+        let ids = vec!["1-0".to_owned(), "2-0".to_owned(), "3-0".to_owned()];
+        let unhandled: HashSet<String> = ["2-0".to_owned()].into();
+        assert_eq!(acknowledgeable(ids, &unhandled), vec!["1-0", "3-0"]);
     }
 
     #[test]

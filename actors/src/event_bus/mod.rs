@@ -15,9 +15,12 @@
 //! ```
 //! (or later with the [`Subscribe`] message).
 //! The subscriber's `Handler<EventBatch>` gets the matching events of each read, in stream
-//! order; the entries are acknowledged only after every subscriber's handler returned, so a
-//! worker that dies mid-batch leaves them pending and another worker claims them
-//! (XAUTOCLAIM). Handlers should therefore be idempotent. Producing events is separate:
+//! order, and replies once it has handled them: `Ok(())`, or [`Unhandled`] naming the events it
+//! could not handle now (e.g. the database was unreachable). An entry is acknowledged only when
+//! every subscriber that wanted it replied without naming it. Everything else stays pending: a
+//! subscriber whose mailbox is closed, that stopped before replying, or that named the entry,
+//! gets it again after [`CLAIM_MIN_IDLE`] (XAUTOCLAIM, by this worker or, if this one died,
+//! by another). Handlers must therefore be idempotent. Producing events is separate:
 //! [`crate::wire::EventProducer`].
 
 pub mod broadcast;
@@ -48,11 +51,20 @@ pub struct ReceivedEvent {
     pub event: Event,
 }
 
-/// The events of one read that a subscriber asked for, in stream order.
+/// The events of one read that a subscriber asked for, in stream order. The reply says they
+/// were handled; the bus acknowledges them only then.
 #[derive(Debug, Message)]
-#[rtype(result = "()")]
+#[rtype(result = "Result<(), Unhandled>")]
 pub struct EventBatch {
     pub events: Vec<ReceivedEvent>,
+}
+
+/// The events of a batch a subscriber could not handle now (by stream id): they stay pending
+/// and are delivered again.
+#[derive(Debug, Clone, Default, PartialEq, Eq, thiserror::Error)]
+#[error("{} event(s) not handled", stream_ids.len())]
+pub struct Unhandled {
+    pub stream_ids: Vec<String>,
 }
 
 /// Which events a subscriber wants.
@@ -127,9 +139,14 @@ impl EventBus {
     }
 }
 
+/// The bus's name in the supervision registry.
+pub const ACTOR_NAME: &str = "event-bus";
+
 impl Actor for EventBus {
     type Context = Context<Self>;
 
+    /// Spawns the read loop in the actor's context: it ends with the actor (and starts again
+    /// when the supervisor restarts it).
     fn started(&mut self, ctx: &mut Self::Context) {
         slog::info!(self.log, "event bus: reading the event stream";
             "group" => &self.settings.group, "consumer" => &self.settings.consumer);
@@ -146,6 +163,17 @@ impl Actor for EventBus {
         ctx.spawn(reader.run().into_actor(self));
     }
 }
+
+/// The reader keeps nothing but its connection, so a restart starts it afresh; the
+/// subscribers are kept.
+impl Supervised for EventBus {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        slog::warn!(self.log, "event bus: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(EventBus, ACTOR_NAME);
 
 impl Handler<Subscribe> for EventBus {
     type Result = ();

@@ -28,7 +28,8 @@ use self::decide::{AgentSnapshot, HeartbeatDecision, decide_heartbeat, status_af
 use self::store::{StoreError, WriteOutcome};
 use self::sweep::{LostAgentSweep, unix_now};
 use crate::etcd::EtcdStore;
-use crate::event_bus::{EventBatch, EventInterest, ReceivedEvent};
+use crate::event_bus::{EventBatch, EventInterest, ReceivedEvent, Unhandled};
+use crate::lock::ClusterLocks;
 use crate::wire::{AgentInfo, Event, EventProducer};
 
 /// How often the lost-agent sweep runs (the original's `check_agent_lost` timer).
@@ -50,6 +51,8 @@ pub fn interest() -> EventInterest {
 #[derive(Clone)]
 pub struct TrackerDeps {
     pub pool: Pool,
+    /// The lock actor: the lost-agent sweep runs under its `AgentLostSweep` lock.
+    pub locks: ClusterLocks,
     /// Redis db 2.
     pub live: ConnectionManager,
     /// Redis db 3.
@@ -62,7 +65,7 @@ pub struct TrackerDeps {
 pub struct TrackerSettings {
     pub heartbeat_timeout: Duration,
     pub sweep_interval: Duration,
-    /// This worker's name (for the sweep guard and logs).
+    /// This worker's name (for logs).
     pub worker: String,
 }
 
@@ -107,11 +110,12 @@ pub struct HeartbeatTracker {
 impl HeartbeatTracker {
     pub fn new(log: slog::Logger, deps: TrackerDeps, settings: TrackerSettings) -> Self {
         let sweep = LostAgentSweep::new(
-            log.clone(),
+            log.new(slog::o!("worker" => settings.worker.clone())),
             deps.live.clone(),
             deps.producer.clone(),
             settings.heartbeat_timeout,
-            settings.worker.clone(),
+            deps.locks.clone(),
+            deps.pool.clone(),
         );
         HeartbeatTracker {
             log: log.clone(),
@@ -159,13 +163,31 @@ impl Actor for HeartbeatTracker {
     }
 }
 
-impl Handler<EventBatch> for HeartbeatTracker {
-    type Result = ResponseFuture<()>;
+/// The tracker's name in the supervision registry.
+pub const ACTOR_NAME: &str = "heartbeat-tracker";
 
+/// Its state is a cache of the agents table and the sweep's memory, both rebuilt from the
+/// database and Redis, so a stopped tracker restarts in place (`started` warms the cache again
+/// and re-arms the sweep timer).
+impl Supervised for HeartbeatTracker {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        slog::warn!(self.log, "heartbeat tracker: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(HeartbeatTracker, ACTOR_NAME);
+
+impl Handler<EventBatch> for HeartbeatTracker {
+    type Result = ResponseFuture<Result<(), Unhandled>>;
+
+    /// Failures to record an event are logged and counted (`TrackerStats::errors`), not
+    /// redelivered: the agent's next heartbeat carries the same information.
     fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) -> Self::Result {
         let core = self.core.clone();
         Box::pin(async move {
             core.lock().await.handle_batch(batch.events).await;
+            Ok(())
         })
     }
 }

@@ -28,6 +28,10 @@ pub enum StoreError {
     },
     #[error("agents row {agent}: {detail}")]
     BadRow { agent: String, detail: String },
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Fence(#[from] crate::lock::FenceError),
 }
 
 const SNAPSHOT_COLUMNS: &str = "id, status, scaling_group, available_slots, addr, public_host, \

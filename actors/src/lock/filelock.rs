@@ -40,25 +40,37 @@ pub async fn acquire(
     }
     let deadline = Instant::now() + wait;
     loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)
-            .map_err(io_err)?;
-        match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
-            Ok(mut lock) => {
-                let token = next_token(&mut lock).map_err(io_err)?;
-                return Ok(Some((HeldFileLock { _lock: lock }, token)));
-            }
-            Err((_, nix::errno::Errno::EWOULDBLOCK)) => {}
-            Err((_, errno)) => return Err(io_err(std::io::Error::from(errno))),
+        // Opening, locking and the token's fsync are blocking calls: off the async thread, so
+        // a slow disk does not stall the actors that share it.
+        let attempt_path = path.to_owned();
+        let attempt = tokio::task::spawn_blocking(move || try_lock(&attempt_path))
+            .await
+            .map_err(|join| io_err(std::io::Error::other(join.to_string())))?;
+        if let Some(held) = attempt.map_err(io_err)? {
+            return Ok(Some(held));
         }
         if Instant::now() >= deadline {
             return Ok(None);
         }
         tokio::time::sleep(RETRY_INTERVAL).await;
+    }
+}
+
+/// One non-blocking attempt: the lock and its new token, or `None` when it is busy.
+fn try_lock(path: &Path) -> std::io::Result<Option<(HeldFileLock, i64)>> {
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)?;
+    match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
+        Ok(mut lock) => {
+            let token = next_token(&mut lock)?;
+            Ok(Some((HeldFileLock { _lock: lock }, token)))
+        }
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, errno)) => Err(std::io::Error::from(errno)),
     }
 }
 

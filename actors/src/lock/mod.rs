@@ -1,12 +1,15 @@
 //! Named cluster-wide locks with fencing tokens (`[manager] distributed-lock`).
 //!
-//! Work that must happen once per cluster (a scheduling pass, the reconciler) runs while holding
-//! a lock from [`LockService::acquire`]. Backends: `filelock` (one host), `etcd` (many hosts,
-//! leased), `pg_advisory` (the original's default). Every acquisition yields a [`Fence`] whose
-//! token the database checks on each write made under the lock, so a holder that lost its lock
-//! (e.g. paused past its lease) cannot write. A lost lock is also reported through
-//! [`LockGuard::lost`], and the work in progress should stop when it fires.
+//! Work that must happen once per cluster (a scheduling pass, the reconciler, the lost-agent
+//! sweep, registry rescans, the idle checker) runs while holding a lock from the lock actor
+//! ([`ClusterLocks`], in `actor`), which takes it through [`LockService::acquire`]. Backends:
+//! `filelock` (one host), `etcd` (many hosts, leased), `pg_advisory` (the original's default).
+//! Every acquisition yields a [`Fence`] whose token the database checks on each write made
+//! under the lock, so a holder that lost its lock (e.g. paused past its lease) cannot write. A
+//! lost lock is also reported through [`LockGuard::lost`], and the work in progress should stop
+//! when it fires.
 
+pub mod actor;
 mod etcd;
 mod fence;
 mod filelock;
@@ -19,6 +22,7 @@ use bai_schema::DbSettings;
 use deadpool_postgres::Pool;
 use tokio::sync::watch;
 
+pub use actor::{ClusterLocks, Exclusive, LockName};
 pub use fence::{Fence, FenceError};
 
 /// The original's lock ids (`LockID` in `manager/defs.py`); used as lock names so that the
@@ -28,8 +32,14 @@ pub enum LockId {
     Schedule = 91,
     Prepare = 92,
     ScheduleTimer = 191,
+    /// The idle checker's timer (`LOCKID_IDLE_CHECK_TIMER`).
+    IdleCheck = 196,
     /// Not in the original: the reconciler of stuck sessions.
     Reconcile = 291,
+    /// Not in the original (a Redis key guarded it): the lost-agent sweep.
+    AgentLostSweep = 292,
+    /// Not in the original (rescans were per process): image rescans, periodic or asked.
+    RegistryRescan = 293,
 }
 
 impl LockId {
@@ -112,6 +122,8 @@ pub enum LockError {
     Fence(#[from] FenceError),
     #[error("cannot get a database connection to record a fencing token: {0}")]
     Pool(String),
+    #[error("the lock actor is gone")]
+    ActorGone,
 }
 
 /// Everything the backends need.

@@ -11,8 +11,12 @@
 //! - [`ForgetImage`] `{ reference, architecture }` → the deleted image (`reference` is a
 //!   canonical reference or an alias).
 //!
-//! A rescan runs beside other messages; a second rescan waits for the first. If the actor
-//! stops mid-rescan the caller sees a `MailboxError` and may retry: a rescan is idempotent.
+//! A rescan runs beside other messages; a second rescan waits for the first. With the lock
+//! actor ([`RegistrySync::with_locks`], as every worker runs it), rescans are also one at a time
+//! across the cluster: an asked rescan waits up to [`ASKED_RESCAN_LOCK_WAIT`] for one running
+//! elsewhere, a periodic one is skipped while another runs, and each registry's commit checks
+//! the lock's fencing token. If the actor stops mid-rescan the caller sees a `MailboxError` and
+//! may retry: a rescan is idempotent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,6 +29,10 @@ use deadpool_postgres::Pool;
 use super::rescan::{RescanError, RescanReport, rescan};
 use super::scan::{ProgressSender, ScanOptions};
 use crate::etcd::EtcdStore;
+use crate::lock::{ClusterLocks, Exclusive, LockId};
+
+/// How long an asked rescan waits for a rescan running on another worker or host.
+pub const ASKED_RESCAN_LOCK_WAIT: Duration = Duration::from_secs(600);
 
 /// Catalogue edits that failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,6 +100,8 @@ pub struct RegistrySync {
     rescan_interval: Option<Duration>,
     /// Serializes rescans; catalogue edits do not take it.
     rescan_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Serializes rescans across the cluster, when set.
+    locks: Option<ClusterLocks>,
 }
 
 impl RegistrySync {
@@ -102,7 +112,15 @@ impl RegistrySync {
             options,
             rescan_interval: None,
             rescan_lock: Arc::new(tokio::sync::Mutex::new(())),
+            locks: None,
         }
+    }
+
+    /// Runs every rescan under the lock actor's `RegistryRescan` lock (one at a time in the
+    /// cluster, commits fenced).
+    pub fn with_locks(mut self, locks: ClusterLocks) -> RegistrySync {
+        self.locks = Some(locks);
+        self
     }
 
     /// Also rescan every registry every `interval`, starting one interval after start.
@@ -120,13 +138,31 @@ impl Actor for RegistrySync {
             ctx.run_interval(interval, |actor, ctx| {
                 let lock = actor.rescan_lock.clone();
                 let (etcd, db, options) = (actor.etcd.clone(), actor.db.clone(), actor.options);
+                let locks = actor.locks.clone();
                 ctx.spawn(
                     async move {
                         // A rescan still running makes this tick redundant.
                         let Ok(_guard) = lock.try_lock() else {
                             return;
                         };
-                        match rescan(&etcd, &db, None, options, None).await {
+                        let scan = |fence: Option<crate::lock::Fence>| async move {
+                            rescan(&etcd, &db, None, options, None, fence.as_ref()).await
+                        };
+                        let outcome = match &locks {
+                            None => scan(None).await,
+                            Some(locks) => match locks
+                                .run_exclusive(LockId::RegistryRescan, Some(Duration::ZERO), |f| {
+                                    scan(Some(f))
+                                })
+                                .await
+                            {
+                                Ok(Exclusive::Done(outcome)) => outcome,
+                                Ok(Exclusive::Busy) => return,
+                                Ok(Exclusive::Lost) => Err(RescanError::LockLost),
+                                Err(error) => Err(error.into()),
+                            },
+                        };
+                        match outcome {
                             Ok(report) => {
                                 for (registry, error) in report.broken_registries() {
                                     log::error!("periodic rescan of {registry} failed: {error}");
@@ -142,22 +178,54 @@ impl Actor for RegistrySync {
     }
 }
 
+/// The registry sync's name in the supervision registry.
+pub const ACTOR_NAME: &str = "registry-sync";
+
+/// Its state is its settings: a stopped actor restarts in place (`started` re-arms the timer).
+impl Supervised for RegistrySync {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        log::warn!("registry sync: restarting (restart {count})");
+    }
+}
+
+crate::handle_injected_faults!(RegistrySync, ACTOR_NAME);
+
 impl Handler<Rescan> for RegistrySync {
     type Result = ResponseFuture<Result<RescanReport, RescanError>>;
 
     fn handle(&mut self, message: Rescan, _ctx: &mut Self::Context) -> Self::Result {
         let lock = self.rescan_lock.clone();
         let (etcd, db, options) = (self.etcd.clone(), self.db.clone(), self.options);
+        let locks = self.locks.clone();
         Box::pin(async move {
             let _guard = lock.lock().await;
-            rescan(
-                &etcd,
-                &db,
-                message.target.as_deref(),
-                options,
-                message.progress.as_ref(),
-            )
-            .await
+            let scan = |fence: Option<crate::lock::Fence>| async move {
+                rescan(
+                    &etcd,
+                    &db,
+                    message.target.as_deref(),
+                    options,
+                    message.progress.as_ref(),
+                    fence.as_ref(),
+                )
+                .await
+            };
+            let Some(locks) = locks else {
+                return scan(None).await;
+            };
+            match locks
+                .run_exclusive(
+                    LockId::RegistryRescan,
+                    Some(ASKED_RESCAN_LOCK_WAIT),
+                    |fence| scan(Some(fence)),
+                )
+                .await?
+            {
+                Exclusive::Done(outcome) => outcome,
+                Exclusive::Busy => Err(RescanError::Busy(ASKED_RESCAN_LOCK_WAIT)),
+                Exclusive::Lost => Err(RescanError::LockLost),
+            }
         })
     }
 }

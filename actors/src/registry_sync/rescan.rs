@@ -11,6 +11,7 @@ use super::scan::{
     list_jobs, scan_jobs,
 };
 use crate::etcd::EtcdStore;
+use crate::lock::Fence;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RescanError {
@@ -24,6 +25,12 @@ pub enum RescanError {
     Registry(#[from] RegistryError),
     #[error("cannot write the images of registry {registry} to the database: {message}")]
     Database { registry: String, message: String },
+    #[error("another rescan kept the registry rescan lock for {0:?}; try again later")]
+    Busy(std::time::Duration),
+    #[error("cannot take the registry rescan lock: {0}")]
+    Lock(#[from] crate::lock::LockError),
+    #[error("the registry rescan lock was lost during the rescan; nothing more was written")]
+    LockLost,
 }
 
 /// What a rescan should cover.
@@ -126,13 +133,15 @@ impl RescanReport {
 
 /// Runs a rescan of what `argument` names (see [`resolve_target`]). A single registry or image
 /// that cannot be scanned is an error; when scanning all, each registry's error is recorded in
-/// its report and the others go on.
+/// its report and the others go on. `fence` is the rescan lock's token when it runs under the
+/// lock actor: each registry's commit checks it (see `commit_scanned`).
 pub async fn rescan(
     etcd: &EtcdStore,
     db: &Pool,
     argument: Option<&str>,
     options: ScanOptions,
     progress: Option<&ProgressSender>,
+    fence: Option<&Fence>,
 ) -> Result<RescanReport, RescanError> {
     let registries = load_registries(etcd).await?;
     let target = resolve_target(&registries, argument)?;
@@ -144,7 +153,7 @@ pub async fn rescan(
                 return Err(RescanError::NoRegistries);
             }
             for registry in &registries {
-                let outcome = rescan_registry(registry, db, None, options, progress).await;
+                let outcome = rescan_registry(registry, db, None, options, progress, fence).await;
                 report
                     .registries
                     .push(outcome.unwrap_or_else(|error| RegistryReport {
@@ -158,7 +167,7 @@ pub async fn rescan(
             if let Some(registry) = find(&name) {
                 report
                     .registries
-                    .push(rescan_registry(registry, db, None, options, progress).await?);
+                    .push(rescan_registry(registry, db, None, options, progress, fence).await?);
             }
         }
         RescanTarget::Image {
@@ -167,7 +176,8 @@ pub async fn rescan(
         } => {
             if let Some(registry) = find(&registry) {
                 report.registries.push(
-                    rescan_registry(registry, db, Some(&reference), options, progress).await?,
+                    rescan_registry(registry, db, Some(&reference), options, progress, fence)
+                        .await?,
                 );
             }
         }
@@ -182,6 +192,7 @@ pub async fn rescan_registry(
     single_reference: Option<&str>,
     options: ScanOptions,
     progress: Option<&ProgressSender>,
+    fence: Option<&Fence>,
 ) -> Result<RegistryReport, RescanError> {
     if let Some(progress) = progress {
         let _ = progress.send(ScanProgress::RegistryStarted {
@@ -228,7 +239,8 @@ pub async fn rescan_registry(
         message,
     };
     let mut connection = db.get().await.map_err(|e| database_error(e.to_string()))?;
-    let counts = commit_scanned(&mut connection, &images)
+    let fence = fence.map(|fence| (fence.name.as_str(), fence.token));
+    let counts = commit_scanned(&mut connection, &images, fence)
         .await
         .map_err(|e| database_error(e.to_string()))?;
     for note in &skipped {

@@ -13,6 +13,7 @@ use actix::prelude::*;
 use bai_schema::SlotUnit;
 use slog::{Logger, debug, info, warn};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::destroy::{destroy_session, live_sessions};
@@ -20,14 +21,14 @@ use super::dispatch::{DispatchDeps, dispatch_session};
 use super::etcd_state::{
     Cursors, changed_cursors, load_cursors, load_max_container_count, store_cursors,
 };
-use super::events::apply_kernel_event;
+use super::kernel_events::apply_kernel_events;
 use super::load::LoadOptions;
 use super::pass::run_pass;
 use super::reconcile::reconcile;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::etcd::EtcdStore;
-use crate::event_bus::{EventBatch, EventInterest};
-use crate::lock::{LockId, LockService};
+use crate::event_bus::{EventBatch, EventInterest, Unhandled};
+use crate::lock::{ClusterLocks, Exclusive, LockId};
 use crate::scheduler::messages::{
     CancelPendingSession, DestroyOutcome, DestroySession, EnqueueSession, FetchContainerLogs,
     KillAllSessions, QueueError, SessionControlError,
@@ -74,7 +75,8 @@ pub struct SchedulerSettings {
 
 pub struct SchedulerDeps {
     pub dispatch: DispatchDeps,
-    pub locks: LockService,
+    /// The lock actor: passes and the reconciler run under its locks.
+    pub locks: ClusterLocks,
     pub producer: EventProducer,
     pub etcd: EtcdStore,
     pub settings: SchedulerSettings,
@@ -84,6 +86,9 @@ pub struct SchedulerDeps {
 struct Shared {
     deps: SchedulerDeps,
     dispatches: Semaphore,
+    /// Cancelled when the scheduler is dropped for good (not on a supervised restart): the
+    /// dispatches and kernel-event batches still running end with it.
+    cancel: CancellationToken,
 }
 
 pub struct Scheduler {
@@ -99,6 +104,7 @@ impl Scheduler {
             shared: Arc::new(Shared {
                 deps,
                 dispatches: Semaphore::new(MAX_CONCURRENT_DISPATCHES),
+                cancel: CancellationToken::new(),
             }),
             pass_running: false,
             pass_again: false,
@@ -139,6 +145,29 @@ impl Scheduler {
     }
 }
 
+/// The scheduler's name in the supervision registry.
+pub const ACTOR_NAME: &str = "scheduler";
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        self.shared.cancel.cancel();
+    }
+}
+
+/// Its state is the pass/reconcile flags (reset: a pass in flight was cut with the context)
+/// and the shared dependencies (kept); `started` re-arms the timers and runs a pass.
+impl Supervised for Scheduler {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        self.pass_running = false;
+        self.pass_again = false;
+        self.reconciling = false;
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        warn!(self.shared.deps.log, "scheduler: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(Scheduler, ACTOR_NAME);
+
 impl Actor for Scheduler {
     type Context = Context<Self>;
 
@@ -169,7 +198,7 @@ async fn locked_pass(shared: Arc<Shared>) {
     let deps = &shared.deps;
     let guard = match deps
         .locks
-        .acquire(&LockId::Schedule.name(), Some(deps.settings.lock_wait))
+        .acquire(LockId::Schedule, Some(deps.settings.lock_wait))
         .await
     {
         Ok(Some(guard)) => guard,
@@ -265,9 +294,22 @@ async fn locked_pass(shared: Arc<Shared>) {
     }
 }
 
+/// Starts a session's dispatch beside the pass; at most [`MAX_CONCURRENT_DISPATCHES`] run at
+/// once, and all end when the scheduler is dropped (a cut dispatch leaves the session to the
+/// reconciler, as a crash would).
 fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid) {
     let shared = shared.clone();
     actix::spawn(async move {
+        let cancel = shared.cancel.clone();
+        tokio::select! {
+            () = dispatch_one(&shared, session_id) => {}
+            () = cancel.cancelled() => {}
+        }
+    });
+}
+
+async fn dispatch_one(shared: &Shared, session_id: Uuid) {
+    {
         let Ok(_permit) = shared.dispatches.acquire().await else {
             return;
         };
@@ -280,39 +322,46 @@ fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid) {
                     "session" => %session_id, "error" => %error)
             }
         }
-    });
+    }
 }
 
+/// The reconciler under its lock. Its writes are compare-and-sets on what it read, so they are
+/// safe beside a stale holder without the fencing token; a lost lock cuts the run short.
 async fn locked_reconcile(shared: Arc<Shared>) {
     let deps = &shared.deps;
-    let Ok(Some(guard)) = deps
+    let run = deps
         .locks
-        .acquire(&LockId::Reconcile.name(), Some(Duration::ZERO))
-        .await
-    else {
-        return;
-    };
-    match reconcile(
-        &deps.dispatch,
-        Some(&deps.producer),
-        deps.settings.transition_timeout,
-    )
-    .await
-    {
-        Ok(report) if report != Default::default() => {
+        .run_exclusive(LockId::Reconcile, Some(Duration::ZERO), |_fence| {
+            reconcile(
+                &deps.dispatch,
+                Some(&deps.producer),
+                deps.settings.transition_timeout,
+            )
+        })
+        .await;
+    match run {
+        Ok(Exclusive::Done(Ok(report))) if report != Default::default() => {
             info!(deps.log, "reconciled stuck sessions"; "report" => ?report)
         }
-        Ok(_) => {}
-        Err(error) => warn!(deps.log, "reconciliation failed"; "error" => %error),
+        Ok(Exclusive::Done(Ok(_)) | Exclusive::Busy) => {}
+        Ok(Exclusive::Done(Err(error))) => {
+            warn!(deps.log, "reconciliation failed"; "error" => %error)
+        }
+        Ok(Exclusive::Lost) => warn!(deps.log, "lost the reconciler lock; stopped the run"),
+        Err(error) => debug!(deps.log, "cannot take the reconciler lock"; "error" => %error),
     }
-    guard.release().await;
 }
 
 impl Handler<EventBatch> for Scheduler {
-    type Result = ();
+    type Result = ResponseFuture<Result<(), Unhandled>>;
 
-    fn handle(&mut self, batch: EventBatch, ctx: &mut Self::Context) {
+    /// Triggers a pass or the reconciler, and applies the kernel events before replying, so
+    /// the bus acknowledges only applied events; those that failed stay pending for redelivery.
+    /// The application runs beside the actor (not in its context), so a restart of the actor
+    /// does not cut it short.
+    fn handle(&mut self, batch: EventBatch, ctx: &mut Self::Context) -> Self::Result {
         let mut schedule = false;
+        let mut kernel_events = Vec::new();
         for received in batch.events {
             match received.event {
                 Event::Session(SessionEvent {
@@ -322,27 +371,35 @@ impl Handler<EventBatch> for Scheduler {
                 | Event::AgentStarted { .. }
                 | Event::Trigger(Trigger::DoSchedule) => schedule = true,
                 Event::Trigger(Trigger::DoPrepare) => self.request_reconcile(ctx),
-                Event::Kernel(event) => {
-                    let shared = self.shared.clone();
-                    actix::spawn(async move {
-                        if let Err(error) = apply_kernel_event(
-                            &shared.deps.dispatch,
-                            Some(&shared.deps.producer),
-                            &event,
-                        )
-                        .await
-                        {
-                            warn!(shared.deps.log, "cannot apply a kernel event";
-                                "kernel" => %event.kernel_id, "error" => %error);
-                        }
-                    });
-                }
+                Event::Kernel(event) => kernel_events.push((received.stream_id, event)),
                 _ => {}
             }
         }
         if schedule {
             self.request_pass(ctx);
         }
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            if kernel_events.is_empty() {
+                return Ok(());
+            }
+            let deps = &shared.deps;
+            let ids: Vec<String> = kernel_events.iter().map(|(id, _)| id.clone()).collect();
+            let unhandled = tokio::select! {
+                unhandled = apply_kernel_events(
+                    &deps.dispatch, Some(&deps.producer), &deps.log, kernel_events) => unhandled,
+                // The scheduler is going away: the batch is delivered again (applying an event
+                // twice is harmless).
+                () = shared.cancel.cancelled() => ids,
+            };
+            if unhandled.is_empty() {
+                Ok(())
+            } else {
+                Err(Unhandled {
+                    stream_ids: unhandled,
+                })
+            }
+        })
     }
 }
 

@@ -11,6 +11,7 @@ pub mod destroy;
 pub mod dispatch;
 pub mod etcd_state;
 pub mod events;
+pub mod kernel_events;
 pub mod lifecycle;
 pub mod load;
 pub mod messages;

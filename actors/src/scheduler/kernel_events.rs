@@ -1,0 +1,100 @@
+//! A batch of kernel events, as the scheduler handles it before replying to the event bus:
+//! each kernel's events in stream order, different kernels side by side (at most
+//! [`MAX_KERNELS_IN_FLIGHT`] at once), all finished before the reply, so the bus acknowledges
+//! only events that were applied. A kernel whose event failed keeps that event and its later
+//! ones unacknowledged, in order, for redelivery.
+
+use futures::StreamExt;
+use slog::warn;
+use uuid::Uuid;
+
+use super::dispatch::DispatchDeps;
+use super::events::apply_kernel_event;
+use crate::wire::{EventProducer, KernelEvent};
+
+/// Kernels whose events are applied at the same time within one batch.
+pub const MAX_KERNELS_IN_FLIGHT: usize = 32;
+
+/// A kernel event and the stream id it came with.
+pub type StreamedKernelEvent = (String, KernelEvent);
+
+/// Splits a batch into one queue per kernel, kernels in order of first appearance, each queue
+/// in stream order.
+pub fn per_kernel(events: Vec<StreamedKernelEvent>) -> Vec<Vec<StreamedKernelEvent>> {
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut queues: std::collections::HashMap<Uuid, Vec<StreamedKernelEvent>> =
+        std::collections::HashMap::new();
+    for (id, event) in events {
+        let queue = queues.entry(event.kernel_id).or_insert_with(|| {
+            order.push(event.kernel_id);
+            Vec::new()
+        });
+        queue.push((id, event));
+    }
+    order
+        .into_iter()
+        .filter_map(|kernel| queues.remove(&kernel))
+        .collect()
+}
+
+/// Applies a batch; returns the stream ids that were not applied (a failed event and the
+/// events of the same kernel after it).
+pub async fn apply_kernel_events(
+    deps: &DispatchDeps,
+    producer: Option<&EventProducer>,
+    log: &slog::Logger,
+    events: Vec<StreamedKernelEvent>,
+) -> Vec<String> {
+    let queues = per_kernel(events);
+    futures::stream::iter(queues)
+        .map(|queue| async move {
+            let mut queue = queue.into_iter();
+            while let Some((id, event)) = queue.next() {
+                if let Err(error) = apply_kernel_event(deps, producer, &event).await {
+                    warn!(log, "cannot apply a kernel event; it will be delivered again";
+                        "kernel" => %event.kernel_id, "event" => ?event.kind, "error" => %error);
+                    return std::iter::once(id).chain(queue.map(|(id, _)| id)).collect();
+                }
+            }
+            Vec::new()
+        })
+        .buffer_unordered(MAX_KERNELS_IN_FLIGHT)
+        .flat_map(futures::stream::iter)
+        .collect()
+        .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::KernelEventKind;
+
+    fn event(kernel: u128, kind: KernelEventKind) -> KernelEvent {
+        KernelEvent {
+            kind,
+            kernel_id: Uuid::from_u128(kernel),
+            session_id: Uuid::from_u128(kernel),
+            reason: String::new(),
+            creation_info: serde_json::Value::Null,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn each_kernel_keeps_its_events_in_stream_order() {
+        let batch = vec![
+            ("1-0".to_owned(), event(2, KernelEventKind::Creating)),
+            ("2-0".to_owned(), event(1, KernelEventKind::Creating)),
+            ("3-0".to_owned(), event(2, KernelEventKind::Started)),
+            ("4-0".to_owned(), event(2, KernelEventKind::Terminated)),
+            ("5-0".to_owned(), event(1, KernelEventKind::Started)),
+        ];
+        let queues = per_kernel(batch);
+        let ids: Vec<Vec<&str>> = queues
+            .iter()
+            .map(|queue| queue.iter().map(|(id, _)| id.as_str()).collect())
+            .collect();
+        assert_eq!(ids, vec![vec!["1-0", "3-0", "4-0"], vec!["2-0", "5-0"]]);
+        assert_eq!(queues[0][2].1.kind, KernelEventKind::Terminated);
+    }
+}
