@@ -31,6 +31,7 @@ mod gql_quota_scope;
 mod gql_support;
 mod gql_tenancy;
 mod gql_users;
+mod gql_vfolder_scopes;
 mod hostile_faults;
 mod hostile_gql;
 mod hostile_http;
