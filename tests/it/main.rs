@@ -64,6 +64,7 @@ mod session_interactive;
 mod stack;
 mod storage_cli;
 mod storage_client;
+mod storage_clone_quota;
 mod storage_mounts;
 mod storage_support;
 mod storage_vfolders;
