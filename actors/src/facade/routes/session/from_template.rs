@@ -17,6 +17,7 @@ use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::Problem;
 use crate::facade::routes::{db_client, query_failed};
+use crate::facade::session::control::SessionQueue;
 use crate::facade::state::AppState;
 use crate::storage::StorageBroker;
 
@@ -115,6 +116,7 @@ pub async fn create_from_template(
     version: ApiVersion,
     state: web::Data<AppState>,
     storage: Option<web::Data<StorageBroker>>,
+    queue: Option<web::Data<SessionQueue>>,
 ) -> Result<HttpResponse, Problem> {
     let template_id = params
         .opt_string(&["template_id", "templateId"])?
@@ -135,6 +137,7 @@ pub async fn create_from_template(
         version,
         state,
         storage,
+        queue,
     )
     .await
 }
