@@ -174,3 +174,71 @@ async fn session_templates_are_created_listed_replaced_and_deleted() {
     assert_eq!(status, 200);
     assert_eq!(body["spec"]["nodes"][0]["replicas"], 2);
 }
+
+#[actix_web::test]
+async fn a_session_is_created_from_a_template_with_the_requests_overrides() {
+    let world = ApiWorld::new().await;
+    crate::api_session::insert_test_image(&world, true).await;
+    let app = api_app!(world);
+    let user = Signer::new(USER_AK, USER_SK);
+    let template = json!({"session_templates": [{"template": {
+        "apiVersion": "v1", "kind": "taskTemplate", "metadata": {"name": "py", "tag": "nightly"},
+        "spec": {"session_type": "interactive",
+                 "kernel": {"image": crate::api_session::IMAGE, "environ": {"FROM": "template"}},
+                 "resources": {"cpu": "1", "mem": "256m"}},
+    }}]});
+    let (status, _, body) = call(
+        &app,
+        request!(
+            &user,
+            Method::POST,
+            "/template/session",
+            Some(json!({"payload": template.to_string()}))
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let template_id = body["id"].as_str().unwrap().to_owned();
+
+    let (status, _, body) = call(
+        &app,
+        request!(
+            &user,
+            Method::POST,
+            "/session/_/create-from-template",
+            Some(json!({"template_id": template_id, "name": "tmpl-session",
+                        "enqueueOnly": true, "config": {"resources": {"cpu": "2", "mem": "512m"}}}))
+        ),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let db = world.db().await;
+    let row = db
+        .query_one(
+            "SELECT s.images[1], s.tag, k.environ, s.requested_slots->>'cpu' \
+             FROM sessions s JOIN kernels k ON k.session_id = s.id WHERE s.name = 'tmpl-session'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let image: String = row.get(0);
+    let tag: Option<String> = row.get(1);
+    let environ: Vec<String> = row.get(2);
+    let cpu: String = row.get(3);
+    assert_eq!(image, crate::api_session::IMAGE);
+    assert_eq!(tag.as_deref(), Some("nightly"));
+    assert!(environ.contains(&"FROM=template".to_owned()), "{environ:?}");
+    assert_eq!(cpu, "2");
+
+    let (status, _, body) = call(
+        &app,
+        request!(
+            &user,
+            Method::POST,
+            "/session/_/create-from-template",
+            Some(json!({"template_id": uuid::Uuid::new_v4().to_string(), "name": "nothing"}))
+        ),
+    )
+    .await;
+    assert_eq!(status, 404, "{body}");
+}

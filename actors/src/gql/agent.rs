@@ -39,7 +39,8 @@ pub struct Agent {
     pub compute_plugins: Option<JsonString>,
     /// Asked from the agent over RPC by the original; not gathered here (always null).
     pub hardware_metadata: Option<JsonString>,
-    /// Asked from the agent over RPC by the original; not gathered here (always null).
+    /// What the original reports of the agent's local configuration: whether it terminates
+    /// abusing kernels (`{"agent": {"auto_terminate_abusing_kernel": ...}}`).
     pub local_config: Option<JsonString>,
     // Legacy fields.
     pub mem_slots: Option<i32>,
@@ -75,7 +76,15 @@ impl Agent {
 
 const AGENT_COLUMNS: &str = "a.id, a.status::text AS status, a.status_changed, a.region, \
      a.scaling_group, a.schedulable, a.available_slots, a.occupied_slots, a.addr, \
-     a.architecture, a.first_contact, a.lost_at, a.version, a.compute_plugins";
+     a.architecture, a.first_contact, a.lost_at, a.version, a.compute_plugins, \
+     a.auto_terminate_abusing_kernel";
+
+/// The original's `Agent.local_config`.
+fn local_config(auto_terminate_abusing_kernel: bool) -> serde_json::Value {
+    serde_json::json!({
+        "agent": {"auto_terminate_abusing_kernel": auto_terminate_abusing_kernel},
+    })
+}
 
 /// A slot amount from a stored slot map, as a number.
 fn slot(slots: &serde_json::Value, name: &str) -> f64 {
@@ -127,7 +136,9 @@ impl Agent {
             version: Some(row.try_get("version")?),
             compute_plugins: Some(JsonString(row.try_get("compute_plugins")?)),
             hardware_metadata: None,
-            local_config: None,
+            local_config: Some(JsonString(local_config(
+                row.try_get("auto_terminate_abusing_kernel")?,
+            ))),
             cpu_cur_pct: Some(0.0),
             mem_cur_bytes: Some(0.0),
             agent_id: id,

@@ -139,9 +139,18 @@ pub async fn load_containers(
         "SELECT {CONTAINER_COLUMNS} FROM kernels k {} ORDER BY k.session_id, k.cluster_idx, k.id",
         conditions.where_clause()
     );
+    let rows = sql::query(client, &statement, params).await?;
+    containers_of_rows(request, &rows).await
+}
+
+/// Containers from rows of `CONTAINER_COLUMNS`, with their live statistics; each with its
+/// agent id.
+pub async fn containers_of_rows(
+    request: &GqlRequest,
+    rows: &[Row],
+) -> GqlResult<Vec<(Option<String>, ComputeContainer)>> {
     let hide = request.hides_agents();
-    let mut containers = sql::query(client, &statement, params)
-        .await?
+    let mut containers = rows
         .iter()
         .map(|row| ComputeContainer::from_row(row, hide))
         .collect::<GqlResult<Vec<_>>>()?;

@@ -82,6 +82,20 @@ impl KeyPair {
             super::session::sessions_of_keypair(request, access_key, status.as_deref()).await?,
         ))
     }
+
+    /// The folders of the keypair's user, newest first (at most `LEGACY_LIST_LIMIT`).
+    async fn vfolders(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<Vec<super::vfolder::VirtualFolder>>> {
+        let Some(owner) = self.user else {
+            return Ok(None);
+        };
+        let request = GqlRequest::of(ctx)?;
+        Ok(Some(
+            super::vfolder_scopes::folders_of_user(request, owner).await?,
+        ))
+    }
 }
 
 /// The columns `KeyPair::from_row` reads, over `keypairs k JOIN users u`.

@@ -14,6 +14,7 @@ pub mod admin_mutation;
 pub mod agent;
 pub mod agent_summary;
 pub mod container;
+pub mod container_query;
 pub mod context;
 pub mod domain;
 pub mod enums;
@@ -42,6 +43,7 @@ pub mod user;
 pub mod user_mutation;
 pub mod validate;
 pub mod vfolder;
+pub mod vfolder_scopes;
 
 pub use context::{GqlRequest, GqlSettings, Requester};
 pub use schema::{GqlSchema, build_schema, sdl};

@@ -8,6 +8,7 @@ use super::acl::AclQuery;
 use super::admin_mutation::AdminMutation;
 use super::agent::AgentQuery;
 use super::agent_summary::AgentSummaryQuery;
+use super::container_query::ContainerQuery;
 use super::domain::{DomainMutation, DomainQuery};
 use super::group::{GroupMutation, GroupQuery};
 use super::image::{ImageMutation, ImageQuery};
@@ -21,6 +22,7 @@ use super::storage_volume::StorageVolumeQuery;
 use super::user::UserQuery;
 use super::user_mutation::UserMutation;
 use super::vfolder::VFolderQuery;
+use super::vfolder_scopes::VFolderScopeQuery;
 
 /// The deepest selection nesting accepted. The official client's deepest query
 /// (`compute_session { containers { ... } }` inside a list) is 4 levels deep; introspection
@@ -61,6 +63,8 @@ pub struct QueryRoot(
     AgentSummaryQuery,
     AclQuery,
     QuotaScopeQuery,
+    VFolderScopeQuery,
+    ContainerQuery,
 );
 
 /// Every mutation, one part per type.

@@ -68,12 +68,12 @@ pub struct VirtualFolder {
     pub status: Option<String>,
 }
 
-const VFOLDER_COLUMNS: &str = "v.id, v.host, v.quota_scope_id, v.name, v.\"user\", \
+pub const VFOLDER_COLUMNS: &str = "v.id, v.host, v.quota_scope_id, v.name, v.\"user\", \
      u.email AS user_email, v.\"group\", g.name AS group_name, v.creator, v.unmanaged_path, \
      v.usage_mode, v.permission, v.ownership_type, v.max_files, v.max_size, v.created_at, \
      v.last_used, v.cur_size, v.cloneable, v.status";
 
-const VFOLDER_FROM: &str = "vfolders v LEFT JOIN users u ON v.\"user\" = u.uuid \
+pub const VFOLDER_FROM: &str = "vfolders v LEFT JOIN users u ON v.\"user\" = u.uuid \
      LEFT JOIN groups g ON v.\"group\" = g.id";
 
 /// Newest first, as the original; the id keeps pages stable among equal times.
@@ -337,24 +337,59 @@ impl VFolderQuery {
         if let Some(user) = scope.owner {
             conditions.add(format!("v.\"user\" = {}", params.push(user)));
         }
-        if let Some(condition) =
-            minilang::filter_sql(filter.as_deref(), VFOLDER_FILTER_FIELDS, &mut params)?
-        {
-            conditions.add(condition);
+        let folders = FolderQuery {
+            from: VFOLDER_FROM.to_owned(),
+            conditions,
+            params,
+            filter,
+            order,
+        };
+        Ok(Some(
+            folders.page(request, page, ListSelection::of(ctx)).await?,
+        ))
+    }
+}
+
+/// One scope of folders (the tables, the scope's conditions and parameters) with the caller's
+/// filter and order, as every folder list root reads it.
+pub struct FolderQuery {
+    /// The tables, `VFOLDER_FROM` optionally joined with more.
+    pub from: String,
+    pub conditions: Conditions,
+    pub params: SqlParams,
+    pub filter: Option<String>,
+    pub order: Option<String>,
+}
+
+impl FolderQuery {
+    /// The folders in one page with their total (each read only when `selection` asks for
+    /// it), newest first unless ordered otherwise.
+    pub async fn page(
+        mut self,
+        request: &GqlRequest,
+        page: Page,
+        selection: ListSelection,
+    ) -> GqlResult<VirtualFolderList> {
+        if let Some(condition) = minilang::filter_sql(
+            self.filter.as_deref(),
+            VFOLDER_FILTER_FIELDS,
+            &mut self.params,
+        )? {
+            self.conditions.add(condition);
         }
-        let order_by = match minilang::order_sql(order.as_deref(), VFOLDER_ORDER_FIELDS)? {
+        let order_by = match minilang::order_sql(self.order.as_deref(), VFOLDER_ORDER_FIELDS)? {
             Some(order) => format!("{order}, v.id"),
             None => DEFAULT_VFOLDER_ORDER.to_owned(),
         };
-        let where_clause = conditions.where_clause();
+        let where_clause = self.conditions.where_clause();
+        let from = &self.from;
         let listing = Listing {
-            select: format!("SELECT {VFOLDER_COLUMNS} FROM {VFOLDER_FROM} {where_clause}"),
-            count: format!("SELECT count(*) FROM {VFOLDER_FROM} {where_clause}"),
+            select: format!("SELECT {VFOLDER_COLUMNS} FROM {from} {where_clause}"),
+            count: format!("SELECT count(*) FROM {from} {where_clause}"),
             order_by,
-            cacheable: filter.is_none() && order.is_none(),
-            params,
+            cacheable: self.filter.is_none() && self.order.is_none(),
+            params: self.params,
         };
-        let selection = ListSelection::of(ctx);
         let client = sql::connection(&request.db).await?;
         let (rows, total) = listing
             .fetch(&client, Some(page), selection.items, selection.total_count)
@@ -363,9 +398,9 @@ impl VFolderQuery {
             .iter()
             .map(VirtualFolder::from_row)
             .collect::<GqlResult<Vec<_>>>()?;
-        Ok(Some(VirtualFolderList {
+        Ok(VirtualFolderList {
             items,
             total_count: i32::try_from(total).unwrap_or(i32::MAX),
-        }))
+        })
     }
 }

@@ -292,6 +292,59 @@ impl ProxyClient {
         }
     }
 
+    /// Makes sure a quota scope exists, as a clone's destination folder needs it: `GET
+    /// /quota-scope`, then `POST /quota-scope` without options when the proxy does not know it
+    /// (a vfs volume answers 500, not 409, to creating a scope twice).
+    pub async fn ensure_quota_scope(&self, volume: &str, qsid: &str) -> Result<(), StorageError> {
+        let body = json!({"volume": volume, "qsid": qsid});
+        let known = self
+            .call(
+                Method::GET,
+                "quota-scope",
+                "reading a quota scope",
+                Some(&body),
+            )
+            .await;
+        if known.is_ok() {
+            return Ok(());
+        }
+        match self
+            .call(
+                Method::POST,
+                "quota-scope",
+                "creating a quota scope",
+                Some(&body),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(StorageError::Rejected { status: 409, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `GET` or `PATCH /volume/quota`: the legacy per-folder quota (a 23.09 proxy refuses it as
+    /// deprecated); the proxy's reply as it is.
+    pub async fn folder_quota(
+        &self,
+        method: Method,
+        volume: &str,
+        vfid: &VFolderId,
+        size_bytes: Option<i64>,
+    ) -> Result<Option<Value>, StorageError> {
+        let mut body = json!({"volume": volume, "vfid": vfid.to_string()});
+        if let Some(size) = size_bytes {
+            body["size_bytes"] = json!(size);
+        }
+        self.call(
+            method,
+            "volume/quota",
+            "reading or setting a folder quota",
+            Some(&body),
+        )
+        .await
+    }
+
     /// `POST /folder/clone` within one volume.
     pub async fn clone_folder(
         &self,

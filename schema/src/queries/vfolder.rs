@@ -569,3 +569,18 @@ pub async fn folder_placement(
         })
         .transpose()
 }
+
+/// Sets a folder's size limit (MiB).
+pub async fn set_max_size(
+    client: &impl GenericClient,
+    id: Uuid,
+    max_size_mib: i32,
+) -> Result<u64, QueryError> {
+    client
+        .execute(
+            "UPDATE vfolders SET max_size = $2 WHERE id = $1",
+            &[&id, &max_size_mib],
+        )
+        .await
+        .map_err(db_err("setting a folder's size limit"))
+}

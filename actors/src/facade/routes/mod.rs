@@ -14,7 +14,9 @@ pub mod session;
 pub mod templates;
 pub mod vfolder;
 pub mod vfolder_access;
+pub mod vfolder_clone;
 pub mod vfolder_files;
+pub mod vfolder_quota;
 pub mod vfolder_reply;
 pub mod vfolder_sharing;
 
@@ -40,7 +42,9 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     templates::register(cfg);
     // Before `vfolder`: `/folders/invitations/…` and `/folders/_/shared` are not folder names.
     vfolder_sharing::register(cfg);
+    vfolder_quota::register(cfg);
     vfolder::register(cfg);
+    vfolder_clone::register(cfg);
     vfolder_files::register(cfg);
 }
 

@@ -96,12 +96,12 @@ pub fn register(cfg: &mut web::ServiceConfig) {
 }
 
 /// The folder name in the path.
-fn path_name(request: &HttpRequest) -> String {
+pub(super) fn path_name(request: &HttpRequest) -> String {
     request.match_info().get("name").unwrap_or("").to_owned()
 }
 
 /// A `tx.Slug(allow_dot=True)` parameter.
-fn slug_param(params: &ApiParams, key: &str) -> Result<String, Problem> {
+pub(super) fn slug_param(params: &ApiParams, key: &str) -> Result<String, Problem> {
     let value = params.string(&[key])?;
     match check_folder_name(&value) {
         Ok(()) => Ok(value),
@@ -110,7 +110,7 @@ fn slug_param(params: &ApiParams, key: &str) -> Result<String, Problem> {
     }
 }
 
-fn enum_param<T: std::str::FromStr>(
+pub(super) fn enum_param<T: std::str::FromStr>(
     params: &ApiParams,
     key: &str,
     default: T,
@@ -140,7 +140,7 @@ fn group_param(params: &ApiParams, keys: &[&str]) -> Result<Option<GroupRef>, Pr
         }))
 }
 
-fn strict_bool(params: &ApiParams, key: &str, default: bool) -> Result<bool, Problem> {
+pub(super) fn strict_bool(params: &ApiParams, key: &str, default: bool) -> Result<bool, Problem> {
     match params.raw(&[key]) {
         None => Ok(default),
         Some((_, Value::Bool(value))) => Ok(*value),
@@ -389,7 +389,7 @@ async fn create(
 }
 
 /// Logs a failed proxy call for the operator and turns it into the client's error.
-fn proxy_failed(
+pub(super) fn proxy_failed(
     state: &AppState,
     doing: &'static str,
     host: &str,

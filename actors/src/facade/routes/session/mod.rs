@@ -9,6 +9,7 @@ mod destroy;
 mod direct_access;
 mod execute;
 mod files;
+mod from_template;
 mod info;
 mod interaction_edge;
 mod rename;
@@ -38,6 +39,12 @@ pub fn register(cfg: &mut web::ServiceConfig) {
                 .wrap(Access::user().all_allowed()),
         );
     }
+    cfg.route(
+        "/session/_/create-from-template",
+        web::post()
+            .to(from_template::create_from_template)
+            .wrap(Access::user().all_allowed()),
+    );
     // Before `/session/{session_name}/logs`, which would take `_` for a session name.
     cfg.service(
         web::resource("/session/_/logs")
