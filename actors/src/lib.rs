@@ -9,6 +9,7 @@ pub mod facade;
 mod fuzz;
 pub mod gql;
 pub mod heartbeat;
+pub mod idle;
 pub mod interaction;
 pub mod lock;
 pub mod redis;

@@ -10,6 +10,7 @@ use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
 use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::{SessionControl, SessionQueue};
+use bai_actors::idle::{IdleChecker, IdleCheckerDeps};
 use bai_actors::interaction::SessionInteraction;
 use bai_actors::lock::{LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
@@ -60,6 +61,7 @@ pub fn start_scheduler(
     extensions.add(web::Data::new(SessionInteraction::new(
         ctx.state.db.clone(),
         rpc.clone(),
+        Some(ctx.state.redis.live.clone()),
         ctx.log.new(o!("service" => "session-interaction")),
     )));
     let scheduler = Scheduler::new(SchedulerDeps {
@@ -69,7 +71,7 @@ pub fn start_scheduler(
             etcd: Some(ctx.state.etcd.clone()),
             stat_redis: Some(ctx.state.redis.stat.clone()),
         },
-        locks,
+        locks: locks.clone(),
         producer: producer.clone(),
         etcd: ctx.state.etcd.clone(),
         settings: SchedulerSettings {
@@ -102,6 +104,24 @@ pub fn start_scheduler(
         enqueue: scheduler.clone().recipient(),
         cancel: scheduler.clone().recipient(),
     }));
+    // The idle checkers end sessions through the scheduler, so `session_terminated` carries
+    // their reason as any other destroy does.
+    let idle = IdleChecker::new(IdleCheckerDeps {
+        pool: ctx.background_db.clone(),
+        etcd: ctx.state.etcd.clone(),
+        live: ctx.state.redis.live.clone(),
+        stat: ctx.state.redis.stat.clone(),
+        locks,
+        destroy: scheduler.clone().recipient(),
+        interval: Duration::from_secs_f64(manager.idle_check_interval),
+        log: ctx.log.new(o!("actor" => "idle-checker")),
+    })
+    .start();
+    bus.do_send(Subscribe {
+        name: "idle-checker".into(),
+        interest: bai_actors::idle::actor::interest(),
+        recipient: idle.recipient(),
+    });
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),
         logs: scheduler.clone().recipient(),
