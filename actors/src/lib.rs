@@ -2,6 +2,7 @@
 
 pub mod agent_rpc;
 pub mod compat;
+pub mod error_log;
 pub mod etcd;
 pub mod event_bus;
 pub mod facade;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use actix::{Actor, Addr};
 use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
+use bai_actors::error_log::{ErrorLogCollector, ErrorLogDeps};
 use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::{SessionControl, SessionQueue};
 use bai_actors::idle::{IdleChecker, IdleCheckerDeps};
@@ -111,7 +112,7 @@ pub fn start_scheduler(
         etcd: ctx.state.etcd.clone(),
         live: ctx.state.redis.live.clone(),
         stat: ctx.state.redis.stat.clone(),
-        locks,
+        locks: locks.clone(),
         destroy: scheduler.clone().recipient(),
         interval: Duration::from_secs_f64(manager.idle_check_interval),
         log: ctx.log.new(o!("actor" => "idle-checker")),
@@ -121,6 +122,19 @@ pub fn start_scheduler(
         name: "idle-checker".into(),
         interest: bai_actors::idle::actor::interest(),
         recipient: idle.recipient(),
+    });
+    // Agents' error reports into `error_logs`, and their cleanup past the retention.
+    let error_logs = ErrorLogCollector::new(ErrorLogDeps {
+        pool: ctx.background_db.clone(),
+        etcd: ctx.state.etcd.clone(),
+        locks,
+        log: ctx.log.new(o!("actor" => "error-logs")),
+    })
+    .start();
+    bus.do_send(Subscribe {
+        name: "error-logs".into(),
+        interest: bai_actors::error_log::interest(),
+        recipient: error_logs.recipient(),
     });
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),

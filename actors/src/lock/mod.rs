@@ -28,6 +28,8 @@ pub enum LockId {
     Schedule = 91,
     Prepare = 92,
     ScheduleTimer = 191,
+    /// `LOCKID_LOG_CLEANUP_TIMER`: one error-log cleanup at a time in the cluster.
+    LogCleanupTimer = 195,
     /// `LOCKID_IDLE_CHECK_TIMER`: one idle check at a time in the cluster.
     IdleCheckTimer = 196,
     /// Not in the original: the reconciler of stuck sessions.

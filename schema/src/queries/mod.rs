@@ -5,6 +5,7 @@
 pub mod agent_admin;
 pub mod dotfiles;
 pub mod group;
+pub mod error_logs;
 pub mod idle;
 pub mod image;
 pub mod interaction;
