@@ -12,12 +12,13 @@ use bai_actors::wire::{Value as Msgpack, WireFormat, msgpack};
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{StreamWriter, run_heartbeats};
 use bai_testkit::TestEnv;
+use bai_testkit::wait::wait_for as wait_until;
 use serde_json::{Value, json};
 
 use crate::api_support::{ADMIN_SK, Signer};
 use crate::manager_process::ManagerProcess;
 use crate::sched_e2e::{DumpOnFailure, IMAGE, add_test_image};
-use crate::sched_support::{ADMIN_AK, add_sim_agents, scheduling_world, sim_fleet, wait_until};
+use crate::sched_support::{ADMIN_AK, add_sim_agents, scheduling_world, sim_fleet};
 
 /// A deadline for states the manager reaches by itself (far above the windows used here).
 const LIMIT: Duration = Duration::from_secs(60);

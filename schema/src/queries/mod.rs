@@ -4,8 +4,8 @@
 
 pub mod agent_admin;
 pub mod dotfiles;
-pub mod group;
 pub mod error_logs;
+pub mod group;
 pub mod idle;
 pub mod image;
 pub mod interaction;
