@@ -2,6 +2,7 @@
 
 pub mod agent_rpc;
 pub mod compat;
+pub mod error_log;
 pub mod etcd;
 pub mod event_bus;
 pub mod facade;
@@ -9,6 +10,7 @@ pub mod facade;
 mod fuzz;
 pub mod gql;
 pub mod heartbeat;
+pub mod idle;
 pub mod interaction;
 pub mod lock;
 pub mod redis;

@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "0003_scheduling",
         sql: include_str!("../migrations/0003_scheduling.sql"),
     },
+    Migration {
+        version: 4,
+        name: "0004_error_logs",
+        sql: include_str!("../migrations/0004_error_logs.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises migration runs ("baischem" in ASCII).

@@ -168,6 +168,9 @@ pub struct ManagerSection {
     /// `session-transition-timeout` (seconds): how long a session may stay SCHEDULED,
     /// PREPARING or TERMINATING before the reconciler re-drives or fails it.
     pub session_transition_timeout: f64,
+    /// `idle-check-interval` (seconds): how often the idle checkers run (the original's fixed
+    /// 15 s); shorter for tests.
+    pub idle_check_interval: f64,
     /// Salt for plugin tokens; random per start when not configured.
     pub secret: String,
     /// Account the workers switch to after binding, when started as root.
@@ -219,6 +222,7 @@ impl Default for ManagerSection {
             lock_lifetime: 30.0,
             lock_acquire_timeout: 30.0,
             session_transition_timeout: DEFAULT_SESSION_TRANSITION_TIMEOUT,
+            idle_check_interval: 15.0,
             secret: random_secret(),
             user: None,
             group: None,
@@ -320,6 +324,7 @@ impl ManagerSection {
                 DEFAULT_SESSION_TRANSITION_TIMEOUT,
                 1.0,
             )?,
+            idle_check_interval: section.float("idle-check-interval", 15.0, 0.5)?,
             secret: section
                 .optional_string("secret")?
                 .unwrap_or(defaults.secret),

@@ -8,8 +8,10 @@ use std::time::Duration;
 use actix::{Addr, Supervisor};
 use actix_web::web;
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
+use bai_actors::error_log::{ErrorLogCollector, ErrorLogDeps};
 use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::{SessionControl, SessionQueue};
+use bai_actors::idle::{IdleChecker, IdleCheckerDeps};
 use bai_actors::interaction::SessionInteraction;
 use bai_actors::lock::{ClusterLocks, LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
@@ -74,6 +76,7 @@ pub fn start_scheduler(
     extensions.add(web::Data::new(SessionInteraction::new(
         ctx.state.db.clone(),
         rpc.clone(),
+        Some(ctx.state.redis.live.clone()),
         ctx.log.new(o!("service" => "session-interaction")),
     )));
     let scheduler = Scheduler::new(SchedulerDeps {
@@ -118,6 +121,39 @@ pub fn start_scheduler(
         enqueue: scheduler.clone().recipient(),
         cancel: scheduler.clone().recipient(),
     }));
+    // The idle checkers end sessions through the scheduler, so `session_terminated` carries
+    // their reason as any other destroy does.
+    let idle = IdleChecker::new(IdleCheckerDeps {
+        pool: ctx.background_db.clone(),
+        etcd: ctx.state.etcd.clone(),
+        live: ctx.state.redis.live.clone(),
+        stat: ctx.state.redis.stat.clone(),
+        locks: locks.clone(),
+        destroy: scheduler.clone().recipient(),
+        interval: Duration::from_secs_f64(manager.idle_check_interval),
+        log: ctx.log.new(o!("actor" => "idle-checker")),
+    });
+    let idle = Supervisor::start(move |_| idle);
+    watchdog.watch(bai_actors::idle::actor::ACTOR_NAME, &idle);
+    bus.do_send(Subscribe {
+        name: "idle-checker".into(),
+        interest: bai_actors::idle::actor::interest(),
+        recipient: idle.recipient(),
+    });
+    // Agents' error reports into `error_logs`, and their cleanup past the retention.
+    let error_logs = ErrorLogCollector::new(ErrorLogDeps {
+        pool: ctx.background_db.clone(),
+        etcd: ctx.state.etcd.clone(),
+        locks: locks.clone(),
+        log: ctx.log.new(o!("actor" => "error-logs")),
+    });
+    let error_logs = Supervisor::start(move |_| error_logs);
+    watchdog.watch(bai_actors::error_log::ACTOR_NAME, &error_logs);
+    bus.do_send(Subscribe {
+        name: "error-logs".into(),
+        interest: bai_actors::error_log::interest(),
+        recipient: error_logs.recipient(),
+    });
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),
         logs: scheduler.clone().recipient(),

@@ -94,6 +94,8 @@ impl GqlWorld {
             db: self.pool.clone(),
             redis_stat: Some(self.redis_stat.clone()),
             redis_image: None,
+            redis_live: None,
+            etcd: None,
             registry_sync: self.registry_sync.clone(),
             requester: self.requester(access_key).await,
             settings: self.settings.clone(),

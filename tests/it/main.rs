@@ -41,6 +41,8 @@ mod hostile_support;
 mod logging;
 mod manager_process;
 mod operator_cli;
+mod ops_error_logs;
+mod ops_idle;
 mod registry_auth;
 mod registry_catalog;
 mod registry_common;

@@ -115,6 +115,7 @@ async fn calls_on_sessions_are_refused_for_other_owners_pending_sessions_and_big
     let interaction = SessionInteraction::new(
         world.state.db.clone(),
         Arc::new(AgentRpc::new(RpcTimeouts::default())),
+        Some(world.state.redis.live.clone()),
         world.log.logger(),
     );
     let app = actix_web::test::init_service(

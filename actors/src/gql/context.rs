@@ -62,6 +62,10 @@ pub struct GqlRequest {
     pub redis_stat: Option<ConnectionManager>,
     /// Redis database 3 (`image`): the agents that hold each image.
     pub redis_image: Option<ConnectionManager>,
+    /// Redis database 2 (`live`): the idle checkers' reports. `None` reports nothing.
+    pub redis_live: Option<ConnectionManager>,
+    /// etcd, for which idle checkers run (`config/idle/enabled`).
+    pub etcd: Option<crate::etcd::EtcdStore>,
     /// The registry-sync actor, for the image mutations; `None` answers them with `ok: false`.
     pub registry_sync: Option<actix::Addr<crate::registry_sync::RegistrySync>>,
     pub requester: Requester,

@@ -109,6 +109,8 @@ async fn run(
         db: state.db.clone(),
         redis_stat: Some(state.redis.stat.clone()),
         redis_image: Some(state.redis.image.clone()),
+        redis_live: Some(state.redis.live.clone()),
+        etcd: Some(state.etcd.clone()),
         registry_sync: registry_sync.map(|addr| addr.get_ref().clone()),
         requester: requester_of(caller),
         settings: GqlSettings {

@@ -99,11 +99,6 @@ const SESSION_FROM: &str = "sessions s JOIN groups g ON g.id = s.group_id \
      LEFT JOIN LATERAL (SELECT k.id, k.architecture, k.registry, k.service_ports FROM kernels k WHERE k.session_id = s.id AND k.cluster_role = 'main' \
          ORDER BY k.cluster_idx LIMIT 1) mk ON true";
 
-/// The session's keypair policy's `max_session_lifetime`, for `idle_checks`.
-const LIFETIME_COLUMN: &str = "(SELECT p.max_session_lifetime FROM keypairs kp \
-     JOIN keypair_resource_policies p ON p.name = kp.resource_policy \
-     WHERE kp.access_key = s.access_key) AS max_session_lifetime";
-
 /// The newest activity first, as the original (`ix_sessions_updated_order`).
 const DEFAULT_SESSION_ORDER: &str = "greatest(s.created_at, s.terminated_at) DESC, s.id DESC";
 
@@ -367,29 +362,8 @@ fn history_time(history: Option<&serde_json::Value>, status: &str) -> Option<Gql
         .map(GqlDateTime)
 }
 
-/// The `session_lifetime` idle-check report: seconds left under the keypair policy's
-/// `max_session_lifetime` for a running session, else `null`.
-fn idle_checks(
-    status: &str,
-    created_at: DateTime<Utc>,
-    lifetime: Option<i32>,
-    now: DateTime<Utc>,
-) -> serde_json::Value {
-    let remaining = match lifetime {
-        Some(lifetime) if lifetime > 0 && status == "RUNNING" => {
-            let elapsed = (now - created_at).num_milliseconds() as f64 / 1000.0;
-            let left = f64::from(lifetime) - elapsed;
-            serde_json::json!(if left > 0.0 { left } else { -1.0 })
-        }
-        _ => serde_json::Value::Null,
-    };
-    serde_json::json!({
-        "session_lifetime": {"remaining": remaining, "remaining_time_type": "expire_after", "extra": null}
-    })
-}
-
 impl ComputeSession {
-    fn from_row(row: &Row, hide_agents: bool, with_lifetime: bool) -> GqlResult<ComputeSession> {
+    fn from_row(row: &Row, hide_agents: bool) -> GqlResult<ComputeSession> {
         let id: Uuid = row.try_get("id")?;
         let status: String = row.try_get("status")?;
         let history: Option<serde_json::Value> = row.try_get("status_history")?;
@@ -406,17 +380,6 @@ impl ComputeSession {
             .and_then(|v| v.as_array())
             .map(|items| items.iter().collect())
             .unwrap_or_default();
-        let idle = if with_lifetime {
-            let lifetime: Option<i32> = row.try_get("max_session_lifetime")?;
-            Some(JsonString(idle_checks(
-                &status,
-                created_at,
-                lifetime,
-                Utc::now(),
-            )))
-        } else {
-            None
-        };
         let timestamp = |column: &str| -> GqlResult<Option<GqlDateTime>> {
             Ok(row
                 .try_get::<_, Option<DateTime<Utc>>>(column)?
@@ -466,7 +429,7 @@ impl ComputeSession {
             result: Some(row.try_get("result")?),
             commit_status: None,
             abusing_reports: None,
-            idle_checks: idle,
+            idle_checks: None,
             agents: agent_ids.clone(),
             agent_ids,
             resource_opts: None,
@@ -527,6 +490,24 @@ async fn complete_sessions(
     if ids.is_empty() {
         return Ok(());
     }
+    if selection.idle_checks {
+        // What the idle checkers last reported (`get_idle_check_report`).
+        let checkers = match &request.etcd {
+            Some(etcd) => crate::idle::report::enabled_checkers(etcd).await,
+            None => vec![crate::idle::CheckerKind::SessionLifetime],
+        };
+        for session in sessions.iter_mut() {
+            if let Some(id) = session.session_id {
+                let report = crate::idle::report::idle_check_report(
+                    request.redis_live.as_ref(),
+                    &checkers,
+                    id,
+                )
+                .await;
+                session.idle_checks = Some(JsonString(report));
+            }
+        }
+    }
     if selection.containers {
         let mut params = SqlParams::new();
         let mut conditions = Conditions::new();
@@ -560,7 +541,7 @@ async fn complete_sessions(
             by_session
                 .entry(dependent)
                 .or_default()
-                .push(ComputeSession::from_row(&row, hide, false)?);
+                .push(ComputeSession::from_row(&row, hide)?);
         }
         for session in sessions.iter_mut() {
             session.dependencies = Some(
@@ -631,13 +612,8 @@ impl SessionQuery {
         let mut conditions = scope_conditions(request, domain_name, None, access_key, &mut params)?;
         conditions.add(format!("s.id = {}", params.push(id)));
         let selection = SessionSelection::of(ctx.look_ahead());
-        let lifetime = if selection.idle_checks {
-            format!(", {LIFETIME_COLUMN}")
-        } else {
-            String::new()
-        };
         let statement = format!(
-            "SELECT {SESSION_COLUMNS}{lifetime} FROM {SESSION_FROM} {}",
+            "SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} {}",
             conditions.where_clause()
         );
         let client = sql::connection(&request.db).await?;
@@ -645,7 +621,7 @@ impl SessionQuery {
         let mut sessions = sql::query(&client, &statement, &params)
             .await?
             .iter()
-            .map(|row| ComputeSession::from_row(row, hide, selection.idle_checks))
+            .map(|row| ComputeSession::from_row(row, hide))
             .collect::<GqlResult<Vec<_>>>()?;
         complete_sessions(request, &client, &mut sessions, selection).await?;
         Ok(sessions.into_iter().next())
@@ -694,16 +670,9 @@ impl SessionQuery {
             None => DEFAULT_SESSION_ORDER.to_owned(),
         };
         let selection = SessionSelection::of(ctx.look_ahead().field("items"));
-        let lifetime = if selection.idle_checks {
-            format!(", {LIFETIME_COLUMN}")
-        } else {
-            String::new()
-        };
         let where_clause = conditions.where_clause();
         let listing = Listing {
-            select: format!(
-                "SELECT {SESSION_COLUMNS}{lifetime} FROM {SESSION_FROM} {where_clause}"
-            ),
+            select: format!("SELECT {SESSION_COLUMNS} FROM {SESSION_FROM} {where_clause}"),
             count: format!("SELECT count(*) FROM {count_from} {where_clause}"),
             order_by,
             cacheable: filter.is_none() && order.is_none(),
@@ -717,7 +686,7 @@ impl SessionQuery {
         let hide = request.hides_agents();
         let mut items = rows
             .iter()
-            .map(|row| ComputeSession::from_row(row, hide, selection.idle_checks))
+            .map(|row| ComputeSession::from_row(row, hide))
             .collect::<GqlResult<Vec<_>>>()?;
         complete_sessions(request, &client, &mut items, selection).await?;
         Ok(Some(ComputeSessionList {
@@ -760,7 +729,7 @@ pub async fn sessions_of_keypair(
     let rows = sql::query(&client, &statement, &params).await?;
     let hide = request.hides_agents();
     rows.iter()
-        .map(|row| ComputeSession::from_row(row, hide, false))
+        .map(|row| ComputeSession::from_row(row, hide))
         .collect()
 }
 
@@ -781,24 +750,4 @@ pub fn cli_session_list_statements() -> (String, String) {
         ),
         format!("SELECT count(*) FROM sessions s {where_clause}"),
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn idle_checks_report_the_session_lifetime() {
-        let created = Utc::now();
-        let report = idle_checks("PENDING", created, Some(0), created);
-        assert_eq!(
-            report,
-            serde_json::json!({"session_lifetime": {"remaining": null, "remaining_time_type": "expire_after", "extra": null}})
-        );
-        let later = created + chrono::Duration::seconds(100);
-        let report = idle_checks("RUNNING", created, Some(3600), later);
-        assert_eq!(report["session_lifetime"]["remaining"], 3500.0);
-        let report = idle_checks("RUNNING", created, Some(10), later);
-        assert_eq!(report["session_lifetime"]["remaining"], -1.0);
-    }
 }

@@ -50,12 +50,24 @@ pub struct ExecuteRound {
 pub struct SessionInteraction {
     pool: Pool,
     rpc: Arc<AgentRpc>,
+    /// Redis `live`, where each call marks its session active for the idle checker.
+    live: Option<redis::aio::ConnectionManager>,
     log: Logger,
 }
 
 impl SessionInteraction {
-    pub fn new(pool: Pool, rpc: Arc<AgentRpc>, log: Logger) -> SessionInteraction {
-        SessionInteraction { pool, rpc, log }
+    pub fn new(
+        pool: Pool,
+        rpc: Arc<AgentRpc>,
+        live: Option<redis::aio::ConnectionManager>,
+        log: Logger,
+    ) -> SessionInteraction {
+        SessionInteraction {
+            pool,
+            rpc,
+            live,
+            log,
+        }
     }
 
     /// The main kernel of the one session of `owner` that `reference` names.
@@ -111,6 +123,14 @@ impl SessionInteraction {
             .await
             .map_err(bai_schema::queries::QueryError::from)?;
         count_session_query(&client, kernel.session_id).await?;
+        drop(client);
+        // Using the session is activity: its network idle timeout starts over (the original
+        // learns it from the agent's execution events).
+        if let Some(live) = &self.live
+            && let Err(error) = crate::idle::report::touch(live, kernel.session_id).await
+        {
+            slog::warn!(self.log, "cannot mark the session active"; "error" => %error);
+        }
         Ok(ReadyKernel { kernel, agent })
     }
 

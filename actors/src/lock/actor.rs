@@ -5,7 +5,7 @@
 //!
 //! Jobs hold a [`ClusterLocks`] handle (cheap to clone):
 //! ```ignore
-//! match locks.run_exclusive(LockId::IdleCheck, Some(Duration::ZERO), |fence| async move {
+//! match locks.run_exclusive(LockId::IdleCheckTimer, Some(Duration::ZERO), |fence| async move {
 //!     check_idle_sessions(&pool, &fence).await // `fence.check(&txn)` before each commit
 //! }).await? {
 //!     Exclusive::Done(result) => result?,

@@ -32,8 +32,10 @@ pub enum LockId {
     Schedule = 91,
     Prepare = 92,
     ScheduleTimer = 191,
-    /// The idle checker's timer (`LOCKID_IDLE_CHECK_TIMER`).
-    IdleCheck = 196,
+    /// `LOCKID_LOG_CLEANUP_TIMER`: one error-log cleanup at a time in the cluster.
+    LogCleanupTimer = 195,
+    /// `LOCKID_IDLE_CHECK_TIMER`: one idle check at a time in the cluster.
+    IdleCheckTimer = 196,
     /// Not in the original: the reconciler of stuck sessions.
     Reconcile = 291,
     /// Not in the original (a Redis key guarded it): the lost-agent sweep.

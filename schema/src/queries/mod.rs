@@ -4,7 +4,9 @@
 
 pub mod agent_admin;
 pub mod dotfiles;
+pub mod error_logs;
 pub mod group;
+pub mod idle;
 pub mod image;
 pub mod interaction;
 pub mod keypair;

@@ -6,6 +6,7 @@ pub mod config;
 pub mod dotfiles;
 pub mod events;
 pub mod image;
+pub mod logs;
 pub mod manager;
 pub mod resource;
 pub mod resource_usage;
@@ -34,6 +35,7 @@ pub fn register(cfg: &mut web::ServiceConfig) {
     dotfiles::register(cfg);
     events::register(cfg);
     image::register(cfg);
+    logs::register(cfg);
     manager::register(cfg);
     resource::register(cfg);
     resource_usage::register(cfg);

@@ -61,6 +61,9 @@ pub async fn get_info(
         .map(|list| python_str(&json!(list)))
         .unwrap_or_else(|| "None".into());
     let age = (Utc::now() - kernel.created_at).num_milliseconds();
+    let checkers = crate::idle::report::enabled_checkers(&state.etcd).await;
+    let idle_checks =
+        crate::idle::report::idle_check_report(Some(&state.redis.live), &checkers, found.id).await;
     Ok(reply::json(&json!({
         "domainName": kernel.domain_name,
         "groupId": kernel.group_id.to_string(),
@@ -82,7 +85,7 @@ pub async fn get_info(
         "terminationTime": kernel.terminated_at.map(python_datetime),
         "numQueriesExecuted": kernel.num_queries + 1,
         "lastStat": kernel.last_stat,
-        "idleChecks": {},
+        "idleChecks": idle_checks,
     })))
 }
 
