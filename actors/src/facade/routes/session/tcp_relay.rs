@@ -22,6 +22,9 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 /// The most bytes one read from the service takes (one WebSocket message).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
+/// How long the close frame may wait for room in the outgoing channel.
+pub const CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// How a relay ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayEnd {
@@ -72,11 +75,9 @@ pub async fn relay(
         end = upstream(stream, writer, session.clone(), &touch) => end,
         () = ended => RelayEnd::SessionEnded,
     };
-    if let Some(reason) = end.close_reason() {
-        let _ = session.close(Some(reason)).await;
-    } else {
-        let _ = session.close(None).await;
-    }
+    // A client that stopped reading leaves the outgoing channel full; the close frame then
+    // cannot be queued and the relay gives up on it rather than wait forever.
+    let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(end.close_reason())).await;
     end
 }
 
