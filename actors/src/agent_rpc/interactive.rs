@@ -26,6 +26,9 @@ pub const FILE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Restart destroys and recreates the container; the 26.x agent itself waits up to 60 s for the
 /// destroy, so the manager waits a little longer than that plus a start.
 pub const RESTART_TIMEOUT: Duration = Duration::from_secs(120);
+/// Starting an app waits for the kernel runner to spawn it and see its port open (the kernel
+/// runner itself gives up after about 60 s for slow apps such as Jupyter).
+pub const START_SERVICE_TIMEOUT: Duration = Duration::from_secs(90);
 
 /// One `execute` request as the agent receives it.
 #[derive(Debug, Clone, PartialEq)]
@@ -310,6 +313,32 @@ impl AgentRpc {
             vec![Value::str(kernel_id.to_string()), Value::str(subdir)],
             agent_kwargs(target),
             None,
+        )
+        .await
+    }
+}
+
+impl AgentRpc {
+    /// `start_service(kernel_id, service, opts)`: asks the kernel runner to start an app
+    /// (Jupyter, a terminal, ...). The reply is `{"status": "started"|"running"|"failed", ...}`;
+    /// agents without the app's runner (the dummy backend) answer an empty map.
+    pub async fn start_service(
+        &self,
+        target: &AgentTarget,
+        kernel_id: Uuid,
+        service: &str,
+        opts: &serde_json::Value,
+    ) -> Result<Value, RpcError> {
+        self.call(
+            target,
+            AgentMethod::StartService,
+            vec![
+                Value::str(kernel_id.to_string()),
+                Value::str(service),
+                Value::from_json(opts),
+            ],
+            agent_kwargs(target),
+            Some(START_SERVICE_TIMEOUT),
         )
         .await
     }

@@ -29,6 +29,7 @@ pub enum AgentMethod {
     ListFiles,
     Commit,
     GetCommitStatus,
+    StartService,
 }
 
 impl AgentMethod {
@@ -56,6 +57,7 @@ impl AgentMethod {
             AgentMethod::ListFiles => "list_files",
             AgentMethod::Commit => "commit",
             AgentMethod::GetCommitStatus => "get_commit_status",
+            AgentMethod::StartService => "start_service",
         }
     }
 
@@ -83,7 +85,8 @@ impl AgentMethod {
             | AgentMethod::DownloadFile
             | AgentMethod::ListFiles
             | AgentMethod::Commit
-            | AgentMethod::GetCommitStatus => true,
+            | AgentMethod::GetCommitStatus
+            | AgentMethod::StartService => true,
             // download_single arrived with the 23.03 agents (absent from 22.09's RPC server).
             AgentMethod::DownloadSingle => (major, minor) >= (23, 3),
             // The health probes arrived with the 25.x agents (present in 26.9.6, absent in 23.09).

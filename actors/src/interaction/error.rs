@@ -40,6 +40,12 @@ pub enum InteractionError {
     /// A file the caller asked for is not in the container.
     #[error("The file is not found.")]
     FileNotFound,
+    /// The session's kernel serves no app of that name.
+    #[error("No such app service: {0}")]
+    AppNotFound(String),
+    /// The kernel runner could not start the app.
+    #[error("Failed to launch the app service: {0}")]
+    ServiceFailed(String),
     /// The agent failed or did not answer.
     #[error("{source}")]
     Agent {

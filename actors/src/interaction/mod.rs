@@ -5,6 +5,9 @@
 //! ([`target::ready_target`], [`execute::ExecuteRequest::parse`], [`execute::execute_result`])
 //! tested without I/O.
 
+pub mod app_connections;
+pub mod app_proxy;
+pub mod apps;
 pub mod error;
 pub mod execute;
 pub mod service;

@@ -6,7 +6,8 @@
 use std::sync::Arc;
 
 use bai_schema::queries::interaction::{
-    GraphNode, KernelTarget, dependency_graph, main_kernel_target, rename_running_session,
+    GraphNode, KernelEndpoints, KernelTarget, dependency_graph, kernel_endpoints,
+    main_kernel_target, rename_running_session,
 };
 use bai_schema::queries::session::{Staleness, count_session_query, match_sessions};
 use deadpool_postgres::Pool;
@@ -346,6 +347,60 @@ impl SessionInteraction {
             .await
             .map_err(InteractionError::agent(AgentOperation::Other))?;
         Ok(reply.to_json())
+    }
+
+    /// Where the streams of a ready kernel connect (its host, REPL ports and apps).
+    pub async fn endpoints(
+        &self,
+        ready: &ReadyKernel,
+    ) -> Result<KernelEndpoints, InteractionError> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(bai_schema::queries::QueryError::from)?;
+        kernel_endpoints(&client, ready.kernel.kernel_id)
+            .await?
+            .ok_or_else(|| InteractionError::NotFound {
+                reference: ready.kernel.session_id.to_string(),
+            })
+    }
+
+    /// The apps of a session's main kernel (any state: the list is what the image offers).
+    pub async fn apps(&self, reference: &str, owner: &str) -> Result<Json, InteractionError> {
+        let kernel = self
+            .resolve(reference, owner, Staleness::AllowStale)
+            .await?;
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(bai_schema::queries::QueryError::from)?;
+        let endpoints = kernel_endpoints(&client, kernel.kernel_id).await?;
+        Ok(super::apps::app_list(
+            endpoints.and_then(|e| e.service_ports).as_ref(),
+        ))
+    }
+
+    /// `start_service` on the kernel's agent; a `failed` reply is an error carrying the
+    /// kernel runner's reason.
+    pub async fn start_service(
+        &self,
+        ready: &ReadyKernel,
+        service: &str,
+        opts: &Json,
+    ) -> Result<Json, InteractionError> {
+        let reply = self
+            .rpc
+            .start_service(&ready.agent, ready.kernel.kernel_id, service, opts)
+            .await
+            .map_err(InteractionError::agent(AgentOperation::Other))?
+            .to_json();
+        if reply.get("status").and_then(Json::as_str) == Some("failed") {
+            let reason = reply.get("error").map(Json::to_string).unwrap_or_default();
+            return Err(InteractionError::ServiceFailed(reason));
+        }
+        Ok(reply)
     }
 
     /// `POST /session/{name}/rename`: only a RUNNING session takes a new name.

@@ -88,6 +88,98 @@ pub async fn main_kernel_target(
     row.as_ref().map(decode_target).transpose()
 }
 
+/// Where a kernel's streams connect: its host (`None` when the agent did not report one: the
+/// agent's own host then), the kernel runner's REPL ports and the apps it serves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KernelEndpoints {
+    pub kernel_host: Option<String>,
+    pub repl_in_port: Option<i32>,
+    pub repl_out_port: Option<i32>,
+    /// `kernels.service_ports` as stored: a JSON list of `{name, protocol, container_ports,
+    /// host_ports, ...}`.
+    pub service_ports: Option<serde_json::Value>,
+}
+
+/// The stream endpoints of one kernel (`None` when the kernel row is gone).
+pub async fn kernel_endpoints(
+    client: &impl GenericClient,
+    kernel_id: Uuid,
+) -> Result<Option<KernelEndpoints>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT kernel_host, repl_in_port, repl_out_port, service_ports
+               FROM kernels WHERE id = $1",
+        )
+        .await
+        .map_err(db_err("preparing the kernel endpoint query"))?;
+    let row = client
+        .query_opt(&statement, &[&kernel_id])
+        .await
+        .map_err(db_err("reading a kernel's stream endpoints"))?;
+    row.map(|row| {
+        let get = |context: &'static str| db_err(context);
+        Ok(KernelEndpoints {
+            kernel_host: row.try_get(0).map_err(get("reading kernels.kernel_host"))?,
+            repl_in_port: row
+                .try_get(1)
+                .map_err(get("reading kernels.repl_in_port"))?,
+            repl_out_port: row
+                .try_get(2)
+                .map_err(get("reading kernels.repl_out_port"))?,
+            service_ports: row
+                .try_get(3)
+                .map_err(get("reading kernels.service_ports"))?,
+        })
+    })
+    .transpose()
+}
+
+/// What the app proxy (wsproxy) flow of `start-service` needs about a session: its scaling
+/// group's wsproxy address and whose session it is.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionAppProxy {
+    /// `scaling_groups.wsproxy_addr` (`None` or empty: no app proxy configured).
+    pub wsproxy_addr: Option<String>,
+    pub user_uuid: Uuid,
+    pub group_id: Uuid,
+    pub access_key: Option<String>,
+    pub domain_name: String,
+}
+
+/// The app proxy of a session's scaling group and the session's owner.
+pub async fn session_app_proxy(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<SessionAppProxy>, QueryError> {
+    let statement = client
+        .prepare_cached(
+            "SELECT sg.wsproxy_addr, s.user_uuid, s.group_id, s.access_key, s.domain_name
+               FROM sessions s LEFT JOIN scaling_groups sg ON sg.name = s.scaling_group_name
+              WHERE s.id = $1",
+        )
+        .await
+        .map_err(db_err("preparing the app proxy query"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
+        .await
+        .map_err(db_err("reading a session's app proxy"))?;
+    row.map(|row| {
+        let get = |context: &'static str| db_err(context);
+        Ok(SessionAppProxy {
+            wsproxy_addr: row
+                .try_get(0)
+                .map_err(get("reading scaling_groups.wsproxy_addr"))?,
+            user_uuid: row.try_get(1).map_err(get("reading sessions.user_uuid"))?,
+            group_id: row.try_get(2).map_err(get("reading sessions.group_id"))?,
+            access_key: row.try_get(3).map_err(get("reading sessions.access_key"))?,
+            domain_name: row
+                .try_get(4)
+                .map_err(get("reading sessions.domain_name"))?,
+        })
+    })
+    .transpose()
+}
+
 /// Renames a RUNNING session and its kernels; returns false when it is no longer RUNNING (the
 /// check and the write are one statement, so a concurrent termination cannot slip between).
 pub async fn rename_running_session(

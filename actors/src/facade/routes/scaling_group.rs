@@ -12,6 +12,7 @@ use crate::facade::problem::Problem;
 use crate::facade::reply;
 use crate::facade::routes::{db_client, query_failed};
 use crate::facade::state::AppState;
+use crate::interaction::app_proxy::{AppProxyError, shared_client};
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     cfg.route(
@@ -49,8 +50,9 @@ async fn list(
     Ok(reply::json(&json!({ "scaling_groups": names })))
 }
 
-/// `GET /scaling-groups/{sg}/wsproxy-version`: `v1` without a wsproxy; a configured wsproxy
-/// would be asked for its version, which this manager does not proxy yet.
+/// `GET /scaling-groups/{sg}/wsproxy-version`: `v1` without a wsproxy, else the `api_version`
+/// the configured wsproxy's `GET /status` reports (500 server-misconfigured when it cannot be
+/// asked, as the original).
 async fn wsproxy_version(
     caller: Authenticated,
     request: HttpRequest,
@@ -72,10 +74,29 @@ async fn wsproxy_version(
         .ok_or_else(|| Problem::not_found("scaling group"))?;
     match found.wsproxy_addr.filter(|addr| !addr.is_empty()) {
         None => Ok(reply::json(&json!({"wsproxy_version": "v1"}))),
-        Some(addr) => Err(
-            Problem::new(crate::facade::problem::ProblemKind::QueryNotImplemented).with_msg(
-                format!("asking the wsproxy at {addr} for its version is not supported yet"),
-            ),
-        ),
+        Some(addr) => {
+            let proxy = shared_client().map_err(|e| app_proxy_failed(&state, e))?;
+            let status = proxy
+                .status(&addr)
+                .await
+                .map_err(|e| app_proxy_failed(&state, e))?;
+            let version = status.get("api_version").cloned().ok_or_else(|| {
+                app_proxy_failed(
+                    &state,
+                    AppProxyError::BadReply {
+                        addr: addr.clone(),
+                        reason: "no api_version in /status".into(),
+                    },
+                )
+            })?;
+            Ok(reply::json(&json!({ "wsproxy_version": version })))
+        }
     }
+}
+
+/// A wsproxy that cannot be asked is a misconfigured scaling group, as the original says.
+fn app_proxy_failed(state: &AppState, error: AppProxyError) -> Problem {
+    slog::error!(state.log, "cannot ask the scaling group's wsproxy"; "error" => %error);
+    Problem::new(crate::facade::problem::ProblemKind::ServerMisconfigured)
+        .with_msg(error.to_string())
 }

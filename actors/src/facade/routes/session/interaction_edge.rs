@@ -97,6 +97,13 @@ pub fn problem(state: &AppState, error: InteractionError) -> Problem {
         error @ InteractionError::InvalidState { .. } => {
             Problem::new(ProblemKind::InvalidSessionState).with_msg(error.to_string())
         }
+        InteractionError::AppNotFound(service) => {
+            Problem::not_found("app service").with_msg(service)
+        }
+        InteractionError::ServiceFailed(detail) => {
+            slog::warn!(state.log, "the kernel could not start an app"; "error" => &detail);
+            Problem::internal("Failed to launch the app service").with_data(json!(detail))
+        }
         InteractionError::BadParameter(msg) => Problem::invalid_params(msg),
         InteractionError::TooLarge(msg) => Problem::new(ProblemKind::PayloadTooLarge).with_msg(msg),
         InteractionError::FileNotFound => Problem::invalid_params("The file is not found."),

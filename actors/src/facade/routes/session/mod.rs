@@ -14,8 +14,13 @@ mod info;
 mod interaction_edge;
 mod rename;
 mod restart;
+mod session_end;
+mod start_service;
+mod stream_apps;
 mod stream_execute;
+mod stream_proxy;
 mod task_logs;
+mod tcp_relay;
 
 use actix_web::web;
 use bai_schema::queries::session::{
@@ -103,6 +108,22 @@ fn register_interaction(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/stream/session/{session_name}/execute",
         web::get().to(stream_execute::stream_execute).wrap(read()),
+    )
+    .route(
+        "/stream/session/{session_name}/apps",
+        web::get().to(stream_apps::stream_apps).wrap(read()),
+    )
+    .route(
+        "/session/{session_name}/start-service",
+        web::post().to(start_service::start_service).wrap(read()),
+    )
+    .route(
+        "/stream/session/{session_name}/tcpproxy",
+        web::get().to(stream_proxy::stream_proxy).wrap(read()),
+    )
+    .route(
+        "/stream/session/{session_name}/httpproxy",
+        web::get().to(stream_proxy::stream_proxy).wrap(read()),
     )
     .route(
         "/session/{session_name}/interrupt",
