@@ -1,6 +1,7 @@
 //! bai-manager's actors, the HTTP façade, the wire formats and the clients for its peers.
 
 pub mod agent_rpc;
+pub mod bgtask;
 pub mod compat;
 pub mod etcd;
 pub mod event_bus;
@@ -11,6 +12,7 @@ pub mod gql;
 pub mod heartbeat;
 pub mod interaction;
 pub mod lock;
+pub mod metrics;
 pub mod redis;
 pub mod registry_sync;
 pub mod scheduler;

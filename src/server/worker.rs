@@ -16,6 +16,7 @@ use bai_actors::facade::body_deadline::BodyReadTimeout;
 use bai_actors::facade::hello::{COMPATIBLE_MANAGER_VERSION, ManagerVersion};
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
+use bai_actors::metrics::http::RequestMetrics;
 use bai_actors::redis::{RedisError, RedisSettings, db};
 use bai_actors::wire::{EventProducer, WireFormat};
 use bai_schema::{PoolError, PoolRole};
@@ -312,6 +313,12 @@ async fn serve(
     // Between two requests a connection may idle for the keep-alive time, then take the head
     // timeout to send its next head: past both it is a slow-head client.
     let idle_grace = KEEP_ALIVE + limits.request_head_timeout;
+    let ops_listener = super::ops_listener::start(
+        config.manager.metrics_port,
+        worker_index,
+        state.clone(),
+        &log,
+    )?;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
@@ -321,6 +328,8 @@ async fn serve(
             .app_data(body_timeout)
             .configure(|cfg| extensions.apply(cfg))
             .configure(bai_actors::facade::configure)
+            // Outermost: every request counts, whichever layer answers it.
+            .wrap(RequestMetrics)
     })
     .workers(HTTP_THREADS_PER_WORKER)
     .keep_alive(KEEP_ALIVE)
@@ -356,6 +365,9 @@ async fn serve(
         handle.stop(true).await;
     });
     server.await?;
+    if let Some(ops) = ops_listener {
+        ops.stop(true).await;
+    }
     info!(log, "worker {worker_index} stopped");
     Ok(())
 }
