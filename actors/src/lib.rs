@@ -1,6 +1,7 @@
 //! bai-manager's actors, the HTTP façade, the wire formats and the clients for its peers.
 
 pub mod agent_rpc;
+pub mod bgtask;
 pub mod compat;
 pub mod error_log;
 pub mod etcd;
@@ -13,6 +14,7 @@ pub mod heartbeat;
 pub mod idle;
 pub mod interaction;
 pub mod lock;
+pub mod metrics;
 pub mod redis;
 pub mod registry_sync;
 pub mod scheduler;

@@ -192,6 +192,9 @@ pub struct ManagerSection {
     pub rpc_auth_manager_keypair: PathBuf,
     /// Request head and body timeouts and the connection cap (not in the original).
     pub http_limits: HttpLimits,
+    /// `metrics-port` (not in the original): worker N serves `/metrics`, `/health` and
+    /// `/ready` on 127.0.0.1, port `metrics-port + N - 1`; 0 (the default) serves none.
+    pub metrics_port: u16,
 }
 
 impl fmt::Debug for ManagerSection {
@@ -239,6 +242,7 @@ impl Default for ManagerSection {
             aiomonitor_webui_port: 49100,
             rpc_auth_manager_keypair: PathBuf::from("fixtures/manager/manager.key_secret"),
             http_limits: HttpLimits::default(),
+            metrics_port: 0,
         }
     }
 }
@@ -309,6 +313,7 @@ impl ManagerSection {
             service_addr: section.host_port("service-addr", defaults.service_addr)?,
             num_proc,
             hide_agents: section.boolean("hide-agents", false)?,
+            metrics_port: section.int("metrics-port", 0, 0..=65535)? as u16,
             heartbeat_timeout: section.float("heartbeat-timeout", 40.0, 1.0)?,
             pid_file,
             ipc_base_path: section.path("ipc-base-path", "/tmp/backend.ai/ipc")?,

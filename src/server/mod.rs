@@ -5,6 +5,7 @@ pub mod connection_cap;
 mod fault_injection;
 pub mod idle_watchdog;
 pub mod listener;
+pub mod ops_listener;
 pub mod pid_file;
 pub mod preflight;
 pub mod privileges;

@@ -73,6 +73,8 @@ pub fn start_scheduler(
     // One set of agent connections per worker, shared by the scheduler and the calls on running
     // sessions.
     let rpc = Arc::new(AgentRpc::new(RpcTimeouts::default()));
+    // GraphQL asks agents for their hardware report (`Agent.hardware_metadata`) through it.
+    extensions.add(web::Data::from(rpc.clone()));
     extensions.add(web::Data::new(SessionInteraction::new(
         ctx.state.db.clone(),
         rpc.clone(),

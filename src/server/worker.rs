@@ -16,6 +16,7 @@ use bai_actors::facade::body_deadline::BodyReadTimeout;
 use bai_actors::facade::hello::{COMPATIBLE_MANAGER_VERSION, ManagerVersion};
 use bai_actors::facade::{AppState, FacadeSettings, RedisConnections};
 use bai_actors::heartbeat::{self, HeartbeatTracker, TrackerDeps, TrackerSettings};
+use bai_actors::metrics::http::RequestMetrics;
 use bai_actors::redis::{RedisError, RedisSettings, db};
 use bai_actors::supervision::Watchdog;
 use bai_actors::wire::{EventProducer, WireFormat};
@@ -329,6 +330,12 @@ async fn serve(
     // Between two requests a connection may idle for the keep-alive time, then take the head
     // timeout to send its next head: past both it is a slow-head client.
     let idle_grace = KEEP_ALIVE + limits.request_head_timeout;
+    let ops_listener = super::ops_listener::start(
+        config.manager.metrics_port,
+        worker_index,
+        state.clone(),
+        &log,
+    )?;
     let server = HttpServer::new(move || {
         App::new()
             .wrap(Condition::new(access_log, Logger::new(ACCESS_LOG_FORMAT)))
@@ -338,6 +345,8 @@ async fn serve(
             .app_data(body_timeout)
             .configure(|cfg| extensions.apply(cfg))
             .configure(bai_actors::facade::configure)
+            // Outermost: every request counts, whichever layer answers it.
+            .wrap(RequestMetrics)
     })
     .workers(HTTP_THREADS_PER_WORKER)
     .keep_alive(KEEP_ALIVE)
@@ -374,17 +383,24 @@ async fn serve(
     });
     let handle = server.handle();
     let mut server = std::pin::pin!(server);
-    tokio::select! {
-        served = &mut server => served?,
+    let served = tokio::select! {
+        served = &mut server => served,
         dead = watchdog.first_death() => {
             error!(log, "worker {worker_index}: the {dead} actor died; stopping the worker");
             // The stop command is sent at once; the server future must run to carry it out.
             let stopped = handle.stop(true);
             let _ = server.await;
             stopped.await;
+            if let Some(ops) = ops_listener {
+                ops.stop(true).await;
+            }
             return Err(WorkerError::ActorDied(dead));
         }
+    };
+    if let Some(ops) = ops_listener {
+        ops.stop(true).await;
     }
+    served?;
     info!(log, "worker {worker_index} stopped");
     Ok(())
 }

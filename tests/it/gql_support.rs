@@ -24,6 +24,10 @@ pub struct GqlWorld {
     pub pool: Pool,
     pub redis_stat: redis::aio::ConnectionManager,
     pub registry_sync: Option<actix::Addr<bai_actors::registry_sync::RegistrySync>>,
+    /// The agent RPC client for `hardware_metadata` (none: null).
+    pub agent_rpc: Option<std::sync::Arc<bai_actors::agent_rpc::AgentRpc>>,
+    /// Background tasks recorded in the test's Redis (db 4).
+    pub bgtasks: bai_actors::bgtask::BackgroundTasks,
     pub settings: GqlSettings,
     log: slog::Logger,
 }
@@ -54,16 +58,23 @@ impl GqlWorld {
         let redis_stat = redis::aio::ConnectionManager::new(redis_client)
             .await
             .expect("redis connection");
+        let stream_client = redis::Client::open(env.redis.url(4)).expect("redis url");
+        let redis_stream = redis::aio::ConnectionManager::new(stream_client)
+            .await
+            .expect("redis connection");
+        let log = stderr_logger();
         GqlWorld {
             env,
             pool,
             redis_stat,
             registry_sync: None,
+            agent_rpc: None,
+            bgtasks: bai_actors::bgtask::BackgroundTasks::new(redis_stream, log.clone()),
             settings: GqlSettings {
                 bcrypt_cost: bai_schema::fixture::MIN_BCRYPT_COST,
                 ..GqlSettings::default()
             },
-            log: stderr_logger(),
+            log,
         }
     }
 
@@ -97,6 +108,8 @@ impl GqlWorld {
             redis_live: None,
             etcd: None,
             registry_sync: self.registry_sync.clone(),
+            bgtasks: Some(self.bgtasks.clone()),
+            agent_rpc: self.agent_rpc.clone(),
             requester: self.requester(access_key).await,
             settings: self.settings.clone(),
             storage: None,

@@ -30,6 +30,7 @@ pub enum AgentMethod {
     Commit,
     GetCommitStatus,
     StartService,
+    UpdateScalingGroup,
 }
 
 impl AgentMethod {
@@ -58,6 +59,7 @@ impl AgentMethod {
             AgentMethod::Commit => "commit",
             AgentMethod::GetCommitStatus => "get_commit_status",
             AgentMethod::StartService => "start_service",
+            AgentMethod::UpdateScalingGroup => "update_scaling_group",
         }
     }
 
@@ -91,6 +93,11 @@ impl AgentMethod {
             AgentMethod::DownloadSingle => (major, minor) >= (23, 3),
             // The health probes arrived with the 25.x agents (present in 26.9.6, absent in 23.09).
             AgentMethod::CheckRunning | AgentMethod::CheckCreating => (major, minor) >= (25, 0),
+            // Present up to the 23.09 agents, gone from 26.9.6: only offered to an agent that
+            // names a version before 24.
+            AgentMethod::UpdateScalingGroup => {
+                parse_version(version).is_some_and(|version| version < (24, 0))
+            }
         }
     }
 }
@@ -128,5 +135,13 @@ mod tests {
         assert!(AgentMethod::CheckRunning.exposed_by("26.9.6"));
         assert!(!AgentMethod::CheckRunning.exposed_by("garbage"));
         assert!(AgentMethod::Ping.exposed_by(""));
+    }
+
+    #[test]
+    fn scaling_group_moves_go_only_to_agents_that_still_have_the_call() {
+        assert!(AgentMethod::UpdateScalingGroup.exposed_by("22.09.0"));
+        assert!(AgentMethod::UpdateScalingGroup.exposed_by("23.09.10"));
+        assert!(!AgentMethod::UpdateScalingGroup.exposed_by("26.9.6"));
+        assert!(!AgentMethod::UpdateScalingGroup.exposed_by(""));
     }
 }

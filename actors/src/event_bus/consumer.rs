@@ -75,6 +75,7 @@ impl Consumer {
     pub async fn run(mut self) {
         loop {
             if let Err(error) = self.step().await {
+                crate::metrics::bump(&crate::metrics::METRICS.redis_errors);
                 slog::warn!(self.log, "event bus: redis error, retrying";
                     "error" => %error, "consumer" => &self.settings.consumer);
                 if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
@@ -211,6 +212,7 @@ impl Consumer {
         let decoded = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
             .await
             .unwrap_or_default();
+        record_event_lag(&decoded);
         let unhandled = dispatch(&self.log, &self.subscribers, decoded).await;
         let ids = acknowledgeable(ids, &unhandled);
         if !unhandled.is_empty() {
@@ -280,6 +282,25 @@ fn stream_id_less(left: &str, right: &str) -> bool {
 }
 
 /// Turns raw entries into events, logging (and dropping) the ones that cannot be read.
+/// The milliseconds since the epoch when a stream entry was added (the first part of its id).
+pub fn entry_millis(stream_id: &str) -> Option<u64> {
+    stream_id.split('-').next()?.parse().ok()
+}
+
+/// Records how old each event is now that it is handed out (clock skew between Redis and this
+/// host counts in; a negative age counts as zero).
+fn record_event_lag(events: &[ReceivedEvent]) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_millis() as u64);
+    for event in events {
+        if let Some(added) = entry_millis(&event.stream_id) {
+            let age = std::time::Duration::from_millis(now.saturating_sub(added));
+            crate::metrics::METRICS.event_lag.observe(age);
+        }
+    }
+}
+
 pub fn decode_batch(log: &slog::Logger, entries: Vec<RawEntry>) -> Vec<ReceivedEvent> {
     let mut events = Vec::with_capacity(entries.len());
     for entry in entries {

@@ -225,6 +225,7 @@ async fn count_request(state: &AppState, caller: &AuthContext) -> Result<RateLim
         .count_request(&mut redis, &caller.access_key)
         .await
         .map_err(|e| {
+            crate::metrics::bump(&crate::metrics::METRICS.redis_errors);
             if let Some(refused) = state.pipeline.rate_limiter.note_refusal() {
                 slog::warn!(state.log, "refusing requests: the rate limit cannot be checked in Redis";
                     "access_key" => &caller.access_key, "refused_since_last_line" => refused,

@@ -16,6 +16,7 @@ pub mod event_feed;
 pub mod hello;
 pub mod json_nesting;
 pub mod manager_status;
+pub mod ops_endpoints;
 pub mod params;
 pub mod pipeline;
 pub mod preset_check;

@@ -5,11 +5,14 @@
 
 use async_graphql::{Context, InputObject, Object};
 use bai_schema::image_admin::ImageChanges;
-use bai_schema::queries::agent_admin::set_agent_schedulable;
-use serde_json::{Map, Value, json};
+use bai_schema::queries::agent_admin::{
+    agent_endpoint, set_agent_scaling_group, set_agent_schedulable,
+};
+use serde_json::{Map, Value as Json, json};
 
 use super::image::{DEFAULT_IMAGE_ARCH, catalog_failure, mailbox_failure, registry_sync};
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
+use crate::agent_rpc::{AgentMethod, AgentTarget, RpcError};
 use crate::registry_sync::{ClearImages as ClearMessage, ModifyImage as ModifyMessage};
 
 mutation_payload!(ModifyAgent, "ModifyAgent");
@@ -72,10 +75,10 @@ pub fn image_changes(props: ModifyImageInput) -> Result<ImageChanges, String> {
         let mut map = Map::new();
         for pair in pairs {
             if let Some(key) = pair.key {
-                map.insert(key, pair.value.map_or(Value::Null, Value::String));
+                map.insert(key, pair.value.map_or(Json::Null, Json::String));
             }
         }
-        Value::Object(map)
+        Json::Object(map)
     });
     let resources = props.resource_limits.map(|limits| {
         let mut map = Map::new();
@@ -88,9 +91,9 @@ pub fn image_changes(props: ModifyImageInput) -> Result<ImageChanges, String> {
             if let Some(max) = limit.max.filter(|m| !m.is_empty()) {
                 entry.insert("max".into(), json!(max));
             }
-            map.insert(key, Value::Object(entry));
+            map.insert(key, Json::Object(entry));
         }
-        Value::Object(map)
+        Json::Object(map)
     });
     Ok(ImageChanges {
         name: props.name,
@@ -109,23 +112,59 @@ pub fn image_changes(props: ModifyImageInput) -> Result<ImageChanges, String> {
 
 type Step = Result<Outcome<()>, Outcome<()>>;
 
+/// How long `modify_agent` waits for the agent to take its new scaling group.
+const UPDATE_SCALING_GROUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 async fn modify_agent(ctx: &Context<'_>, id: String, props: ModifyAgentInput) -> Step {
-    let (_request, client) =
+    let (request, client) =
         mutation::begin(ctx, "modify_agent", MutationRoles::SuperadminOnly).await?;
-    if props.scaling_group.is_some() {
-        // The original also tells the agent over RPC (`update_scaling_group`); without that
-        // the agent's next heartbeat would move it back, so the change is refused.
-        return Err(Outcome::failure(
-            "changing an agent's scaling group is not supported yet: set scaling-group in the \
-             agent's agent.toml and restart it",
-        ));
+    let unexpected =
+        |e: bai_schema::queries::QueryError| Outcome::failure(format!("unexpected error: {e}"));
+    if let Some(scaling_group) = &props.scaling_group {
+        // As the original, the agent is told first (it rewrites its own configuration, so its
+        // next heartbeat reports the new group), then the row changes.
+        let endpoint = agent_endpoint(&client, &id)
+            .await
+            .map_err(unexpected)?
+            .ok_or_else(|| Outcome::no_match("ModifyAgent"))?;
+        let rpc = request.agent_rpc.as_ref().ok_or_else(|| {
+            Outcome::failure("cannot change the scaling group: this worker has no agent RPC client")
+        })?;
+        let target = AgentTarget {
+            id: id.clone(),
+            addr: endpoint.addr,
+            version: endpoint.version,
+        };
+        rpc.call(
+            &target,
+            AgentMethod::UpdateScalingGroup,
+            vec![crate::wire::Value::str(scaling_group)],
+            Vec::new(),
+            Some(UPDATE_SCALING_GROUP_TIMEOUT),
+        )
+        .await
+        .map_err(|e| match e {
+            // Newer agents read their scaling group only from agent.toml; a row change
+            // alone would be undone by the next heartbeat.
+            RpcError::NotExposed { version, .. } => Outcome::failure(format!(
+                "agent {id} ({version}) cannot change its scaling group remotely: set \
+                 scaling-group in its agent.toml and restart it"
+            )),
+            other => Outcome::failure(format!("unexpected error: {other}")),
+        })?;
+        if !set_agent_scaling_group(&client, &id, scaling_group)
+            .await
+            .map_err(unexpected)?
+        {
+            return Err(Outcome::no_match("ModifyAgent"));
+        }
     }
     let Some(schedulable) = props.schedulable else {
         return Ok(Outcome::success(None));
     };
     let found = set_agent_schedulable(&client, &id, schedulable)
         .await
-        .map_err(|e| Outcome::failure(format!("unexpected error: {e}")))?;
+        .map_err(unexpected)?;
     if !found {
         return Err(Outcome::no_match("ModifyAgent"));
     }

@@ -10,13 +10,15 @@ use tokio_postgres::Row;
 use super::container::{ComputeContainer, load_containers};
 use super::context::GqlRequest;
 use super::enums::{AGENT_STATUS, parse_status_list};
-use super::error::GqlResult;
+use super::error::{GqlError, GqlResult};
 use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::require_superadmin_read;
 use super::scalars::{GqlDateTime, JsonString};
 use super::sql::{self, Conditions, Listing, SqlParams};
 use super::stats::live_stats;
+use crate::agent_rpc::{AgentMethod, AgentTarget};
+use crate::wire::msgpack_json::msgpack_to_json;
 
 /// An agent as the original's GraphQL `Agent` type.
 #[derive(SimpleObject, Clone, Debug)]
@@ -37,8 +39,9 @@ pub struct Agent {
     pub live_stat: Option<JsonString>,
     pub version: Option<String>,
     pub compute_plugins: Option<JsonString>,
-    /// Asked from the agent over RPC by the original; not gathered here (always null).
-    pub hardware_metadata: Option<JsonString>,
+    /// Where the agent's RPC server listens, even when `addr` is hidden from the caller.
+    #[graphql(skip)]
+    pub rpc_addr: String,
     /// What the original reports of the agent's local configuration: whether it terminates
     /// abusing kernels (`{"agent": {"auto_terminate_abusing_kernel": ...}}`).
     pub local_config: Option<JsonString>,
@@ -61,6 +64,40 @@ pub struct Agent {
 
 #[async_graphql::ComplexObject(rename_fields = "snake_case", rename_args = "snake_case")]
 impl Agent {
+    /// The agent's hardware report by device (`{"cpu": {"status", "status_info",
+    /// "metadata"}, ...}`), asked from the agent over RPC (`gather_hwinfo`) as the original
+    /// does; null for an agent that is not ALIVE or a worker without agent RPC.
+    async fn hardware_metadata(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<JsonString>> {
+        let request = GqlRequest::of(ctx)?;
+        let Some(rpc) = &request.agent_rpc else {
+            return Ok(None);
+        };
+        if self.status.as_deref() != Some("ALIVE") {
+            return Ok(None);
+        }
+        let target = AgentTarget {
+            id: self.agent_id.clone(),
+            addr: self.rpc_addr.clone(),
+            version: self.version.clone().unwrap_or_default(),
+        };
+        let reply = rpc
+            .call(
+                &target,
+                AgentMethod::GatherHwinfo,
+                Vec::new(),
+                Vec::new(),
+                Some(HWINFO_TIMEOUT),
+            )
+            .await
+            .map_err(|error| {
+                GqlError::Internal(format!("gather_hwinfo on agent {}: {error}", self.agent_id))
+            })?;
+        Ok(Some(JsonString(msgpack_to_json(&reply))))
+    }
+
     /// The agent's containers, optionally of one kernel status.
     async fn compute_containers(&self, status: Option<String>) -> Option<Vec<ComputeContainer>> {
         let containers = self.containers.as_ref()?;
@@ -73,6 +110,9 @@ impl Agent {
         )
     }
 }
+
+/// How long `hardware_metadata` waits for an agent's `gather_hwinfo` reply.
+const HWINFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const AGENT_COLUMNS: &str = "a.id, a.status::text AS status, a.status_changed, a.region, \
      a.scaling_group, a.schedulable, a.available_slots, a.occupied_slots, a.addr, \
@@ -135,7 +175,7 @@ impl Agent {
             live_stat: None,
             version: Some(row.try_get("version")?),
             compute_plugins: Some(JsonString(row.try_get("compute_plugins")?)),
-            hardware_metadata: None,
+            rpc_addr: row.try_get("addr")?,
             local_config: Some(JsonString(local_config(
                 row.try_get("auto_terminate_abusing_kernel")?,
             ))),

@@ -68,6 +68,10 @@ pub struct GqlRequest {
     pub etcd: Option<crate::etcd::EtcdStore>,
     /// The registry-sync actor, for the image mutations; `None` answers them with `ok: false`.
     pub registry_sync: Option<actix::Addr<crate::registry_sync::RegistrySync>>,
+    /// The agent RPC client, for `Agent.hardware_metadata`; `None` answers it with null.
+    pub agent_rpc: Option<std::sync::Arc<crate::agent_rpc::AgentRpc>>,
+    /// Background tasks (`rescan_images`); `None` answers such mutations with `ok: false`.
+    pub bgtasks: Option<crate::bgtask::BackgroundTasks>,
     pub requester: Requester,
     pub settings: GqlSettings,
     /// The storage proxies, for `storage_volume*`; `None` in a worker without the broker.

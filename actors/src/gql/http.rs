@@ -26,6 +26,7 @@ use super::front_end::{
     EXECUTION_TIMEOUT, Limits, parse_document, root_fields, selected_operation,
 };
 use super::schema::{GqlSchema, build_schema};
+use crate::agent_rpc::AgentRpc;
 use crate::facade::access::Access;
 use crate::facade::auth::{AuthContext, Authenticated};
 use crate::facade::json_nesting::{MAX_JSON_NESTING, first_too_deep, too_deep_message};
@@ -94,6 +95,7 @@ async fn run(
     state: &AppState,
     registry_sync: RegistrySyncData,
     storage: Option<web::Data<StorageBroker>>,
+    agent_rpc: Option<web::Data<AgentRpc>>,
 ) -> Result<Response, Problem> {
     let body = read_body(payload).await?;
     let body = parse_body(&body)?;
@@ -112,6 +114,11 @@ async fn run(
         redis_live: Some(state.redis.live.clone()),
         etcd: Some(state.etcd.clone()),
         registry_sync: registry_sync.map(|addr| addr.get_ref().clone()),
+        agent_rpc: agent_rpc.map(web::Data::into_inner),
+        bgtasks: Some(crate::bgtask::BackgroundTasks::new(
+            state.redis.stream.clone(),
+            state.log.clone(),
+        )),
         requester: requester_of(caller),
         settings: GqlSettings {
             hide_agents: state.settings.hide_agents,
@@ -135,8 +142,9 @@ async fn handle_gql(
     state: web::Data<AppState>,
     registry_sync: RegistrySyncData,
     storage: Option<web::Data<StorageBroker>>,
+    agent_rpc: Option<web::Data<AgentRpc>>,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, payload, &state, registry_sync, storage).await?;
+    let response = run(&caller, payload, &state, registry_sync, storage, agent_rpc).await?;
     Ok(standard_response(&response))
 }
 
@@ -147,8 +155,9 @@ async fn handle_gql_legacy(
     state: web::Data<AppState>,
     registry_sync: RegistrySyncData,
     storage: Option<web::Data<StorageBroker>>,
+    agent_rpc: Option<web::Data<AgentRpc>>,
 ) -> Result<HttpResponse, Problem> {
-    let response = run(&caller, payload, &state, registry_sync, storage).await?;
+    let response = run(&caller, payload, &state, registry_sync, storage, agent_rpc).await?;
     Ok(legacy_response(&response))
 }
 

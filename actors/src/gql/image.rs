@@ -317,32 +317,77 @@ async fn rescan_images(ctx: &Context<'_>, registry: Option<String>) -> Result<Uu
     let (request, _client) =
         mutation::begin(ctx, "rescan_images", MutationRoles::AdminOrSuperadmin).await?;
     let actor = registry_sync(request)?.clone();
-    let task_id = Uuid::new_v4();
+    let tasks = request
+        .bgtasks
+        .clone()
+        .ok_or_else(|| Outcome::failure("unexpected error: background tasks are not available"))?;
     let target = registry.filter(|r| !r.trim().is_empty());
-    // The rescan may take minutes: it runs on after the reply, as the original's background
-    // task; the registry-sync actor serializes rescans and logs what failed.
-    actix::spawn(async move {
-        match actor
-            .send(Rescan {
-                target: target.clone(),
-                progress: None,
-            })
-            .await
-        {
-            Ok(Ok(report)) => log::info!(
-                "rescan task {task_id} ({}) done: {} added, {} updated, {} failed",
-                target.as_deref().unwrap_or("all registries"),
-                report.added(),
-                report.updated(),
-                report.failed()
-            ),
-            Ok(Err(error)) => log::error!("rescan task {task_id} failed: {error}"),
-            Err(error) => {
-                log::error!("rescan task {task_id}: the registry-sync actor stopped: {error}")
+    // The rescan may take minutes: it runs on after the reply as a background task whose
+    // progress `GET /events/background-task` streams; the actor serializes rescans.
+    tasks
+        .start("rescan_images", move |reporter| {
+            run_rescan_task(actor, target, reporter)
+        })
+        .await
+        .map_err(|error| Outcome::failure(format!("unexpected error: {error}")))
+}
+
+/// The progress message of one scanned tag, worded as the original's.
+fn tag_message(reference: &str, stored: usize, skipped: usize, failed: usize) -> String {
+    match (stored, skipped, failed) {
+        (0, _, 0) if skipped > 0 => format!("Skipped {reference} (not a Backend.AI image)"),
+        (0, _, _) if failed > 0 => format!("Skipped {reference} (failed)"),
+        _ => format!("Updated {reference}"),
+    }
+}
+
+/// One rescan as a background task: the scan's progress becomes the task's figures; broken
+/// registries or a failed rescan fail the task with what went wrong.
+async fn run_rescan_task(
+    actor: actix::Addr<crate::registry_sync::RegistrySync>,
+    target: Option<String>,
+    reporter: crate::bgtask::ProgressReporter,
+) -> crate::bgtask::TaskOutcome {
+    use crate::registry_sync::ScanProgress;
+    let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
+    let scan = actor.send(Rescan {
+        target,
+        progress: Some(progress_tx),
+    });
+    // The sender goes away with the rescan, which ends this loop.
+    let forward = async {
+        while let Some(event) = progress_rx.recv().await {
+            match event {
+                ScanProgress::TagsFound { count, .. } => reporter.add_total(count as u64),
+                ScanProgress::TagScanned {
+                    reference,
+                    stored,
+                    skipped,
+                    failed,
+                    ..
+                } => {
+                    reporter
+                        .advance(1, &tag_message(&reference, stored, skipped, failed))
+                        .await
+                }
+                ScanProgress::RegistryStarted { .. } | ScanProgress::Committing { .. } => {}
             }
         }
-    });
-    Ok(task_id)
+    };
+    let (outcome, ()) = futures::join!(scan, forward);
+    let report = match outcome {
+        Ok(Ok(report)) => report,
+        Ok(Err(error)) => return Err(error.to_string()),
+        Err(error) => return Err(format!("the registry-sync actor stopped: {error}")),
+    };
+    let broken: Vec<String> = report
+        .broken_registries()
+        .map(|(registry, error)| format!("{registry}: {error}"))
+        .collect();
+    if !broken.is_empty() {
+        return Err(broken.join("; "));
+    }
+    Ok(String::new())
 }
 
 async fn forget_image(ctx: &Context<'_>, reference: String, architecture: String) -> Step<()> {

@@ -153,7 +153,13 @@ impl Actor for HeartbeatTracker {
                     let Ok(mut sweep) = sweep.try_lock() else {
                         return;
                     };
-                    if let Err(error) = sweep.tick().await {
+                    let swept = sweep.tick().await;
+                    if let Ok(lost) = &swept {
+                        crate::metrics::METRICS
+                            .agents_lost
+                            .fetch_add(*lost as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    if let Err(error) = swept {
                         slog::warn!(log, "lost-agent sweep failed; retrying next tick"; "error" => %error);
                     }
                 }
@@ -255,7 +261,10 @@ impl TrackerCore {
         let mut heartbeats: Vec<(String, AgentInfo)> = Vec::new();
         for received in events {
             match received.event {
-                Event::AgentHeartbeat(info) => heartbeats.push((received.source, *info)),
+                Event::AgentHeartbeat(info) => {
+                    crate::metrics::bump(&crate::metrics::METRICS.heartbeats);
+                    heartbeats.push((received.source, *info))
+                }
                 Event::AgentStarted { reason } => {
                     self.flush_heartbeats(std::mem::take(&mut heartbeats)).await;
                     self.agent_started(&received.source, &reason).await;

@@ -243,6 +243,7 @@ async fn locked_pass(shared: Arc<Shared>) {
             roundrobin: cursors.clone(),
             max_pending: MAX_PENDING_PER_PASS,
         };
+        let pass_started = std::time::Instant::now();
         let pass = tokio::select! {
             report = run_pass(&mut client, Some(guard.fence()), options) => report,
             () = guard.lost() => {
@@ -251,7 +252,18 @@ async fn locked_pass(shared: Arc<Shared>) {
             }
         };
         let report = match pass {
-            Ok(report) => report,
+            Ok(report) => {
+                let metrics = &crate::metrics::METRICS;
+                metrics.scheduler_pass.observe(pass_started.elapsed());
+                metrics.scheduler_placements.fetch_add(
+                    report.scheduled.len() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                metrics
+                    .scheduler_pending
+                    .store(report.pending as i64, std::sync::atomic::Ordering::Relaxed);
+                report
+            }
             Err(error) => {
                 warn!(deps.log, "scheduling pass failed"; "error" => %error);
                 break;

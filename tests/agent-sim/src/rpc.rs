@@ -125,6 +125,25 @@ fn text(value: Option<&Value>) -> String {
     value.and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
+/// What `gather_hwinfo` answers: one healthy entry per device kind, shaped as a real agent's
+/// `HardwareMetadata` (`status`, `status_info`, `metadata`).
+fn hardware_metadata(agent: &SimAgent) -> Value {
+    let device = |metadata: Vec<(Value, Value)>| {
+        Value::Map(vec![
+            (Value::str("status"), Value::str("healthy")),
+            (Value::str("status_info"), Value::Nil),
+            (Value::str("metadata"), Value::Map(metadata)),
+        ])
+    };
+    Value::Map(vec![
+        (
+            Value::str("cpu"),
+            device(vec![(Value::str("agent"), Value::str(&agent.id))]),
+        ),
+        (Value::str("mem"), device(Vec::new())),
+    ])
+}
+
 async fn handle(
     agent: &SimAgent,
     mut writer: StreamWriter,
@@ -139,7 +158,7 @@ async fn handle(
         .or_default() += 1;
     match header.method.as_str() {
         "ping" => frame::result(header, args.first().unwrap_or(&Value::Nil)),
-        "gather_hwinfo" => frame::result(header, &Value::Map(Vec::new())),
+        "gather_hwinfo" => frame::result(header, &hardware_metadata(agent)),
         "sync_kernel_registry"
         | "update_scaling_group"
         | "create_local_network"

@@ -13,6 +13,7 @@ pub mod image_push;
 pub mod ports;
 pub mod postgres;
 pub mod process;
+pub mod prometheus;
 pub mod redis;
 pub mod registry;
 pub mod scheduling;

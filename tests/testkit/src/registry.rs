@@ -93,6 +93,11 @@ impl RegistryServer {
         format!("http://127.0.0.1:{}", self.port)
     }
 
+    /// The registry's process id (a test pauses it with SIGSTOP to hold a rescan mid-way).
+    pub fn pid(&self) -> u32 {
+        self._process.pid()
+    }
+
     /// The registry name Backend.AI uses for it in etcd and image refs.
     pub fn name(&self) -> String {
         format!("127.0.0.1:{}", self.port)

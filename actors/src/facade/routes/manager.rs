@@ -1,5 +1,6 @@
 //! `/manager`: the cluster status (`GET|PUT /manager/status`, the etcd `manager/status` key
-//! the gate reads) and the announcement banner (`GET|POST /manager/announcement`).
+//! the gate reads), the announcement banner (`GET|POST /manager/announcement`) and the
+//! scheduler operations (`POST /manager/scheduler/operation`: include or exclude agents).
 
 use actix_web::{HttpResponse, web};
 use bai_schema::queries::session::count_active_sessions;
@@ -17,6 +18,9 @@ use crate::facade::session::control::{
     KillAllSessions, SessionControl, scheduler_missing, scheduler_unreachable,
 };
 use crate::facade::state::AppState;
+use crate::wire::events::Trigger;
+use crate::wire::{Event, EventProducer};
+use bai_schema::queries::agent_admin::set_agents_schedulable;
 
 /// The etcd key of the announcement banner; absent means no announcement.
 pub const ANNOUNCEMENT_KEY: &str = "manager/announcement";
@@ -32,6 +36,77 @@ pub fn register(cfg: &mut web::ServiceConfig) {
             .route(web::get().to(get_announcement))
             .route(web::post().to(post_announcement).wrap(Access::superadmin())),
     );
+    cfg.route(
+        "/manager/scheduler/operation",
+        web::post()
+            .to(scheduler_operation)
+            .wrap(Access::superadmin()),
+    );
+}
+
+/// The operations of `POST /manager/scheduler/operation` (the original's `SchedulerOps`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SchedulerOp {
+    IncludeAgents,
+    ExcludeAgents,
+}
+
+impl SchedulerOp {
+    pub fn parse(text: &str) -> Option<SchedulerOp> {
+        match text {
+            "include-agents" => Some(SchedulerOp::IncludeAgents),
+            "exclude-agents" => Some(SchedulerOp::ExcludeAgents),
+            _ => None,
+        }
+    }
+}
+
+/// The agent ids of `args`: a list of strings, as the original checks it.
+pub fn agent_ids(args: Option<&serde_json::Value>) -> Result<Vec<String>, Problem> {
+    let invalid = || {
+        Problem::invalid_params("Input validation failed for args: a list of agent ids is expected")
+    };
+    let list = args
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(invalid)?;
+    list.iter()
+        .map(|id| id.as_str().map(str::to_owned).ok_or_else(invalid))
+        .collect()
+}
+
+/// `POST /manager/scheduler/operation {op, args}`: `include-agents` makes the agents of
+/// `args` schedulable again (and asks for a scheduling pass), `exclude-agents` keeps new
+/// sessions off them. Every id must name an agent, or nothing changes (404).
+async fn scheduler_operation(
+    caller: Authenticated,
+    params: ApiParams,
+    state: web::Data<AppState>,
+    producer: Option<web::Data<EventProducer>>,
+) -> Result<HttpResponse, Problem> {
+    let text = params.string(&["op"])?;
+    let op = SchedulerOp::parse(&text)
+        .ok_or_else(|| invalid_param("op", format!("{text:?} is not a scheduler operation")))?;
+    let agents = agent_ids(params.raw(&["args"]).map(|(_, value)| value))?;
+    let schedulable = op == SchedulerOp::IncludeAgents;
+    slog::info!(state.log, "MANAGER.PERFORM_SCHEDULER_OPS";
+        "op" => &text, "agents" => agents.len(), "access_key" => &caller.access_key);
+    let client = db_client(&state).await?;
+    let changed = set_agents_schedulable(&client, &agents, schedulable)
+        .await
+        .map_err(|e| {
+            slog::error!(state.log, "cannot change the agents' schedulable flag"; "error" => %e);
+            Problem::internal("cannot change the agents")
+        })?;
+    if changed < agents.len() as u64 {
+        return Err(Problem::not_found("agent instance"));
+    }
+    if schedulable && let Some(producer) = producer {
+        // Sessions may wait for exactly these agents.
+        if let Err(e) = producer.produce(&Event::Trigger(Trigger::DoSchedule)).await {
+            slog::warn!(state.log, "cannot ask for a scheduling pass"; "error" => %e);
+        }
+    }
+    Ok(HttpResponse::NoContent().finish())
 }
 
 /// `GET /manager/status`: this manager node, the cluster status and the live sessions.

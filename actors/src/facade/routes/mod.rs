@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod auth_self;
+pub mod background_task;
 pub mod config;
 pub mod dotfiles;
 pub mod events;
@@ -26,11 +27,13 @@ use deadpool_postgres::Object;
 
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::state::AppState;
+use crate::metrics::{METRICS, bump};
 
 /// Registers the routes of every area (inside the API scope, see `facade::configure`).
 pub fn register(cfg: &mut web::ServiceConfig) {
     auth::register(cfg);
     auth_self::register(cfg);
+    background_task::register(cfg);
     config::register(cfg);
     dotfiles::register(cfg);
     events::register(cfg);
@@ -53,7 +56,13 @@ pub fn register(cfg: &mut web::ServiceConfig) {
 /// A pooled database connection; 503 when every connection of the request pool stayed busy
 /// for the checkout timeout, 500 naming the cause otherwise.
 pub async fn db_client(state: &AppState) -> Result<Object, Problem> {
-    state.db.get().await.map_err(|e| checkout_failed(state, &e))
+    let started = std::time::Instant::now();
+    let checkout = state.db.get().await;
+    METRICS.db_pool_wait.observe(started.elapsed());
+    checkout.map_err(|e| {
+        bump(&METRICS.db_pool_errors);
+        checkout_failed(state, &e)
+    })
 }
 
 /// The problem for a failed checkout of the request pool (see [`db_client`]).
@@ -85,6 +94,7 @@ pub fn etcd_failed<'a, E: std::fmt::Display>(
     doing: &'static str,
 ) -> impl FnOnce(E) -> Problem + 'a {
     move |e| {
+        bump(&METRICS.etcd_errors);
         slog::error!(state.log, "etcd request failed"; "while" => doing, "error" => %e);
         Problem::internal(format!("etcd error while {doing}"))
     }
