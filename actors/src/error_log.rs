@@ -159,7 +159,8 @@ async fn delete_expired(
         chrono::Utc::now() - chrono::Duration::milliseconds((keep * 1000.0).min(1e15) as i64);
     let mut client = deps.pool.get().await?;
     let txn = client.transaction().await?;
-    fence.check(&txn).await?;
+    // The fence takes tokio-postgres' own client trait: the transaction inside deadpool's.
+    fence.check(&*txn).await?;
     let deleted = delete_before(&txn, boundary).await?;
     txn.commit().await?;
     Ok(deleted)
