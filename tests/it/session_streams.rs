@@ -142,7 +142,6 @@ async fn open_streams(redis: &mut redis::aio::MultiplexedConnection, kernel: uui
 }
 
 #[tokio::test]
-#[ignore = "after the rebase onto main the stalled stream's Redis entry outlives the session (issue 15 follow-up)"]
 async fn backend_ai_app_relays_http_to_the_kernel_service_and_the_stream_ends_with_the_session() {
     let env = TestEnv::new().await;
     let db = scheduling_world(&env).await;

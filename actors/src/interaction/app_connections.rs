@@ -36,6 +36,10 @@ pub struct AppConnection {
     key: String,
     member: String,
     last_touch: Instant,
+    /// The last refresh, still in flight: [`AppConnection::close`] waits for it, or a refresh
+    /// landing after the removal would leave the stream in the set for good (and keep the
+    /// session alive for the idle checker).
+    refreshing: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl AppConnection {
@@ -51,6 +55,7 @@ impl AppConnection {
             key: tracker_key(kernel_id),
             member: tracker_member(kernel_id, service, stream_id),
             last_touch: Instant::now(),
+            refreshing: None,
         };
         connection.write_touch().await?;
         Ok(connection)
@@ -71,20 +76,30 @@ impl AppConnection {
         if self.last_touch.elapsed() < REFRESH_INTERVAL {
             return;
         }
+        if self
+            .refreshing
+            .as_ref()
+            .is_some_and(|task| !task.is_finished())
+        {
+            return;
+        }
         self.last_touch = Instant::now();
         let mut redis = self.redis.clone();
         let (key, member) = (self.key.clone(), self.member.clone());
-        tokio::spawn(async move {
+        self.refreshing = Some(tokio::spawn(async move {
             let _ = redis::Script::new(TOUCH_SCRIPT)
                 .key(&key)
                 .arg(&member)
                 .invoke_async::<i64>(&mut redis)
                 .await;
-        });
+        }));
     }
 
-    /// Removes the stream from its kernel's set.
+    /// Removes the stream from its kernel's set, after any refresh still in flight.
     pub async fn close(mut self) {
+        if let Some(refreshing) = self.refreshing.take() {
+            let _ = tokio::time::timeout(REFRESH_INTERVAL, refreshing).await;
+        }
         let _ = redis::cmd("ZREM")
             .arg(&self.key)
             .arg(&self.member)
