@@ -17,8 +17,8 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::vfolder_access::{
-    Needs, UserGroups, db_failed, ensure_host_permission, folder_for, folder_not_found,
-    hosts_by_group, hosts_by_user, storage_view, vfid,
+    Needs, UserGroups, db_failed, ensure_host_permission, ensure_new_folder_allowed, folder_for,
+    folder_not_found, hosts_by_group, hosts_by_user, storage_view, vfid,
 };
 use super::vfolder_reply;
 use crate::facade::access::Access;
@@ -278,34 +278,15 @@ async fn create(
         )
         .await?;
     }
-    let max_count = caller.resource_policy.max_vfolder_count;
-    if max_count > 0 && ownership_type == VFolderOwnershipType::User {
-        let owned = queries::count_owned(&transaction, caller.user_uuid())
-            .await
-            .map_err(db_failed(&state, "counting the user's folders"))?;
-        if owned >= i64::from(max_count) {
-            return Err(Problem::invalid_params("You cannot create more vfolders."));
-        }
-    }
-    let same_name = accessible_vfolders(
+    ensure_new_folder_allowed(
         &transaction,
-        &AccessQuery {
-            names: NameFilter::Exact(&name),
-            ..AccessQuery::new(
-                caller.user_uuid(),
-                caller.role(),
-                caller.domain_name(),
-                &view.config.vfolder_types,
-            )
-        },
+        &state,
+        &caller,
+        &view,
+        &name,
+        ownership_type == VFolderOwnershipType::User,
     )
-    .await
-    .map_err(db_failed(&state, "checking the folder name"))?;
-    if !same_name.is_empty() {
-        return Err(
-            Problem::new(ProblemKind::VFolderAlreadyExists).with_data(Value::String(name.clone()))
-        );
-    }
+    .await?;
 
     let folder_id = Uuid::new_v4();
     let vfid = VFolderId::new(quota_scope, folder_id);

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::{HttpRequest, web};
 use bai_schema::enums::VFolderPermission;
 use bai_schema::queries::vfolder::{
-    AccessQuery, AccessibleVFolder, GroupSource, NameFilter, accessible_vfolders,
+    AccessQuery, AccessibleVFolder, GroupSource, NameFilter, accessible_vfolders, count_owned,
     host_permission_sources,
 };
 use deadpool_postgres::GenericClient;
@@ -134,6 +134,48 @@ pub async fn allowed_hosts(
 }
 
 /// `ensure_host_permission_allowed`: 400 "`<perm>` Not allowed in vfolder host(`<host>`)".
+/// The checks a new folder of the caller passes (create and clone), inside the creating
+/// transaction after the owner is locked, so concurrent creates cannot both pass them: the
+/// keypair policy's `max_vfolder_count` for a user-owned folder, and no folder of that name
+/// already reachable by the caller.
+pub async fn ensure_new_folder_allowed(
+    client: &impl GenericClient,
+    state: &AppState,
+    caller: &AuthContext,
+    view: &ProxySet,
+    name: &str,
+    user_owned: bool,
+) -> Result<(), Problem> {
+    let max_count = caller.resource_policy.max_vfolder_count;
+    if max_count > 0 && user_owned {
+        let owned = count_owned(client, caller.user_uuid())
+            .await
+            .map_err(db_failed(state, "counting the user's folders"))?;
+        if owned >= i64::from(max_count) {
+            return Err(Problem::invalid_params("You cannot create more vfolders."));
+        }
+    }
+    let same_name = accessible_vfolders(
+        client,
+        &AccessQuery {
+            names: NameFilter::Exact(name),
+            ..AccessQuery::new(
+                caller.user_uuid(),
+                caller.role(),
+                caller.domain_name(),
+                &view.config.vfolder_types,
+            )
+        },
+    )
+    .await
+    .map_err(db_failed(state, "checking the folder name"))?;
+    if !same_name.is_empty() {
+        return Err(Problem::new(ProblemKind::VFolderAlreadyExists)
+            .with_data(Value::String(name.to_owned())));
+    }
+    Ok(())
+}
+
 pub async fn ensure_host_permission(
     client: &impl GenericClient,
     state: &AppState,

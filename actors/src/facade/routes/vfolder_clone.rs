@@ -12,15 +12,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use bai_schema::enums::{VFolderOwnershipType, VFolderPermission, VFolderUsageMode};
-use bai_schema::queries::vfolder::{
-    self as queries, AccessQuery, NameFilter, NewVFolder, accessible_vfolders, status,
-};
+use bai_schema::queries::vfolder::{self as queries, NewVFolder, status};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::vfolder::{enum_param, path_name, proxy_failed, slug_param, strict_bool};
 use super::vfolder_access::{
-    Needs, db_failed, ensure_host_permission, folder_for, storage_view, vfid,
+    Needs, db_failed, ensure_host_permission, ensure_new_folder_allowed, folder_for, storage_view,
+    vfid,
 };
 use crate::facade::access::Access;
 use crate::facade::auth::Authenticated;
@@ -137,33 +136,7 @@ async fn clone(
         HostPermission::Create,
     )
     .await?;
-    let max_count = caller.resource_policy.max_vfolder_count;
-    if max_count > 0 {
-        let owned = queries::count_owned(&transaction, caller.user_uuid())
-            .await
-            .map_err(db_failed(&state, "counting the user's folders"))?;
-        if owned >= i64::from(max_count) {
-            return Err(Problem::invalid_params("You cannot create more vfolders."));
-        }
-    }
-    let same_name = accessible_vfolders(
-        &transaction,
-        &AccessQuery {
-            names: NameFilter::Exact(&target_name),
-            ..AccessQuery::new(
-                caller.user_uuid(),
-                caller.role(),
-                caller.domain_name(),
-                &view.config.vfolder_types,
-            )
-        },
-    )
-    .await
-    .map_err(db_failed(&state, "checking the folder name"))?;
-    if !same_name.is_empty() {
-        return Err(Problem::new(ProblemKind::VFolderAlreadyExists)
-            .with_data(Value::String(target_name.clone())));
-    }
+    ensure_new_folder_allowed(&transaction, &state, &caller, &view, &target_name, true).await?;
     let quota_scope = QuotaScopeId::user(caller.user_uuid());
     let folder_id = Uuid::new_v4();
     let target_vfid = VFolderId::new(quota_scope, folder_id);
