@@ -96,6 +96,18 @@ async fn users_file_list_and_clear_their_error_logs_and_admins_see_all() {
         .await;
     assert_eq!(messages(&page), vec!["user broke it"]);
     assert_eq!(page["count"], 2);
+    // A page number far past the end (its offset would overflow) is an empty page, not an error.
+    let (status, far) = world
+        .signed(
+            &admin,
+            Method::GET,
+            "/logs/error?page_size=100&page_no=9223372036854775807",
+            None,
+        )
+        .await;
+    assert_eq!(status, 200, "{far}");
+    assert!(messages(&far).is_empty(), "{far}");
+    assert_eq!(far["count"], 2);
 
     // A user cannot clear someone else's log; clearing their own hides it from them only.
     let admin_log = all["logs"][0]["log_id"].as_str().unwrap().to_owned();

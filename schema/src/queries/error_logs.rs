@@ -100,7 +100,8 @@ pub async fn list_error_logs(
     page_no: i64,
 ) -> Result<(Vec<ErrorLogRow>, i64), QueryError> {
     let condition = visibility_condition(visibility);
-    let offset = (page_no.max(1) - 1) * page_size;
+    // A hostile page number must not overflow the offset (PostgreSQL then answers an empty page).
+    let offset = (page_no.max(1) - 1).saturating_mul(page_size);
     let domain;
     let user;
     let mut params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> = Vec::new();
