@@ -135,7 +135,7 @@ async fn run(log: slog::Logger, redis: RedisSettings, subscribers: Arc<Mutex<Vec
                     tokio::task::spawn_blocking(move || decode_batch(&log_for_decode, entries))
                         .await
                         .unwrap_or_default();
-                dispatch(&log, &subscribers, decoded).await;
+                dispatch(&log, &subscribers, &decoded).await;
             }
             Err(error) => {
                 slog::warn!(log, "event feed: redis error, retrying"; "error" => %error);

@@ -1,20 +1,24 @@
-//! The read loop of the event bus: XAUTOCLAIM what a dead worker (or this one) left pending,
-//! XREADGROUP new entries, decode, hand them to the subscribers, XACK what they all handled, and
-//! keep the stream short. Every failure is logged and retried; no entry can stop the loop.
+//! The handling half of the event bus: decode what the reader ([`super::reader`]) queued,
+//! hand it to the subscribers, XACK what they all handled, and try again from memory what they
+//! did not. Every failure is logged and retried; no entry can stop the loop.
 //!
 //! An entry is acknowledged only once every subscriber that wanted it has replied to its
-//! `EventBatch`. When a subscriber's mailbox is closed or it stopped mid-batch, its entries stay
-//! pending and are claimed again after [`CLAIM_MIN_IDLE`] (by this worker once the actor is back,
-//! or by another worker if this one exits).
+//! `EventBatch`. Entries a subscriber named as unhandled (or whose subscriber stopped mid-batch)
+//! are kept in memory and offered again after [`RETRY_DELAY`], ahead of newer entries, so one
+//! kernel's events stay in order; they are not left to XAUTOCLAIM, because 26.x agents trim the
+//! stream and a pending entry can be trimmed before it is claimed. While this worker holds
+//! entries, it renews their claim (XCLAIM JUSTID) so that other workers do not take them over;
+//! if it dies, they are idle after [`CLAIM_MIN_IDLE`] and another worker claims them.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use redis::Value as RedisValue;
 use redis::aio::MultiplexedConnection;
+use tokio::sync::mpsc;
 
-use super::reply::{RawEntry, autoclaim_reply, read_reply};
+use super::reader::{InFlight, ReadBatch};
+use super::reply::RawEntry;
 use super::{EventBatch, ReceivedEvent, Subscription};
 use crate::redis::{RedisSettings, db};
 use crate::wire::entry::{EVENT_STREAM, decode_entry};
@@ -31,9 +35,16 @@ pub const CLAIM_MIN_IDLE: Duration = Duration::from_millis(1000);
 pub const CLAIM_INTERVAL: Duration = Duration::from_millis(1000);
 /// How often the stream is trimmed.
 pub const TRIM_INTERVAL: Duration = Duration::from_millis(1000);
-/// Pause after a Redis error before trying again, so a Redis outage does not spin a core.
+/// Pause after a Redis error before trying again, so a Redis outage does not spin a core; also
+/// the pause before unhandled events are offered again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Extra time on top of READ_BLOCK before a blocked read counts as failed.
+/// Held entries older than this get their claim renewed before they are handed out, well
+/// before [`CLAIM_MIN_IDLE`] lets another worker take them.
+pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
+/// Unhandled events kept in memory for another try, at most; beyond that (a subscriber that
+/// keeps failing while events keep coming) the oldest are left to XAUTOCLAIM.
+pub const MAX_RETAINED: usize = 10_000;
+/// Extra time on top of a blocking read before its reply counts as lost.
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 
 /// Who reads: the consumer group and this worker's consumer name in it.
@@ -45,16 +56,29 @@ pub struct ConsumerSettings {
 
 pub(super) type Subscribers = Arc<Mutex<Vec<Subscription>>>;
 
+/// A connection to the stream's database; `block` is the longest blocking command it carries.
+pub(super) async fn open_connection(
+    redis: &RedisSettings,
+    block: Option<Duration>,
+) -> Result<MultiplexedConnection, redis::RedisError> {
+    let client = redis::Client::open(redis.connection_info(db::STREAM))?;
+    let config = redis::AsyncConnectionConfig::new()
+        .set_response_timeout(Some(block.unwrap_or_default() + RESPONSE_SLACK));
+    client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await
+}
+
 pub(super) struct Consumer {
     pub log: slog::Logger,
     pub redis: RedisSettings,
     pub settings: ConsumerSettings,
     pub subscribers: Subscribers,
+    pub in_flight: InFlight,
+    pub queue: mpsc::UnboundedReceiver<ReadBatch>,
     pub connection: Option<MultiplexedConnection>,
-    pub last_claim: Option<Instant>,
-    pub last_trim: Option<Instant>,
-    /// The first id of the latest batch: everything before it has been delivered.
-    pub trim_candidate: Option<String>,
+    /// Events a subscriber did not handle, in stream order.
+    pub retained: Vec<ReceivedEvent>,
 }
 
 impl Consumer {
@@ -62,223 +86,148 @@ impl Consumer {
         if let Some(connection) = &self.connection {
             return Ok(connection.clone());
         }
-        let client = redis::Client::open(self.redis.connection_info(db::STREAM))?;
-        let config = redis::AsyncConnectionConfig::new()
-            .set_response_timeout(Some(READ_BLOCK + RESPONSE_SLACK));
-        let connection = client
-            .get_multiplexed_async_connection_with_config(&config)
-            .await?;
+        let connection = open_connection(&self.redis, None).await?;
         self.connection = Some(connection.clone());
         Ok(connection)
     }
 
+    /// Handles what the reader queues until the reader is gone.
     pub async fn run(mut self) {
         loop {
-            if let Err(error) = self.step().await {
-                crate::metrics::bump(&crate::metrics::METRICS.redis_errors);
-                slog::warn!(self.log, "event bus: redis error, retrying";
-                    "error" => %error, "consumer" => &self.settings.consumer);
-                if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
-                    self.connection = None;
+            let batch = if self.retained.is_empty() {
+                match self.queue.recv().await {
+                    Some(batch) => Some(batch),
+                    None => return,
                 }
-                tokio::time::sleep(RETRY_DELAY).await;
-            }
-        }
-    }
-
-    async fn step(&mut self) -> Result<(), redis::RedisError> {
-        let mut connection = self.connection().await?;
-        if self
-            .last_claim
-            .is_none_or(|at| at.elapsed() >= CLAIM_INTERVAL)
-        {
-            self.last_claim = Some(Instant::now());
-            let claimed = self.claim_pending(&mut connection).await?;
-            if !claimed.is_empty() {
-                slog::info!(self.log, "event bus: claimed entries left pending by another consumer";
-                    "count" => claimed.len(), "consumer" => &self.settings.consumer);
-                self.handle(&mut connection, claimed).await?;
-            }
-        }
-        let reply: RedisValue = match redis::cmd("XREADGROUP")
-            .arg("GROUP")
-            .arg(&self.settings.group)
-            .arg(&self.settings.consumer)
-            .arg("COUNT")
-            .arg(READ_BATCH)
-            .arg("BLOCK")
-            .arg(READ_BLOCK.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(EVENT_STREAM)
-            .arg(">")
-            .query_async(&mut connection)
-            .await
-        {
-            Ok(reply) => reply,
-            Err(error) if error.code() == Some("NOGROUP") => {
-                self.create_group(&mut connection).await?;
-                return Ok(());
-            }
-            Err(error) => return Err(error),
-        };
-        let entries = read_reply(&reply).map_err(shape_error)?;
-        if let Some(first) = entries.first() {
-            self.trim_candidate = Some(first.id.clone());
-        }
-        self.handle(&mut connection, entries).await?;
-        if self
-            .last_trim
-            .is_none_or(|at| at.elapsed() >= TRIM_INTERVAL)
-        {
-            self.last_trim = Some(Instant::now());
-            self.trim(&mut connection).await?;
-        }
-        Ok(())
-    }
-
-    /// `XGROUP CREATE events <group> $ MKSTREAM`, as the original: a new group starts at the
-    /// stream's end.
-    async fn create_group(
-        &mut self,
-        connection: &mut MultiplexedConnection,
-    ) -> Result<(), redis::RedisError> {
-        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
-            .arg("CREATE")
-            .arg(EVENT_STREAM)
-            .arg(&self.settings.group)
-            .arg("$")
-            .arg("MKSTREAM")
-            .query_async(connection)
-            .await;
-        match created {
-            Ok(()) => {
-                slog::info!(self.log, "event bus: created the consumer group";
-                    "group" => &self.settings.group, "stream" => EVENT_STREAM);
-                Ok(())
-            }
-            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
-            Err(error) => Err(error),
-        }
-    }
-
-    async fn claim_pending(
-        &mut self,
-        connection: &mut MultiplexedConnection,
-    ) -> Result<Vec<RawEntry>, redis::RedisError> {
-        let mut cursor = "0-0".to_owned();
-        let mut claimed = Vec::new();
-        loop {
-            let reply: RedisValue = match redis::cmd("XAUTOCLAIM")
-                .arg(EVENT_STREAM)
-                .arg(&self.settings.group)
-                .arg(&self.settings.consumer)
-                .arg(CLAIM_MIN_IDLE.as_millis() as u64)
-                .arg(&cursor)
-                .arg("COUNT")
-                .arg(READ_BATCH)
-                .query_async(connection)
-                .await
-            {
-                Ok(reply) => reply,
-                Err(error) if error.code() == Some("NOGROUP") => {
-                    self.create_group(connection).await?;
-                    return Ok(claimed);
+            } else {
+                match tokio::time::timeout(RETRY_DELAY, self.queue.recv()).await {
+                    Ok(Some(batch)) => Some(batch),
+                    Ok(None) => return,
+                    // Nothing new: offer the retained events alone.
+                    Err(_) => None,
                 }
-                Err(error) => return Err(error),
             };
-            let (next, entries) = autoclaim_reply(&reply).map_err(shape_error)?;
-            claimed.extend(entries);
-            if next == "0-0" || next == cursor || claimed.len() >= READ_BATCH * 10 {
-                return Ok(claimed);
-            }
-            cursor = next;
+            let batch = batch.map(|batch| self.coalesce(batch));
+            self.handle(batch).await;
         }
     }
 
-    /// Decodes, dispatches and acknowledges one batch. Malformed entries are logged with
-    /// their id and acknowledged with the rest; entries a subscriber did not handle are not
-    /// acknowledged, so they are delivered again.
-    async fn handle(
-        &mut self,
-        connection: &mut MultiplexedConnection,
-        entries: Vec<RawEntry>,
-    ) -> Result<(), redis::RedisError> {
-        if entries.is_empty() {
-            return Ok(());
+    /// Adds the batches queued behind `batch`, up to [`READ_BATCH`] entries: a handler that
+    /// fell behind catches up in fewer, larger rounds of subscriber work and XACK.
+    fn coalesce(&mut self, mut batch: ReadBatch) -> ReadBatch {
+        while batch.entries.len() < READ_BATCH {
+            match self.queue.try_recv() {
+                Ok(later) => batch.absorb(later),
+                Err(_) => break,
+            }
         }
-        let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
+        batch
+    }
+
+    /// Decodes, dispatches and acknowledges one batch (after the events retained from earlier
+    /// ones). Malformed and deleted entries are logged with their id and acknowledged with the
+    /// rest.
+    async fn handle(&mut self, batch: Option<ReadBatch>) {
+        // The batch's room in the queue is given back once it has been handled.
+        let (entries, read_at, _room) = match batch {
+            Some(batch) => (batch.entries, Some(batch.read_at), batch.room),
+            None => (Vec::new(), None, Vec::new()),
+        };
+        let mut ids: Vec<String> = self.retained.iter().map(|r| r.stream_id.clone()).collect();
+        let retried = !ids.is_empty();
+        ids.extend(entries.iter().map(|entry| entry.id.clone()));
         // Decoding a batch of a thousand entries takes milliseconds: off the async thread.
         let log = self.log.clone();
         let decoded = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
             .await
             .unwrap_or_default();
         record_event_lag(&decoded);
-        let unhandled = dispatch(&self.log, &self.subscribers, decoded).await;
-        let ids = acknowledgeable(ids, &unhandled);
+        let mut events = std::mem::take(&mut self.retained);
+        events.extend(decoded);
+        if retried || read_at.is_some_and(|at| at.elapsed() >= LEASE_RENEW_AFTER) {
+            self.renew_claim(&events).await;
+        }
+        let unhandled = dispatch(&self.log, &self.subscribers, &events).await;
         if !unhandled.is_empty() {
-            slog::warn!(self.log, "event bus: leaving events pending for redelivery";
+            slog::warn!(self.log, "event bus: keeping unhandled events for another try";
                 "count" => unhandled.len(), "consumer" => &self.settings.consumer);
+            self.retain(events, &unhandled);
         }
+        let ids = acknowledgeable(ids, &unhandled);
         if ids.is_empty() {
-            return Ok(());
+            return;
         }
+        if let Err(error) = self.acknowledge(&ids).await {
+            // They stay pending: this worker's next XAUTOCLAIM (or another's) offers them
+            // again, and the handlers are idempotent.
+            crate::metrics::bump(&crate::metrics::METRICS.redis_errors);
+            slog::warn!(self.log, "event bus: cannot acknowledge handled events";
+                "count" => ids.len(), "error" => %error);
+            self.connection = None;
+        }
+        self.in_flight.remove_all(ids.iter().map(String::as_str));
+    }
+
+    fn retain(&mut self, events: Vec<ReceivedEvent>, unhandled: &HashSet<String>) {
+        let mut kept: Vec<ReceivedEvent> = events
+            .into_iter()
+            .filter(|received| unhandled.contains(&received.stream_id))
+            .collect();
+        if kept.len() > MAX_RETAINED {
+            let released: Vec<ReceivedEvent> = kept.drain(..kept.len() - MAX_RETAINED).collect();
+            slog::warn!(self.log, "event bus: too many unhandled events; leaving the oldest to XAUTOCLAIM";
+                "count" => released.len());
+            self.in_flight
+                .remove_all(released.iter().map(|r| r.stream_id.as_str()));
+        }
+        self.retained = kept;
+    }
+
+    async fn acknowledge(&mut self, ids: &[String]) -> Result<(), redis::RedisError> {
+        let mut connection = self.connection().await?;
         let _: i64 = redis::cmd("XACK")
             .arg(EVENT_STREAM)
             .arg(&self.settings.group)
-            .arg(&ids)
-            .query_async(connection)
+            .arg(ids)
+            .query_async(&mut connection)
             .await?;
         Ok(())
     }
 
-    /// Trims entries every consumer of the group has been handed and none holds pending.
-    /// The original trims to `MAXLEN ~ 128` after every read, which drops unread entries
-    /// as soon as a worker lags by more than 128 entries; trimming by what was delivered keeps
-    /// the stream as short without losing any.
-    async fn trim(
-        &mut self,
-        connection: &mut MultiplexedConnection,
-    ) -> Result<(), redis::RedisError> {
-        let Some(candidate) = self.trim_candidate.take() else {
-            return Ok(());
-        };
-        let summary: RedisValue = redis::cmd("XPENDING")
-            .arg(EVENT_STREAM)
-            .arg(&self.settings.group)
-            .query_async(connection)
-            .await?;
-        let oldest_pending = match &summary {
-            RedisValue::Array(parts) => match parts.get(1) {
-                Some(RedisValue::BulkString(id)) => String::from_utf8(id.clone()).ok(),
-                _ => None,
-            },
-            _ => None,
-        };
-        let min_id = match oldest_pending {
-            Some(pending) if stream_id_less(&pending, &candidate) => pending,
-            _ => candidate,
-        };
-        let _: i64 = redis::cmd("XTRIM")
-            .arg(EVENT_STREAM)
-            .arg("MINID")
-            .arg("~")
-            .arg(&min_id)
-            .query_async(connection)
-            .await?;
-        Ok(())
+    /// Resets the idle time of held entries (`XCLAIM ... 0 <ids> JUSTID`), so that other
+    /// workers' XAUTOCLAIM leaves them alone while this one still has them in hand. Best
+    /// effort: if it fails, another worker may handle some of them too, which idempotent
+    /// handlers allow.
+    async fn renew_claim(&mut self, events: &[ReceivedEvent]) {
+        if events.is_empty() {
+            return;
+        }
+        let result: Result<redis::Value, redis::RedisError> = async {
+            let mut connection = self.connection().await?;
+            redis::cmd("XCLAIM")
+                .arg(EVENT_STREAM)
+                .arg(&self.settings.group)
+                .arg(&self.settings.consumer)
+                .arg(0)
+                .arg(
+                    events
+                        .iter()
+                        .map(|r| r.stream_id.as_str())
+                        .collect::<Vec<_>>(),
+                )
+                .arg("JUSTID")
+                .query_async(&mut connection)
+                .await
+        }
+        .await;
+        if let Err(error) = result {
+            slog::debug!(self.log, "event bus: cannot renew the claim of held events"; "error" => %error);
+        }
     }
 }
 
-fn shape_error(error: super::reply::ReplyShapeError) -> redis::RedisError {
+pub(super) fn shape_error(error: super::reply::ReplyShapeError) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Client, "unexpected stream reply", error.0))
-}
-
-fn stream_id_less(left: &str, right: &str) -> bool {
-    let parse = |id: &str| -> (u64, u64) {
-        let (millis, sequence) = id.split_once('-').unwrap_or((id, "0"));
-        (millis.parse().unwrap_or(0), sequence.parse().unwrap_or(0))
-    };
-    parse(left) < parse(right)
 }
 
 /// Turns raw entries into events, logging (and dropping) the ones that cannot be read.
@@ -343,7 +292,7 @@ fn acknowledgeable(ids: Vec<String>, unhandled: &HashSet<String>) -> Vec<String>
 pub(super) async fn dispatch(
     log: &slog::Logger,
     subscribers: &Subscribers,
-    events: Vec<ReceivedEvent>,
+    events: &[ReceivedEvent],
 ) -> HashSet<String> {
     if events.is_empty() {
         return HashSet::new();
@@ -436,12 +385,5 @@ mod tests {
         let ids = vec!["1-0".to_owned(), "2-0".to_owned(), "3-0".to_owned()];
         let unhandled: HashSet<String> = ["2-0".to_owned()].into();
         assert_eq!(acknowledgeable(ids, &unhandled), vec!["1-0", "3-0"]);
-    }
-
-    #[test]
-    fn stream_ids_compare_numerically() {
-        assert!(stream_id_less("9-0", "10-0"));
-        assert!(stream_id_less("10-2", "10-10"));
-        assert!(!stream_id_less("10-0", "10-0"));
     }
 }

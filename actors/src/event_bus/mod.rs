@@ -14,17 +14,21 @@
 //!     .start();
 //! ```
 //! (or later with the [`Subscribe`] message).
-//! The subscriber's `Handler<EventBatch>` gets the matching events of each read, in stream
+//! Two halves run inside the actor: the [`reader`] reads ahead (so the agents' own trimming of
+//! the stream does not take entries before this worker has them) into a queue bounded in
+//! entries, and the handler (`consumer`) hands each batch to the subscribers.
+//! The subscriber's `Handler<EventBatch>` gets the matching events of each batch, in stream
 //! order, and replies once it has handled them: `Ok(())`, or [`Unhandled`] naming the events it
 //! could not handle now (e.g. the database was unreachable). An entry is acknowledged only when
-//! every subscriber that wanted it replied without naming it. Everything else stays pending: a
-//! subscriber whose mailbox is closed, that stopped before replying, or that named the entry,
-//! gets it again after [`CLAIM_MIN_IDLE`] (XAUTOCLAIM, by this worker or, if this one died,
-//! by another). Handlers must therefore be idempotent. Producing events is separate:
+//! every subscriber that wanted it replied without naming it. Everything else is offered again
+//! from memory after [`RETRY_DELAY`], ahead of newer entries; if the worker dies holding it,
+//! another worker claims it after [`CLAIM_MIN_IDLE`] (XAUTOCLAIM). Handlers must therefore be
+//! idempotent. Producing events is separate:
 //! [`crate::wire::EventProducer`].
 
 pub mod broadcast;
 mod consumer;
+pub mod reader;
 pub mod reply;
 
 use std::sync::{Arc, Mutex};
@@ -35,6 +39,7 @@ pub use broadcast::EventFeed;
 pub use consumer::{
     CLAIM_MIN_IDLE, ConsumerSettings, READ_BATCH, READ_BLOCK, RETRY_DELAY, decode_batch,
 };
+pub use reader::MAX_QUEUED_ENTRIES;
 
 use crate::redis::RedisSettings;
 use crate::wire::Event;
@@ -145,22 +150,40 @@ pub const ACTOR_NAME: &str = "event-bus";
 impl Actor for EventBus {
     type Context = Context<Self>;
 
-    /// Spawns the read loop in the actor's context: it ends with the actor (and starts again
-    /// when the supervisor restarts it).
+    /// Spawns the reader and the handler in the actor's context: they end with the actor (and
+    /// start again when the supervisor restarts it).
     fn started(&mut self, ctx: &mut Self::Context) {
         slog::info!(self.log, "event bus: reading the event stream";
             "group" => &self.settings.group, "consumer" => &self.settings.consumer);
-        let reader = consumer::Consumer {
+        let (queue, queued) = reader::queue();
+        let in_flight = reader::InFlight::default();
+        let reader = reader::Reader {
             log: self.log.clone(),
             redis: self.redis.clone(),
             settings: self.settings.clone(),
-            subscribers: self.subscribers.clone(),
+            in_flight: in_flight.clone(),
+            queue,
             connection: None,
             last_claim: None,
             last_trim: None,
             trim_candidate: None,
         };
-        ctx.spawn(reader.run().into_actor(self));
+        let handler = consumer::Consumer {
+            log: self.log.clone(),
+            redis: self.redis.clone(),
+            settings: self.settings.clone(),
+            subscribers: self.subscribers.clone(),
+            in_flight,
+            queue: queued,
+            connection: None,
+            retained: Vec::new(),
+        };
+        ctx.spawn(
+            async move {
+                futures::future::join(reader.run(), handler.run()).await;
+            }
+            .into_actor(self),
+        );
     }
 }
 

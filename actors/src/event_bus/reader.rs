@@ -1,0 +1,366 @@
+//! The reading half of the event bus: XAUTOCLAIM what a dead worker (or this one) left pending,
+//! XREADGROUP new entries, and hand the raw batches to the handling half through a bounded
+//! queue, without waiting for them to be handled.
+//!
+//! Reading runs ahead of handling because 26.x agents add their events with
+//! `XADD events MAXLEN ~ 128`: every entry the group has not read within about 128 newer
+//! entries is trimmed away for good. A reader that waited for each batch's handlers (database
+//! transactions) lost `kernel_terminated` events under load, and those sessions stayed
+//! TERMINATING until the reconciler's timeout. Entries read and not yet handled are already in
+//! this consumer's pending list, so the stream's trimming cannot take them any more (a worker
+//! that dies with them leaves them for XAUTOCLAIM). The queue holds at most
+//! [`MAX_QUEUED_ENTRIES`] entries, however they were batched (under load XREADGROUP returns a
+//! few entries at a time, so a bound in batches let a slow handler stop the reader after a
+//! few dozen entries), so a handler that falls behind stops the reader instead of filling
+//! memory, and other workers read the rest.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use redis::Value as RedisValue;
+use redis::aio::MultiplexedConnection;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+
+use super::consumer::{CLAIM_INTERVAL, CLAIM_MIN_IDLE, READ_BATCH, READ_BLOCK, TRIM_INTERVAL};
+use super::consumer::{ConsumerSettings, RETRY_DELAY, open_connection, shape_error};
+use super::reply::{RawEntry, autoclaim_reply, read_reply};
+use crate::wire::entry::EVENT_STREAM;
+
+/// Entries read and waiting to be handled, per worker: a few MiB of buffer, several seconds
+/// of a busy cluster's events.
+pub const MAX_QUEUED_ENTRIES: usize = 8 * READ_BATCH;
+
+/// One read: its entries, when they were read (their idle time in the pending list starts
+/// then; see the handler's lease renewal) and their room in the queue, given back
+/// when the batch is dropped.
+#[derive(Debug)]
+pub struct ReadBatch {
+    pub entries: Vec<RawEntry>,
+    pub read_at: Instant,
+    pub room: Vec<OwnedSemaphorePermit>,
+}
+
+impl ReadBatch {
+    /// Appends a later batch; the earlier read time stands.
+    pub fn absorb(&mut self, later: ReadBatch) {
+        self.entries.extend(later.entries);
+        self.room.extend(later.room);
+    }
+}
+
+/// The queue between the reader and the handler, bounded in entries.
+pub struct QueueSender {
+    pub batches: mpsc::UnboundedSender<ReadBatch>,
+    pub room: Arc<Semaphore>,
+}
+
+/// A queue of at most [`MAX_QUEUED_ENTRIES`] entries.
+pub fn queue() -> (QueueSender, mpsc::UnboundedReceiver<ReadBatch>) {
+    let (batches, received) = mpsc::unbounded_channel();
+    let room = Arc::new(Semaphore::new(MAX_QUEUED_ENTRIES));
+    (QueueSender { batches, room }, received)
+}
+
+/// Stream ids this worker holds in memory (queued, being handled, or kept for another try), so
+/// that its own XAUTOCLAIM does not hand them out a second time.
+#[derive(Debug, Clone, Default)]
+pub struct InFlight(Arc<Mutex<HashSet<String>>>);
+
+impl InFlight {
+    fn with<R>(&self, f: impl FnOnce(&mut HashSet<String>) -> R) -> R {
+        match self.0.lock() {
+            Ok(mut ids) => f(&mut ids),
+            Err(poisoned) => f(&mut poisoned.into_inner()),
+        }
+    }
+
+    pub fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        self.with(|set| set.extend(ids.into_iter().map(str::to_owned)));
+    }
+
+    pub fn remove_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
+        self.with(|set| {
+            for id in ids {
+                set.remove(id);
+            }
+        });
+    }
+
+    /// Keeps the entries not held in memory already.
+    pub fn not_held(&self, entries: Vec<RawEntry>) -> Vec<RawEntry> {
+        self.with(|set| {
+            entries
+                .into_iter()
+                .filter(|entry| !set.contains(&entry.id))
+                .collect()
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.with(|set| set.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+pub(super) struct Reader {
+    pub log: slog::Logger,
+    pub redis: crate::redis::RedisSettings,
+    pub settings: ConsumerSettings,
+    pub in_flight: InFlight,
+    pub queue: QueueSender,
+    pub connection: Option<MultiplexedConnection>,
+    pub last_claim: Option<Instant>,
+    pub last_trim: Option<Instant>,
+    /// The first id of the latest batch: everything before it has been delivered.
+    pub trim_candidate: Option<String>,
+}
+
+/// Why the reader stopped.
+enum Stop {
+    /// The handling half is gone (the actor stopped).
+    QueueClosed,
+    Redis(redis::RedisError),
+}
+
+impl From<redis::RedisError> for Stop {
+    fn from(error: redis::RedisError) -> Stop {
+        Stop::Redis(error)
+    }
+}
+
+impl Reader {
+    async fn connection(&mut self) -> Result<MultiplexedConnection, redis::RedisError> {
+        if let Some(connection) = &self.connection {
+            return Ok(connection.clone());
+        }
+        let connection = open_connection(&self.redis, Some(READ_BLOCK)).await?;
+        self.connection = Some(connection.clone());
+        Ok(connection)
+    }
+
+    pub async fn run(mut self) {
+        loop {
+            match self.step().await {
+                Ok(()) => {}
+                Err(Stop::QueueClosed) => return,
+                Err(Stop::Redis(error)) => {
+                    crate::metrics::bump(&crate::metrics::METRICS.redis_errors);
+                    slog::warn!(self.log, "event bus: redis error while reading, retrying";
+                        "error" => %error, "consumer" => &self.settings.consumer);
+                    if error.is_io_error() || error.is_connection_dropped() || error.is_timeout() {
+                        self.connection = None;
+                    }
+                    tokio::time::sleep(RETRY_DELAY).await;
+                }
+            }
+        }
+    }
+
+    async fn hand_over(&mut self, entries: Vec<RawEntry>) -> Result<(), Stop> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        // A claim can bring more than the whole queue holds: it takes all the room there is.
+        let wanted = entries.len().min(MAX_QUEUED_ENTRIES) as u32;
+        let room = Arc::clone(&self.queue.room)
+            .acquire_many_owned(wanted)
+            .await
+            .map_err(|_| Stop::QueueClosed)?;
+        self.in_flight
+            .insert_all(entries.iter().map(|entry| entry.id.as_str()));
+        let batch = ReadBatch {
+            entries,
+            read_at: Instant::now(),
+            room: vec![room],
+        };
+        self.queue
+            .batches
+            .send(batch)
+            .map_err(|_| Stop::QueueClosed)
+    }
+
+    async fn step(&mut self) -> Result<(), Stop> {
+        let mut connection = self.connection().await?;
+        if self
+            .last_claim
+            .is_none_or(|at| at.elapsed() >= CLAIM_INTERVAL)
+        {
+            self.last_claim = Some(Instant::now());
+            let claimed = self.claim_pending(&mut connection).await?;
+            let claimed = self.in_flight.not_held(claimed);
+            if !claimed.is_empty() {
+                slog::info!(self.log, "event bus: claimed entries left pending";
+                    "count" => claimed.len(), "consumer" => &self.settings.consumer);
+                self.hand_over(claimed).await?;
+            }
+        }
+        let reply: RedisValue = match redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg("COUNT")
+            .arg(READ_BATCH)
+            .arg("BLOCK")
+            .arg(READ_BLOCK.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(EVENT_STREAM)
+            .arg(">")
+            .query_async(&mut connection)
+            .await
+        {
+            Ok(reply) => reply,
+            Err(error) if error.code() == Some("NOGROUP") => {
+                self.create_group(&mut connection).await?;
+                return Ok(());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let entries = read_reply(&reply).map_err(shape_error)?;
+        if let Some(first) = entries.first() {
+            self.trim_candidate = Some(first.id.clone());
+        }
+        self.hand_over(entries).await?;
+        if self
+            .last_trim
+            .is_none_or(|at| at.elapsed() >= TRIM_INTERVAL)
+        {
+            self.last_trim = Some(Instant::now());
+            self.trim(&mut connection).await?;
+        }
+        Ok(())
+    }
+
+    /// `XGROUP CREATE events <group> $ MKSTREAM`, as the original: a new group starts at the
+    /// stream's end.
+    async fn create_group(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), redis::RedisError> {
+        let created: Result<(), redis::RedisError> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(EVENT_STREAM)
+            .arg(&self.settings.group)
+            .arg("$")
+            .arg("MKSTREAM")
+            .query_async(connection)
+            .await;
+        match created {
+            Ok(()) => {
+                slog::info!(self.log, "event bus: created the consumer group";
+                    "group" => &self.settings.group, "stream" => EVENT_STREAM);
+                Ok(())
+            }
+            Err(error) if error.code() == Some("BUSYGROUP") => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    async fn claim_pending(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<Vec<RawEntry>, redis::RedisError> {
+        let mut cursor = "0-0".to_owned();
+        let mut claimed = Vec::new();
+        loop {
+            let reply: RedisValue = match redis::cmd("XAUTOCLAIM")
+                .arg(EVENT_STREAM)
+                .arg(&self.settings.group)
+                .arg(&self.settings.consumer)
+                .arg(CLAIM_MIN_IDLE.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(READ_BATCH)
+                .query_async(connection)
+                .await
+            {
+                Ok(reply) => reply,
+                Err(error) if error.code() == Some("NOGROUP") => {
+                    self.create_group(connection).await?;
+                    return Ok(claimed);
+                }
+                Err(error) => return Err(error),
+            };
+            let (next, entries) = autoclaim_reply(&reply).map_err(shape_error)?;
+            claimed.extend(entries);
+            if next == "0-0" || next == cursor || claimed.len() >= READ_BATCH * 10 {
+                return Ok(claimed);
+            }
+            cursor = next;
+        }
+    }
+
+    /// Trims entries every consumer of the group has been handed and none holds pending.
+    /// The original trims to `MAXLEN ~ 128` after every read, which drops unread entries
+    /// as soon as a worker lags by more than 128 entries; trimming by what was delivered keeps
+    /// the stream as short without losing any.
+    async fn trim(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), redis::RedisError> {
+        let Some(candidate) = self.trim_candidate.take() else {
+            return Ok(());
+        };
+        let summary: RedisValue = redis::cmd("XPENDING")
+            .arg(EVENT_STREAM)
+            .arg(&self.settings.group)
+            .query_async(connection)
+            .await?;
+        let oldest_pending = match &summary {
+            RedisValue::Array(parts) => match parts.get(1) {
+                Some(RedisValue::BulkString(id)) => String::from_utf8(id.clone()).ok(),
+                _ => None,
+            },
+            _ => None,
+        };
+        let min_id = match oldest_pending {
+            Some(pending) if stream_id_less(&pending, &candidate) => pending,
+            _ => candidate,
+        };
+        let _: i64 = redis::cmd("XTRIM")
+            .arg(EVENT_STREAM)
+            .arg("MINID")
+            .arg("~")
+            .arg(&min_id)
+            .query_async(connection)
+            .await?;
+        Ok(())
+    }
+}
+
+fn stream_id_less(left: &str, right: &str) -> bool {
+    let parse = |id: &str| -> (u64, u64) {
+        let (millis, sequence) = id.split_once('-').unwrap_or((id, "0"));
+        (millis.parse().unwrap_or(0), sequence.parse().unwrap_or(0))
+    };
+    parse(left) < parse(right)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_ids_compare_numerically() {
+        assert!(stream_id_less("9-0", "10-0"));
+        assert!(stream_id_less("10-2", "10-10"));
+        assert!(!stream_id_less("10-0", "10-0"));
+    }
+
+    #[test]
+    fn entries_held_in_memory_are_not_handed_out_twice() {
+        let held = InFlight::default();
+        held.insert_all(["1-0", "2-0"]);
+        let entry = |id: &str| RawEntry {
+            id: id.to_owned(),
+            fields: None,
+        };
+        let fresh = held.not_held(vec![entry("1-0"), entry("3-0")]);
+        assert_eq!(fresh, vec![entry("3-0")]);
+        held.remove_all(["1-0"]);
+        assert_eq!(held.len(), 1);
+    }
+}
