@@ -150,6 +150,7 @@ async fn sessions_left_by_a_dead_dispatcher_are_finished_and_each_kernel_created
             waiting: 0,
             failed_to_start: 1,
             force_terminated: 0,
+            terminated_unannounced: 0,
             marked_agent_lost: 0,
         }
     );
@@ -252,4 +253,94 @@ async fn a_kernel_the_agent_is_still_creating_is_waited_for_and_not_sent_twice()
         );
     }
     assert!(ledger.lock().unwrap().created.is_empty());
+}
+
+/// A 26.x agent's `kernel_terminated` can be trimmed from the stream before any manager reads
+/// it. The reconciler asks the agent, well before the transition timeout: a kernel it no
+/// longer runs is TERMINATED with the reason it was destroyed for and its slots are freed; one
+/// it still runs is left to its event.
+#[tokio::test]
+async fn a_terminating_kernel_whose_end_event_was_lost_ends_once_the_agent_no_longer_runs_it() {
+    let env = TestEnv::new().await;
+    let client = scheduling_world(&env).await;
+    let writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let ledger = SharedLedger::default();
+    let agents = sim_fleet("i-lost-end", 1, WireFormat::Payload);
+    add_sim_agents(&client, &agents).await;
+    let _servers = serve_fleet(&agents, &writer, &ledger);
+    let sessions = enqueue_sessions(&client, ADMIN_AK, 2, 1, 1).await;
+    let mut writer_db = env.db.connect().await;
+    run_pass(&mut writer_db, None, load_options())
+        .await
+        .unwrap();
+    let gone = sessions[0];
+    let still_running: String = client
+        .query_one(
+            "SELECT id::text FROM kernels WHERE session_id = $1",
+            &[&sessions[1]],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    ledger
+        .lock()
+        .unwrap()
+        .running
+        .entry(agents[0].id.clone())
+        .or_default()
+        .push(still_running.clone());
+    // Both destroyed by their users 20 s ago; neither `kernel_terminated` arrived.
+    client
+        .batch_execute(&format!(
+            "UPDATE sessions SET status = 'TERMINATING', status_info = 'user-requested'
+              WHERE id IN ('{}', '{}');
+             UPDATE kernels SET status = 'TERMINATING', status_info = 'user-requested',
+                    status_changed = now() - interval '20 seconds'
+              WHERE session_id IN ('{}', '{}');",
+            sessions[0], sessions[1], sessions[0], sessions[1]
+        ))
+        .await
+        .unwrap();
+    let deps = DispatchDeps {
+        pool: db_pool(&env).await,
+        rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
+        etcd: None,
+        stat_redis: None,
+    };
+    let report = reconcile(&deps, None, Duration::from_secs(300))
+        .await
+        .unwrap();
+    assert_eq!(report.terminated_unannounced, 1, "{report:?}");
+    assert_eq!(report.force_terminated, 0, "{report:?}");
+    let ended: (String, String, Option<String>) = client
+        .query_one(
+            "SELECT s.status::text, k.status::text, k.status_info FROM sessions s
+               JOIN kernels k ON k.session_id = s.id WHERE s.id = $1",
+            &[&gone],
+        )
+        .await
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .unwrap();
+    assert_eq!(
+        ended,
+        (
+            "TERMINATED".to_owned(),
+            "TERMINATED".to_owned(),
+            Some("user-requested".to_owned())
+        )
+    );
+    assert_eq!(
+        statuses(&client, &sessions[1..]).await,
+        vec![("TERMINATING".to_owned(), "TERMINATING".to_owned())]
+    );
+    // Only the kernel still running holds its slot.
+    let occupied: String = client
+        .query_one(
+            "SELECT occupied_slots ->> 'cpu' FROM agents WHERE id = $1",
+            &[&agents[0].id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(occupied.parse::<f64>().unwrap(), 1.0);
 }

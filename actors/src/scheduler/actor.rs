@@ -352,6 +352,11 @@ async fn locked_reconcile(shared: Arc<Shared>) {
         })
         .await;
     match run {
+        Ok(Exclusive::Done(Ok(report))) if report.terminated_unannounced > 0 => {
+            // Operators should see that agents' events are being trimmed away unread.
+            warn!(deps.log, "reconciled stuck sessions; kernel_terminated events were lost";
+                "lost_terminations" => report.terminated_unannounced, "report" => ?report)
+        }
         Ok(Exclusive::Done(Ok(report))) if report != Default::default() => {
             info!(deps.log, "reconciled stuck sessions"; "report" => ?report)
         }

@@ -51,7 +51,7 @@ pub async fn apply_kernel_event(
 /// `sync_kernel_stats` at termination), before the session's end is announced, so usage
 /// reports and the destroy reply have them after the agent drops its key. Best effort: a
 /// missing statistic or a Redis failure leaves `last_stat` as it was.
-async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
+pub(super) async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
     let Some(redis) = &deps.stat_redis else {
         return;
     };

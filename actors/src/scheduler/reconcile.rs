@@ -14,6 +14,10 @@
 //!     [`CREATING_LIMIT`];
 //!   - otherwise (an agent that cannot tell, or is gone) the session is cancelled
 //!     (`failed-to-start`) and its slots freed.
+//! * TERMINATING longer than [`TERMINATING_PROBE_AFTER`] on a 25.x+ agent that no longer runs
+//!   the kernel: TERMINATED with its destroy reason and freed. Its `kernel_terminated` event was
+//!   lost: 26.x agents add events with `XADD events MAXLEN ~ 128`, so entries the managers have
+//!   not read within ~128 newer ones are trimmed away unread.
 //! * TERMINATING longer than the timeout: `destroy_kernel` once more, then TERMINATED and freed.
 //! * Kernels on LOST agents get `status_info = 'agent-lost'` so users see why.
 
@@ -30,7 +34,7 @@ use super::dispatch::{
     CLAIMED_STATUS_INFO, DispatchDeps, DispatchError, DispatchOutcome, dispatch_session,
     mark_running,
 };
-use super::events::{announce, end_or_move_kernel};
+use super::events::{announce, end_or_move_kernel, keep_last_stat};
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::wire::EventProducer;
 
@@ -40,6 +44,9 @@ pub const MAX_REDISPATCHES: u32 = 3;
 /// How long kernels the agent reports as being created are waited for: the original's
 /// `START_SESSION_TIMEOUT_SEC` (30 min, long enough for big image pulls).
 pub const CREATING_LIMIT: Duration = Duration::from_secs(1800);
+/// How long a TERMINATING kernel waits for its `kernel_terminated` event before the agent is
+/// asked whether it still runs the kernel: a real agent destroys a container within seconds.
+pub const TERMINATING_PROBE_AFTER: Duration = Duration::from_secs(10);
 /// Sessions probed, re-dispatched or cancelled at once: enough to clear the backlog of a dead
 /// worker quickly without opening hundreds of agent calls in one burst.
 pub const RECONCILE_CONCURRENCY: usize = 32;
@@ -60,7 +67,39 @@ pub struct ReconcileReport {
     pub waiting: usize,
     pub failed_to_start: usize,
     pub force_terminated: usize,
+    /// TERMINATING kernels the agents no longer run (their `kernel_terminated` was lost).
+    pub terminated_unannounced: usize,
     pub marked_agent_lost: u64,
+}
+
+/// What to do with a kernel TERMINATING for `age`, given whether its agent still runs it
+/// (`None`: the agent cannot be asked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TerminatingAction {
+    Wait,
+    /// The agent is done with it: TERMINATED, with the reason it was destroyed for.
+    Terminated,
+    /// `destroy_kernel` once more, then TERMINATED (`hang-timeout`).
+    ForceDestroy,
+}
+
+/// [`TERMINATING_PROBE_AFTER`], or half a shorter transition timeout.
+pub fn probe_age(timeout: Duration) -> Duration {
+    TERMINATING_PROBE_AFTER.min(timeout / 2)
+}
+
+pub fn decide_terminating(
+    agent_runs_it: Option<bool>,
+    age: Duration,
+    timeout: Duration,
+) -> TerminatingAction {
+    if age >= timeout {
+        return TerminatingAction::ForceDestroy;
+    }
+    match agent_runs_it {
+        Some(false) if age >= probe_age(timeout) => TerminatingAction::Terminated,
+        _ => TerminatingAction::Wait,
+    }
 }
 
 /// What the agent says about a kernel stuck in PREPARING or PULLING.
@@ -169,6 +208,8 @@ pub async fn reconcile(
     let mut report = ReconcileReport::default();
     let now = Utc::now();
     let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
+    let probe_cutoff =
+        now - chrono::Duration::from_std(probe_age(timeout)).unwrap_or(chrono::Duration::MAX);
     let client = deps
         .pool
         .get()
@@ -217,10 +258,12 @@ pub async fn reconcile(
                FROM kernels k
                JOIN sessions s ON s.id = k.session_id
                LEFT JOIN agents a ON a.id = k.agent
-              WHERE k.status IN ('PREPARING', 'PULLING', 'BUILDING', 'TERMINATING')
-                AND coalesce(k.status_changed, k.created_at) < $1
+              WHERE (k.status IN ('PREPARING', 'PULLING', 'BUILDING')
+                     AND coalesce(k.status_changed, k.created_at) < $1)
+                 OR (k.status = 'TERMINATING'
+                     AND coalesce(k.status_changed, k.created_at) < $2)
               ORDER BY k.session_id, k.cluster_idx, k.id",
-            &[&cutoff],
+            &[&cutoff, &probe_cutoff],
         )
         .await
         .map_err(db_err("finding stuck kernels"))?
@@ -266,21 +309,17 @@ pub async fn reconcile(
     let (terminating, starting): (Vec<StuckKernel>, Vec<StuckKernel>) = stuck
         .into_iter()
         .partition(|k| k.status == KernelStatus::Terminating);
-    for kernel in terminating {
-        if let Some(target) = kernel.reachable() {
-            let _ = tokio::time::timeout(
-                super::destroy::DESTROY_TIMEOUT,
-                deps.rpc
-                    .destroy_kernel(target, kernel.id, kernel.session_id, "hang-timeout", true),
-            )
-            .await;
+    let ended: Vec<Result<TerminatingAction, DispatchError>> = futures::stream::iter(terminating)
+        .map(|kernel| reconcile_terminating(deps, producer, kernel, now, timeout))
+        .buffer_unordered(RECONCILE_CONCURRENCY)
+        .collect()
+        .await;
+    for outcome in ended {
+        match outcome? {
+            TerminatingAction::Wait => {}
+            TerminatingAction::Terminated => report.terminated_unannounced += 1,
+            TerminatingAction::ForceDestroy => report.force_terminated += 1,
         }
-        let change =
-            end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, "hang-timeout").await?;
-        if let (Some(producer), Some(change)) = (producer, change) {
-            announce(producer, &change, "hang-timeout").await;
-        }
-        report.force_terminated += 1;
     }
 
     let mut sessions: BTreeMap<Uuid, Vec<StuckKernel>> = BTreeMap::new();
@@ -304,6 +343,56 @@ pub async fn reconcile(
         }
     }
     Ok(report)
+}
+
+/// Asks the agent whether it still runs one TERMINATING kernel (when it can tell), decides and
+/// acts.
+async fn reconcile_terminating(
+    deps: &DispatchDeps,
+    producer: Option<&EventProducer>,
+    kernel: StuckKernel,
+    now: DateTime<Utc>,
+    timeout: Duration,
+) -> Result<TerminatingAction, DispatchError> {
+    let age = kernel.age(now);
+    let agent_runs_it = match kernel.reachable() {
+        Some(target) if age < timeout && AgentMethod::CheckRunning.exposed_by(&target.version) => {
+            deps.rpc.check_running(target, kernel.id).await.ok()
+        }
+        _ => None,
+    };
+    let action = decide_terminating(agent_runs_it, age, timeout);
+    let reason = match action {
+        TerminatingAction::Wait => return Ok(action),
+        TerminatingAction::Terminated => kernel
+            .status_info
+            .clone()
+            .unwrap_or_else(|| "user-requested".to_owned()),
+        TerminatingAction::ForceDestroy => {
+            if let Some(target) = kernel.reachable() {
+                let _ = tokio::time::timeout(
+                    super::destroy::DESTROY_TIMEOUT,
+                    deps.rpc.destroy_kernel(
+                        target,
+                        kernel.id,
+                        kernel.session_id,
+                        "hang-timeout",
+                        true,
+                    ),
+                )
+                .await;
+            }
+            "hang-timeout".to_owned()
+        }
+    };
+    if action == TerminatingAction::Terminated {
+        keep_last_stat(deps, kernel.id).await;
+    }
+    let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, &reason).await?;
+    if let (Some(producer), Some(change)) = (producer, change) {
+        announce(producer, &change, &reason).await;
+    }
+    Ok(action)
 }
 
 /// Asks the agent about one stuck starting kernel. A kernel sent less than one RPC reply
@@ -467,6 +556,53 @@ mod tests {
             report,
             age: Duration::from_secs(age_secs),
         }
+    }
+
+    #[test]
+    fn a_terminating_kernel_the_agent_no_longer_runs_ends_after_the_probe_age() {
+        let timeout = Duration::from_secs(300);
+        let probe = TERMINATING_PROBE_AFTER;
+        let early = probe - Duration::from_secs(1);
+        assert_eq!(
+            decide_terminating(Some(false), early, timeout),
+            TerminatingAction::Wait
+        );
+        assert_eq!(
+            decide_terminating(Some(false), probe, timeout),
+            TerminatingAction::Terminated
+        );
+        assert_eq!(
+            decide_terminating(Some(true), probe, timeout),
+            TerminatingAction::Wait
+        );
+        assert_eq!(
+            decide_terminating(None, probe, timeout),
+            TerminatingAction::Wait
+        );
+    }
+
+    #[test]
+    fn a_terminating_kernel_past_the_timeout_is_destroyed_again_whatever_the_agent_says() {
+        let timeout = Duration::from_secs(300);
+        for runs in [Some(true), Some(false), None] {
+            assert_eq!(
+                decide_terminating(runs, timeout, timeout),
+                TerminatingAction::ForceDestroy
+            );
+        }
+    }
+
+    #[test]
+    fn a_short_timeout_shortens_the_probe_age_too() {
+        let timeout = Duration::from_secs(4);
+        assert_eq!(
+            decide_terminating(Some(false), Duration::from_secs(1), timeout),
+            TerminatingAction::Wait
+        );
+        assert_eq!(
+            decide_terminating(Some(false), Duration::from_secs(2), timeout),
+            TerminatingAction::Terminated
+        );
     }
 
     #[test]
