@@ -623,6 +623,38 @@ async fn fixed_rate(driver: &Arc<Driver>, phase: usize, rate: u64, connections: 
 }
 
 /// Waits until every session in flight has ended (or `limit` passed); false on timeout.
+/// Where the sessions that did not end are stuck: counts by session status, kernel status and
+/// the kernel's status_info.
+/// The kernels the reconciler ended because their `kernel_terminated` never arrived (26.x
+/// agents trim the stream to ~128 entries), summed from its warnings in the manager's log.
+fn lost_terminations(log: &std::path::Path) -> u64 {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .filter_map(|line| line.split("lost_terminations=").nth(1))
+        .filter_map(|rest| rest.split([',', ' ']).next()?.parse::<u64>().ok())
+        .sum()
+}
+
+async fn report_stuck(client: &tokio_postgres::Client, sessions: &[Uuid]) {
+    let Ok(rows) = client
+        .query(
+            "SELECT s.status::text, k.status::text, coalesce(k.status_info, ''), count(*)
+               FROM sessions s JOIN kernels k ON k.session_id = s.id
+              WHERE s.id = ANY($1) GROUP BY 1, 2, 3 ORDER BY 4 DESC",
+            &[&sessions],
+        )
+        .await
+    else {
+        return;
+    };
+    println!("  stuck sessions (session status, kernel status, kernel status_info: count):");
+    for row in rows {
+        let (session, kernel, info, count): (String, String, String, i64) =
+            (row.get(0), row.get(1), row.get(2), row.get(3));
+        println!("    {session}, {kernel}, {info:?}: {count}");
+    }
+}
+
 async fn drain(driver: &Driver, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
     while driver.in_flight_count() > 0 {
@@ -1096,11 +1128,17 @@ async fn bench(knobs: Knobs) {
 
     let warmup = driver.begin_phase();
     closed_loop(&driver, warmup, knobs.connections, knobs.warmup).await;
-    assert!(
-        drain(&driver, Duration::from_secs(120)).await,
-        "the warm-up sessions did not end: {} in flight",
-        driver.in_flight_count()
-    );
+    if !drain(&driver, Duration::from_secs(120)).await {
+        report_stuck(&observer, &driver.live_ids()).await;
+        // The test world's directory goes with it; the log stays for a look.
+        let kept = std::env::temp_dir().join("session_e2e-manager.log");
+        let _ = std::fs::copy(env.path("manager.log"), &kept);
+        panic!(
+            "the warm-up sessions did not end: {} in flight (manager log: {})",
+            driver.in_flight_count(),
+            kept.display()
+        );
+    }
     let mut runs = vec![RunSpec {
         label: format!(
             "sustained, {} sessions in the cycle, {} s",
@@ -1162,6 +1200,10 @@ async fn bench(knobs: Knobs) {
         } else {
             violations.join("; ")
         }
+    );
+    println!(
+        "  kernel_terminated lost       {} (ended by the reconciler after asking the agent; from the manager log)",
+        lost_terminations(&env.path("manager.log"))
     );
     println!(
         "  load average before / after  {load_before} / {}",
