@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use super::dispatch::DispatchDeps;
 use super::events::apply_kernel_event;
-use crate::wire::{EventProducer, KernelEvent};
+use crate::wire::{EventProducer, KernelEvent, KernelEventKind};
 
 /// Kernels whose events are applied at the same time within one batch.
 pub const MAX_KERNELS_IN_FLIGHT: usize = 32;
@@ -37,6 +37,27 @@ pub fn per_kernel(events: Vec<StreamedKernelEvent>) -> Vec<Vec<StreamedKernelEve
         .collect()
 }
 
+/// Drops `kernel_preparing`/`kernel_creating` events followed by a later event of the same
+/// kernel: the dispatcher marked the kernel PREPARING before it asked the agent, and every later
+/// event's transition starts from there, so applying them would only open transactions that
+/// change nothing (two per session, when the events of a kernel's start arrive together).
+/// Returns what to apply, in order.
+pub fn without_superseded(queue: Vec<StreamedKernelEvent>) -> Vec<StreamedKernelEvent> {
+    let last = queue.len().saturating_sub(1);
+    queue
+        .into_iter()
+        .enumerate()
+        .filter(|(index, (_, event))| {
+            *index == last
+                || !matches!(
+                    event.kind,
+                    KernelEventKind::Preparing | KernelEventKind::Creating
+                )
+        })
+        .map(|(_, streamed)| streamed)
+        .collect()
+}
+
 /// Applies a batch; returns the stream ids that were not applied (a failed event and the
 /// events of the same kernel after it).
 pub async fn apply_kernel_events(
@@ -48,7 +69,7 @@ pub async fn apply_kernel_events(
     let queues = per_kernel(events);
     futures::stream::iter(queues)
         .map(|queue| async move {
-            let mut queue = queue.into_iter();
+            let mut queue = without_superseded(queue).into_iter();
             while let Some((id, event)) = queue.next() {
                 if let Err(error) = apply_kernel_event(deps, producer, &event).await {
                     warn!(log, "cannot apply a kernel event; it will be delivered again";
@@ -67,7 +88,6 @@ pub async fn apply_kernel_events(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::KernelEventKind;
 
     fn event(kernel: u128, kind: KernelEventKind) -> KernelEvent {
         KernelEvent {
@@ -78,6 +98,35 @@ mod tests {
             creation_info: serde_json::Value::Null,
             exit_code: None,
         }
+    }
+
+    #[test]
+    fn start_events_followed_by_a_later_one_are_not_applied() {
+        let queue = vec![
+            ("1-0".to_owned(), event(1, KernelEventKind::Preparing)),
+            ("2-0".to_owned(), event(1, KernelEventKind::Creating)),
+            ("3-0".to_owned(), event(1, KernelEventKind::Pulling)),
+            ("4-0".to_owned(), event(1, KernelEventKind::Creating)),
+            ("5-0".to_owned(), event(1, KernelEventKind::Started)),
+        ];
+        let kept: Vec<String> = without_superseded(queue)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(kept, vec!["3-0", "5-0"]);
+    }
+
+    #[test]
+    fn the_last_event_of_a_kernel_is_always_applied() {
+        let queue = vec![
+            ("1-0".to_owned(), event(1, KernelEventKind::Preparing)),
+            ("2-0".to_owned(), event(1, KernelEventKind::Creating)),
+        ];
+        let kept: Vec<String> = without_superseded(queue)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        assert_eq!(kept, vec!["2-0"]);
     }
 
     #[test]
