@@ -39,48 +39,59 @@ pub async fn destroy_session(
     reason: &str,
 ) -> Result<DestroyOutcome, SessionControlError> {
     let client = deps.pool.get().await.map_err(internal)?;
-    let status: SessionStatus = client
-        .query_opt("SELECT status FROM sessions WHERE id = $1", &[&session_id])
+    // One statement for the session's status, its kernels and the main kernel's last
+    // statistics (a session without kernels yields one row of NULL kernel columns).
+    let rows = client
+        .query(
+            "SELECT s.status, k.id, k.status, k.agent, coalesce(k.agent_addr, a.addr), a.version,
+                    a.status, k.cluster_role = 'main', k.last_stat
+               FROM sessions s
+               LEFT JOIN kernels k ON k.session_id = s.id
+               LEFT JOIN agents a ON a.id = k.agent
+              WHERE s.id = $1 ORDER BY k.cluster_idx, k.id",
+            &[&session_id],
+        )
         .await
-        .map_err(internal)?
-        .map(|row| row.get(0))
-        .ok_or(SessionControlError::NotFound)?;
+        .map_err(internal)?;
+    let status: SessionStatus = rows
+        .first()
+        .ok_or(SessionControlError::NotFound)?
+        .try_get(0)
+        .map_err(internal)?;
     if status == SessionStatus::Pulling && !forced {
         return Err(SessionControlError::Forbidden(
             "Cannot destroy sessions in pulling status".to_owned(),
         ));
     }
-    let kernels: Vec<KernelToDestroy> = client
-        .query(
-            "SELECT k.id, k.status, k.agent, coalesce(k.agent_addr, a.addr), a.version, a.status
-               FROM kernels k LEFT JOIN agents a ON a.id = k.agent
-              WHERE k.session_id = $1 ORDER BY k.cluster_idx, k.id",
-            &[&session_id],
-        )
-        .await
-        .map_err(internal)?
-        .iter()
-        .map(|row| {
-            let agent: Option<String> = row.get(2);
-            let addr: Option<String> = row.get(3);
-            let version: Option<String> = row.get(4);
-            let agent_status: Option<AgentStatus> = row.get(5);
-            KernelToDestroy {
-                id: row.get(0),
-                status: row.get(1),
-                target: match (agent, addr) {
-                    (Some(id), Some(addr)) => Some(AgentTarget {
-                        id,
-                        addr,
-                        version: version.unwrap_or_default(),
-                    }),
-                    _ => None,
-                },
-                agent_alive: agent_status == Some(AgentStatus::Alive),
-            }
-        })
-        .collect();
-    let main_last_stat = main_last_stat(&client, session_id).await;
+    let mut kernels: Vec<KernelToDestroy> = Vec::with_capacity(rows.len());
+    let mut main_last_stat = None;
+    for row in &rows {
+        let Some(id) = row.try_get::<_, Option<Uuid>>(1).map_err(internal)? else {
+            continue;
+        };
+        let agent: Option<String> = row.try_get(3).map_err(internal)?;
+        let addr: Option<String> = row.try_get(4).map_err(internal)?;
+        let version: Option<String> = row.try_get(5).map_err(internal)?;
+        let agent_status: Option<AgentStatus> = row.try_get(6).map_err(internal)?;
+        if row.try_get::<_, Option<bool>>(7).map_err(internal)? == Some(true) {
+            main_last_stat = row
+                .try_get::<_, Option<serde_json::Value>>(8)
+                .map_err(internal)?;
+        }
+        kernels.push(KernelToDestroy {
+            id,
+            status: row.try_get(2).map_err(internal)?,
+            target: match (agent, addr) {
+                (Some(id), Some(addr)) => Some(AgentTarget {
+                    id,
+                    addr,
+                    version: version.unwrap_or_default(),
+                }),
+                _ => None,
+            },
+            agent_alive: agent_status == Some(AgentStatus::Alive),
+        });
+    }
     drop(client);
 
     let mut failures = Vec::new();
@@ -184,21 +195,6 @@ async fn announce_opt(
     if let (Some(producer), Some(change)) = (producer, change) {
         announce(producer, &change, reason).await;
     }
-}
-
-async fn main_last_stat(
-    client: &deadpool_postgres::Object,
-    session_id: Uuid,
-) -> Option<serde_json::Value> {
-    client
-        .query_opt(
-            "SELECT last_stat FROM kernels WHERE session_id = $1 AND cluster_role = 'main' LIMIT 1",
-            &[&session_id],
-        )
-        .await
-        .ok()
-        .flatten()
-        .and_then(|row| row.get::<_, Option<serde_json::Value>>(0))
 }
 
 /// Every session that is neither PENDING nor over, for a force-kill of the whole cluster.
