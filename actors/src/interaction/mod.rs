@@ -10,6 +10,7 @@ pub mod app_proxy;
 pub mod apps;
 pub mod error;
 pub mod execute;
+pub mod pty;
 pub mod service;
 pub mod target;
 
