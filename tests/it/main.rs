@@ -67,6 +67,7 @@ mod session_agent_calls;
 mod session_calls_refused;
 mod session_interactive;
 mod session_pty;
+mod session_stream_gc;
 mod session_streams;
 mod stack;
 mod storage_cli;

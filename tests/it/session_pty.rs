@@ -81,6 +81,28 @@ fn output_of(frame: &Frame) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Types `text` until its echo comes back (typed again while the subscriptions settle).
+async fn type_until_echoed(terminal: &mut WsClient, text: &str) {
+    let expected = format!("echo: {text}");
+    let mut seen = Vec::new();
+    for _ in 0..120 {
+        terminal.send_text(&stdin(text)).await.unwrap();
+        while let Ok(Some(frame)) = tokio::time::timeout(RETYPE_AFTER, terminal.next()).await {
+            let Some(data) = output_of(&frame) else {
+                panic!("unexpected frame {frame:?}");
+            };
+            seen.extend_from_slice(&data);
+            if String::from_utf8_lossy(&seen).contains(&expected) {
+                return;
+            }
+        }
+    }
+    panic!(
+        "no echo of {text:?} came back; output so far: {:?}",
+        String::from_utf8_lossy(&seen)
+    );
+}
+
 async fn open_streams(
     redis: &mut redis::aio::MultiplexedConnection,
     kernel: uuid::Uuid,
@@ -151,32 +173,8 @@ async fn the_terminal_relays_keystrokes_and_output_and_closes_with_the_session()
         .await
         .expect("opening the terminal");
 
-    // Keystrokes in, output out (typed again while the subscriptions settle).
-    let mut seen = Vec::new();
-    let mut echoed = false;
-    for _ in 0..120 {
-        terminal.send_text(&stdin("ls -al\n")).await.unwrap();
-        while let Ok(Some(frame)) = tokio::time::timeout(RETYPE_AFTER, terminal.next()).await {
-            match output_of(&frame) {
-                Some(data) => {
-                    seen.extend_from_slice(&data);
-                    if String::from_utf8_lossy(&seen).contains("echo: ls -al\n") {
-                        echoed = true;
-                        break;
-                    }
-                }
-                None => panic!("unexpected frame {frame:?}"),
-            }
-        }
-        if echoed {
-            break;
-        }
-    }
-    assert!(
-        echoed,
-        "no echo came back; output so far: {:?}",
-        String::from_utf8_lossy(&seen)
-    );
+    // Keystrokes in, output out.
+    type_until_echoed(&mut terminal, "ls -al\n").await;
 
     // Control messages reach the kernel as the kernel runner's commands.
     terminal
@@ -204,6 +202,22 @@ async fn the_terminal_relays_keystrokes_and_output_and_closes_with_the_session()
         }
     })
     .await;
+
+    // A restart restarts the kernel and reconnects to its terminal.
+    terminal.send_text(r#"{"type":"restart"}"#).await.unwrap();
+    wait_for("the kernel to be restarted", LIMIT, || {
+        let ledger = ledger.clone();
+        let kernel_text = kernel_text.clone();
+        async move {
+            let ledger = ledger.lock().unwrap_or_else(|p| p.into_inner());
+            match ledger.restarts.get(&kernel_text) {
+                Some(1) => Ok(()),
+                other => Err(format!("restarts {other:?}")),
+            }
+        }
+    })
+    .await;
+    type_until_echoed(&mut terminal, "whoami\n").await;
 
     // The open terminal is accounted in Redis as the app streams are.
     let redis = redis::Client::open(env.redis.url(2))

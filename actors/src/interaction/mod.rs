@@ -12,6 +12,7 @@ pub mod error;
 pub mod execute;
 pub mod pty;
 pub mod service;
+pub mod stream_gc;
 pub mod target;
 
 pub use error::InteractionError;

@@ -64,6 +64,8 @@ pub async fn stream_pty(
         api_major: version.major,
         log: state.log.clone(),
     };
+    let open_streams = state.pipeline.open_streams.clone();
+    open_streams.ensure_collector(redis.clone(), state.etcd.clone(), state.log.clone());
     actix_web::rt::spawn(async move {
         let sockets = match call.connect().await {
             Ok(sockets) => sockets,
@@ -76,6 +78,7 @@ pub async fn stream_pty(
                 return;
             }
         };
+        let _open_stream = open_streams.open(kernel_id);
         let stream_id = uuid::Uuid::new_v4().simple().to_string();
         let mut tracked = match AppConnection::open(redis, kernel_id, PTY_SERVICE, &stream_id).await
         {
