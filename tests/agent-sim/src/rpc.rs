@@ -331,6 +331,10 @@ async fn handle(
                 .or_default() += 1;
             frame::result(header, &Value::Map(Vec::new()))
         }
+        // The kernel runner's answer for an app it started (or had running).
+        "start_service" => {
+            frame::result(header, &Value::map_of([("status", Value::str("started"))]))
+        }
         "get_completions" => frame::result(
             header,
             &Value::map_of([
