@@ -14,6 +14,9 @@
 //! `cargo bench --bench session_execute`. Knobs: BENCH_SECONDS (10), BENCH_RATE (1000),
 //! BENCH_CONNECTIONS (16), BENCH_DIRECT_CALLS (5000).
 
+#[allow(dead_code)]
+#[path = "support/app_session.rs"]
+mod app_session;
 #[path = "support/signed_load.rs"]
 mod signed_load;
 
@@ -29,58 +32,6 @@ use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
 use signed_load::{Workload, closed_loop, fixed_rate, knob, raise_admin_rate_limit, start_manager};
 use uuid::Uuid;
-
-const ADMIN_ACCESS_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
-
-/// Inserts the simulated agent and one RUNNING session of the example admin on it; returns
-/// (session id, kernel id).
-async fn running_session(client: &tokio_postgres::Client, agent: &SimAgent) -> (Uuid, Uuid) {
-    let (session, kernel) = (Uuid::new_v4(), Uuid::new_v4());
-    client
-        .execute(
-            "INSERT INTO agents (id, status, status_changed, region, scaling_group,
-                 available_slots, occupied_slots, addr, version, architecture)
-             VALUES ($1, 'ALIVE', now(), 'local', 'default', '{}', '{}', $2, $3, 'x86_64')",
-            &[&agent.id, &agent.info.addr, &agent.info.version],
-        )
-        .await
-        .expect("adding the simulated agent");
-    client
-        .execute(
-            "WITH owner AS (SELECT \"user\" AS uuid FROM keypairs WHERE access_key = $3),
-                  grp AS (SELECT id FROM groups WHERE name = 'default' LIMIT 1),
-                  s AS (
-                INSERT INTO sessions (id, creation_id, name, session_type, cluster_mode,
-                    cluster_size, scaling_group_name, target_sgroup_names, domain_name, group_id,
-                    user_uuid, access_key, images, requested_slots, status, status_history)
-                SELECT $1, 'bench', 'bench-exec', 'INTERACTIVE', 'single-node', 1, 'default',
-                       ARRAY['default']::varchar[], 'default', grp.id, owner.uuid, $3,
-                       ARRAY['cr.backend.ai/testing/python:3.9-ubuntu20.04']::varchar[],
-                       '{\"cpu\": \"1\", \"mem\": \"1073741824\"}', 'RUNNING', '{}'
-                  FROM owner, grp
-                RETURNING id, name, user_uuid, group_id)
-             INSERT INTO kernels (id, session_id, session_name, session_type, cluster_mode,
-                 cluster_size, cluster_role, cluster_idx, local_rank, cluster_hostname,
-                 scaling_group, domain_name, group_id, user_uuid, access_key, image,
-                 architecture, registry, tag, occupied_slots, requested_slots, status,
-                 status_history, agent, agent_addr)
-             SELECT $2, s.id, s.name, 'INTERACTIVE', 'single-node', 1, 'main', 1, 0, 'main1',
-                    'default', 'default', s.group_id, s.user_uuid, $3,
-                    'cr.backend.ai/testing/python:3.9-ubuntu20.04', 'x86_64', 'cr.backend.ai',
-                    '3.9-ubuntu20.04', '{}', '{}', 'RUNNING', '{}', $4, $5
-               FROM s",
-            &[
-                &session,
-                &kernel,
-                &ADMIN_ACCESS_KEY,
-                &agent.id,
-                &agent.info.addr,
-            ],
-        )
-        .await
-        .expect("adding a RUNNING session on the simulated agent");
-    (session, kernel)
-}
 
 /// Sequential execute RPCs straight to the simulated agent: the floor under every figure.
 async fn direct_rpc(agent: &SimAgent, session: Uuid, kernel: Uuid, calls: u64) {
@@ -148,7 +99,8 @@ fn main() {
             .expect("connecting the simulator to Redis");
         let ledger = SharedLedger::default();
         let _servers = serve_fleet(std::slice::from_ref(&agent), &writer, &ledger);
-        let (session, kernel) = running_session(&db, &agent).await;
+        let (session, kernel) =
+            app_session::running_session(&db, &agent, "bench-exec", serde_json::json!([])).await;
         direct_rpc(&agent, session, kernel, direct_calls).await;
 
         let (_manager, target) = start_manager(&env, 1);

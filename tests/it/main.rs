@@ -66,6 +66,8 @@ mod server;
 mod session_agent_calls;
 mod session_calls_refused;
 mod session_interactive;
+mod session_pty;
+mod session_stream_gc;
 mod session_streams;
 mod stack;
 mod storage_cli;

@@ -84,6 +84,27 @@ impl WsClient {
         })
     }
 
+    /// Sends one text message (masked, as a client must).
+    pub async fn send_text(&mut self, text: &str) -> std::io::Result<()> {
+        let payload = text.as_bytes();
+        let mask = [0x37u8, 0xfa, 0x21, 0x3d];
+        let mut frame = vec![0x81u8];
+        match payload.len() {
+            n if n < 126 => frame.push(0x80 | n as u8),
+            n if n <= usize::from(u16::MAX) => {
+                frame.push(0x80 | 126);
+                frame.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                frame.push(0x80 | 127);
+                frame.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        frame.extend_from_slice(&mask);
+        frame.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        self.tcp.write_all(&frame).await
+    }
+
     /// Frames up to the close frame; returns the close code (`None`: no close frame came).
     pub async fn close_code(&mut self) -> Option<u16> {
         while let Some(frame) = self.next().await {

@@ -116,6 +116,9 @@ pub fn wrap(
     request: &mut actix_web::dev::ServiceRequest,
     timeout: Duration,
 ) -> Option<DeadlineFlag> {
+    if is_websocket_upgrade(request.headers()) {
+        return None;
+    }
     let payload = request.take_payload();
     if matches!(payload, Payload::None) {
         return None;
@@ -127,9 +130,34 @@ pub fn wrap(
     Some(flag)
 }
 
+/// Whether the request asks for a WebSocket (`Upgrade: websocket`): its payload is the
+/// connection's message stream for as long as the stream lives, which no body deadline fits
+/// (an idle app stream or terminal would be cut when it expired).
+pub fn is_websocket_upgrade(headers: &actix_web::http::header::HeaderMap) -> bool {
+    headers
+        .get(actix_web::http::header::UPGRADE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| {
+            value
+                .split(',')
+                .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn websocket_requests_are_recognised_by_their_upgrade_header() {
+        use actix_web::http::header::{HeaderMap, HeaderValue, UPGRADE};
+        let mut headers = HeaderMap::new();
+        assert!(!is_websocket_upgrade(&headers));
+        headers.insert(UPGRADE, HeaderValue::from_static("WebSocket"));
+        assert!(is_websocket_upgrade(&headers));
+        headers.insert(UPGRADE, HeaderValue::from_static("h2c"));
+        assert!(!is_websocket_upgrade(&headers));
+    }
     use futures::StreamExt;
     use futures::channel::mpsc;
 

@@ -52,6 +52,9 @@ pub struct PipelineState {
     pub rate_limiter: RateLimiter,
     pub slot_types: SlotTypesCache,
     pub event_feed: EventFeed,
+    /// The kernels with app streams or terminals open in this worker, whose stale
+    /// accounting entries the worker collects.
+    pub open_streams: std::sync::Arc<crate::interaction::stream_gc::OpenStreams>,
 }
 
 /// Shared state of one worker's HTTP façade. Build it with [`AppState::new`].

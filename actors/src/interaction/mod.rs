@@ -10,7 +10,9 @@ pub mod app_proxy;
 pub mod apps;
 pub mod error;
 pub mod execute;
+pub mod pty;
 pub mod service;
+pub mod stream_gc;
 pub mod target;
 
 pub use error::InteractionError;

@@ -95,6 +95,10 @@ pub struct KernelEndpoints {
     pub kernel_host: Option<String>,
     pub repl_in_port: Option<i32>,
     pub repl_out_port: Option<i32>,
+    /// The terminal's ports (`stdin_port`/`stdout_port`): the kernel runner's SUB and PUB
+    /// sockets the pty stream connects to.
+    pub stdin_port: Option<i32>,
+    pub stdout_port: Option<i32>,
     /// `kernels.service_ports` as stored: a JSON list of `{name, protocol, container_ports,
     /// host_ports, ...}`.
     pub service_ports: Option<serde_json::Value>,
@@ -107,7 +111,8 @@ pub async fn kernel_endpoints(
 ) -> Result<Option<KernelEndpoints>, QueryError> {
     let statement = client
         .prepare_cached(
-            "SELECT kernel_host, repl_in_port, repl_out_port, service_ports
+            "SELECT kernel_host, repl_in_port, repl_out_port, service_ports, stdin_port,
+                    stdout_port
                FROM kernels WHERE id = $1",
         )
         .await
@@ -129,6 +134,8 @@ pub async fn kernel_endpoints(
             service_ports: row
                 .try_get(3)
                 .map_err(get("reading kernels.service_ports"))?,
+            stdin_port: row.try_get(4).map_err(get("reading kernels.stdin_port"))?,
+            stdout_port: row.try_get(5).map_err(get("reading kernels.stdout_port"))?,
         })
     })
     .transpose()

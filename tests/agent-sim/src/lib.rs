@@ -9,6 +9,7 @@
 
 pub mod kernel;
 pub mod rpc;
+pub mod terminal;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -37,6 +38,9 @@ pub struct SimAgent {
     pub id: String,
     pub format: WireFormat,
     pub info: AgentInfo,
+    /// Whether its kernels get a fake terminal ([`terminal`]) on real loopback ports; off by
+    /// default (kernels then report the dummy agent's fixed ports and listen on none).
+    pub terminals: bool,
 }
 
 impl SimAgent {
@@ -75,6 +79,7 @@ impl SimAgent {
                 architecture: "x86_64".into(),
                 auto_terminate_abusing_kernel: false,
             },
+            terminals: false,
         }
     }
 
@@ -91,6 +96,12 @@ impl SimAgent {
 
     pub fn with_images(mut self, images: Vec<AgentImage>) -> SimAgent {
         self.info.images = Some(images);
+        self
+    }
+
+    /// Kernels of this agent get a fake terminal that echoes stdin to stdout.
+    pub fn with_terminals(mut self) -> SimAgent {
+        self.terminals = true;
         self
     }
 

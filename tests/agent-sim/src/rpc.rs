@@ -14,6 +14,7 @@ use bytes::Bytes;
 use zeromq::{RouterSocket, Socket, SocketRecv, SocketSend, ZmqMessage};
 
 use crate::kernel::{self, KernelFiles};
+use crate::terminal::start_terminal;
 use crate::{SimAgent, SimError, StreamWriter};
 
 /// What every simulated agent did, shared by the fleet.
@@ -32,6 +33,10 @@ pub struct RpcLedger {
     pub interrupts: HashMap<String, u32>,
     /// Restarts received per kernel.
     pub restarts: HashMap<String, u32>,
+    /// Query code each kernel was asked to run, in order (e.g. a terminal's `%resize 24 80`).
+    pub queries: HashMap<String, Vec<String>>,
+    /// The fake terminals of kernels of agents made with `with_terminals`, until destroyed.
+    pub terminals: HashMap<String, crate::terminal::Terminal>,
 }
 
 pub type SharedLedger = Arc<Mutex<RpcLedger>>;
@@ -45,6 +50,10 @@ fn ledger(shared: &SharedLedger) -> std::sync::MutexGuard<'_, RpcLedger> {
 /// How long the simulated container start takes (the dummy's delays add up to ~1.3 s; shorter
 /// here so that tests and benchmarks measure the manager, not the simulation).
 pub const START_DELAY: Duration = Duration::from_millis(20);
+
+/// The terminal ports the dummy agent reports (container ports 2002/2003, nothing listens).
+pub const DUMMY_STDIN_PORT: u16 = 2002;
+pub const DUMMY_STDOUT_PORT: u16 = 2003;
 
 /// Binds `agent`'s RPC address and serves until the task is dropped.
 pub async fn serve(
@@ -190,14 +199,48 @@ async fn handle(
             let _ = writer.send_many(events(KernelEventKind::Preparing)).await;
             let _ = writer.send_many(events(KernelEventKind::Creating)).await;
             tokio::time::sleep(start_delay).await;
-            let info = serde_json::json!({
-                "container_id": "", "kernel_host": "127.0.0.1", "repl_in_port": 2000,
-                "repl_out_port": 2001, "service_ports": [],
-            });
+            // The dummy agent's fixed terminal ports, or those of a fake terminal per kernel.
+            let mut terminal_ports = HashMap::new();
+            if agent.terminals {
+                for kernel in &kernels {
+                    match start_terminal().await {
+                        Ok(terminal) => {
+                            terminal_ports.insert(
+                                kernel.clone(),
+                                (terminal.stdin_port, terminal.stdout_port),
+                            );
+                            ledger(shared).terminals.insert(kernel.clone(), terminal);
+                        }
+                        Err(error) => {
+                            return frame::failure(
+                                header,
+                                "RuntimeError",
+                                &format!("RuntimeError('{error}')"),
+                                "",
+                            );
+                        }
+                    }
+                }
+            }
+            let ports_of = |kernel: &String| {
+                terminal_ports
+                    .get(kernel)
+                    .copied()
+                    .unwrap_or((DUMMY_STDIN_PORT, DUMMY_STDOUT_PORT))
+            };
             let started = kernels.iter().map(|kernel| {
+                let (stdin_port, stdout_port) = ports_of(kernel);
+                let mut info = serde_json::json!({
+                    "container_id": "", "kernel_host": "127.0.0.1", "repl_in_port": 2000,
+                    "repl_out_port": 2001, "service_ports": [],
+                });
+                if agent.terminals {
+                    info["stdin_port"] = stdin_port.into();
+                    info["stdout_port"] = stdout_port.into();
+                }
                 (
                     agent,
-                    kernel_event(KernelEventKind::Started, kernel, &session, info.clone()),
+                    kernel_event(KernelEventKind::Started, kernel, &session, info),
                 )
             });
             let _ = writer.send_many(started).await;
@@ -215,13 +258,14 @@ async fn handle(
             let replies = kernels
                 .iter()
                 .map(|kernel| {
+                    let (stdin_port, stdout_port) = ports_of(kernel);
                     Value::map_of([
                         ("id", Value::str(kernel.clone())),
                         ("kernel_host", Value::str("127.0.0.1")),
                         ("repl_in_port", Value::Int(2000)),
                         ("repl_out_port", Value::Int(2001)),
-                        ("stdin_port", Value::Int(2002)),
-                        ("stdout_port", Value::Int(2003)),
+                        ("stdin_port", Value::Int(i64::from(stdin_port))),
+                        ("stdout_port", Value::Int(i64::from(stdout_port))),
                         ("service_ports", Value::Array(Vec::new())),
                         ("container_id", Value::str("")),
                         ("agent_addr", Value::str(agent.info.addr.clone())),
@@ -244,6 +288,7 @@ async fn handle(
             let known = {
                 let mut ledger = ledger(shared);
                 *ledger.destroyed.entry(kernel.clone()).or_default() += 1;
+                ledger.terminals.remove(&kernel);
                 let running = ledger.running.entry(agent.id.clone()).or_default();
                 let before = running.len();
                 running.retain(|k| *k != kernel);
@@ -267,7 +312,16 @@ async fn handle(
             frame::result(header, &Value::Nil)
         }
         "execute" => match kernel::execute_args(agent.format, &args) {
-            Some(call) => frame::result(header, &kernel::execute(&call)),
+            Some(call) => {
+                if call.mode == "query" {
+                    ledger(shared)
+                        .queries
+                        .entry(call.kernel_id.clone())
+                        .or_default()
+                        .push(call.code.clone());
+                }
+                frame::result(header, &kernel::execute(&call))
+            }
             None => frame::failure(header, "TypeError", "TypeError('execute()')", ""),
         },
         "interrupt_kernel" => {
@@ -276,6 +330,10 @@ async fn handle(
                 .entry(text(args.first()))
                 .or_default() += 1;
             frame::result(header, &Value::Map(Vec::new()))
+        }
+        // The kernel runner's answer for an app it started (or had running).
+        "start_service" => {
+            frame::result(header, &Value::map_of([("status", Value::str("started"))]))
         }
         "get_completions" => frame::result(
             header,

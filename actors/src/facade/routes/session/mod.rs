@@ -12,6 +12,7 @@ mod files;
 mod from_template;
 mod info;
 mod interaction_edge;
+mod pty_relay;
 mod rename;
 mod restart;
 mod session_end;
@@ -19,6 +20,7 @@ mod start_service;
 mod stream_apps;
 mod stream_execute;
 mod stream_proxy;
+mod stream_pty;
 mod task_logs;
 mod tcp_relay;
 
@@ -108,6 +110,10 @@ fn register_interaction(cfg: &mut web::ServiceConfig) {
     cfg.route(
         "/stream/session/{session_name}/execute",
         web::get().to(stream_execute::stream_execute).wrap(read()),
+    )
+    .route(
+        "/stream/session/{session_name}/pty",
+        web::get().to(stream_pty::stream_pty).wrap(read()),
     )
     .route(
         "/stream/session/{session_name}/apps",

@@ -131,6 +131,8 @@ pub async fn stream_proxy(
     let log = state.log.clone();
     let redis = state.redis.live.clone();
     let (session_id, kernel_id) = (ready.kernel.session_id, ready.kernel.kernel_id);
+    let open_streams = state.pipeline.open_streams.clone();
+    open_streams.ensure_collector(redis.clone(), state.etcd.clone(), state.log.clone());
     actix_web::rt::spawn(async move {
         let address = (destination.host.as_str(), destination.port);
         let service = match tokio::net::TcpStream::connect(address).await {
@@ -144,6 +146,7 @@ pub async fn stream_proxy(
                 return;
             }
         };
+        let _open_stream = open_streams.open(kernel_id);
         let stream_id = uuid::Uuid::new_v4().simple().to_string();
         let mut tracked = match AppConnection::open(redis, kernel_id, &params.app, &stream_id).await
         {
