@@ -12,6 +12,7 @@ pub mod idle;
 pub mod image;
 pub mod interaction;
 pub mod keypair;
+pub mod keypair_admin;
 pub mod quota_scope;
 pub mod resource;
 pub mod scaling_group;
@@ -20,6 +21,7 @@ pub mod session;
 pub mod session_enqueue;
 pub mod session_template;
 pub mod usage;
+pub mod user_admin;
 pub mod user_self;
 pub mod vfolder;
 pub mod vfolder_sharing;
@@ -33,6 +35,7 @@ pub fn assembled_statements() -> Vec<&'static str> {
     [
         domain_admin::STATEMENTS,
         group_admin::STATEMENTS,
+        keypair_admin::STATEMENTS,
         scaling_group_admin::STATEMENTS,
     ]
     .concat()
