@@ -24,7 +24,7 @@ use bai_schema::{PoolError, PoolRole};
 use slog::{error, info, o};
 
 use super::connection_cap::{self, ConnectionCap};
-use super::{fault_injection, idle_watchdog, listener, privileges, tls};
+use super::{fault_injection, hold_route, idle_watchdog, listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
 
@@ -311,6 +311,7 @@ async fn serve(
     )
     .await?;
     fault_injection::install(config.debug.enabled, &watchdog, &log);
+    let hold_marker = hold_route::marker(config.debug.enabled, &log);
 
     let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
@@ -344,6 +345,7 @@ async fn serve(
             .app_data(version.clone())
             .app_data(body_timeout)
             .configure(|cfg| extensions.apply(cfg))
+            .configure(|cfg| hold_route::configure(cfg, hold_marker.as_ref()))
             .configure(bai_actors::facade::configure)
             // Outermost: every request counts, whichever layer answers it.
             .wrap(RequestMetrics)
