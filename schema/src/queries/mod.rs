@@ -15,6 +15,8 @@ pub mod keypair;
 pub mod keypair_admin;
 pub mod quota_scope;
 pub mod resource;
+pub mod resource_policy_admin;
+pub mod resource_preset_admin;
 pub mod scaling_group;
 pub mod scaling_group_admin;
 pub mod session;
@@ -36,6 +38,7 @@ pub fn assembled_statements() -> Vec<&'static str> {
         domain_admin::STATEMENTS,
         group_admin::STATEMENTS,
         keypair_admin::STATEMENTS,
+        resource_policy_admin::STATEMENTS,
         scaling_group_admin::STATEMENTS,
     ]
     .concat()
