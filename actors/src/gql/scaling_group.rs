@@ -63,12 +63,15 @@ fn default_scheduler_opts() -> Value {
     json!({"allowed_session_types": ["interactive", "batch"], "pending_timeout": 0.0, "config": {}})
 }
 
+/// A client's `scheduler_opts` that the fixture loader's checks refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("scheduler_opts: {0}")]
+pub struct SchedulerOptsError(#[from] bai_schema::fixture::error::Problem);
+
 /// `ScalingGroupOpts` as a client gives it: the known keys checked and completed with their
 /// defaults, as the fixture loader stores them.
-pub fn scheduler_opts_input(value: &Value) -> Result<Value, String> {
-    scheduler_opts(value)
-        .map(Value::Object)
-        .map_err(|e| format!("scheduler_opts: {e}"))
+pub fn scheduler_opts_input(value: &Value) -> Result<Value, SchedulerOptsError> {
+    Ok(Value::Object(scheduler_opts(value)?))
 }
 
 /// `ScalingGroupOpts.to_json()` of 22.09: `allowed_session_types`, `pending_timeout` (seconds,
@@ -260,7 +263,7 @@ fn opts_input(field: &str, value: Option<&JsonString>) -> Result<Option<Value>, 
         },
         Some(JsonString(value)) => scheduler_opts_input(value)
             .map(Some)
-            .map_err(Outcome::failure),
+            .map_err(|e| Outcome::failure(e.to_string())),
     }
 }
 
@@ -285,7 +288,7 @@ async fn create(
     let scheduler_opts = opts_input("scheduler_opts", props.scheduler_opts.as_ref())
         .map_err(retype)?
         .map_or_else(|| scheduler_opts_input(&Value::Null), Ok)
-        .map_err(Outcome::failure)?;
+        .map_err(|e| Outcome::failure(e.to_string()))?;
     let group = NewScalingGroup {
         name,
         description: props.description.unwrap_or_default(),
