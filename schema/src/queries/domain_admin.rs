@@ -182,6 +182,23 @@ pub async fn update_domain(
         .transpose()
 }
 
+/// The registries the domain `name` may pull images from; `None` when there is no such
+/// domain.
+pub async fn allowed_docker_registries(
+    client: &impl GenericClient,
+    name: &str,
+) -> Result<Option<Vec<String>>, QueryError> {
+    client
+        .query_opt(
+            "SELECT allowed_docker_registries FROM domains WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map_err(db_err("reading a domain's allowed registries"))?
+        .map(|row| row.read(0))
+        .transpose()
+}
+
 /// Marks the domain inactive; whether it exists.
 pub async fn deactivate_domain(
     client: &impl GenericClient,
