@@ -60,7 +60,7 @@ pub enum PoolError {
         source: tokio_postgres::Error,
     },
     #[error("cannot build the PostgreSQL pool: {0}")]
-    Build(String),
+    Build(#[source] deadpool_postgres::BuildError),
     #[error("cannot get a PostgreSQL connection from the pool: {0}")]
     Checkout(#[from] deadpool_postgres::PoolError),
 }
@@ -131,7 +131,7 @@ impl DbSettings {
             .wait_timeout(wait_timeout)
             .runtime(Runtime::Tokio1)
             .build()
-            .map_err(|e| PoolError::Build(e.to_string()))?;
+            .map_err(PoolError::Build)?;
         match pool.get().await {
             Ok(_) => Ok(pool),
             Err(deadpool_postgres::PoolError::Backend(source)) => Err(PoolError::Connect {

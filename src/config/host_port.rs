@@ -5,6 +5,32 @@ use std::fmt;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
+/// The forms a `host:port` value may take, for error messages.
+const FORMS: &str = "must be \"host:port\", [host, port] or { host = ..., port = ... }";
+
+/// Why a value is not a `host:port` address.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HostPortError {
+    #[error("{0:?} is not a host:port address")]
+    NotHostPort(String),
+    #[error("{0:?} is not a port number")]
+    NotAPortNumber(String),
+    #[error("port {0} is out of range (1-65535)")]
+    PortOutOfRange(i64),
+    #[error("{0:?} has an empty host")]
+    EmptyHost(String),
+    #[error("{FORMS}: the port must be a number")]
+    PortNotANumber,
+    #[error("{FORMS}: the host must be a non-empty string")]
+    HostNotAString,
+    #[error("{FORMS}: unexpected key {0:?}")]
+    UnexpectedKey(String),
+    #[error("{FORMS}: {0} is missing")]
+    Missing(&'static str),
+    #[error("{FORMS}")]
+    OtherForm,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HostPort {
     pub host: String,
@@ -20,44 +46,43 @@ impl HostPort {
     }
 
     /// Parses `"host:port"`, splitting at the last `:`; IPv6 brackets are stripped.
-    pub fn parse(text: &str) -> Result<HostPort, String> {
+    pub fn parse(text: &str) -> Result<HostPort, HostPortError> {
         let (host, port) = text
             .rsplit_once(':')
-            .ok_or_else(|| format!("{text:?} is not a host:port address"))?;
+            .ok_or_else(|| HostPortError::NotHostPort(text.to_owned()))?;
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = parse_port(
             port.parse::<i64>()
-                .map_err(|_| format!("{port:?} is not a port number"))?,
+                .map_err(|_| HostPortError::NotAPortNumber(port.to_owned()))?,
         )?;
         if host.is_empty() {
-            return Err(format!("{text:?} has an empty host"));
+            return Err(HostPortError::EmptyHost(text.to_owned()));
         }
         Ok(HostPort::new(host, port))
     }
 
     /// Reads any of the three TOML forms.
-    pub fn from_toml(value: &toml::Value) -> Result<HostPort, String> {
+    pub fn from_toml(value: &toml::Value) -> Result<HostPort, HostPortError> {
         use toml::Value;
-        const FORMS: &str = "must be \"host:port\", [host, port] or { host = ..., port = ... }";
-        let port_of = |value: &Value| -> Result<u16, String> {
+        let port_of = |value: &Value| -> Result<u16, HostPortError> {
             match value {
                 Value::Integer(port) => parse_port(*port),
                 Value::String(text) => parse_port(
                     text.trim()
                         .parse::<i64>()
-                        .map_err(|_| format!("{text:?} is not a port number"))?,
+                        .map_err(|_| HostPortError::NotAPortNumber(text.clone()))?,
                 ),
-                _ => Err(format!("{FORMS}: the port must be a number")),
+                _ => Err(HostPortError::PortNotANumber),
             }
         };
-        let host_of = |value: &Value| -> Result<String, String> {
+        let host_of = |value: &Value| -> Result<String, HostPortError> {
             match value {
                 Value::String(host) if !host.trim().is_empty() => Ok(host
                     .trim()
                     .trim_start_matches('[')
                     .trim_end_matches(']')
                     .to_owned()),
-                _ => Err(format!("{FORMS}: the host must be a non-empty string")),
+                _ => Err(HostPortError::HostNotAString),
             }
         };
         match value {
@@ -67,34 +92,29 @@ impl HostPort {
                     host: host_of(host)?,
                     port: port_of(port)?,
                 }),
-                _ => Err(FORMS.to_owned()),
+                _ => Err(HostPortError::OtherForm),
             },
             Value::Table(table) => {
                 if let Some(extra) = table.keys().find(|k| *k != "host" && *k != "port") {
-                    return Err(format!("{FORMS}: unexpected key {extra:?}"));
+                    return Err(HostPortError::UnexpectedKey(extra.clone()));
                 }
-                let host = table
-                    .get("host")
-                    .ok_or_else(|| format!("{FORMS}: host is missing"))?;
-                let port = table
-                    .get("port")
-                    .ok_or_else(|| format!("{FORMS}: port is missing"))?;
+                let host = table.get("host").ok_or(HostPortError::Missing("host"))?;
+                let port = table.get("port").ok_or(HostPortError::Missing("port"))?;
                 Ok(HostPort {
                     host: host_of(host)?,
                     port: port_of(port)?,
                 })
             }
-            _ => Err(FORMS.to_owned()),
+            _ => Err(HostPortError::OtherForm),
         }
     }
 }
 
-fn parse_port(port: i64) -> Result<u16, String> {
-    if (1..=65535).contains(&port) {
-        Ok(port as u16)
-    } else {
-        Err(format!("port {port} is out of range (1-65535)"))
-    }
+fn parse_port(port: i64) -> Result<u16, HostPortError> {
+    u16::try_from(port)
+        .ok()
+        .filter(|port| *port != 0)
+        .ok_or(HostPortError::PortOutOfRange(port))
 }
 
 impl fmt::Display for HostPort {

@@ -236,9 +236,8 @@ impl<'a> Section<'a> {
     pub fn host_port(&self, key: &str, default: HostPort) -> Result<HostPort, ConfigError> {
         match self.raw(key) {
             None => Ok(default),
-            Some(value) => {
-                HostPort::from_toml(value).map_err(|problem| self.invalid(key, value, &problem))
-            }
+            Some(value) => HostPort::from_toml(value)
+                .map_err(|problem| self.invalid(key, value, &problem.to_string())),
         }
     }
 
@@ -248,9 +247,8 @@ impl<'a> Section<'a> {
                 key,
                 "is required (\"host:port\", [host, port] or { host = ..., port = ... })",
             )),
-            Some(value) => {
-                HostPort::from_toml(value).map_err(|problem| self.invalid(key, value, &problem))
-            }
+            Some(value) => HostPort::from_toml(value)
+                .map_err(|problem| self.invalid(key, value, &problem.to_string())),
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod connection_cap;
 mod fault_injection;
+mod hold_route;
 pub mod idle_watchdog;
 pub mod listener;
 pub mod ops_listener;

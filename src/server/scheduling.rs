@@ -35,8 +35,8 @@ pub fn start_locks(
     watchdog: &mut Watchdog,
 ) -> Result<ClusterLocks, WorkerError> {
     let manager = &ctx.config.manager;
-    let backend = LockBackendKind::parse(&manager.distributed_lock)
-        .map_err(|e| WorkerError::Actors(e.to_string()))?;
+    let backend =
+        LockBackendKind::parse(&manager.distributed_lock).map_err(WorkerError::LockBackend)?;
     let service = LockService::new(
         LockSettings {
             backend,

@@ -24,7 +24,7 @@ use bai_schema::{PoolError, PoolRole};
 use slog::{error, info, o};
 
 use super::connection_cap::{self, ConnectionCap};
-use super::{fault_injection, idle_watchdog, listener, privileges, tls};
+use super::{fault_injection, hold_route, idle_watchdog, listener, privileges, tls};
 use crate::config::LocalConfig;
 use crate::logging::{LogLevel, NamespaceFilter};
 
@@ -59,10 +59,14 @@ pub enum WorkerError {
     Redis(#[from] RedisError),
     #[error(transparent)]
     Postgres(#[from] PoolError),
+    #[error("cannot start the actors: storage broker: {0}")]
+    StorageBroker(#[source] EtcdError),
     #[error("cannot start the actors: {0}")]
-    Actors(String),
+    LockBackend(#[source] bai_actors::lock::LockError),
     #[error("cannot follow the supervisor: {0}")]
-    Supervisor(String),
+    SupervisorDeathSignal(#[source] std::io::Error),
+    #[error("cannot follow the supervisor: supervisor {0} is gone")]
+    SupervisorGone(nix::unistd::Pid),
     #[error("the {0} actor died; exiting so that the supervisor starts a clean worker")]
     ActorDied(&'static str),
     #[error("the HTTP server failed: {0}")]
@@ -128,7 +132,7 @@ async fn start_actors(
     //     let bus = EventBus::new(ctx.state.redis.stream.clone(), ctx.log.new(o!("actor" => "event-bus"))).start();
     //     extensions.add(web::Data::new(bus));
     //
-    // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return `WorkerError::Actors` when
+    // Handlers then take `bus: web::Data<Addr<EventBus>>`. Return a `WorkerError` when
     // an actor cannot start; the supervisor restarts the worker with a back-off.
     let locks = super::scheduling::start_locks(ctx, watchdog)?;
     let (bus, producer) = start_event_actors(ctx, extensions, watchdog, &locks);
@@ -140,7 +144,7 @@ async fn start_actors(
         ctx.log.new(o!("actor" => "storage-broker")),
     )
     .await
-    .map_err(|e| WorkerError::Actors(format!("storage broker: {e}")))?;
+    .map_err(WorkerError::StorageBroker)?;
     bai_actors::storage::recovery::spawn_sweeper(
         ctx.background_db.clone(),
         storage.clone(),
@@ -311,6 +315,7 @@ async fn serve(
     )
     .await?;
     fault_injection::install(config.debug.enabled, &watchdog, &log);
+    let hold_marker = hold_route::marker(config.debug.enabled, &log);
 
     let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
@@ -344,6 +349,7 @@ async fn serve(
             .app_data(version.clone())
             .app_data(body_timeout)
             .configure(|cfg| extensions.apply(cfg))
+            .configure(|cfg| hold_route::configure(cfg, hold_marker.as_ref()))
             .configure(bai_actors::facade::configure)
             // Outermost: every request counts, whichever layer answers it.
             .wrap(RequestMetrics)
@@ -410,14 +416,12 @@ async fn serve(
 fn follow_supervisor(supervisor: nix::unistd::Pid) -> Result<(), WorkerError> {
     // SAFETY: prctl with PR_SET_PDEATHSIG only changes this process's own setting.
     if unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) } != 0 {
-        return Err(WorkerError::Supervisor(
-            std::io::Error::last_os_error().to_string(),
+        return Err(WorkerError::SupervisorDeathSignal(
+            std::io::Error::last_os_error(),
         ));
     }
     if nix::unistd::getppid() != supervisor {
-        return Err(WorkerError::Supervisor(format!(
-            "supervisor {supervisor} is gone"
-        )));
+        return Err(WorkerError::SupervisorGone(supervisor));
     }
     Ok(())
 }

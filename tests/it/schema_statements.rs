@@ -5,7 +5,9 @@
 //! The statements are collected from the sources themselves (the literal argument of
 //! `prepare_cached`, `query`, `query_one`, `query_opt`, `execute`, and `const …: &str` literals
 //! that are whole statements), so a new query is covered without being listed twice. Statements
-//! assembled at run time (`format!`) are checked by the tests of their routes.
+//! a module assembles at compile time from a shared column list (`concat!`) are listed by
+//! `bai_schema::queries::assembled_statements()` and prepared too. Statements assembled at run
+//! time (`format!`) are checked by the tests of their routes.
 
 use std::path::{Path, PathBuf};
 
@@ -120,7 +122,16 @@ async fn every_statement_of_the_query_modules_prepares_against_the_migrated_sche
         .filter(|path| path.extension().is_some_and(|ext| ext == "rs"))
         .collect();
     files.sort();
-    let statements: Vec<Statement> = files.iter().flat_map(|file| statements_in(file)).collect();
+    let mut statements: Vec<Statement> =
+        files.iter().flat_map(|file| statements_in(file)).collect();
+    statements.extend(
+        bai_schema::queries::assembled_statements()
+            .into_iter()
+            .map(|sql| Statement {
+                file: PathBuf::from("bai_schema::queries::assembled_statements()"),
+                sql: sql.to_owned(),
+            }),
+    );
     // A floor, so that a change to how the queries are written cannot make this test vacuous.
     assert!(
         statements.len() >= 60,

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
+use bai_testkit::wait::wait_for;
 
 use crate::manager_process::ManagerProcess;
 
@@ -177,17 +178,29 @@ async fn sigterm_closes_idle_keep_alive_connections_and_exits_zero() {
 #[tokio::test]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     let env = TestEnv::new().await;
-    env.load_example_fixtures().await;
+    // The test-only hold route (`src/server/hold_route.rs`): it creates `marker` when its
+    // handler runs, then reads the body to its end.
     let config = env.manager_toml("");
-    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("out.log"));
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        text.replace("[debug]\nenabled = false", "[debug]\nenabled = true"),
+    )
+    .unwrap();
+    let marker = env.path("hold-entered");
+    let marker_text = marker.to_string_lossy().into_owned();
+    let mut manager = ManagerProcess::start_server(
+        &config,
+        &[("BAI_TEST_HOLD_MARKER", marker_text.as_str())],
+        &env.path("out.log"),
+    );
     manager.wait_for_port(env.service_port);
 
-    // A login whose body is still being uploaded when the stop begins: its handler is running,
-    // waiting for the rest of the body.
-    let body = br#"{"type": "keypair", "domain": "default", "username": "admin@lablup.com", "password": "wJalrXUt"}"#;
+    // A request whose body is still being uploaded when the stop begins: its handler is
+    // running, waiting for the rest of the body.
+    let body = [b'x'; 64];
     let head = format!(
-        "POST /auth/authorize HTTP/1.1\r\nHost: manager\r\nContent-Type: application/json\r\nX-BackendAI-Version: v6.20220615\r\nDate: {}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        chrono::Utc::now().format("%a, %d %b %Y %H:%M:%S GMT"),
+        "POST /_debug/hold HTTP/1.1\r\nHost: manager\r\nContent-Type: application/octet-stream\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
     let mut connection = TcpStream::connect(("127.0.0.1", env.service_port)).unwrap();
@@ -196,9 +209,14 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
         .unwrap();
     connection.write_all(head.as_bytes()).unwrap();
     connection.write_all(&body[..20]).unwrap();
-    // Let the worker accept the connection and start the handler (a request that has not
-    // reached the worker yet is not in flight).
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The request is in flight once the worker runs its handler (a request that has not
+    // reached the worker yet is not).
+    wait_for(
+        "the hold route's handler to run",
+        Duration::from_secs(30),
+        || async { marker.exists() },
+    )
+    .await;
 
     manager.signal(libc::SIGTERM);
     manager.wait_for_output("finishing in-flight requests", Duration::from_secs(10));
@@ -210,7 +228,7 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
         "{reply}\n{}",
         manager.output()
     );
-    assert!(reply.contains("AKIAIOSFODNN7EXAMPLE"), "{reply}");
+    assert!(reply.ends_with("\r\n\r\n64"), "{reply}");
 
     let status = manager.wait_exit(EXIT_TIMEOUT);
     assert_eq!(status.code(), Some(0), "{}", manager.output());
@@ -218,6 +236,30 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
         TcpStream::connect(("127.0.0.1", env.service_port)).is_err(),
         "still accepting after the stop"
     );
+}
+
+#[tokio::test]
+async fn without_the_debug_config_the_hold_route_does_not_exist() {
+    let env = TestEnv::new().await;
+    let config = env.manager_toml("");
+    let marker = env.path("hold-entered");
+    let marker_text = marker.to_string_lossy().into_owned();
+    let mut manager = ManagerProcess::start_server(
+        &config,
+        &[("BAI_TEST_HOLD_MARKER", marker_text.as_str())],
+        &env.path("out.log"),
+    );
+    manager.wait_for_port(env.service_port);
+    let reply = one_shot_client()
+        .post(format!("{}_debug/hold", url(&env)))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(reply.status(), 200);
+    assert!(!marker.exists());
+    manager.signal(libc::SIGTERM);
+    manager.wait_exit(EXIT_TIMEOUT);
 }
 
 #[tokio::test]

@@ -62,14 +62,19 @@ pub struct ModifyImageInput {
     pub resource_limits: Option<Vec<ResourceLimitInput>>,
 }
 
+/// Why `modify_image`'s input is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImageInputError {
+    #[error("type must be COMPUTE, SYSTEM or SERVICE, not {0:?}")]
+    UnknownType(String),
+}
+
 /// The column changes of `props`, as the original's `set_if_set` calls build them.
-pub fn image_changes(props: ModifyImageInput) -> Result<ImageChanges, String> {
+pub fn image_changes(props: ModifyImageInput) -> Result<ImageChanges, ImageInputError> {
     if let Some(kind) = &props.image_type
         && !matches!(kind.as_str(), "COMPUTE" | "SYSTEM" | "SERVICE")
     {
-        return Err(format!(
-            "type must be COMPUTE, SYSTEM or SERVICE, not {kind:?}"
-        ));
+        return Err(ImageInputError::UnknownType(kind.clone()));
     }
     let labels = props.labels.map(|pairs| {
         let mut map = Map::new();
@@ -179,7 +184,7 @@ async fn modify_image(
 ) -> Step {
     let (request, _client) =
         mutation::begin(ctx, "modify_image", MutationRoles::SuperadminOnly).await?;
-    let changes = image_changes(props).map_err(Outcome::failure)?;
+    let changes = image_changes(props).map_err(|e| Outcome::failure(e.to_string()))?;
     registry_sync(request)?
         .send(ModifyMessage {
             target,

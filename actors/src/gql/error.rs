@@ -44,6 +44,15 @@ impl From<tokio_postgres::Error> for GqlError {
     }
 }
 
+impl From<bai_schema::queries::QueryError> for GqlError {
+    fn from(error: bai_schema::queries::QueryError) -> GqlError {
+        match error {
+            bai_schema::queries::QueryError::Db { source, .. } => GqlError::from(source),
+            other => GqlError::Database(other.to_string()),
+        }
+    }
+}
+
 impl GqlError {
     pub fn forbidden(reason: impl Into<String>) -> GqlError {
         GqlError::Forbidden(reason.into())

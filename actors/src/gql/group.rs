@@ -3,7 +3,7 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use bai_schema::enums::UserRole;
-use tokio_postgres::Row;
+use bai_schema::queries::group_admin::{self, GroupChanges, GroupFilter, GroupRow, NewGroup};
 use uuid::Uuid;
 
 use super::context::{GqlRequest, Requester};
@@ -11,7 +11,7 @@ use super::error::{GqlError, GqlResult};
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::permissions::no_permission_message;
 use super::scalars::{GqlDateTime, JsonString};
-use super::sql::{self, Conditions, SqlParams};
+use super::sql;
 use super::validate;
 
 /// A group as the original's GraphQL `Group` type.
@@ -33,46 +33,32 @@ pub struct Group {
     pub scaling_groups: Option<Vec<String>>,
 }
 
-const GROUP_COLUMNS: &str = "g.id, g.name, g.description, g.is_active, g.created_at, \
-     g.modified_at, g.domain_name, g.total_resource_slots, g.allowed_vfolder_hosts, \
-     g.integration_id, g.resource_policy, \
-     ARRAY(SELECT s.scaling_group FROM sgroups_for_groups s WHERE s.\"group\" = g.id \
-           ORDER BY s.scaling_group) AS scaling_groups";
-
-impl Group {
-    fn from_row(row: &Row) -> GqlResult<Group> {
-        Ok(Group {
-            id: Some(row.try_get("id")?),
-            name: Some(row.try_get("name")?),
-            description: row.try_get("description")?,
-            is_active: Some(row.try_get("is_active")?),
-            created_at: Some(GqlDateTime(row.try_get("created_at")?)),
-            modified_at: Some(GqlDateTime(row.try_get("modified_at")?)),
-            domain_name: Some(row.try_get("domain_name")?),
-            total_resource_slots: Some(JsonString(row.try_get("total_resource_slots")?)),
-            allowed_vfolder_hosts: Some(JsonString(row.try_get("allowed_vfolder_hosts")?)),
-            integration_id: row.try_get("integration_id")?,
-            resource_policy: Some(row.try_get("resource_policy")?),
-            scaling_groups: Some(row.try_get("scaling_groups")?),
-        })
+impl From<GroupRow> for Group {
+    fn from(row: GroupRow) -> Group {
+        Group {
+            id: Some(row.id),
+            name: Some(row.name),
+            description: row.description,
+            is_active: Some(row.is_active),
+            created_at: Some(GqlDateTime(row.created_at)),
+            modified_at: Some(GqlDateTime(row.modified_at)),
+            domain_name: Some(row.domain_name),
+            total_resource_slots: Some(JsonString(row.total_resource_slots)),
+            allowed_vfolder_hosts: Some(JsonString(row.allowed_vfolder_hosts)),
+            integration_id: row.integration_id,
+            resource_policy: Some(row.resource_policy),
+            scaling_groups: Some(row.scaling_groups),
+        }
     }
 }
 
-async fn load_groups(
-    request: &GqlRequest,
-    conditions: &Conditions,
-    params: &SqlParams,
-) -> GqlResult<Vec<Group>> {
+async fn load_groups(request: &GqlRequest, filter: &GroupFilter) -> GqlResult<Vec<Group>> {
     let client = sql::connection(&request.db).await?;
-    let statement = format!(
-        "SELECT {GROUP_COLUMNS} FROM groups g {} ORDER BY g.domain_name, g.name",
-        conditions.where_clause()
-    );
-    sql::query(&client, &statement, params)
+    Ok(group_admin::list_groups(&client, filter)
         .await?
-        .iter()
-        .map(Group::from_row)
-        .collect()
+        .into_iter()
+        .map(Group::from)
+        .collect())
 }
 
 /// The domain a group read is confined to, and whether the caller must be a member, as the
@@ -100,23 +86,14 @@ fn group_scope(
     }
 }
 
-fn scope_conditions(
-    requester: &Requester,
-    domain_name: Option<String>,
-    params: &mut SqlParams,
-) -> Result<Conditions, GqlError> {
-    let (domain, members_only) = group_scope(requester, domain_name)?;
-    let mut conditions = Conditions::new();
-    if let Some(domain) = domain {
-        conditions.add(format!("g.domain_name = {}", params.push(domain)));
-    }
-    if members_only {
-        conditions.add(format!(
-            "EXISTS (SELECT 1 FROM association_groups_users m WHERE m.group_id = g.id AND m.user_id = {})",
-            params.push(requester.user_uuid)
-        ));
-    }
-    Ok(conditions)
+/// The groups a caller may read, as a filter to narrow further.
+fn scope_filter(requester: &Requester, domain_name: Option<String>) -> GqlResult<GroupFilter> {
+    let (domain_name, members_only) = group_scope(requester, domain_name)?;
+    Ok(GroupFilter {
+        domain_name,
+        member: members_only.then_some(requester.user_uuid),
+        ..GroupFilter::default()
+    })
 }
 
 #[derive(Default)]
@@ -132,13 +109,11 @@ impl GroupQuery {
         domain_name: Option<String>,
     ) -> async_graphql::Result<Option<Group>> {
         let request = GqlRequest::of(ctx)?;
-        let mut params = SqlParams::new();
-        let mut conditions = scope_conditions(&request.requester, domain_name, &mut params)?;
-        conditions.add(format!("g.id = {}", params.push(id)));
-        Ok(load_groups(request, &conditions, &params)
-            .await?
-            .into_iter()
-            .next())
+        let filter = GroupFilter {
+            id: Some(id),
+            ..scope_filter(&request.requester, domain_name)?
+        };
+        Ok(load_groups(request, &filter).await?.into_iter().next())
     }
 
     /// Groups with a name (unique only within a domain).
@@ -149,10 +124,11 @@ impl GroupQuery {
         domain_name: Option<String>,
     ) -> async_graphql::Result<Option<Vec<Group>>> {
         let request = GqlRequest::of(ctx)?;
-        let mut params = SqlParams::new();
-        let mut conditions = scope_conditions(&request.requester, domain_name, &mut params)?;
-        conditions.add(format!("g.name = {}", params.push(name)));
-        Ok(Some(load_groups(request, &conditions, &params).await?))
+        let filter = GroupFilter {
+            name: Some(name),
+            ..scope_filter(&request.requester, domain_name)?
+        };
+        Ok(Some(load_groups(request, &filter).await?))
     }
 
     /// Groups: superadmins all, domain admins their domain, users their own groups.
@@ -163,13 +139,12 @@ impl GroupQuery {
         is_active: Option<bool>,
     ) -> async_graphql::Result<Option<Vec<Group>>> {
         let request = GqlRequest::of(ctx)?;
-        let mut params = SqlParams::new();
-        let mut conditions = scope_conditions(&request.requester, domain_name, &mut params)?;
-        // The original ignores `is_active` for users (it returns their groups as they are).
-        if let Some(is_active) = is_active.filter(|_| request.requester.role != UserRole::User) {
-            conditions.add(format!("g.is_active = {}", params.push(is_active)));
-        }
-        Ok(Some(load_groups(request, &conditions, &params).await?))
+        let filter = GroupFilter {
+            // The original ignores `is_active` for users (it returns their groups as they are).
+            is_active: is_active.filter(|_| request.requester.role != UserRole::User),
+            ..scope_filter(&request.requester, domain_name)?
+        };
+        Ok(Some(load_groups(request, &filter).await?))
     }
 }
 
@@ -225,13 +200,7 @@ async fn admin_may_touch(
     let domain_ok = domain.is_none_or(|d| d == requester.domain_name);
     let group_ok = match group {
         None => true,
-        Some(id) => client
-            .query_opt(
-                "SELECT 1 FROM groups WHERE id = $1 AND domain_name = $2",
-                &[&id, &requester.domain_name],
-            )
-            .await?
-            .is_some(),
+        Some(id) => group_admin::group_in_domain(client, id, &requester.domain_name).await?,
     };
     if domain_ok && group_ok {
         Ok(())
@@ -273,26 +242,20 @@ async fn create_group(ctx: &Context<'_>, name: String, props: GroupInput) -> Ste
         }
         None => serde_json::json!({}),
     };
-    let mut params = SqlParams::new();
-    let statement = format!(
-        "WITH g AS (INSERT INTO groups (name, description, is_active, domain_name, \
-             total_resource_slots, allowed_vfolder_hosts, integration_id, resource_policy) \
-         VALUES ({}, {}, {}, {}, {}, {}, {}, {}) RETURNING *) SELECT {GROUP_COLUMNS} FROM g",
-        params.push(name),
-        params.push(props.description.unwrap_or_default()),
-        params.push(props.is_active.unwrap_or(true)),
-        params.push(props.domain_name),
-        params.push(slots),
-        params.push(hosts),
-        params.push(props.integration_id),
-        params.push(
-            props
-                .resource_policy
-                .unwrap_or_else(|| "default".to_owned())
-        ),
-    );
-    match sql::query_opt_raw(&client, &statement, &params).await? {
-        Some(row) => Ok(Outcome::success(Some(Group::from_row(&row)?))),
+    let group = NewGroup {
+        name,
+        description: props.description.unwrap_or_default(),
+        is_active: props.is_active.unwrap_or(true),
+        domain_name: props.domain_name,
+        total_resource_slots: slots,
+        allowed_vfolder_hosts: hosts,
+        integration_id: props.integration_id,
+        resource_policy: props
+            .resource_policy
+            .unwrap_or_else(|| "default".to_owned()),
+    };
+    match group_admin::insert_group(&client, &group).await? {
+        Some(row) => Ok(Outcome::success(Some(Group::from(row)))),
         None => Ok(Outcome::no_match("CreateGroup")),
     }
 }
@@ -303,40 +266,41 @@ async fn modify_group(ctx: &Context<'_>, gid: Uuid, props: ModifyGroupInput) -> 
     admin_may_touch(&client, &request.requester, "modify_group", None, Some(gid))
         .await
         .map_err(retype)?;
-    let mut params = SqlParams::new();
-    let mut sets = Vec::new();
-    if let Some(name) = props.name {
-        if !validate::is_slug(&name) {
-            return Err(Outcome::failure(INVALID_SLUG));
-        }
-        sets.push(format!("name = {}", params.push(name)));
+    if let Some(name) = &props.name
+        && !validate::is_slug(name)
+    {
+        return Err(Outcome::failure(INVALID_SLUG));
     }
-    if let Some(v) = props.description {
-        sets.push(format!("description = {}", params.push(v)));
+    if let Some(domain) = &props.domain_name
+        && request.requester.role != UserRole::Superadmin
+        && *domain != request.requester.domain_name
+    {
+        return Err(Outcome::failure(no_permission_message("modify_group")));
     }
-    if let Some(v) = props.is_active {
-        sets.push(format!("is_active = {}", params.push(v)));
-    }
-    if let Some(v) = props.domain_name {
-        if request.requester.role != UserRole::Superadmin && v != request.requester.domain_name {
-            return Err(Outcome::failure(no_permission_message("modify_group")));
-        }
-        sets.push(format!("domain_name = {}", params.push(v)));
-    }
-    if let Some(JsonString(value)) = &props.total_resource_slots {
-        let slots = validate::resource_slots_input("total_resource_slots", value)?;
-        sets.push(format!("total_resource_slots = {}", params.push(slots)));
-    }
-    if let Some(JsonString(value)) = &props.allowed_vfolder_hosts {
-        let hosts = validate::vfolder_host_permissions_input("allowed_vfolder_hosts", value)?;
-        sets.push(format!("allowed_vfolder_hosts = {}", params.push(hosts)));
-    }
-    if let Some(v) = props.integration_id {
-        sets.push(format!("integration_id = {}", params.push(v)));
-    }
-    if let Some(v) = props.resource_policy {
-        sets.push(format!("resource_policy = {}", params.push(v)));
-    }
+    let total_resource_slots = match &props.total_resource_slots {
+        Some(JsonString(value)) => Some(validate::resource_slots_input(
+            "total_resource_slots",
+            value,
+        )?),
+        None => None,
+    };
+    let allowed_vfolder_hosts = match &props.allowed_vfolder_hosts {
+        Some(JsonString(value)) => Some(validate::vfolder_host_permissions_input(
+            "allowed_vfolder_hosts",
+            value,
+        )?),
+        None => None,
+    };
+    let changes = GroupChanges {
+        name: props.name,
+        description: props.description,
+        is_active: props.is_active,
+        domain_name: props.domain_name,
+        total_resource_slots,
+        allowed_vfolder_hosts,
+        integration_id: props.integration_id,
+        resource_policy: props.resource_policy,
+    };
     let mode = match props.user_update_mode.as_deref() {
         None => None,
         Some(mode @ ("add" | "remove")) => Some(mode),
@@ -356,62 +320,31 @@ async fn modify_group(ctx: &Context<'_>, gid: Uuid, props: ModifyGroupInput) -> 
         })
         .collect::<Result<Vec<_>, _>>()?;
     let mode = mode.filter(|_| !user_uuids.is_empty());
-    if sets.is_empty() && mode.is_none() {
+    if changes.is_empty() && mode.is_none() {
         return Ok(Outcome::failure("nothing to update"));
     }
     let transaction = client.transaction().await?;
     match mode {
-        Some("add") => {
-            transaction
-                .execute(
-                    "INSERT INTO association_groups_users (user_id, group_id) \
-                     SELECT u, $2 FROM unnest($1::uuid[]) AS u",
-                    &[&user_uuids, &gid],
-                )
-                .await?;
-        }
-        Some(_) => {
-            transaction
-                .execute(
-                    "DELETE FROM association_groups_users WHERE user_id = ANY($1) AND group_id = $2",
-                    &[&user_uuids, &gid],
-                )
-                .await?;
-        }
+        Some("add") => group_admin::add_members(&transaction, gid, &user_uuids).await?,
+        Some(_) => group_admin::remove_members(&transaction, gid, &user_uuids).await?,
         None => {}
     }
-    if sets.is_empty() {
+    if changes.is_empty() {
         transaction.commit().await?;
         return Ok(Outcome::success(None));
     }
-    sets.push("modified_at = now()".to_owned());
-    let statement = format!(
-        "WITH g AS (UPDATE groups SET {} WHERE id = {} RETURNING *) SELECT {GROUP_COLUMNS} FROM g",
-        sets.join(", "),
-        params.push(gid)
-    );
-    let row = transaction
-        .query_opt(statement.as_str(), &params.as_refs())
-        .await?;
-    let Some(row) = row else {
+    let Some(row) = group_admin::update_group(&transaction, gid, &changes).await? else {
         return Ok(Outcome::failure("no such group"));
     };
-    let group = Group::from_row(&row)?;
     transaction.commit().await?;
-    Ok(Outcome::success(Some(group)))
+    Ok(Outcome::success(Some(Group::from(row))))
 }
 
 async fn delete_group(ctx: &Context<'_>, gid: Uuid) -> Step<()> {
     let (request, client) =
         mutation::begin(ctx, "delete_group", MutationRoles::AdminOrSuperadmin).await?;
     admin_may_touch(&client, &request.requester, "delete_group", None, Some(gid)).await?;
-    let count = client
-        .execute(
-            "UPDATE groups SET is_active = false, integration_id = NULL, modified_at = now() WHERE id = $1",
-            &[&gid],
-        )
-        .await?;
-    Ok(if count > 0 {
+    Ok(if group_admin::deactivate_group(&client, gid).await? {
         Outcome::success(None)
     } else {
         Outcome::no_match("DeleteGroup")
@@ -423,46 +356,21 @@ async fn purge_group(ctx: &Context<'_>, gid: Uuid) -> Step<()> {
         mutation::begin(ctx, "purge_group", MutationRoles::AdminOrSuperadmin).await?;
     admin_may_touch(&client, &request.requester, "purge_group", None, Some(gid)).await?;
     let transaction = client.transaction().await?;
-    let active: i64 = transaction
-        .query_one(
-            "SELECT count(*) FROM kernels WHERE group_id = $1 \
-             AND status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')",
-            &[&gid],
-        )
-        .await?
-        .get(0);
-    if active > 0 {
+    let dependents = group_admin::group_dependents(&transaction, gid).await?;
+    if dependents.active_kernels > 0 {
         return Ok(Outcome::failure(
             "unexpected error: Group has some active session. Terminate them first to proceed removal.",
         ));
     }
     // Group folders' data lives on the storage proxies; until the storage broker deletes it
     // here, a group that still has folders is not purged (nothing is left half-deleted).
-    let folders: i64 = transaction
-        .query_one(
-            "SELECT count(*) FROM vfolders WHERE \"group\" = $1",
-            &[&gid],
-        )
-        .await?
-        .get(0);
-    if folders > 0 {
+    if dependents.vfolders > 0 {
         return Ok(Outcome::failure(format!(
-            "unexpected error: the group still has {folders} virtual folder(s); delete them first"
+            "unexpected error: the group still has {} virtual folder(s); delete them first",
+            dependents.vfolders
         )));
     }
-    transaction
-        .execute("DELETE FROM kernels WHERE group_id = $1", &[&gid])
-        .await?;
-    transaction
-        .execute("DELETE FROM sessions WHERE group_id = $1", &[&gid])
-        .await?;
-    transaction
-        .execute("DELETE FROM session_templates WHERE group_id = $1", &[&gid])
-        .await?;
-    let count = transaction
-        .execute("DELETE FROM groups WHERE id = $1", &[&gid])
-        .await?;
-    if count == 0 {
+    if !group_admin::purge_group(&transaction, gid).await? {
         return Ok(Outcome::no_match("PurgeGroup"));
     }
     transaction.commit().await?;

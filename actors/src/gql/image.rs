@@ -186,13 +186,12 @@ async fn allowed_registries(
     match request.requester.role {
         UserRole::Superadmin | UserRole::Monitor => Ok(None),
         UserRole::Admin | UserRole::User => {
-            let row = client
-                .query_opt(
-                    "SELECT allowed_docker_registries FROM domains WHERE name = $1",
-                    &[&request.requester.domain_name],
-                )
-                .await?;
-            Ok(Some(row.map(|r| r.get(0)).unwrap_or_default()))
+            let registries = bai_schema::queries::domain_admin::allowed_docker_registries(
+                client,
+                &request.requester.domain_name,
+            )
+            .await?;
+            Ok(Some(registries.unwrap_or_default()))
         }
     }
 }

@@ -8,6 +8,10 @@
 use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
+use bai_schema::queries::QueryError;
+use bai_schema::queries::keypair_admin::{
+    self, KEYPAIR_COLUMNS, KEYPAIR_FROM, KeypairChanges, KeypairRow, NewKeypair,
+};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -98,16 +102,6 @@ impl KeyPair {
     }
 }
 
-/// The columns `KeyPair::from_row` reads, over `keypairs k JOIN users u`.
-pub const KEYPAIR_COLUMNS: &str = "k.user_id, k.access_key, k.secret_key, k.is_active, \
-     k.is_admin, k.resource_policy, k.created_at, k.modified_at, k.last_used, k.rate_limit, \
-     k.num_queries, k.\"user\", k.ssh_public_key, u.email AS owner_email, \
-     u.full_name AS owner_full_name, \
-     ARRAY(SELECT g.name FROM association_groups_users ag JOIN groups g ON g.id = ag.group_id \
-           WHERE ag.user_id = k.\"user\" ORDER BY g.name) AS projects";
-
-pub const KEYPAIR_FROM: &str = "keypairs k JOIN users u ON u.uuid = k.\"user\"";
-
 /// The per-keypair counters kept in Redis.
 #[derive(Debug, Default, Clone)]
 struct KeypairStats {
@@ -160,41 +154,32 @@ async fn load_stats(request: &GqlRequest, access_keys: &[String]) -> HashMap<Str
 }
 
 impl KeyPair {
-    fn from_row(row: &Row, requester: &Requester, reveal_secret: bool) -> GqlResult<KeyPair> {
-        let access_key: String = row.try_get("access_key")?;
-        let owner: Uuid = row.try_get("user")?;
-        let show_secret = reveal_secret || requester.owns_keypair_of(owner);
-        let full_name: Option<String> = row.try_get("owner_full_name")?;
-        Ok(KeyPair {
-            id: Some(ID(access_key.clone())),
-            user_id: row.try_get("user_id")?,
-            full_name: full_name.clone(),
-            secret_key: if show_secret {
-                row.try_get("secret_key")?
-            } else {
-                None
-            },
-            is_active: Some(row.try_get("is_active")?),
-            is_admin: Some(row.try_get("is_admin")?),
-            resource_policy: Some(row.try_get("resource_policy")?),
-            created_at: Some(GqlDateTime(row.try_get("created_at")?)),
-            modified_at: Some(GqlDateTime(row.try_get("modified_at")?)),
-            last_used: row
-                .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>("last_used")?
-                .map(GqlDateTime),
-            rate_limit: Some(row.try_get("rate_limit")?),
+    fn from_row(row: KeypairRow, requester: &Requester, reveal_secret: bool) -> KeyPair {
+        let show_secret = reveal_secret || requester.owns_keypair_of(row.user);
+        KeyPair {
+            id: Some(ID(row.access_key.clone())),
+            user_id: row.user_id,
+            full_name: row.owner_full_name.clone(),
+            secret_key: if show_secret { row.secret_key } else { None },
+            is_active: Some(row.is_active),
+            is_admin: Some(row.is_admin),
+            resource_policy: Some(row.resource_policy),
+            created_at: Some(GqlDateTime(row.created_at)),
+            modified_at: Some(GqlDateTime(row.modified_at)),
+            last_used: row.last_used.map(GqlDateTime),
+            rate_limit: Some(row.rate_limit),
             num_queries: Some(0),
-            user: Some(owner),
-            projects: Some(row.try_get("projects")?),
-            ssh_public_key: row.try_get("ssh_public_key")?,
+            user: Some(row.user),
+            projects: Some(row.projects),
+            ssh_public_key: row.ssh_public_key,
             concurrency_used: Some(0),
             user_info: Some(UserInfo {
-                email: row.try_get("owner_email")?,
-                full_name,
+                email: row.owner_email,
+                full_name: row.owner_full_name,
             }),
             concurrency_limit: Some(0),
-            access_key: Some(access_key),
-        })
+            access_key: Some(row.access_key),
+        }
     }
 }
 
@@ -206,8 +191,11 @@ async fn keypairs_from_rows(
 ) -> GqlResult<Vec<KeyPair>> {
     let mut keypairs = rows
         .iter()
-        .map(|row| KeyPair::from_row(row, &request.requester, reveal_secret))
-        .collect::<GqlResult<Vec<_>>>()?;
+        .map(|row| {
+            KeypairRow::decode(row)
+                .map(|row| KeyPair::from_row(row, &request.requester, reveal_secret))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let access_keys: Vec<String> = keypairs
         .iter()
         .filter_map(|k| k.access_key.clone())
@@ -529,45 +517,34 @@ mutation_payload!(DeleteKeyPair, "DeleteKeyPair");
 
 type Step<T> = Result<Outcome<T>, Outcome<T>>;
 
-/// Inserts a keypair for the user with `email` inside `client`'s transaction; returns the
-/// statement's row (or none when no such user exists).
+/// Inserts a keypair with new keys for the user with `email` inside `client`'s transaction;
+/// the new row, or none when no such user exists.
 pub async fn insert_keypair(
-    client: &impl tokio_postgres::GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     email: &str,
     is_active: bool,
     is_admin: bool,
     resource_policy: &str,
     rate_limit: i32,
-) -> Result<Option<Row>, tokio_postgres::Error> {
+) -> Result<Option<KeypairRow>, QueryError> {
     let (access_key, secret_key) = generate_keypair();
-    let statement = format!(
-        "WITH k AS (INSERT INTO keypairs (user_id, access_key, secret_key, is_active, is_admin, \
-             resource_policy, rate_limit, num_queries, \"user\") \
-         SELECT $1::text, $2::text, $3::text, $4, $5, $6::text, $7, 0, users.uuid FROM users \
-         WHERE users.email = $1::text RETURNING *) \
-         SELECT {KEYPAIR_COLUMNS} FROM k JOIN users u ON u.uuid = k.\"user\""
-    );
-    client
-        .query_opt(
-            &statement,
-            &[
-                &email,
-                &access_key,
-                &secret_key,
-                &is_active,
-                &is_admin,
-                &resource_policy,
-                &rate_limit,
-            ],
-        )
-        .await
+    let keypair = NewKeypair {
+        owner_email: email.to_owned(),
+        access_key,
+        secret_key,
+        is_active,
+        is_admin,
+        resource_policy: resource_policy.to_owned(),
+        rate_limit,
+    };
+    keypair_admin::insert_keypair(client, &keypair).await
 }
 
 async fn create_keypair(ctx: &Context<'_>, user_id: String, props: KeyPairInput) -> Step<KeyPair> {
     let (request, client) =
         mutation::begin(ctx, "create_keypair", MutationRoles::SuperadminOnly).await?;
     let row = insert_keypair(
-        &**client,
+        &client,
         &user_id,
         props.is_active.unwrap_or(true),
         props.is_admin.unwrap_or(false),
@@ -578,10 +555,10 @@ async fn create_keypair(ctx: &Context<'_>, user_id: String, props: KeyPairInput)
     match row {
         // The creator receives the new secret key, once.
         Some(row) => Ok(Outcome::success(Some(KeyPair::from_row(
-            &row,
+            row,
             &request.requester,
             true,
-        )?))),
+        )))),
         // The original inserts NULL as the owner and fails on the constraint.
         None => Ok(Outcome::failure(format!(
             "integrity error: there is no user with the email {user_id:?}"
@@ -595,54 +572,30 @@ async fn modify_keypair(
     props: ModifyKeyPairInput,
 ) -> Step<()> {
     let (_, client) = mutation::begin(ctx, "modify_keypair", MutationRoles::SuperadminOnly).await?;
-    let mut params = SqlParams::new();
-    let mut sets = vec!["modified_at = now()".to_owned()];
-    if let Some(v) = props.is_active {
-        sets.push(format!("is_active = {}", params.push(v)));
-    }
-    if let Some(v) = props.is_admin {
-        sets.push(format!("is_admin = {}", params.push(v)));
-    }
-    if let Some(v) = props.resource_policy {
-        sets.push(format!("resource_policy = {}", params.push(v)));
-    }
-    if let Some(v) = props.rate_limit {
-        sets.push(format!("rate_limit = {}", params.push(v)));
-    }
-    let statement = format!(
-        "UPDATE keypairs SET {} WHERE access_key = {}",
-        sets.join(", "),
-        params.push(access_key)
-    );
-    let count = client
-        .execute(statement.as_str(), &params.as_refs())
-        .await?;
-    Ok(if count > 0 {
-        Outcome::success(None)
-    } else {
-        Outcome::no_match("ModifyKeyPair")
-    })
+    let changes = KeypairChanges {
+        is_active: props.is_active,
+        is_admin: props.is_admin,
+        resource_policy: props.resource_policy,
+        rate_limit: props.rate_limit,
+    };
+    Ok(
+        if keypair_admin::update_keypair(&client, &access_key, &changes).await? {
+            Outcome::success(None)
+        } else {
+            Outcome::no_match("ModifyKeyPair")
+        },
+    )
 }
 
 async fn delete_keypair(ctx: &Context<'_>, access_key: String) -> Step<()> {
     let (request, client) =
         mutation::begin(ctx, "delete_keypair", MutationRoles::SuperadminOnly).await?;
-    let main_users: i64 = client
-        .query_one(
-            "SELECT count(*) FROM users WHERE main_access_key = $1",
-            &[&access_key],
-        )
-        .await?
-        .get(0);
-    if main_users > 0 {
+    if keypair_admin::main_key_users(&client, &access_key).await? > 0 {
         return Ok(Outcome::failure(
             "the keypair is used as main access key by any user",
         ));
     }
-    let count = client
-        .execute("DELETE FROM keypairs WHERE access_key = $1", &[&access_key])
-        .await?;
-    if count == 0 {
+    if !keypair_admin::delete_keypair(&client, &access_key).await? {
         return Ok(Outcome::no_match("DeleteKeyPair"));
     }
     if let Some(redis) = &request.redis_stat {

@@ -59,6 +59,17 @@ impl<T> From<tokio_postgres::Error> for Outcome<T> {
     }
 }
 
+/// A failed query module call: a failed statement reads as the original's message for it
+/// (`db_failure_message`); a row that does not decode is an internal error.
+impl<T> From<bai_schema::queries::QueryError> for Outcome<T> {
+    fn from(error: bai_schema::queries::QueryError) -> Outcome<T> {
+        match error {
+            bai_schema::queries::QueryError::Db { source, .. } => Outcome::from(source),
+            other => Outcome::from(GqlError::Database(other.to_string())),
+        }
+    }
+}
+
 /// The original's message for a failed statement: `integrity error: ...` for constraint
 /// violations, the database's message for bad data, `unexpected error: ...` otherwise. Only the
 /// primary message is used; its `DETAIL` (which may quote row values) is not.

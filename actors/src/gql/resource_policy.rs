@@ -3,13 +3,15 @@
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
 use bai_schema::enums::UserRole;
-use tokio_postgres::Row;
+use bai_schema::queries::resource_policy_admin::{
+    self, KeypairPolicyChanges, KeypairPolicyRow, NewKeypairPolicy, PolicyFilter,
+};
 
 use super::context::GqlRequest;
 use super::error::GqlResult;
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::scalars::{BigInt, GqlDateTime, JsonString};
-use super::sql::{self, Conditions, SqlParams};
+use super::sql;
 use super::validate;
 
 /// A keypair resource policy as the original's GraphQL type.
@@ -30,55 +32,40 @@ pub struct KeyPairResourcePolicy {
     pub allowed_vfolder_hosts: Option<JsonString>,
 }
 
-const POLICY_COLUMNS: &str = "p.name, p.created_at, p.default_for_unspecified::text AS \
-     default_for_unspecified, p.total_resource_slots, p.max_session_lifetime, \
-     p.max_concurrent_sessions, p.max_concurrent_sftp_sessions, p.max_containers_per_session, \
-     p.idle_timeout, p.max_vfolder_count, p.max_vfolder_size, p.allowed_vfolder_hosts";
-
-impl KeyPairResourcePolicy {
-    fn from_row(row: &Row) -> GqlResult<KeyPairResourcePolicy> {
-        Ok(KeyPairResourcePolicy {
-            name: Some(row.try_get("name")?),
-            created_at: Some(GqlDateTime(row.try_get("created_at")?)),
-            default_for_unspecified: Some(row.try_get("default_for_unspecified")?),
-            total_resource_slots: Some(JsonString(row.try_get("total_resource_slots")?)),
-            max_session_lifetime: Some(row.try_get("max_session_lifetime")?),
-            max_concurrent_sessions: Some(row.try_get("max_concurrent_sessions")?),
-            max_concurrent_sftp_sessions: Some(row.try_get("max_concurrent_sftp_sessions")?),
-            max_containers_per_session: Some(row.try_get("max_containers_per_session")?),
-            idle_timeout: Some(BigInt(row.try_get("idle_timeout")?)),
-            max_vfolder_count: Some(row.try_get("max_vfolder_count")?),
-            max_vfolder_size: Some(BigInt(row.try_get("max_vfolder_size")?)),
-            allowed_vfolder_hosts: Some(JsonString(row.try_get("allowed_vfolder_hosts")?)),
-        })
+impl From<KeypairPolicyRow> for KeyPairResourcePolicy {
+    fn from(row: KeypairPolicyRow) -> KeyPairResourcePolicy {
+        KeyPairResourcePolicy {
+            name: Some(row.name),
+            created_at: Some(GqlDateTime(row.created_at)),
+            default_for_unspecified: Some(row.default_for_unspecified),
+            total_resource_slots: Some(JsonString(row.total_resource_slots)),
+            max_session_lifetime: Some(row.max_session_lifetime),
+            max_concurrent_sessions: Some(row.max_concurrent_sessions),
+            max_concurrent_sftp_sessions: Some(row.max_concurrent_sftp_sessions),
+            max_containers_per_session: Some(row.max_containers_per_session),
+            idle_timeout: Some(BigInt(row.idle_timeout)),
+            max_vfolder_count: Some(row.max_vfolder_count),
+            max_vfolder_size: Some(BigInt(row.max_vfolder_size)),
+            allowed_vfolder_hosts: Some(JsonString(row.allowed_vfolder_hosts)),
+        }
     }
 }
 
 async fn load_policies(
     request: &GqlRequest,
-    conditions: &Conditions,
-    params: &SqlParams,
+    filter: &PolicyFilter,
 ) -> GqlResult<Vec<KeyPairResourcePolicy>> {
     let client = sql::connection(&request.db).await?;
-    let statement = format!(
-        "SELECT {POLICY_COLUMNS} FROM keypair_resource_policies p {} ORDER BY p.name",
-        conditions.where_clause()
-    );
-    sql::query(&client, &statement, params)
+    Ok(resource_policy_admin::list_policies(&client, filter)
         .await?
-        .iter()
-        .map(KeyPairResourcePolicy::from_row)
-        .collect()
+        .into_iter()
+        .map(KeyPairResourcePolicy::from)
+        .collect())
 }
 
 /// Users see only the policies of their own keypairs.
-fn own_policies_condition(request: &GqlRequest, params: &mut SqlParams) -> Option<String> {
-    (request.requester.role == UserRole::User).then(|| {
-        format!(
-            "p.name IN (SELECT k.resource_policy FROM keypairs k WHERE k.\"user\" = {})",
-            params.push(request.requester.user_uuid)
-        )
-    })
+fn own_policies_only(request: &GqlRequest) -> Option<uuid::Uuid> {
+    (request.requester.role == UserRole::User).then_some(request.requester.user_uuid)
 }
 
 #[derive(Default)]
@@ -93,24 +80,18 @@ impl ResourcePolicyQuery {
         name: Option<String>,
     ) -> async_graphql::Result<Option<KeyPairResourcePolicy>> {
         let request = GqlRequest::of(ctx)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        match name {
-            Some(name) => {
-                conditions.add(format!("p.name = {}", params.push(name)));
-                if let Some(own) = own_policies_condition(request, &mut params) {
-                    conditions.add(own);
-                }
-            }
-            None => conditions.add(format!(
-                "p.name = (SELECT k.resource_policy FROM keypairs k WHERE k.access_key = {})",
-                params.push(request.requester.access_key.clone())
-            )),
-        }
-        Ok(load_policies(request, &conditions, &params)
-            .await?
-            .into_iter()
-            .next())
+        let filter = match name {
+            Some(name) => PolicyFilter {
+                name: Some(name),
+                used_by_user: own_policies_only(request),
+                of_access_key: None,
+            },
+            None => PolicyFilter {
+                of_access_key: Some(request.requester.access_key.clone()),
+                ..PolicyFilter::default()
+            },
+        };
+        Ok(load_policies(request, &filter).await?.into_iter().next())
     }
 
     /// Every policy; users get the policies of their own keypairs.
@@ -119,12 +100,11 @@ impl ResourcePolicyQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<Vec<KeyPairResourcePolicy>>> {
         let request = GqlRequest::of(ctx)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        if let Some(own) = own_policies_condition(request, &mut params) {
-            conditions.add(own);
-        }
-        Ok(Some(load_policies(request, &conditions, &params).await?))
+        let filter = PolicyFilter {
+            used_by_user: own_policies_only(request),
+            ..PolicyFilter::default()
+        };
+        Ok(Some(load_policies(request, &filter).await?))
     }
 }
 
@@ -211,30 +191,21 @@ async fn create_policy(
         }
         None => serde_json::json!({}),
     };
-    let mut params = SqlParams::new();
-    let statement = format!(
-        "WITH p AS (INSERT INTO keypair_resource_policies (name, default_for_unspecified, \
-             total_resource_slots, max_session_lifetime, max_concurrent_sessions, \
-             max_concurrent_sftp_sessions, max_containers_per_session, idle_timeout, \
-             max_vfolder_count, max_vfolder_size, allowed_vfolder_hosts) \
-         VALUES ({}, ({}::text)::defaultforunspecified, {}, {}, {}, {}, {}, {}, {}, {}, {}) RETURNING *) \
-         SELECT {POLICY_COLUMNS} FROM p",
-        params.push(name),
-        params.push(unspecified),
-        params.push(slots),
-        params.push(props.max_session_lifetime.unwrap_or(0)),
-        params.push(props.max_concurrent_sessions),
-        params.push(props.max_concurrent_sftp_sessions.unwrap_or(1)),
-        params.push(props.max_containers_per_session),
-        params.push(props.idle_timeout.0),
-        params.push(props.max_vfolder_count.unwrap_or(0)),
-        params.push(props.max_vfolder_size.map_or(0, |size| size.0)),
-        params.push(hosts),
-    );
-    match sql::query_opt_raw(&client, &statement, &params).await? {
-        Some(row) => Ok(Outcome::success(Some(KeyPairResourcePolicy::from_row(
-            &row,
-        )?))),
+    let policy = NewKeypairPolicy {
+        name,
+        default_for_unspecified: unspecified,
+        total_resource_slots: slots,
+        max_session_lifetime: props.max_session_lifetime.unwrap_or(0),
+        max_concurrent_sessions: props.max_concurrent_sessions,
+        max_concurrent_sftp_sessions: props.max_concurrent_sftp_sessions.unwrap_or(1),
+        max_containers_per_session: props.max_containers_per_session,
+        idle_timeout: props.idle_timeout.0,
+        max_vfolder_count: props.max_vfolder_count.unwrap_or(0),
+        max_vfolder_size: props.max_vfolder_size.map_or(0, |size| size.0),
+        allowed_vfolder_hosts: hosts,
+    };
+    match resource_policy_admin::insert_policy(&client, &policy).await? {
+        Some(row) => Ok(Outcome::success(Some(KeyPairResourcePolicy::from(row)))),
         None => Ok(Outcome::no_match("CreateKeyPairResourcePolicy")),
     }
 }
@@ -250,62 +221,44 @@ async fn modify_policy(
         MutationRoles::SuperadminOnly,
     )
     .await?;
-    let mut params = SqlParams::new();
-    let mut sets = Vec::new();
-    if let Some(v) = props.default_for_unspecified {
-        let v = default_for_unspecified(&v)?;
-        sets.push(format!(
-            "default_for_unspecified = ({}::text)::defaultforunspecified",
-            params.push(v)
-        ));
-    }
-    if let Some(JsonString(value)) = &props.total_resource_slots {
-        let slots = validate::resource_slots_input("total_resource_slots", value)?;
-        sets.push(format!("total_resource_slots = {}", params.push(slots)));
-    }
-    for (column, value) in [
-        ("max_session_lifetime", props.max_session_lifetime),
-        ("max_concurrent_sessions", props.max_concurrent_sessions),
-        (
-            "max_concurrent_sftp_sessions",
-            props.max_concurrent_sftp_sessions,
-        ),
-        (
-            "max_containers_per_session",
-            props.max_containers_per_session,
-        ),
-        ("max_vfolder_count", props.max_vfolder_count),
-    ] {
-        if let Some(v) = value {
-            sets.push(format!("{column} = {}", params.push(v)));
-        }
-    }
-    if let Some(v) = props.idle_timeout {
-        sets.push(format!("idle_timeout = {}", params.push(v.0)));
-    }
-    if let Some(v) = props.max_vfolder_size {
-        sets.push(format!("max_vfolder_size = {}", params.push(v.0)));
-    }
-    if let Some(JsonString(value)) = &props.allowed_vfolder_hosts {
-        let hosts = validate::vfolder_host_permissions_input("allowed_vfolder_hosts", value)?;
-        sets.push(format!("allowed_vfolder_hosts = {}", params.push(hosts)));
-    }
-    if sets.is_empty() {
-        sets.push("name = name".to_owned());
-    }
-    let statement = format!(
-        "UPDATE keypair_resource_policies SET {} WHERE name = {}",
-        sets.join(", "),
-        params.push(name)
-    );
-    let count = client
-        .execute(statement.as_str(), &params.as_refs())
-        .await?;
-    Ok(if count > 0 {
-        Outcome::success(None)
-    } else {
-        Outcome::no_match("ModifyKeyPairResourcePolicy")
-    })
+    let default_for_unspecified = props
+        .default_for_unspecified
+        .as_deref()
+        .map(default_for_unspecified)
+        .transpose()?;
+    let total_resource_slots = match &props.total_resource_slots {
+        Some(JsonString(value)) => Some(validate::resource_slots_input(
+            "total_resource_slots",
+            value,
+        )?),
+        None => None,
+    };
+    let allowed_vfolder_hosts = match &props.allowed_vfolder_hosts {
+        Some(JsonString(value)) => Some(validate::vfolder_host_permissions_input(
+            "allowed_vfolder_hosts",
+            value,
+        )?),
+        None => None,
+    };
+    let changes = KeypairPolicyChanges {
+        default_for_unspecified,
+        total_resource_slots,
+        max_session_lifetime: props.max_session_lifetime,
+        max_concurrent_sessions: props.max_concurrent_sessions,
+        max_concurrent_sftp_sessions: props.max_concurrent_sftp_sessions,
+        max_containers_per_session: props.max_containers_per_session,
+        idle_timeout: props.idle_timeout.map(|v| v.0),
+        max_vfolder_count: props.max_vfolder_count,
+        max_vfolder_size: props.max_vfolder_size.map(|v| v.0),
+        allowed_vfolder_hosts,
+    };
+    Ok(
+        if resource_policy_admin::update_policy(&client, &name, &changes).await? {
+            Outcome::success(None)
+        } else {
+            Outcome::no_match("ModifyKeyPairResourcePolicy")
+        },
+    )
 }
 
 async fn delete_policy(ctx: &Context<'_>, name: String) -> Step<()> {
@@ -315,17 +268,13 @@ async fn delete_policy(ctx: &Context<'_>, name: String) -> Step<()> {
         MutationRoles::SuperadminOnly,
     )
     .await?;
-    let count = client
-        .execute(
-            "DELETE FROM keypair_resource_policies WHERE name = $1",
-            &[&name],
-        )
-        .await?;
-    Ok(if count > 0 {
-        Outcome::success(None)
-    } else {
-        Outcome::no_match("DeleteKeyPairResourcePolicy")
-    })
+    Ok(
+        if resource_policy_admin::delete_policy(&client, &name).await? {
+            Outcome::success(None)
+        } else {
+            Outcome::no_match("DeleteKeyPairResourcePolicy")
+        },
+    )
 }
 
 #[derive(Default)]

@@ -2,14 +2,14 @@
 //! create/modify/delete mutations (superadmin).
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use bai_schema::queries::resource_preset_admin::{self, PresetChanges, PresetRow};
 use bai_schema::slots::parse_binary_size;
-use tokio_postgres::Row;
 
 use super::context::GqlRequest;
 use super::error::GqlResult;
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::scalars::{BigInt, JsonString};
-use super::sql::{self, Conditions, SqlParams};
+use super::sql;
 use super::validate;
 
 /// A resource preset as the original's GraphQL type.
@@ -21,33 +21,24 @@ pub struct ResourcePreset {
     pub shared_memory: Option<BigInt>,
 }
 
-impl ResourcePreset {
-    fn from_row(row: &Row) -> GqlResult<ResourcePreset> {
-        let shared_memory: Option<i64> = row.try_get("shared_memory")?;
-        Ok(ResourcePreset {
-            name: Some(row.try_get("name")?),
-            resource_slots: Some(JsonString(row.try_get("resource_slots")?)),
+impl From<PresetRow> for ResourcePreset {
+    fn from(row: PresetRow) -> ResourcePreset {
+        ResourcePreset {
+            name: Some(row.name),
+            resource_slots: Some(JsonString(row.resource_slots)),
             // The original treats 0 like no value.
-            shared_memory: shared_memory.filter(|size| *size != 0).map(BigInt),
-        })
+            shared_memory: row.shared_memory.filter(|size| *size != 0).map(BigInt),
+        }
     }
 }
 
-async fn load_presets(
-    request: &GqlRequest,
-    conditions: &Conditions,
-    params: &SqlParams,
-) -> GqlResult<Vec<ResourcePreset>> {
+async fn load_presets(request: &GqlRequest, name: Option<&str>) -> GqlResult<Vec<ResourcePreset>> {
     let client = sql::connection(&request.db).await?;
-    let statement = format!(
-        "SELECT name, resource_slots, shared_memory FROM resource_presets {} ORDER BY name",
-        conditions.where_clause()
-    );
-    sql::query(&client, &statement, params)
+    Ok(resource_preset_admin::list_presets(&client, name)
         .await?
-        .iter()
-        .map(ResourcePreset::from_row)
-        .collect()
+        .into_iter()
+        .map(ResourcePreset::from)
+        .collect())
 }
 
 #[derive(Default)]
@@ -64,13 +55,7 @@ impl ResourcePresetQuery {
         let Some(name) = name else {
             return Ok(None);
         };
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("name = {}", params.push(name)));
-        Ok(load_presets(request, &conditions, &params)
-            .await?
-            .into_iter()
-            .next())
+        Ok(load_presets(request, Some(&name)).await?.into_iter().next())
     }
 
     async fn resource_presets(
@@ -78,9 +63,7 @@ impl ResourcePresetQuery {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<Vec<ResourcePreset>>> {
         let request = GqlRequest::of(ctx)?;
-        Ok(Some(
-            load_presets(request, &Conditions::new(), &SqlParams::new()).await?,
-        ))
+        Ok(Some(load_presets(request, None).await?))
     }
 }
 
@@ -125,16 +108,13 @@ async fn create_preset(
         mutation::begin(ctx, "create_resource_preset", MutationRoles::SuperadminOnly).await?;
     let slots = validate::resource_slots_input("resource_slots", &props.resource_slots.0)?;
     let shared_memory = shared_memory_bytes(props.shared_memory.as_deref())?;
-    let mut params = SqlParams::new();
-    let statement = format!(
-        "INSERT INTO resource_presets (name, resource_slots, shared_memory) VALUES ({}, {}, {}) \
-         RETURNING name, resource_slots, shared_memory",
-        params.push(name),
-        params.push(slots),
-        params.push(shared_memory),
-    );
-    match sql::query_opt_raw(&client, &statement, &params).await? {
-        Some(row) => Ok(Outcome::success(Some(ResourcePreset::from_row(&row)?))),
+    let preset = PresetRow {
+        name,
+        resource_slots: slots,
+        shared_memory,
+    };
+    match resource_preset_admin::insert_preset(&client, &preset).await? {
+        Some(row) => Ok(Outcome::success(Some(ResourcePreset::from(row)))),
         None => Ok(Outcome::no_match("CreateResourcePreset")),
     }
 }
@@ -146,45 +126,37 @@ async fn modify_preset(
 ) -> Step<()> {
     let (_, client) =
         mutation::begin(ctx, "modify_resource_preset", MutationRoles::SuperadminOnly).await?;
-    let mut params = SqlParams::new();
-    let mut sets = Vec::new();
-    if let Some(JsonString(value)) = &props.resource_slots {
-        let slots = validate::resource_slots_input("resource_slots", value)?;
-        sets.push(format!("resource_slots = {}", params.push(slots)));
-    }
-    if let Some(text) = &props.shared_memory {
-        let bytes = shared_memory_bytes(Some(text))?;
-        sets.push(format!("shared_memory = {}", params.push(bytes)));
-    }
-    if sets.is_empty() {
-        sets.push("name = name".to_owned());
-    }
-    let statement = format!(
-        "UPDATE resource_presets SET {} WHERE name = {}",
-        sets.join(", "),
-        params.push(name)
-    );
-    let count = client
-        .execute(statement.as_str(), &params.as_refs())
-        .await?;
-    Ok(if count > 0 {
-        Outcome::success(None)
-    } else {
-        Outcome::no_match("ModifyResourcePreset")
-    })
+    let resource_slots = match &props.resource_slots {
+        Some(JsonString(value)) => Some(validate::resource_slots_input("resource_slots", value)?),
+        None => None,
+    };
+    let shared_memory = match &props.shared_memory {
+        Some(text) => Some(shared_memory_bytes(Some(text))?),
+        None => None,
+    };
+    let changes = PresetChanges {
+        resource_slots,
+        shared_memory,
+    };
+    Ok(
+        if resource_preset_admin::update_preset(&client, &name, &changes).await? {
+            Outcome::success(None)
+        } else {
+            Outcome::no_match("ModifyResourcePreset")
+        },
+    )
 }
 
 async fn delete_preset(ctx: &Context<'_>, name: String) -> Step<()> {
     let (_, client) =
         mutation::begin(ctx, "delete_resource_preset", MutationRoles::SuperadminOnly).await?;
-    let count = client
-        .execute("DELETE FROM resource_presets WHERE name = $1", &[&name])
-        .await?;
-    Ok(if count > 0 {
-        Outcome::success(None)
-    } else {
-        Outcome::no_match("DeleteResourcePreset")
-    })
+    Ok(
+        if resource_preset_admin::delete_preset(&client, &name).await? {
+            Outcome::success(None)
+        } else {
+            Outcome::no_match("DeleteResourcePreset")
+        },
+    )
 }
 
 #[derive(Default)]

@@ -2,8 +2,10 @@
 //! scaling groups with domains, groups (projects) and keypairs.
 
 use async_graphql::{Context, InputObject, Object, SimpleObject};
+use bai_schema::queries::scaling_group_admin::{
+    self, Associate, NewScalingGroup, ScalingGroupChanges, ScalingGroupRow, ScalingGroupScope,
+};
 use serde_json::{Value, json};
-use tokio_postgres::Row;
 use uuid::Uuid;
 
 use super::context::GqlRequest;
@@ -12,7 +14,7 @@ use super::error::GqlResult;
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::permissions::require_superadmin_read;
 use super::scalars::{GqlDateTime, JsonString};
-use super::sql::{self, Conditions, SqlParams};
+use super::sql;
 use bai_schema::fixture::special::scheduler_opts;
 
 /// A scaling group as the original's GraphQL `ScalingGroup` type.
@@ -34,31 +36,26 @@ pub struct ScalingGroup {
     pub use_host_network: Option<bool>,
 }
 
-const SGROUP_COLUMNS: &str = "g.name, g.description, g.is_active, g.is_public, g.created_at, \
-     g.wsproxy_addr, g.wsproxy_api_token, g.driver, g.driver_opts, g.scheduler, \
-     g.scheduler_opts, g.use_host_network";
-
 impl ScalingGroup {
-    fn from_row(row: &Row, show_token: bool) -> GqlResult<ScalingGroup> {
-        let stored_opts: Value = row.try_get("scheduler_opts")?;
-        Ok(ScalingGroup {
-            name: Some(row.try_get("name")?),
-            description: row.try_get("description")?,
-            is_active: Some(row.try_get("is_active")?),
-            is_public: Some(row.try_get("is_public")?),
-            created_at: Some(GqlDateTime(row.try_get("created_at")?)),
-            wsproxy_addr: row.try_get("wsproxy_addr")?,
+    fn from_row(row: ScalingGroupRow, show_token: bool) -> ScalingGroup {
+        ScalingGroup {
+            name: Some(row.name),
+            description: row.description,
+            is_active: Some(row.is_active),
+            is_public: Some(row.is_public),
+            created_at: Some(GqlDateTime(row.created_at)),
+            wsproxy_addr: row.wsproxy_addr,
             wsproxy_api_token: if show_token {
-                row.try_get("wsproxy_api_token")?
+                row.wsproxy_api_token
             } else {
                 None
             },
-            driver: Some(row.try_get("driver")?),
-            driver_opts: Some(JsonString(row.try_get("driver_opts")?)),
-            scheduler: Some(row.try_get("scheduler")?),
-            scheduler_opts: Some(JsonString(scheduler_opts_output(&stored_opts))),
-            use_host_network: Some(row.try_get("use_host_network")?),
-        })
+            driver: Some(row.driver),
+            driver_opts: Some(JsonString(row.driver_opts)),
+            scheduler: Some(row.scheduler),
+            scheduler_opts: Some(JsonString(scheduler_opts_output(&row.scheduler_opts))),
+            use_host_network: Some(row.use_host_network),
+        }
     }
 }
 
@@ -66,12 +63,15 @@ fn default_scheduler_opts() -> Value {
     json!({"allowed_session_types": ["interactive", "batch"], "pending_timeout": 0.0, "config": {}})
 }
 
+/// A client's `scheduler_opts` that the fixture loader's checks refuse.
+#[derive(Debug, thiserror::Error)]
+#[error("scheduler_opts: {0}")]
+pub struct SchedulerOptsError(#[from] bai_schema::fixture::error::Problem);
+
 /// `ScalingGroupOpts` as a client gives it: the known keys checked and completed with their
 /// defaults, as the fixture loader stores them.
-pub fn scheduler_opts_input(value: &Value) -> Result<Value, String> {
-    scheduler_opts(value)
-        .map(Value::Object)
-        .map_err(|e| format!("scheduler_opts: {e}"))
+pub fn scheduler_opts_input(value: &Value) -> Result<Value, SchedulerOptsError> {
+    Ok(Value::Object(scheduler_opts(value)?))
 }
 
 /// `ScalingGroupOpts.to_json()` of 22.09: `allowed_session_types`, `pending_timeout` (seconds,
@@ -93,31 +93,18 @@ pub fn scheduler_opts_output(stored: &Value) -> Value {
 
 async fn load_sgroups(
     request: &GqlRequest,
-    join: &str,
-    conditions: &Conditions,
-    params: &SqlParams,
+    scope: ScalingGroupScope,
+    is_active: Option<bool>,
 ) -> GqlResult<Vec<ScalingGroup>> {
     let client = sql::connection(&request.db).await?;
-    let statement = format!(
-        "SELECT {SGROUP_COLUMNS} FROM scaling_groups g {join} {} ORDER BY g.name",
-        conditions.where_clause()
-    );
     let show_token = request.requester.is_superadmin();
-    sql::query(&client, &statement, params)
-        .await?
-        .iter()
-        .map(|row| ScalingGroup::from_row(row, show_token))
-        .collect()
-}
-
-fn is_active_condition(
-    conditions: &mut Conditions,
-    params: &mut SqlParams,
-    is_active: Option<bool>,
-) {
-    if let Some(is_active) = is_active {
-        conditions.add(format!("g.is_active = {}", params.push(is_active)));
-    }
+    Ok(
+        scaling_group_admin::list_scaling_groups(&client, &scope, is_active)
+            .await?
+            .into_iter()
+            .map(|row| ScalingGroup::from_row(row, show_token))
+            .collect(),
+    )
 }
 
 #[derive(Default)]
@@ -135,13 +122,12 @@ impl ScalingGroupQuery {
         let Some(name) = name else {
             return Ok(None);
         };
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("g.name = {}", params.push(name)));
-        Ok(load_sgroups(request, "", &conditions, &params)
-            .await?
-            .into_iter()
-            .next())
+        Ok(
+            load_sgroups(request, ScalingGroupScope::Named(Some(name)), None)
+                .await?
+                .into_iter()
+                .next(),
+        )
     }
 
     async fn scaling_groups(
@@ -152,13 +138,9 @@ impl ScalingGroupQuery {
     ) -> async_graphql::Result<Option<Vec<ScalingGroup>>> {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        if let Some(name) = name {
-            conditions.add(format!("g.name = {}", params.push(name)));
-        }
-        is_active_condition(&mut conditions, &mut params, is_active);
-        Ok(Some(load_sgroups(request, "", &conditions, &params).await?))
+        Ok(Some(
+            load_sgroups(request, ScalingGroupScope::Named(name), is_active).await?,
+        ))
     }
 
     async fn scaling_groups_for_domain(
@@ -169,13 +151,8 @@ impl ScalingGroupQuery {
     ) -> async_graphql::Result<Option<Vec<ScalingGroup>>> {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("a.domain = {}", params.push(domain)));
-        is_active_condition(&mut conditions, &mut params, is_active);
-        let join = "JOIN sgroups_for_domains a ON a.scaling_group = g.name";
         Ok(Some(
-            load_sgroups(request, join, &conditions, &params).await?,
+            load_sgroups(request, ScalingGroupScope::Domain(domain), is_active).await?,
         ))
     }
 
@@ -190,13 +167,8 @@ impl ScalingGroupQuery {
         let group_id = Uuid::parse_str(&user_group).map_err(|_| {
             GqlError::invalid(format!("user_group {user_group:?} is not a group id"))
         })?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("a.\"group\" = {}", params.push(group_id)));
-        is_active_condition(&mut conditions, &mut params, is_active);
-        let join = "JOIN sgroups_for_groups a ON a.scaling_group = g.name";
         Ok(Some(
-            load_sgroups(request, join, &conditions, &params).await?,
+            load_sgroups(request, ScalingGroupScope::Group(group_id), is_active).await?,
         ))
     }
 
@@ -208,13 +180,8 @@ impl ScalingGroupQuery {
     ) -> async_graphql::Result<Option<Vec<ScalingGroup>>> {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("a.access_key = {}", params.push(access_key)));
-        is_active_condition(&mut conditions, &mut params, is_active);
-        let join = "JOIN sgroups_for_keypairs a ON a.scaling_group = g.name";
         Ok(Some(
-            load_sgroups(request, join, &conditions, &params).await?,
+            load_sgroups(request, ScalingGroupScope::Keypair(access_key), is_active).await?,
         ))
     }
 }
@@ -296,7 +263,7 @@ fn opts_input(field: &str, value: Option<&JsonString>) -> Result<Option<Value>, 
         },
         Some(JsonString(value)) => scheduler_opts_input(value)
             .map(Some)
-            .map_err(Outcome::failure),
+            .map_err(|e| Outcome::failure(e.to_string())),
     }
 }
 
@@ -321,27 +288,22 @@ async fn create(
     let scheduler_opts = opts_input("scheduler_opts", props.scheduler_opts.as_ref())
         .map_err(retype)?
         .map_or_else(|| scheduler_opts_input(&Value::Null), Ok)
-        .map_err(Outcome::failure)?;
-    let mut params = SqlParams::new();
-    let statement = format!(
-        "WITH g AS (INSERT INTO scaling_groups (name, description, is_active, is_public, \
-             wsproxy_addr, wsproxy_api_token, driver, driver_opts, scheduler, scheduler_opts, \
-             use_host_network) VALUES ({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}) RETURNING *) \
-         SELECT {SGROUP_COLUMNS} FROM g",
-        params.push(name),
-        params.push(props.description.unwrap_or_default()),
-        params.push(props.is_active.unwrap_or(true)),
-        params.push(props.is_public.unwrap_or(true)),
-        params.push(props.wsproxy_addr),
-        params.push(props.wsproxy_api_token),
-        params.push(props.driver),
-        params.push(driver_opts),
-        params.push(props.scheduler),
-        params.push(scheduler_opts),
-        params.push(props.use_host_network.unwrap_or(false)),
-    );
-    match sql::query_opt_raw(&client, &statement, &params).await? {
-        Some(row) => Ok(Outcome::success(Some(ScalingGroup::from_row(&row, true)?))),
+        .map_err(|e| Outcome::failure(e.to_string()))?;
+    let group = NewScalingGroup {
+        name,
+        description: props.description.unwrap_or_default(),
+        is_active: props.is_active.unwrap_or(true),
+        is_public: props.is_public.unwrap_or(true),
+        wsproxy_addr: props.wsproxy_addr,
+        wsproxy_api_token: props.wsproxy_api_token,
+        driver: props.driver,
+        driver_opts,
+        scheduler: props.scheduler,
+        scheduler_opts,
+        use_host_network: props.use_host_network.unwrap_or(false),
+    };
+    match scaling_group_admin::insert_scaling_group(&client, &group).await? {
+        Some(row) => Ok(Outcome::success(Some(ScalingGroup::from_row(row, true)))),
         None => Ok(Outcome::no_match("CreateScalingGroup")),
     }
 }
@@ -349,93 +311,60 @@ async fn create(
 async fn modify(ctx: &Context<'_>, name: String, props: ModifyScalingGroupInput) -> Step<()> {
     let (_, client) =
         mutation::begin(ctx, "modify_scaling_group", MutationRoles::SuperadminOnly).await?;
-    let mut params = SqlParams::new();
-    let mut sets = Vec::new();
-    let mut set =
-        |column: &str, placeholder: String| sets.push(format!("{column} = {placeholder}"));
-    if let Some(v) = props.description {
-        set("description", params.push(v));
-    }
-    if let Some(v) = props.is_active {
-        set("is_active", params.push(v));
-    }
-    if let Some(v) = props.is_public {
-        set("is_public", params.push(v));
-    }
-    if let Some(v) = props.wsproxy_addr {
-        set("wsproxy_addr", params.push(v));
-    }
-    if let Some(v) = props.wsproxy_api_token {
-        set("wsproxy_api_token", params.push(v));
-    }
-    if let Some(v) = props.driver {
-        set("driver", params.push(v));
-    }
-    if let Some(v) = opts_input("driver_opts", props.driver_opts.as_ref())? {
-        set("driver_opts", params.push(v));
-    }
-    if let Some(v) = props.scheduler {
-        set("scheduler", params.push(v));
-    }
-    if let Some(v) = opts_input("scheduler_opts", props.scheduler_opts.as_ref())? {
-        set("scheduler_opts", params.push(v));
-    }
-    if let Some(v) = props.use_host_network {
-        set("use_host_network", params.push(v));
-    }
-    if sets.is_empty() {
-        // Nothing to change: succeed when the scaling group exists.
-        sets.push("name = name".to_owned());
-    }
-    let statement = format!(
-        "UPDATE scaling_groups SET {} WHERE name = {}",
-        sets.join(", "),
-        params.push(name)
-    );
-    affected(&client, &statement, &params, "ModifyScalingGroup").await
+    let changes = ScalingGroupChanges {
+        description: props.description,
+        is_active: props.is_active,
+        is_public: props.is_public,
+        wsproxy_addr: props.wsproxy_addr,
+        wsproxy_api_token: props.wsproxy_api_token,
+        driver: props.driver,
+        driver_opts: opts_input("driver_opts", props.driver_opts.as_ref())?,
+        scheduler: props.scheduler,
+        scheduler_opts: opts_input("scheduler_opts", props.scheduler_opts.as_ref())?,
+        use_host_network: props.use_host_network,
+    };
+    let found = scaling_group_admin::update_scaling_group(&client, &name, &changes).await?;
+    Ok(touched(found, "ModifyScalingGroup"))
 }
 
-/// Runs a statement and reports success when it touched a row.
-async fn affected(
-    client: &deadpool_postgres::Object,
-    statement: &str,
-    params: &SqlParams,
-    payload_type: &str,
-) -> Step<()> {
-    let count = client.execute(statement, &params.as_refs()).await?;
-    if count > 0 {
-        Ok(Outcome::success(None))
+/// Success when the statement touched a row, else "no matching ...".
+fn touched(found: bool, payload_type: &str) -> Outcome<()> {
+    if found {
+        Outcome::success(None)
     } else {
-        Ok(Outcome::no_match(payload_type))
+        Outcome::no_match(payload_type)
     }
 }
 
-/// Runs one association statement for a superadmin-only mutation.
+/// What a superadmin-only association mutation does.
+enum Change {
+    Delete(String),
+    Associate(String, Associate),
+    Disassociate(String, Associate),
+    DisassociateAll(Associate),
+}
+
+/// Runs one superadmin-only delete or association mutation.
 async fn associate(
     ctx: &Context<'_>,
     mutation_name: &str,
     payload_type: &str,
-    statement: &str,
-    params: SqlParams,
+    change: Change,
 ) -> Step<()> {
     let (_, client) = mutation::begin(ctx, mutation_name, MutationRoles::SuperadminOnly).await?;
-    affected(&client, statement, &params, payload_type).await
-}
-
-fn two(
-    a: impl tokio_postgres::types::ToSql + Sync + Send + 'static,
-    b: impl tokio_postgres::types::ToSql + Sync + Send + 'static,
-) -> SqlParams {
-    let mut params = SqlParams::new();
-    params.push(a);
-    params.push(b);
-    params
-}
-
-fn one(a: impl tokio_postgres::types::ToSql + Sync + Send + 'static) -> SqlParams {
-    let mut params = SqlParams::new();
-    params.push(a);
-    params
+    let found = match &change {
+        Change::Delete(name) => scaling_group_admin::delete_scaling_group(&client, name).await?,
+        Change::Associate(group, with) => {
+            scaling_group_admin::associate(&client, group, with).await?
+        }
+        Change::Disassociate(group, with) => {
+            scaling_group_admin::disassociate(&client, group, with).await?
+        }
+        Change::DisassociateAll(from) => {
+            scaling_group_admin::disassociate_all(&client, from).await?
+        }
+    };
+    Ok(touched(found, payload_type))
 }
 
 #[derive(Default)]
@@ -467,8 +396,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "delete_scaling_group",
                 "DeleteScalingGroup",
-                "DELETE FROM scaling_groups WHERE name = $1",
-                one(name),
+                Change::Delete(name),
             )
             .await,
         )
@@ -485,8 +413,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "associate_scaling_group_with_domain",
                 "AssociateScalingGroupWithDomain",
-                "INSERT INTO sgroups_for_domains (scaling_group, domain) VALUES ($1, $2)",
-                two(scaling_group, domain),
+                Change::Associate(scaling_group, Associate::Domain(domain)),
             )
             .await,
         )
@@ -503,8 +430,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "disassociate_scaling_group_with_domain",
                 "DisassociateScalingGroupWithDomain",
-                "DELETE FROM sgroups_for_domains WHERE scaling_group = $1 AND domain = $2",
-                two(scaling_group, domain),
+                Change::Disassociate(scaling_group, Associate::Domain(domain)),
             )
             .await,
         )
@@ -520,8 +446,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "disassociate_all_scaling_groups_with_domain",
                 "DisassociateAllScalingGroupsWithDomain",
-                "DELETE FROM sgroups_for_domains WHERE domain = $1",
-                one(domain),
+                Change::DisassociateAll(Associate::Domain(domain)),
             )
             .await,
         )
@@ -538,8 +463,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "associate_scaling_group_with_user_group",
                 "AssociateScalingGroupWithUserGroup",
-                "INSERT INTO sgroups_for_groups (scaling_group, \"group\") VALUES ($1, $2)",
-                two(scaling_group, user_group),
+                Change::Associate(scaling_group, Associate::Group(user_group)),
             )
             .await,
         )
@@ -556,8 +480,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "disassociate_scaling_group_with_user_group",
                 "DisassociateScalingGroupWithUserGroup",
-                "DELETE FROM sgroups_for_groups WHERE scaling_group = $1 AND \"group\" = $2",
-                two(scaling_group, user_group),
+                Change::Disassociate(scaling_group, Associate::Group(user_group)),
             )
             .await,
         )
@@ -573,8 +496,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "disassociate_all_scaling_groups_with_group",
                 "DisassociateAllScalingGroupsWithGroup",
-                "DELETE FROM sgroups_for_groups WHERE \"group\" = $1",
-                one(user_group),
+                Change::DisassociateAll(Associate::Group(user_group)),
             )
             .await,
         )
@@ -591,8 +513,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "associate_scaling_group_with_keypair",
                 "AssociateScalingGroupWithKeyPair",
-                "INSERT INTO sgroups_for_keypairs (scaling_group, access_key) VALUES ($1, $2)",
-                two(scaling_group, access_key),
+                Change::Associate(scaling_group, Associate::Keypair(access_key)),
             )
             .await,
         )
@@ -609,8 +530,7 @@ impl ScalingGroupMutation {
                 ctx,
                 "disassociate_scaling_group_with_keypair",
                 "DisassociateScalingGroupWithKeyPair",
-                "DELETE FROM sgroups_for_keypairs WHERE scaling_group = $1 AND access_key = $2",
-                two(scaling_group, access_key),
+                Change::Disassociate(scaling_group, Associate::Keypair(access_key)),
             )
             .await,
         )

@@ -123,7 +123,7 @@ pub enum LockError {
     #[error(transparent)]
     Fence(#[from] FenceError),
     #[error("cannot get a database connection to record a fencing token: {0}")]
-    Pool(String),
+    Pool(#[source] deadpool_postgres::PoolError),
     #[error("the lock actor is gone")]
     ActorGone,
 }
@@ -269,11 +269,7 @@ impl LockService {
         };
         // Record the token now, so a previous holder's next write is refused even before we
         // write anything ourselves.
-        let client = self
-            .pool
-            .get()
-            .await
-            .map_err(|e| LockError::Pool(e.to_string()))?;
+        let client = self.pool.get().await.map_err(LockError::Pool)?;
         guard.fence.check(&**client).await?;
         Ok(Some(guard))
     }

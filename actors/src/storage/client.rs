@@ -107,15 +107,14 @@ pub struct ProxyClient {
 }
 
 impl ProxyClient {
-    pub fn new(config: ProxyConfig) -> Result<ProxyClient, String> {
+    pub fn new(config: ProxyConfig) -> Result<ProxyClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
             // Proxies are reached directly, never through HTTP_PROXY and the like.
             .no_proxy()
             .tls_danger_accept_invalid_certs(!config.ssl_verify)
-            .build()
-            .map_err(|e| format!("cannot build an HTTP client: {e}"))?;
+            .build()?;
         Ok(ProxyClient {
             config: Arc::new(config),
             http,

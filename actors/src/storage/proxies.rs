@@ -54,9 +54,9 @@ impl ProxySet {
                 Ok(client) => {
                     clients.insert(name.clone(), client);
                 }
-                Err(reason) => problems.push(ConfigProblem {
+                Err(error) => problems.push(ConfigProblem {
                     key: format!("volumes/proxies/{name}"),
-                    reason,
+                    reason: format!("cannot build an HTTP client: {error}"),
                 }),
             }
         }

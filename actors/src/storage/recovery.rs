@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use bai_schema::queries::QueryError;
 use bai_schema::queries::vfolder::{delete_vfolder_row, stale_deletions};
 use deadpool_postgres::Pool;
 
@@ -20,6 +21,17 @@ pub const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// any live delete request (whose proxy call times out after `client::REQUEST_TIMEOUT`).
 pub const STALE_AFTER: Duration = Duration::from_secs(600);
 
+/// Why a sweep could not run at all (a folder that cannot be finished only counts as failed).
+#[derive(Debug, thiserror::Error)]
+pub enum SweepError {
+    #[error("cannot get a database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error("the staleness limit is out of range: {0}")]
+    StaleAfter(#[from] chrono::OutOfRangeError),
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
 /// What one sweep did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SweepOutcome {
@@ -33,13 +45,10 @@ pub async fn sweep_interrupted_deletions(
     broker: &StorageBroker,
     stale_after: Duration,
     log: &slog::Logger,
-) -> Result<SweepOutcome, String> {
-    let client = db.get().await.map_err(|e| e.to_string())?;
-    let cutoff =
-        chrono::Utc::now() - chrono::Duration::from_std(stale_after).map_err(|e| e.to_string())?;
-    let rows = stale_deletions(&client, cutoff)
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<SweepOutcome, SweepError> {
+    let client = db.get().await?;
+    let cutoff = chrono::Utc::now() - chrono::Duration::from_std(stale_after)?;
+    let rows = stale_deletions(&client, cutoff).await?;
     let view = broker.current();
     let mut outcome = SweepOutcome::default();
     for (id, host, quota_scope_id) in rows {
@@ -91,7 +100,7 @@ pub fn spawn_sweeper(db: Pool, broker: StorageBroker, log: slog::Logger) {
                 Ok(outcome) => slog::info!(log, "interrupted vfolder deletions swept";
                     "finished" => outcome.finished, "failed" => outcome.failed),
                 Err(e) => {
-                    slog::warn!(log, "cannot sweep interrupted vfolder deletions"; "error" => e)
+                    slog::warn!(log, "cannot sweep interrupted vfolder deletions"; "error" => %e)
                 }
             }
         }

@@ -46,7 +46,8 @@ pub async fn start_service(
         reference,
         owner,
     } = session_call(&caller, &request, &params, &state, interaction).await?;
-    let app = app_params(|key| param_text(&params, key)).map_err(Problem::invalid_params)?;
+    let app = app_params(|key| param_text(&params, key))
+        .map_err(|e| Problem::invalid_params(e.to_string()))?;
     let login_session_token = param_text(&params, "login_session_token");
     let ready = interaction
         .ready(&reference, &owner, "serve apps")

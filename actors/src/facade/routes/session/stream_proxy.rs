@@ -30,9 +30,22 @@ pub struct ProxyParams {
     pub opts: Json,
 }
 
+/// Why the app parameters of a stream or `start_service` are refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AppParamsError {
+    #[error("app is missing")]
+    MissingApp,
+    #[error("port must be a number in 1024..65535, not {0}")]
+    BadPort(String),
+    #[error("{0} is over {MAX_OPTION_BYTES} bytes")]
+    OptionTooLarge(&'static str),
+    #[error("{key} is not JSON: {reason}")]
+    OptionNotJson { key: &'static str, reason: String },
+}
+
 /// Parses the query string as the original's `check_api_params` (`app` or `service`, `port`
 /// in 1024..65535, `envs`/`arguments` as JSON text).
-pub fn proxy_params(query: &str) -> Result<ProxyParams, String> {
+pub fn proxy_params(query: &str) -> Result<ProxyParams, AppParamsError> {
     let pairs: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
@@ -40,26 +53,29 @@ pub fn proxy_params(query: &str) -> Result<ProxyParams, String> {
 }
 
 /// The app parameters from any source of named text values (a query string or a JSON body).
-pub fn app_params(get: impl Fn(&str) -> Option<String>) -> Result<ProxyParams, String> {
+pub fn app_params(get: impl Fn(&str) -> Option<String>) -> Result<ProxyParams, AppParamsError> {
     let app = get("app")
         .or_else(|| get("service"))
         .filter(|app| !app.is_empty())
-        .ok_or("app is missing")?;
+        .ok_or(AppParamsError::MissingApp)?;
     let port = match get("port").as_deref() {
         None | Some("") => None,
         Some(text) => match text.parse::<u16>() {
             Ok(port) if port >= 1024 => Some(port),
-            _ => return Err(format!("port must be a number in 1024..65535, not {text}")),
+            _ => return Err(AppParamsError::BadPort(text.to_owned())),
         },
     };
     let mut opts = Map::new();
     for key in ["arguments", "envs"] {
         if let Some(text) = get(key).filter(|text| text != "null") {
             if text.len() > MAX_OPTION_BYTES {
-                return Err(format!("{key} is over {MAX_OPTION_BYTES} bytes"));
+                return Err(AppParamsError::OptionTooLarge(key));
             }
             let value: Json =
-                serde_json::from_str(&text).map_err(|e| format!("{key} is not JSON: {e}"))?;
+                serde_json::from_str(&text).map_err(|e| AppParamsError::OptionNotJson {
+                    key,
+                    reason: e.to_string(),
+                })?;
             opts.insert(key.to_owned(), value);
         }
     }
@@ -79,7 +95,8 @@ pub async fn stream_proxy(
 ) -> Result<HttpResponse, Problem> {
     let interaction = service(interaction)?;
     let reference = session_reference(&request);
-    let params = proxy_params(request.query_string()).map_err(Problem::invalid_params)?;
+    let params =
+        proxy_params(request.query_string()).map_err(|e| Problem::invalid_params(e.to_string()))?;
     let owner_param = url::form_urlencoded::parse(request.query_string().as_bytes())
         .find(|(key, _)| key == "owner_access_key")
         .map(|(_, value)| value.into_owned());
