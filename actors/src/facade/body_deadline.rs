@@ -116,7 +116,7 @@ pub fn wrap(
     request: &mut actix_web::dev::ServiceRequest,
     timeout: Duration,
 ) -> Option<DeadlineFlag> {
-    if is_websocket_upgrade(request.headers()) {
+    if is_stream_upgrade(request.method(), request.path(), request.headers()) {
         return None;
     }
     let payload = request.take_payload();
@@ -128,6 +128,20 @@ pub fn wrap(
         payload: Box::pin(payload),
     });
     Some(flag)
+}
+
+/// Whether the request is a WebSocket handshake for one of the stream routes: its payload is
+/// then the connection's message stream, exempt from the body deadline. Only `GET
+/// /stream/...`: an `Upgrade` header elsewhere must not let a hostile client send a body as
+/// slowly as it likes.
+pub fn is_stream_upgrade(
+    method: &actix_web::http::Method,
+    path: &str,
+    headers: &actix_web::http::header::HeaderMap,
+) -> bool {
+    method == actix_web::http::Method::GET
+        && path.starts_with("/stream/")
+        && is_websocket_upgrade(headers)
 }
 
 /// Whether the request asks for a WebSocket (`Upgrade: websocket`): its payload is the
@@ -157,6 +171,19 @@ mod tests {
         assert!(is_websocket_upgrade(&headers));
         headers.insert(UPGRADE, HeaderValue::from_static("h2c"));
         assert!(!is_websocket_upgrade(&headers));
+    }
+
+    #[test]
+    fn only_a_get_of_a_stream_route_escapes_the_body_deadline() {
+        use actix_web::http::Method;
+        use actix_web::http::header::{HeaderMap, HeaderValue, UPGRADE};
+        let mut headers = HeaderMap::new();
+        headers.insert(UPGRADE, HeaderValue::from_static("websocket"));
+        let pty = "/stream/session/s1/pty";
+        assert!(is_stream_upgrade(&Method::GET, pty, &headers));
+        assert!(!is_stream_upgrade(&Method::POST, pty, &headers));
+        assert!(!is_stream_upgrade(&Method::GET, "/folders", &headers));
+        assert!(!is_stream_upgrade(&Method::GET, pty, &HeaderMap::new()));
     }
     use futures::StreamExt;
     use futures::channel::mpsc;
