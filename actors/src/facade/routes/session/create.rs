@@ -52,6 +52,22 @@ pub const START_POLL_INTERVAL: Duration = Duration::from_millis(500);
 /// The image label marking system (private) images, which may use private scaling groups.
 const ROLE_LABEL: &str = "ai.backend.role";
 
+/// What a caller inside the manager adds to a creation request that clients cannot ask for.
+#[derive(Debug, Default)]
+pub struct CreationExtras {
+    /// Merged into every kernel's `internal_data` over the dotfiles (e.g. the image importer's
+    /// `docker_credentials` and `block_service_ports`).
+    pub internal_data: serde_json::Map<String, Value>,
+}
+
+/// The outcome of a creation request.
+pub enum Creation {
+    /// A new session: the reply's body (201) and its main kernel.
+    New { reply: Value, main_kernel_id: Uuid },
+    /// The request named a live session it may reuse: the reply to send as it is.
+    Existing(HttpResponse),
+}
+
 /// `POST /session`.
 pub async fn create(
     caller: Authenticated,
@@ -61,6 +77,23 @@ pub async fn create(
     storage: Option<web::Data<StorageBroker>>,
     queue: Option<web::Data<SessionQueue>>,
 ) -> Result<HttpResponse, Problem> {
+    let extras = CreationExtras::default();
+    match create_session(caller, params, version, state, storage, queue, extras).await? {
+        Creation::New { reply, .. } => Ok(reply::json_with_status(StatusCode::CREATED, &reply)),
+        Creation::Existing(response) => Ok(response),
+    }
+}
+
+/// Creates a session as `POST /session` does, with `extras` on top of the request.
+pub async fn create_session(
+    caller: Authenticated,
+    params: ApiParams,
+    version: ApiVersion,
+    state: web::Data<AppState>,
+    storage: Option<web::Data<StorageBroker>>,
+    queue: Option<web::Data<SessionQueue>>,
+    extras: CreationExtras,
+) -> Result<Creation, Problem> {
     let request = parse_creation_request(&params, version, &manager_architecture(), Utc::now())?;
     check_agent_list(&request, caller.is_superadmin)?;
     let client = db_client(&state).await?;
@@ -85,7 +118,8 @@ pub async fn create(
             &scope.owner,
             &state,
         )
-        .await;
+        .await
+        .map(Creation::Existing);
     }
 
     let owner = resolve_owner(&caller, &scope, &request, &client, &state).await?;
@@ -155,7 +189,10 @@ pub async fn create(
     let sources = dotfile_sources(&client, &scope.owner, owner.group_id, &request.domain)
         .await
         .map_err(failed("reading dotfiles"))?;
-    let internal = internal_data(&sources)?;
+    let mut internal = internal_data(&sources)?;
+    if let Value::Object(data) = &mut internal {
+        data.extend(extras.internal_data);
+    }
     check_dotfile_conflicts(&internal, &vfolder_mounts)?;
     let dependencies = resolve_dependencies(&client, &request, &scope.owner, &state).await?;
 
@@ -201,6 +238,7 @@ pub async fn create(
             }
         })
         .collect();
+    let main_kernel_id = kernels.first().map(|kernel| kernel.id).unwrap_or_default();
     let session = NewSession {
         id: session_id,
         creation_id,
@@ -257,7 +295,8 @@ pub async fn create(
             &scope.owner,
             &state,
         )
-        .await;
+        .await
+        .map(Creation::Existing);
     }
 
     let mut reply = json!({
@@ -270,7 +309,10 @@ pub async fn create(
     if !request.enqueue_only {
         wait_for_start(&state, session_id, request.max_wait_seconds, &mut reply).await?;
     }
-    Ok(reply::json_with_status(StatusCode::CREATED, &reply))
+    Ok(Creation::New {
+        reply,
+        main_kernel_id,
+    })
 }
 
 /// The reply for a live session that already has the requested name (`get_or_create`): 200

@@ -3,7 +3,7 @@
 
 mod abusing_report;
 mod commit;
-mod create;
+pub(crate) mod create;
 mod dependency_graph;
 mod destroy;
 mod direct_access;
