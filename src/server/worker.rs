@@ -321,6 +321,7 @@ async fn serve(
     let access_log = NamespaceFilter::new(config.logging.level, &config.logging.pkg_ns)
         .allows(ACCESS_LOG_MODULE, LogLevel::Info);
     let state = web::Data::new(state);
+    let stream_stop = state.pipeline.stopping.clone();
     let version = web::Data::new(ManagerVersion(COMPATIBLE_MANAGER_VERSION.to_owned()));
     let limits = config.manager.http_limits;
     let body_timeout = BodyReadTimeout(limits.request_body_timeout);
@@ -380,20 +381,26 @@ async fn serve(
         "pid" => std::process::id());
     let handle = server.handle();
     let stop_log = log.clone();
+    let stopping = stream_stop.clone();
     actix_web::rt::spawn(async move {
         let signal = wait_for_stop_signal().await;
         info!(
             stop_log,
             "worker {worker_index} got {signal}: finishing in-flight requests"
         );
+        // Streams would otherwise hold their connections until the drain timeout and then
+        // drop without a close frame.
+        stopping.cancel();
         handle.stop(true).await;
     });
     let handle = server.handle();
+    let stopping_on_death = stream_stop;
     let mut server = std::pin::pin!(server);
     let served = tokio::select! {
         served = &mut server => served,
         dead = watchdog.first_death() => {
             error!(log, "worker {worker_index}: the {dead} actor died; stopping the worker");
+            stopping_on_death.cancel();
             // The stop command is sent at once; the server future must run to carry it out.
             let stopped = handle.stop(true);
             let _ = server.await;

@@ -3,7 +3,8 @@
 //! (ZeroMQ SUB on the stdin port, PUB on the stdout port, as the kernel runner's
 //! `TerminalRunner`; it echoes stdin behind `echo: `). Keystrokes go in and output comes out,
 //! `resize` and `ping` reach the kernel as `%resize ROWS COLS` and `%ping` queries, the open
-//! terminal is accounted in Redis, and destroying the session closes it with 1001.
+//! terminal is accounted in Redis, and destroying the session (or stopping the manager) closes
+//! it with 1001.
 
 use std::time::Duration;
 
@@ -252,4 +253,23 @@ async fn the_terminal_relays_keystrokes_and_output_and_closes_with_the_session()
         }
     })
     .await;
+
+    // Stopping the manager closes an open terminal with 1001 and says why, before the worker
+    // drops its connections.
+    let (ok, out) = cli(
+        port,
+        &[
+            "session", "create", "-t", "pty-stop", "-r", "cpu=1", "-r", "mem=1g", IMAGE,
+        ],
+    )
+    .await;
+    assert!(ok, "session create failed:\n{out}");
+    let mut terminal = WsClient::connect(port, &signer, "/stream/session/pty-stop/pty")
+        .await
+        .expect("opening the second terminal");
+    type_until_echoed(&mut terminal, "uptime\n").await;
+    manager.signal(libc::SIGTERM);
+    assert_eq!(terminal.close_code().await, Some(1001));
+    assert_eq!(terminal.close_reason, "the manager is shutting down");
+    assert!(manager.wait_exit(LIMIT).success(), "{}", manager.output());
 }

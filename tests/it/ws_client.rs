@@ -21,6 +21,8 @@ pub enum Frame {
 /// An open WebSocket.
 pub struct WsClient {
     tcp: TcpStream,
+    /// The text of the last close frame received.
+    pub close_reason: String,
 }
 
 impl WsClient {
@@ -58,7 +60,10 @@ impl WsClient {
             let read = tcp.read(&mut body).await.unwrap_or(0);
             return Err(format!("{reply}{}", String::from_utf8_lossy(&body[..read])));
         }
-        Ok(WsClient { tcp })
+        Ok(WsClient {
+            tcp,
+            close_reason: String::new(),
+        })
     }
 
     /// The next frame; `None` when the connection ended.
@@ -75,9 +80,13 @@ impl WsClient {
         Some(match head[0] & 0x0f {
             0x1 => Frame::Text(String::from_utf8_lossy(&payload).into_owned()),
             0x2 => Frame::Binary(payload),
-            0x8 => Frame::Close(
-                (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
-            ),
+            0x8 => {
+                self.close_reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
+                    .into_owned();
+                Frame::Close(
+                    (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
+                )
+            }
             0x9 => Frame::Ping(payload),
             0xa => Frame::Pong(payload),
             other => panic!("unexpected WebSocket opcode {other}"),

@@ -57,6 +57,9 @@ pub struct PipelineState {
     /// The kernels with app streams or terminals open in this worker, whose stale
     /// accounting entries the worker collects.
     pub open_streams: std::sync::Arc<crate::interaction::stream_gc::OpenStreams>,
+    /// Cancelled when the worker starts to stop, so open streams close with 1001 before the
+    /// server drops their connections.
+    pub stopping: tokio_util::sync::CancellationToken,
 }
 
 /// Shared state of one worker's HTTP façade. Build it with [`AppState::new`].

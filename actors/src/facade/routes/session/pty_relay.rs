@@ -21,6 +21,7 @@ use serde_json::json;
 use tokio::sync::mpsc;
 use zeromq::{PubSocket, SocketRecv, SubSocket, ZmqError};
 
+use super::session_end::StreamStop;
 use super::tcp_relay::CLOSE_TIMEOUT;
 use crate::interaction::SessionInteraction;
 use crate::interaction::apps::kernel_host;
@@ -39,8 +40,8 @@ pub const MAX_PTY_MESSAGE_BYTES: usize = 1024 * 1024;
 pub enum PtyEnd {
     /// The client closed the WebSocket (or went away).
     ClientClosed,
-    /// The session (or its main kernel) ended under the stream.
-    SessionEnded,
+    /// The session (or its main kernel) ended under the stream, or the worker is stopping.
+    Stopped(StreamStop),
     /// The client sent a message the stream cannot read.
     BadMessage(String),
     /// The kernel's terminal could not be reached or restarted.
@@ -53,7 +54,7 @@ impl PtyEnd {
     pub fn close_reason(&self) -> Option<CloseReason> {
         let (code, description) = match self {
             PtyEnd::ClientClosed => return None,
-            PtyEnd::SessionEnded => (CloseCode::Away, "the session was terminated".to_owned()),
+            PtyEnd::Stopped(stop) => (CloseCode::Away, stop.description().to_owned()),
             PtyEnd::BadMessage(error) => (CloseCode::Invalid, error.clone()),
             PtyEnd::KernelFailed(error) => {
                 (CloseCode::Error, format!("the terminal failed: {error}"))
@@ -137,7 +138,7 @@ pub async fn pty_relay(
     session: Session,
     stream: MessageStream,
     sockets: PtySockets,
-    ended: impl Future<Output = ()>,
+    ended: impl Future<Output = StreamStop>,
     on_traffic: impl FnMut(),
 ) -> PtyEnd {
     let traffic = RefCell::new(on_traffic);
@@ -146,7 +147,7 @@ pub async fn pty_relay(
     let end = tokio::select! {
         end = keyboard(call, stream, sockets.stdin, swaps, session.clone(), &touch) => end,
         end = screen(sockets.stdout, swapped, session.clone(), &touch) => end,
-        () = ended => PtyEnd::SessionEnded,
+        stop = ended => PtyEnd::Stopped(stop),
     };
     let _ = tokio::time::timeout(CLOSE_TIMEOUT, session.close(end.close_reason())).await;
     end
@@ -252,7 +253,14 @@ mod tests {
     fn each_end_has_its_close_code() {
         assert_eq!(PtyEnd::ClientClosed.close_reason(), None);
         let code = |end: PtyEnd| end.close_reason().map(|reason| reason.code);
-        assert_eq!(code(PtyEnd::SessionEnded), Some(CloseCode::Away));
+        assert_eq!(
+            code(PtyEnd::Stopped(StreamStop::SessionEnded)),
+            Some(CloseCode::Away)
+        );
+        assert_eq!(
+            code(PtyEnd::Stopped(StreamStop::ManagerStopping)),
+            Some(CloseCode::Away)
+        );
         assert_eq!(
             code(PtyEnd::BadMessage("x".into())),
             Some(CloseCode::Invalid)

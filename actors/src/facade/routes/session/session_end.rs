@@ -1,10 +1,12 @@
 //! Waiting for a session's end, so its open streams close (the original cancels them on
 //! `KernelTerminatingEvent`): a future on the worker's event feed that completes when the
-//! session's kernel starts terminating or the session is terminated.
+//! session's kernel starts terminating or the session is terminated, or when the worker
+//! starts to stop.
 
 use std::sync::Arc;
 
 use tokio::sync::broadcast;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::facade::event_feed::SessionEventRecord;
@@ -26,6 +28,38 @@ pub fn ends_streams(record: &SessionEventRecord, session_id: Uuid, kernel_id: Uu
         record.subject.session_id == session_id
     } else {
         record.subject.kernel_id == kernel_id
+    }
+}
+
+/// Why a stream stops before either side closed it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamStop {
+    /// The session (or its kernel) ended.
+    SessionEnded,
+    /// The worker is stopping (SIGTERM).
+    ManagerStopping,
+}
+
+impl StreamStop {
+    /// The close frame's text; both close with 1001 (going away).
+    pub fn description(self) -> &'static str {
+        match self {
+            StreamStop::SessionEnded => "the session was terminated",
+            StreamStop::ManagerStopping => "the manager is shutting down",
+        }
+    }
+}
+
+/// Completes when the session ends or the worker starts to stop.
+pub async fn stream_stop(
+    events: broadcast::Receiver<Arc<SessionEventRecord>>,
+    session_id: Uuid,
+    kernel_id: Uuid,
+    stopping: CancellationToken,
+) -> StreamStop {
+    tokio::select! {
+        () = session_ended(events, session_id, kernel_id) => StreamStop::SessionEnded,
+        () = stopping.cancelled() => StreamStop::ManagerStopping,
     }
 }
 

@@ -4,10 +4,12 @@
 //! text message as input whenever the kernel waits for it. `backend.ai run` uses this.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{Message, MessageStream, Session};
+use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use serde_json::{Value as Json, json};
 
 use super::interaction_edge::{owner_key, problem, service, session_reference};
+use super::session_end::StreamStop;
+use super::tcp_relay::CLOSE_TIMEOUT;
 use crate::facade::auth::Authenticated;
 use crate::facade::pipeline::ApiVersion;
 use crate::facade::problem::Problem;
@@ -49,8 +51,21 @@ pub async fn stream_execute(
         .map_err(|e| Problem::invalid_params(format!("not a WebSocket request: {e}")))?;
     let stream = stream.max_frame_size(MAX_WS_MESSAGE_BYTES);
     let log = state.log.clone();
+    let stopping = state.pipeline.stopping.clone();
     actix_web::rt::spawn(async move {
-        let outcome = run(&interaction, &ready, version.major, session, stream).await;
+        let closer = session.clone();
+        let outcome = tokio::select! {
+            outcome = run(&interaction, &ready, version.major, session, stream) => outcome,
+            () = stopping.cancelled() => {
+                let stop = StreamStop::ManagerStopping;
+                let reason = CloseReason {
+                    code: CloseCode::Away,
+                    description: Some(stop.description().to_owned()),
+                };
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, closer.close(Some(reason))).await;
+                Err(stop.description())
+            }
+        };
         if let Err(reason) = outcome {
             slog::debug!(log, "execute stream ended early"; "session" => %ready.kernel.session_id,
                 "reason" => reason);

@@ -8,7 +8,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde_json::{Map, Value as Json};
 
 use super::interaction_edge::{owner_key, problem, service, session_reference};
-use super::session_end::session_ended;
+use super::session_end::stream_stop;
 use super::stream_execute::MAX_WS_MESSAGE_BYTES;
 use super::tcp_relay::{RelayEnd, relay};
 use crate::facade::auth::Authenticated;
@@ -149,6 +149,7 @@ pub async fn stream_proxy(
     let redis = state.redis.live.clone();
     let (session_id, kernel_id) = (ready.kernel.session_id, ready.kernel.kernel_id);
     let open_streams = state.pipeline.open_streams.clone();
+    let stopping = state.pipeline.stopping.clone();
     open_streams.ensure_collector(redis.clone(), state.etcd.clone(), state.log.clone());
     actix_web::rt::spawn(async move {
         let address = (destination.host.as_str(), destination.port);
@@ -173,7 +174,7 @@ pub async fn stream_proxy(
                 None
             }
         };
-        let ended = session_ended(events, session_id, kernel_id);
+        let ended = stream_stop(events, session_id, kernel_id, stopping);
         let end = relay(session, stream, service, ended, || {
             if let Some(tracked) = tracked.as_mut() {
                 tracked.touch();

@@ -9,7 +9,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::interaction_edge::{owner_key, problem, service, session_reference};
 use super::pty_relay::{MAX_PTY_MESSAGE_BYTES, PtyCall, PtyEnd, pty_relay};
-use super::session_end::session_ended;
+use super::session_end::stream_stop;
 use super::tcp_relay::CLOSE_TIMEOUT;
 use crate::facade::auth::Authenticated;
 use crate::facade::pipeline::ApiVersion;
@@ -65,6 +65,7 @@ pub async fn stream_pty(
         log: state.log.clone(),
     };
     let open_streams = state.pipeline.open_streams.clone();
+    let stopping = state.pipeline.stopping.clone();
     open_streams.ensure_collector(redis.clone(), state.etcd.clone(), state.log.clone());
     actix_web::rt::spawn(async move {
         let sockets = match call.connect().await {
@@ -88,7 +89,7 @@ pub async fn stream_pty(
                 None
             }
         };
-        let ended = session_ended(events, session_id, kernel_id);
+        let ended = stream_stop(events, session_id, kernel_id, stopping);
         let end = pty_relay(&call, session, stream, sockets, ended, || {
             if let Some(tracked) = tracked.as_mut() {
                 tracked.touch();

@@ -19,6 +19,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
+use super::session_end::StreamStop;
+
 /// The most bytes one read from the service takes (one WebSocket message).
 pub const CHUNK_BYTES: usize = 64 * 1024;
 
@@ -34,8 +36,8 @@ pub enum RelayEnd {
     ServiceClosed,
     /// The service connection failed.
     ServiceFailed(String),
-    /// The session ended under the stream.
-    SessionEnded,
+    /// The session ended under the stream, or the worker is stopping.
+    Stopped(StreamStop),
 }
 
 impl RelayEnd {
@@ -45,7 +47,7 @@ impl RelayEnd {
         let (code, description) = match self {
             RelayEnd::ClientClosed => return None,
             RelayEnd::ServiceClosed => (CloseCode::Normal, "the app closed the connection".into()),
-            RelayEnd::SessionEnded => (CloseCode::Away, "the session was terminated".into()),
+            RelayEnd::Stopped(stop) => (CloseCode::Away, stop.description().into()),
             RelayEnd::ServiceFailed(error) => {
                 (CloseCode::Error, format!("the app failed: {error}"))
             }
@@ -63,7 +65,7 @@ pub async fn relay(
     session: Session,
     stream: MessageStream,
     service: TcpStream,
-    ended: impl Future<Output = ()>,
+    ended: impl Future<Output = StreamStop>,
     on_traffic: impl FnMut(),
 ) -> RelayEnd {
     let _ = service.set_nodelay(true);
@@ -73,7 +75,7 @@ pub async fn relay(
     let end = tokio::select! {
         end = downstream(reader, session.clone(), &touch) => end,
         end = upstream(stream, writer, session.clone(), &touch) => end,
-        () = ended => RelayEnd::SessionEnded,
+        stop = ended => RelayEnd::Stopped(stop),
     };
     // A client that stopped reading leaves the outgoing channel full; the close frame then
     // cannot be queued and the relay gives up on it rather than wait forever.
@@ -141,7 +143,14 @@ mod tests {
         assert_eq!(RelayEnd::ClientClosed.close_reason(), None);
         let code = |end: RelayEnd| end.close_reason().map(|reason| reason.code);
         assert_eq!(code(RelayEnd::ServiceClosed), Some(CloseCode::Normal));
-        assert_eq!(code(RelayEnd::SessionEnded), Some(CloseCode::Away));
+        assert_eq!(
+            code(RelayEnd::Stopped(StreamStop::SessionEnded)),
+            Some(CloseCode::Away)
+        );
+        assert_eq!(
+            code(RelayEnd::Stopped(StreamStop::ManagerStopping)),
+            Some(CloseCode::Away)
+        );
         assert_eq!(
             code(RelayEnd::ServiceFailed("reset".into())),
             Some(CloseCode::Error)
