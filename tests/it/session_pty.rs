@@ -2,7 +2,8 @@
 //! `/stream/session/{name}/pty` against a simulated agent whose kernels have a fake terminal
 //! (ZeroMQ SUB on the stdin port, PUB on the stdout port, as the kernel runner's
 //! `TerminalRunner`; it echoes stdin behind `echo: `). Keystrokes go in and output comes out,
-//! `resize` and `ping` reach the kernel as `%resize ROWS COLS` and `%ping` queries, the open
+//! `resize` and `ping` reach the kernel as `%resize ROWS COLS` and `%ping` queries, a restart
+//! reconnects to the new container's terminal ports (stored from the agent's reply), the open
 //! terminal is accounted in Redis, and destroying the session (or stopping the manager) closes
 //! it with 1001.
 
@@ -218,7 +219,15 @@ async fn the_terminal_relays_keystrokes_and_output_and_closes_with_the_session()
         }
     })
     .await;
+    // The restarted container's terminal listens on new ports: typing reaches it only because
+    // the kernel row now carries what restart_kernel reported.
     type_until_echoed(&mut terminal, "whoami\n").await;
+    let container: Option<String> = db
+        .query_one("SELECT container_id FROM kernels WHERE id = $1", &[&kernel])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(container.as_deref(), Some("restarted-1"));
 
     // The open terminal is accounted in Redis as the app streams are.
     let redis = redis::Client::open(env.redis.url(2))

@@ -81,8 +81,8 @@ impl WsClient {
             0x1 => Frame::Text(String::from_utf8_lossy(&payload).into_owned()),
             0x2 => Frame::Binary(payload),
             0x8 => {
-                self.close_reason = String::from_utf8_lossy(payload.get(2..).unwrap_or_default())
-                    .into_owned();
+                self.close_reason =
+                    String::from_utf8_lossy(payload.get(2..).unwrap_or_default()).into_owned();
                 Frame::Close(
                     (payload.len() >= 2).then(|| u16::from_be_bytes([payload[0], payload[1]])),
                 )

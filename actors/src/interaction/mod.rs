@@ -11,6 +11,7 @@ pub mod apps;
 pub mod error;
 pub mod execute;
 pub mod pty;
+pub mod restarted;
 pub mod service;
 pub mod stream_gc;
 pub mod target;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bai_schema::queries::interaction::{
     GraphNode, KernelEndpoints, KernelTarget, dependency_graph, kernel_endpoints,
-    main_kernel_target, rename_running_session,
+    main_kernel_target, rename_running_session, store_restarted_kernel,
 };
 use bai_schema::queries::session::{Staleness, count_session_query, match_sessions};
 use deadpool_postgres::Pool;
@@ -21,6 +21,7 @@ use super::target::ready_target;
 use crate::agent_rpc::interactive::ExecuteCall;
 use crate::agent_rpc::{AgentRpc, AgentTarget, ImageRef};
 use crate::wire::Value;
+use crate::wire::msgpack_json::msgpack_to_json;
 
 /// How long REST execute lets the agent gather output before it replies (the original's 2 s).
 pub const REST_FLUSH_TIMEOUT: f64 = 2.0;
@@ -223,7 +224,8 @@ impl SessionInteraction {
             .map_err(InteractionError::agent(AgentOperation::Other))
     }
 
-    /// `PATCH /session/{name}`: the agent recreates the main kernel's container.
+    /// `PATCH /session/{name}`: the agent recreates the main kernel's container, whose new
+    /// ports the kernel row then carries.
     pub async fn restart(&self, reference: &str, owner: &str) -> Result<(), InteractionError> {
         let ready = self.ready(reference, owner, "be restarted").await?;
         let kernel = &ready.kernel;
@@ -237,7 +239,8 @@ impl SessionInteraction {
         let creation_id = super::execute::fresh_run_id();
         slog::info!(self.log, "restarting a session's main kernel";
             "session" => %kernel.session_id, "kernel" => %kernel.kernel_id, "agent" => &ready.agent.id);
-        self.rpc
+        let reply = self
+            .rpc
             .restart_kernel(
                 &ready.agent,
                 &creation_id,
@@ -246,8 +249,15 @@ impl SessionInteraction {
                 &image,
             )
             .await
-            .map(|_| ())
-            .map_err(InteractionError::agent(AgentOperation::Restart))
+            .map_err(InteractionError::agent(AgentOperation::Restart))?;
+        let restarted = super::restarted::restarted_kernel(&msgpack_to_json(&reply));
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(bai_schema::queries::QueryError::from)?;
+        store_restarted_kernel(&client, kernel.kernel_id, &restarted).await?;
+        Ok(())
     }
 
     /// `POST /session/{name}/upload`: every file to the main kernel, concurrently.

@@ -141,6 +141,55 @@ pub async fn kernel_endpoints(
     .transpose()
 }
 
+/// What a restarted kernel's container reports (`restart_kernel`'s reply); `None` keeps the
+/// stored value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RestartedKernel {
+    pub container_id: Option<String>,
+    pub repl_in_port: Option<i32>,
+    pub repl_out_port: Option<i32>,
+    pub stdin_port: Option<i32>,
+    pub stdout_port: Option<i32>,
+    pub service_ports: Option<serde_json::Value>,
+}
+
+/// Stores where a restarted kernel's new container listens, as the original's
+/// `restart_session` does, so later streams connect to the new ports.
+pub async fn store_restarted_kernel(
+    client: &impl GenericClient,
+    kernel_id: Uuid,
+    restarted: &RestartedKernel,
+) -> Result<(), QueryError> {
+    let statement = client
+        .prepare_cached(
+            "UPDATE kernels SET container_id = coalesce($2, container_id),
+                    repl_in_port = coalesce($3, repl_in_port),
+                    repl_out_port = coalesce($4, repl_out_port),
+                    stdin_port = coalesce($5, stdin_port),
+                    stdout_port = coalesce($6, stdout_port),
+                    service_ports = coalesce($7, service_ports)
+              WHERE id = $1",
+        )
+        .await
+        .map_err(db_err("preparing the restarted kernel update"))?;
+    client
+        .execute(
+            &statement,
+            &[
+                &kernel_id,
+                &restarted.container_id,
+                &restarted.repl_in_port,
+                &restarted.repl_out_port,
+                &restarted.stdin_port,
+                &restarted.stdout_port,
+                &restarted.service_ports,
+            ],
+        )
+        .await
+        .map_err(db_err("storing a restarted kernel's ports"))?;
+    Ok(())
+}
+
 /// What the app proxy (wsproxy) flow of `start-service` needs about a session: its scaling
 /// group's wsproxy address and whose session it is.
 #[derive(Debug, Clone, PartialEq)]

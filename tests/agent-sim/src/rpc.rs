@@ -348,18 +348,41 @@ async fn handle(
                 WireFormat::Payload => text(args.get(1)),
                 WireFormat::Args => text(args.get(2)),
             };
-            *ledger(shared).restarts.entry(kernel.clone()).or_default() += 1;
-            frame::result(
-                header,
-                &Value::map_of([
-                    ("id", Value::str(kernel)),
-                    ("kernel_host", Value::str("127.0.0.1")),
-                    ("repl_in_port", Value::Int(2000)),
-                    ("repl_out_port", Value::Int(2001)),
-                    ("service_ports", Value::Array(Vec::new())),
-                    ("container_id", Value::str("")),
-                ]),
-            )
+            let restarts = {
+                let mut ledger = ledger(shared);
+                let count = ledger.restarts.entry(kernel.clone()).or_default();
+                *count += 1;
+                *count
+            };
+            let mut reply = vec![
+                ("id", Value::str(kernel.clone())),
+                ("kernel_host", Value::str("127.0.0.1")),
+                ("repl_in_port", Value::Int(2000)),
+                ("repl_out_port", Value::Int(2001)),
+                ("service_ports", Value::Array(Vec::new())),
+                ("container_id", Value::str(format!("restarted-{restarts}"))),
+            ];
+            // A new container has a new terminal on new ports, as a real agent's would; the
+            // old one goes away with its sockets.
+            let had_terminal = ledger(shared).terminals.remove(&kernel).is_some();
+            if had_terminal {
+                match start_terminal().await {
+                    Ok(terminal) => {
+                        reply.push(("stdin_port", Value::Int(i64::from(terminal.stdin_port))));
+                        reply.push(("stdout_port", Value::Int(i64::from(terminal.stdout_port))));
+                        ledger(shared).terminals.insert(kernel.clone(), terminal);
+                    }
+                    Err(error) => {
+                        return frame::failure(
+                            header,
+                            "RuntimeError",
+                            &format!("RuntimeError('{error}')"),
+                            "",
+                        );
+                    }
+                }
+            }
+            frame::result(header, &Value::map_of(reply))
         }
         "upload_file" => {
             let kernel = text(args.first());
