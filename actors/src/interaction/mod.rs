@@ -13,6 +13,7 @@ pub mod execute;
 pub mod pty;
 pub mod restarted;
 pub mod service;
+pub mod stdin_publisher;
 pub mod stream_gc;
 pub mod target;
 

@@ -1,9 +1,10 @@
 //! The terminal of a session's main kernel, as the original's `stream_pty` reaches it: the
 //! kernel runner binds a SUB socket on its stdin port and a PUB socket on its stdout port
 //! (`TerminalRunner`: `tcp://*:2002` and `tcp://*:2003`, mapped to the kernel's
-//! `stdin_port`/`stdout_port`); the manager connects a PUB to the first and a SUB (subscribed
-//! to everything) to the second. Keystrokes go out as one-frame messages; each one-frame
-//! message from the kernel is terminal output.
+//! `stdin_port`/`stdout_port`); the manager connects a PUB to the first (its own ZMTP writer,
+//! [`super::stdin_publisher`], so keystrokes are never queued beyond one message) and a SUB
+//! (subscribed to everything) to the second. Keystrokes go out as one-frame messages; each
+//! one-frame message from the kernel is terminal output.
 //!
 //! What a client sends (`{"type": "stdin", "chars": <base64>}`, `resize`, `ping`, `restart`)
 //! is parsed here without I/O ([`parse_pty_input`]), and output is framed as the 22.09
@@ -12,9 +13,10 @@
 use std::time::Duration;
 
 use base64::Engine;
-use bytes::Bytes;
 use serde_json::Value as Json;
-use zeromq::{PubSocket, Socket, SubSocket, ZmqMessage};
+use zeromq::{Socket, SubSocket};
+
+use super::stdin_publisher::StdinPublisher;
 
 /// How long connecting to the kernel's terminal sockets may take (a kernel runner that is up
 /// answers the ZMTP handshake in milliseconds; one that is not never will).
@@ -120,23 +122,27 @@ pub fn terminal_ports(
 
 /// The manager's two sockets of one terminal.
 pub struct PtySockets {
-    pub stdin: PubSocket,
+    pub stdin: StdinPublisher,
     pub stdout: SubSocket,
 }
 
 impl PtySockets {
-    /// Connects a PUB to the kernel's stdin port and a SUB, subscribed to everything, to its
-    /// stdout port.
+    /// Connects a publisher to the kernel's stdin port and a SUB, subscribed to everything, to
+    /// its stdout port.
     pub async fn connect(host: &str, stdin_port: u16, stdout_port: u16) -> Result<Self, PtyError> {
         let host = if host.contains(':') {
             format!("[{host}]")
         } else {
             host.to_owned()
         };
-        let stdin_addr = format!("tcp://{host}:{stdin_port}");
+        let stdin_addr = format!("{host}:{stdin_port}");
         let stdout_addr = format!("tcp://{host}:{stdout_port}");
-        let mut stdin = PubSocket::new();
-        within(&stdin_addr, stdin.connect(&stdin_addr)).await?;
+        let stdin = StdinPublisher::connect(&stdin_addr, CONNECT_TIMEOUT)
+            .await
+            .map_err(|e| PtyError::Connect {
+                addr: format!("tcp://{stdin_addr}"),
+                detail: e.to_string(),
+            })?;
         let mut stdout = SubSocket::new();
         within(&stdout_addr, stdout.connect(&stdout_addr)).await?;
         stdout.subscribe("").await.map_err(|e| PtyError::Connect {
@@ -163,12 +169,10 @@ async fn within(
     }
 }
 
-/// Keystrokes as one one-frame message (PUB drops it when the kernel is not subscribed yet
-/// or its queue is full, as the original's libzmq PUB does).
-pub async fn send_stdin(socket: &mut PubSocket, data: Vec<u8>) -> Result<(), PtyError> {
-    use zeromq::SocketSend;
-    socket
-        .send(ZmqMessage::from(Bytes::from(data)))
+/// Keystrokes as one one-frame message; waits while the kernel's connection is full.
+pub async fn send_stdin(publisher: &mut StdinPublisher, data: &[u8]) -> Result<(), PtyError> {
+    publisher
+        .send(data)
         .await
         .map_err(|e| PtyError::Send(e.to_string()))
 }

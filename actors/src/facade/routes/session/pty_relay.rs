@@ -7,9 +7,10 @@
 //! Back-pressure: one kernel message is handed to the WebSocket's 32-message channel before
 //! the next is read from the SUB socket, whose TCP connection then fills (the kernel runner's
 //! PUB drops beyond its high-water mark, as it does for the original). A client message is
-//! handled before the next one is read, and one message is at most
-//! [`MAX_PTY_MESSAGE_BYTES`]. Control queries run on the keyboard side, so output keeps
-//! flowing while the kernel answers them.
+//! handled before the next one is read (keystrokes are written into the kernel's stdin
+//! connection first, so a kernel that stops reading stops the client's side too), and one
+//! message is at most [`MAX_PTY_MESSAGE_BYTES`]. Control queries run on the keyboard side, so
+//! output keeps flowing while the kernel answers them.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -19,7 +20,7 @@ use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
 use futures::StreamExt;
 use serde_json::json;
 use tokio::sync::mpsc;
-use zeromq::{PubSocket, SocketRecv, SubSocket, ZmqError};
+use zeromq::{SocketRecv, SubSocket, ZmqError};
 
 use super::session_end::StreamStop;
 use super::tcp_relay::CLOSE_TIMEOUT;
@@ -30,6 +31,7 @@ use crate::interaction::pty::{
     PtyInput, PtySockets, out_message, parse_pty_input, send_stdin, terminal_ports,
 };
 use crate::interaction::service::{ExecuteRound, REST_FLUSH_TIMEOUT, ReadyKernel};
+use crate::interaction::stdin_publisher::StdinPublisher;
 
 /// The largest client message taken (keystrokes and pastes; the original takes up to its
 /// `max-wsmsg-size`, 16 MiB, which a terminal never needs).
@@ -157,7 +159,7 @@ pub async fn pty_relay(
 async fn keyboard(
     call: &PtyCall,
     mut stream: MessageStream,
-    mut stdin: PubSocket,
+    mut stdin: StdinPublisher,
     swaps: mpsc::Sender<SubSocket>,
     mut session: Session,
     touch: &impl Fn(),
@@ -181,7 +183,7 @@ async fn keyboard(
         };
         match input {
             PtyInput::Stdin(data) => {
-                if let Err(error) = send_stdin(&mut stdin, data).await {
+                if let Err(error) = send_stdin(&mut stdin, &data).await {
                     return PtyEnd::KernelFailed(error.to_string());
                 }
             }
