@@ -166,7 +166,11 @@ def main():
         def wait_running():
             row = page.locator("vaadin-grid-cell-content", has_text=args.session).first
             row.wait_for(timeout=STEP_MS)
-            page.get_by_text("RUNNING", exact=True).first.wait_for(timeout=STEP_MS)
+            # The status column's cell (the list has this one session).
+            status = page.locator(
+                "vaadin-grid-cell-content", has_text=re.compile(r"^\s*RUNNING\s*$")
+            ).first
+            status.wait_for(timeout=STEP_MS)
 
         def open_app(app, opener):
             with context.expect_page(timeout=STEP_MS) as new_tab:
