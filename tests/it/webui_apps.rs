@@ -46,6 +46,9 @@ const LIMIT: Duration = Duration::from_secs(90);
 const WSPROXY_START_TIMEOUT: Duration = Duration::from_secs(60);
 /// The proxy ports the wsproxy binds (one per circuit; the Web UI opens two per app).
 const WSPROXY_PORTS: u16 = 8;
+/// The wsproxy's API secret, also the resource group's `wsproxy_api_token` (the 22.09/23.09
+/// manager sends none with `/v2/conf`, and the wsproxy 24.3.11 asks none there).
+const WSPROXY_API_SECRET: &str = "the-api-secret-of-the-webui-apps-test-01234567";
 /// The folder the Web UI uploads into and the file it uploads.
 const FOLDER: &str = "webui-upload";
 const UPLOADED: &str = "hello-from-the-web-ui.txt";
@@ -84,7 +87,7 @@ bind_api_port = {api_port}
 bind_proxy_port_range = [{proxy_base}, {proxy_last}]
 jwt_encrypt_key = "the-jwt-key-of-the-webui-apps-test-0123456789"
 permit_hash_key = "the-permit-key-of-the-webui-apps-test-012345678"
-api_secret = "the-api-secret-of-the-webui-apps-test-01234567"
+api_secret = "{WSPROXY_API_SECRET}"
 aiomonitor_termui_port = {termui}
 aiomonitor_webui_port = {webui}
 
@@ -266,10 +269,7 @@ async fn the_web_ui_launches_a_session_opens_its_apps_and_uploads_a_file() {
     db.execute(
         "UPDATE scaling_groups SET wsproxy_addr = $1, wsproxy_api_token = $2
           WHERE name = 'default'",
-        &[
-            &wsproxy_addr,
-            &"the-api-secret-of-the-webui-apps-test-01234567",
-        ],
+        &[&wsproxy_addr, &WSPROXY_API_SECRET],
     )
     .await
     .expect("pointing the resource group at the wsproxy");
