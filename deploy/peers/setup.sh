@@ -8,3 +8,4 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 "$HERE/agent.sh" install
 "$HERE/client.sh" install
 "$HERE/webserver.sh" install
+"$HERE/wsproxy.sh" install

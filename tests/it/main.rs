@@ -79,5 +79,6 @@ mod storage_support;
 mod storage_vfolders;
 mod supervision;
 mod vfolder_sharing;
+mod webui_apps;
 mod webui_browser;
 mod ws_client;

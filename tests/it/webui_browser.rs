@@ -19,18 +19,18 @@ use serde_json::Value;
 use crate::manager_process::ManagerProcess;
 
 /// How long the web server may take to import its dependencies and listen.
-const WEBSERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const WEBSERVER_START_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The example superadmin of the fixtures (`configs/fixtures/example-users.json`).
-const ADMIN_EMAIL: &str = "admin@lablup.com";
-const ADMIN_PASSWORD: &str = "wJalrXUt";
+pub(crate) const ADMIN_EMAIL: &str = "admin@lablup.com";
+pub(crate) const ADMIN_PASSWORD: &str = "wJalrXUt";
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// `(web server python, driver python)`, installed on first use (once per test process).
-fn peer_pythons() -> (PathBuf, PathBuf) {
+pub(crate) fn peer_pythons() -> (PathBuf, PathBuf) {
     static PYTHONS: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     PYTHONS
         .get_or_init(|| {
@@ -56,7 +56,7 @@ fn peer_pythons() -> (PathBuf, PathBuf) {
 
 /// The web server's configuration: the Web UI in `webui` mode, agents shown (so the Agent
 /// Summary page is part of the tour), its login sessions in the test's Redis.
-fn webserver_conf(port: u16, manager_port: u16, redis_addr: &str, dir: &Path) -> String {
+pub(crate) fn webserver_conf(port: u16, manager_port: u16, redis_addr: &str, dir: &Path) -> String {
     format!(
         r#"[service]
 ip = "127.0.0.1"
@@ -112,15 +112,9 @@ enabled = false
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_web_ui_opens_every_page_without_a_failed_call() {
-    let (webserver_python, driver_python) = peer_pythons();
-    let env = TestEnv::new().await;
-    env.load_example_fixtures().await;
-    let config = env.manager_toml("");
-    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("manager-output.log"));
-    manager.wait_for_port(env.service_port);
-
+/// Starts the web server of `env` in front of its manager (on `env.service_port`); answers it
+/// and its port once it listens.
+pub(crate) fn start_webserver(env: &TestEnv, webserver_python: &Path) -> (ServiceProcess, u16) {
     let web_port = free_port();
     let conf_path = env.path("webserver.conf");
     std::fs::create_dir_all(env.path("webserver-ipc")).expect("creating the ipc folder");
@@ -134,7 +128,7 @@ async fn the_web_ui_opens_every_page_without_a_failed_call() {
         ),
     )
     .expect("writing webserver.conf");
-    let mut command = Command::new(&webserver_python);
+    let mut command = Command::new(webserver_python);
     command
         .args(["-m", "ai.backend.web.server", "-f"])
         .arg(&conf_path)
@@ -149,6 +143,20 @@ async fn the_web_ui_opens_every_page_without_a_failed_call() {
         SocketAddr::from(([127, 0, 0, 1], web_port)),
         WEBSERVER_START_TIMEOUT,
     );
+
+    (webserver, web_port)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_opens_every_page_without_a_failed_call() {
+    let (webserver_python, driver_python) = peer_pythons();
+    let env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let config = env.manager_toml("");
+    let mut manager = ManagerProcess::start_server(&config, &[], &env.path("manager-output.log"));
+    manager.wait_for_port(env.service_port);
+
+    let (webserver, web_port) = start_webserver(&env, &webserver_python);
 
     let shots = repo_root().join(".state/test-artifacts/webui");
     let output = Command::new(&driver_python)

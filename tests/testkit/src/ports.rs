@@ -65,3 +65,23 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// The first of `len` consecutive ports that nothing listens on right now, each claimed as
+/// [`free_port`] claims one (for a peer that binds a whole port range, like the wsproxy).
+pub fn free_port_range(len: u16) -> u16 {
+    loop {
+        let base = free_port();
+        let Some(last) = base.checked_add(len.saturating_sub(1)) else {
+            continue;
+        };
+        let rest_free = (base + 1..=last).all(|port| {
+            TcpListener::bind(("127.0.0.1", port)).is_ok() && {
+                let mut guard = HANDED_OUT.lock().unwrap_or_else(|e| e.into_inner());
+                guard.get_or_insert_with(HashSet::new).insert(port) && claim_across_processes(port)
+            }
+        });
+        if rest_free {
+            return base;
+        }
+    }
+}
