@@ -1,7 +1,8 @@
 //! Background tasks on the real stack: `rescan_images` answers a task id whose progress
 //! `GET /events/background-task` streams (`bgtask_updated` figures, then `bgtask_done` and
 //! `server_close`), a finished task reports its end at once, and the official CLI's
-//! `admin image rescan` (which follows the task) succeeds against a real registry.
+//! `admin image rescan` (which follows the task) succeeds against a real registry; a task whose
+//! process died ends its stream as failed.
 
 use std::process::{Command, Stdio};
 
@@ -187,6 +188,38 @@ async fn a_rescan_of_an_unreachable_registry_fails_with_the_reason() {
         last["message"].as_str().unwrap().contains("127.0.0.1:9"),
         "{last}"
     );
+}
+
+#[tokio::test]
+async fn a_task_whose_process_died_ends_its_stream_as_failed() {
+    let world = HostileWorld::start("", false).await;
+    // A rescan whose worker was killed: `started`, last renewed two minutes ago.
+    let task_id = uuid::Uuid::new_v4().to_string();
+    let two_minutes_ago = chrono::Utc::now().timestamp() as f64 - 120.0;
+    let mut redis = redis::Client::open(world.env.redis.url(4))
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("bgtask.{task_id}"))
+        .arg(&[
+            ("status", "started".to_owned()),
+            ("current", "1".to_owned()),
+            ("total", "3".to_owned()),
+            ("msg", "Updated a:1".to_owned()),
+            ("started_at", two_minutes_ago.to_string()),
+            ("last_update", two_minutes_ago.to_string()),
+            ("alive_at", two_minutes_ago.to_string()),
+        ])
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let events = parse_events(&read_to_end(open_stream(&world, &task_id).await).await);
+    let names: Vec<&str> = events.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["bgtask_failed", "server_close"], "{events:?}");
+    let message = events[0].1["message"].as_str().unwrap_or_default();
+    assert!(message.contains("stopped reporting"), "{message}");
 }
 
 #[tokio::test]

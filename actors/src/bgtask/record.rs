@@ -1,7 +1,9 @@
 //! The `bgtask.{task_id}` hash of the original (`status`, `current`, `total`, `msg`,
 //! `started_at`, `last_update`) and the server-sent events `GET /events/background-task`
 //! derives from it: `bgtask_updated` with the progress, then one of `bgtask_done`,
-//! `bgtask_failed`, `bgtask_cancelled` and a closing `server_close`.
+//! `bgtask_failed`, `bgtask_cancelled` and a closing `server_close`. Our own field `alive_at`
+//! (seconds since the epoch) is renewed every [`ALIVE_INTERVAL`] while the task runs, so a task
+//! whose process died is told apart from a slow one.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -12,6 +14,13 @@ use uuid::Uuid;
 /// How long a task's hash outlives its last change (the original's
 /// `MAX_BGTASK_ARCHIVE_PERIOD`).
 pub const ARCHIVE_PERIOD: Duration = Duration::from_secs(86_400);
+
+/// How often a running task renews `alive_at`.
+pub const ALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// How long a `started` task may go without renewing `alive_at` (or, for a hash without it,
+/// without progress) before it counts as dead: six missed renewals.
+pub const STALE_AFTER: Duration = Duration::from_secs(60);
 
 /// The Redis key (db 4) of task `task_id`.
 pub fn tracker_key(task_id: Uuid) -> String {
@@ -67,6 +76,8 @@ pub struct TaskSnapshot {
     pub total: String,
     pub message: String,
     pub last_update: String,
+    /// When the task's process last said it was running (empty in hashes of the original).
+    pub alive_at: String,
 }
 
 impl TaskSnapshot {
@@ -80,7 +91,37 @@ impl TaskSnapshot {
             total: field("total"),
             message: field("msg"),
             last_update: field("last_update"),
+            alive_at: field("alive_at"),
         })
+    }
+
+    /// Whether a `started` task has stopped reporting: no renewal of `alive_at` (else of
+    /// `last_update`) for [`STALE_AFTER`] by `now` (seconds since the epoch). A hash with
+    /// neither figure is not judged.
+    pub fn is_stale(&self, now: f64) -> bool {
+        if self.status != TaskStatus::Started {
+            return false;
+        }
+        let seen = [&self.alive_at, &self.last_update]
+            .into_iter()
+            .filter_map(|text| text.parse::<f64>().ok())
+            .filter(|seconds| seconds.is_finite())
+            .fold(None, |latest: Option<f64>, seconds| {
+                Some(latest.map_or(seconds, |l| l.max(seconds)))
+            });
+        seen.is_some_and(|seen| now - seen > STALE_AFTER.as_secs_f64())
+    }
+
+    /// This task as ended by its process's death, for the stream's final events.
+    pub fn as_dead(&self) -> TaskSnapshot {
+        TaskSnapshot {
+            status: TaskStatus::Failed,
+            message: format!(
+                "the task stopped reporting for over {} s: the manager process running it is gone",
+                STALE_AFTER.as_secs()
+            ),
+            ..self.clone()
+        }
     }
 
     /// Whether `self` reports progress that `earlier` did not.
@@ -173,6 +214,28 @@ mod tests {
             ("last_update", "1.5"),
         ]))
         .unwrap()
+    }
+
+    #[test]
+    fn a_started_task_is_dead_after_a_minute_without_a_sign_of_life() {
+        let running = TaskSnapshot::from_fields(&fields(&[
+            ("status", "started"),
+            ("last_update", "1000"),
+            ("alive_at", "1100"),
+        ]))
+        .unwrap();
+        assert!(!running.is_stale(1100.0 + 60.0));
+        assert!(running.is_stale(1100.0 + 61.0));
+        // The original's hashes have no alive_at: their last progress counts.
+        let original = snapshot("started", "1", "2", "");
+        assert!(original.is_stale(1.5 + 61.0));
+        let done = snapshot("done", "2", "2", "");
+        assert!(!done.is_stale(1e12));
+        let unknown = TaskSnapshot::from_fields(&fields(&[("status", "started")])).unwrap();
+        assert!(!unknown.is_stale(1e12));
+        let dead = running.as_dead();
+        assert_eq!(dead.status, TaskStatus::Failed);
+        assert!(dead.message.contains("stopped reporting"));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Starting background tasks and keeping their `bgtask.{task_id}` hash: `started` with zero
 //! progress when a task starts, the figures and message on every progress report, the final
-//! status and message when it ends; each write renews the 24-hour expiry.
+//! status and message when it ends, and `alive_at` every [`ALIVE_INTERVAL`] while it runs; each
+//! write renews the 24-hour expiry.
 //!
 //! ```ignore
 //! let task_id = tasks.start("rescan", |reporter| async move {
@@ -18,7 +19,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use redis::aio::ConnectionManager;
 use uuid::Uuid;
 
-use super::record::{ARCHIVE_PERIOD, TaskSnapshot, TaskStatus, tracker_key};
+use super::record::{ALIVE_INTERVAL, ARCHIVE_PERIOD, TaskSnapshot, TaskStatus, tracker_key};
 
 #[derive(Debug, thiserror::Error)]
 pub enum BgtaskError {
@@ -41,11 +42,15 @@ pub struct BackgroundTasks {
     log: slog::Logger,
 }
 
-fn now() -> String {
-    let seconds = SystemTime::now()
+/// Seconds since the epoch.
+pub fn now_seconds() -> f64 {
+    SystemTime::now()
         .duration_since(UNIX_EPOCH)
-        .map_or(0.0, |elapsed| elapsed.as_secs_f64());
-    format!("{seconds}")
+        .map_or(0.0, |elapsed| elapsed.as_secs_f64())
+}
+
+fn now() -> String {
+    format!("{}", now_seconds())
 }
 
 async fn write(
@@ -100,7 +105,21 @@ impl BackgroundTasks {
         };
         let (redis, log, name) = (self.redis.clone(), self.log.clone(), name.to_owned());
         actix::spawn(async move {
-            let (status, message) = match job(reporter).await {
+            let job = job(reporter);
+            let mut job = std::pin::pin!(job);
+            let mut alive = tokio::time::interval(ALIVE_INTERVAL);
+            let outcome = loop {
+                tokio::select! {
+                    outcome = &mut job => break outcome,
+                    _ = alive.tick() => {
+                        if let Err(error) = write(&redis, task_id, &[("alive_at", now())]).await {
+                            slog::warn!(log, "cannot renew a background task's alive_at";
+                                "error" => %error);
+                        }
+                    }
+                }
+            };
+            let (status, message) = match outcome {
                 Ok(message) => (TaskStatus::Done, message),
                 Err(message) => (TaskStatus::Failed, message),
             };

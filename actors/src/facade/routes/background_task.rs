@@ -5,7 +5,9 @@
 //!
 //! The task may run in any worker (or on another manager host), so the stream follows the
 //! task's Redis hash `bgtask.{task_id}` rather than an in-process queue: it reads the hash
-//! every [`POLL_INTERVAL`] and sends what changed.
+//! every [`POLL_INTERVAL`] and sends what changed. A task whose process died (no sign of life
+//! for a minute, see `TaskSnapshot::is_stale`) ends its stream with `bgtask_failed`; a worker
+//! that stops ends its streams at once.
 
 use std::time::Duration;
 
@@ -15,6 +17,7 @@ use futures::stream;
 use uuid::Uuid;
 
 use crate::bgtask::record::{final_events_archived, final_events_live, updated_event};
+use crate::bgtask::tracker::now_seconds;
 use crate::bgtask::{BackgroundTasks, TaskSnapshot, TaskStatus};
 use crate::facade::access::Access;
 use crate::facade::auth::Authenticated;
@@ -45,6 +48,7 @@ struct Follow {
     since_ping: Duration,
     failures: u32,
     finished: bool,
+    stopping: tokio_util::sync::CancellationToken,
     log: slog::Logger,
 }
 
@@ -54,7 +58,11 @@ async fn next_chunk(mut follow: Follow) -> Option<(Result<Bytes, actix_web::Erro
         return None;
     }
     loop {
-        tokio::time::sleep(POLL_INTERVAL).await;
+        tokio::select! {
+            () = tokio::time::sleep(POLL_INTERVAL) => {}
+            // The worker is stopping: end the stream now rather than at the drain timeout.
+            () = follow.stopping.cancelled() => return None,
+        }
         follow.since_ping += POLL_INTERVAL;
         let chunk = match follow.tasks.snapshot(follow.task_id).await {
             Ok(Some(snapshot)) if snapshot.status != TaskStatus::Started => {
@@ -65,6 +73,12 @@ async fn next_chunk(mut follow: Follow) -> Option<(Result<Bytes, actix_web::Erro
                 }
                 text.push_str(&final_events_live(follow.task_id, &snapshot));
                 Some(text)
+            }
+            Ok(Some(snapshot)) if snapshot.is_stale(now_seconds()) => {
+                follow.finished = true;
+                slog::warn!(follow.log, "a background task stopped reporting; ending its stream";
+                    "task_id" => %follow.task_id);
+                Some(final_events_live(follow.task_id, &snapshot.as_dead()))
             }
             Ok(Some(snapshot)) => {
                 follow.failures = 0;
@@ -135,6 +149,7 @@ async fn background_task_events(
         since_ping: Duration::ZERO,
         failures: 0,
         finished: false,
+        stopping: state.pipeline.stopping.clone(),
         log: state.log.clone(),
     };
     Ok(response(Box::pin(stream::unfold(follow, next_chunk))))

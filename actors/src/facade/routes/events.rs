@@ -120,21 +120,29 @@ async fn session_events(
             slog::error!(state.log, "cannot start the event feed"; "error" => %e);
             Problem::internal("cannot read the event stream")
         })?;
-    let events = stream::unfold((receiver, filter), |(mut receiver, filter)| async move {
-        loop {
-            let next = tokio::time::timeout(PING_INTERVAL, receiver.recv()).await;
-            let chunk = match next {
-                Err(_) => ": ping\r\n\r\n".to_owned(),
-                Ok(Ok(record)) if filter.admits(&record) => render_event(&record),
-                Ok(Ok(_)) => continue,
-                // A slow reader skipped events; it keeps going with the newest ones.
-                Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
-                Ok(Err(broadcast::error::RecvError::Closed)) => return None,
-            };
-            return Some((
-                Ok::<Bytes, actix_web::Error>(Bytes::from(chunk)),
-                (receiver, filter),
-            ));
+    let stopping = state.pipeline.stopping.clone();
+    let events = stream::unfold((receiver, filter), move |(mut receiver, filter)| {
+        let stopping = stopping.clone();
+        async move {
+            loop {
+                let next = tokio::select! {
+                    next = tokio::time::timeout(PING_INTERVAL, receiver.recv()) => next,
+                    // The worker is stopping: end the stream now rather than at the drain timeout.
+                    () = stopping.cancelled() => return None,
+                };
+                let chunk = match next {
+                    Err(_) => ": ping\r\n\r\n".to_owned(),
+                    Ok(Ok(record)) if filter.admits(&record) => render_event(&record),
+                    Ok(Ok(_)) => continue,
+                    // A slow reader skipped events; it keeps going with the newest ones.
+                    Ok(Err(broadcast::error::RecvError::Lagged(_))) => continue,
+                    Ok(Err(broadcast::error::RecvError::Closed)) => return None,
+                };
+                return Some((
+                    Ok::<Bytes, actix_web::Error>(Bytes::from(chunk)),
+                    (receiver, filter),
+                ));
+            }
         }
     });
     Ok(HttpResponse::Ok()
