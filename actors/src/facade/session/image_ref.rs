@@ -1,89 +1,14 @@
 //! Image references as a session request names them (`127.0.0.1:25000/testing/python:3.9`,
-//! `python:3.9`, `lablup/python`): parsed as the original's `ImageRef(value, ["*"], arch)`,
-//! which accepts any registry, into the canonical `registry/name:tag` the images table keys on.
+//! `python:3.9`, `lablup/python`), read as the original's `ImageRef(value, ["*"], arch)`: the
+//! one rule lives in `bai_schema::image_ref` ([`ImageRef::parse_known`]); this module only says
+//! which registries a session request accepts (any).
 
 pub use bai_schema::image_ref::normalize_architecture;
+use bai_schema::image_ref::{ImageRef, ImageRefError};
 
-/// The registry of references without one.
-pub const DEFAULT_REGISTRY: &str = "index.docker.io";
-/// The repository of single-name references on the default registry.
-pub const DEFAULT_REPOSITORY: &str = "library";
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImageRefError {
-    #[error("{0:?} is not an image name: a reference has no scheme (no \"://\")")]
-    HasScheme(String),
-    #[error("{0:?} has an empty image name")]
-    EmptyName(String),
-    #[error("{tag:?} of {reference:?} is not a valid image tag")]
-    BadTag { reference: String, tag: String },
-}
-
-/// A parsed image reference.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageRef {
-    pub registry: String,
-    /// `project/image`, e.g. `testing/python`.
-    pub name: String,
-    pub tag: String,
-    pub architecture: String,
-}
-
-impl ImageRef {
-    /// Parses `value` accepting any registry (the first path component is the registry).
-    pub fn parse_any_registry(value: &str, architecture: &str) -> Result<ImageRef, ImageRefError> {
-        if value.contains("://") || value.starts_with("//") {
-            return Err(ImageRefError::HasScheme(value.to_owned()));
-        }
-        let (registry, rest, on_default) = match value.split_once('/') {
-            None => (DEFAULT_REGISTRY, value, true),
-            Some((registry, rest)) => {
-                let on_default = registry == "docker.io" || registry.ends_with(".docker.io");
-                (registry, rest, on_default)
-            }
-        };
-        let (mut name, tag) = match rest.rsplit_once(':') {
-            // A colon inside a later path component is part of the name, not a tag.
-            Some((name, tag)) if !tag.contains('/') => (name.to_owned(), tag.to_owned()),
-            _ => (rest.to_owned(), "latest".to_owned()),
-        };
-        if name.is_empty() {
-            return Err(ImageRefError::EmptyName(value.to_owned()));
-        }
-        if on_default && !name.contains('/') {
-            name = format!("{DEFAULT_REPOSITORY}/{name}");
-        }
-        if !is_slug(&tag) {
-            return Err(ImageRefError::BadTag {
-                reference: value.to_owned(),
-                tag,
-            });
-        }
-        Ok(ImageRef {
-            registry: registry.to_owned(),
-            name,
-            tag,
-            architecture: normalize_architecture(architecture),
-        })
-    }
-
-    /// `registry/name:tag`.
-    pub fn canonical(&self) -> String {
-        format!("{}/{}:{}", self.registry, self.name, self.tag)
-    }
-}
-
-/// `^[A-Za-z0-9](?:[A-Za-z0-9-._]*[A-Za-z0-9])?$`
-fn is_slug(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let (Some(first), Some(last)) = (bytes.first(), bytes.last()) else {
-        return false;
-    };
-    first.is_ascii_alphanumeric()
-        && last.is_ascii_alphanumeric()
-        && bytes
-            .iter()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
+/// The reference a session request names, from any registry.
+pub fn request_image_ref(value: &str) -> Result<ImageRef, ImageRefError> {
+    ImageRef::parse_known(value, &["*".to_owned()])
 }
 
 /// The architecture of this manager's machine: the default of session requests.
@@ -95,52 +20,39 @@ pub fn manager_architecture() -> String {
 mod tests {
     use super::*;
 
+    /// Canonical names printed by `ImageRef(value, ["*"]).canonical` (backend.ai-common 23.09).
     #[test]
-    fn references_become_canonical_names() {
-        let image =
-            ImageRef::parse_any_registry("127.0.0.1:25000/testing/python:3.9-ubuntu20.04", "amd64")
-                .unwrap();
-        assert_eq!(image.registry, "127.0.0.1:25000");
-        assert_eq!(image.name, "testing/python");
-        assert_eq!(image.tag, "3.9-ubuntu20.04");
-        assert_eq!(image.architecture, "x86_64");
+    fn references_become_the_originals_canonical_names() {
+        let canonical = |value: &str| request_image_ref(value).unwrap().canonical();
         assert_eq!(
-            image.canonical(),
+            canonical("127.0.0.1:25000/testing/python:3.9-ubuntu20.04"),
             "127.0.0.1:25000/testing/python:3.9-ubuntu20.04"
         );
+        assert_eq!(canonical("python:3.9"), "index.docker.io/lablup/python:3.9");
         assert_eq!(
-            ImageRef::parse_any_registry("python:3.9", "x86_64")
-                .unwrap()
-                .canonical(),
-            "index.docker.io/library/python:3.9"
-        );
-        assert_eq!(
-            ImageRef::parse_any_registry("cr.backend.ai/stable/python", "aarch64")
-                .unwrap()
-                .canonical(),
+            canonical("cr.backend.ai/stable/python"),
             "cr.backend.ai/stable/python:latest"
         );
         assert_eq!(
-            ImageRef::parse_any_registry("index.docker.io/python:3", "arm64")
-                .unwrap()
-                .canonical(),
-            "index.docker.io/library/python:3"
+            canonical("index.docker.io/python:3"),
+            "index.docker.io/lablup/python:3"
         );
+        assert_eq!(canonical("docker.io/python:3"), "docker.io/python:3");
     }
 
     #[test]
     fn bad_references_say_what_is_wrong() {
         assert!(matches!(
-            ImageRef::parse_any_registry("https://r/x:1", "x86_64"),
-            Err(ImageRefError::HasScheme(_))
+            request_image_ref("https://r/x:1"),
+            Err(ImageRefError::InvalidName(_))
         ));
         assert!(matches!(
-            ImageRef::parse_any_registry("r/x:-bad", "x86_64"),
-            Err(ImageRefError::BadTag { .. })
+            request_image_ref("r/x:-bad"),
+            Err(ImageRefError::InvalidTag(_))
         ));
         assert!(matches!(
-            ImageRef::parse_any_registry("r/:1", "x86_64"),
-            Err(ImageRefError::EmptyName(_))
+            request_image_ref("r/:1"),
+            Err(ImageRefError::InvalidName(_))
         ));
     }
 }

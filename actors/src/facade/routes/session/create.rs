@@ -38,7 +38,9 @@ use crate::facade::session::control::{
     EnqueueSession, SessionQueue, queue_problem, scheduler_missing, scheduler_unreachable,
 };
 use crate::facade::session::dotfiles::internal_data;
-use crate::facade::session::image_ref::{ImageRef, manager_architecture};
+use crate::facade::session::image_ref::{
+    manager_architecture, normalize_architecture, request_image_ref,
+};
 use crate::facade::session::request::{CreationRequest, check_agent_list, parse_creation_request};
 use crate::facade::session::resources::{check_policy_limits, image_slot_ranges, kernel_request};
 use crate::facade::state::AppState;
@@ -357,10 +359,11 @@ async fn resolve_image(
     let failed = |doing| query_failed(state, doing);
     let mut searched = Vec::new();
     let mut found = None;
-    if let Ok(reference) = ImageRef::parse_any_registry(&request.image, &request.architecture) {
+    if let Ok(reference) = request_image_ref(&request.image) {
         let canonical = reference.canonical();
         searched.push(format!("ref:{canonical:?}"));
-        found = find_images_by_canonical(client, &canonical, &reference.architecture)
+        let architecture = normalize_architecture(&request.architecture);
+        found = find_images_by_canonical(client, &canonical, &architecture)
             .await
             .map_err(failed("looking up the image"))?
             .into_iter()
