@@ -26,6 +26,8 @@
 //!   fixed-rate runs create at their rate (open loop, due times fixed in advance);
 //! * create→RUNNING: from the moment a create was due (sent) to the session's `RUNNING` entry of
 //!   `status_history`, written by the manager on the same clock; p50/p99;
+//! * the `DELETE /session/{name}` reply time (sent → reply), p50/p99, of the destroys answered
+//!   within the run's window;
 //! * per session, from the first create of the run until its last session is TERMINATED: CPU of
 //!   the manager processes (utime+stime in /proc), the statements the manager sent (counted by
 //!   the relay; BEGIN and COMMIT count), PostgreSQL commits (`pg_stat_database.xact_commit`,
@@ -380,6 +382,8 @@ struct Tracker {
     ended: Vec<Vec<(Instant, String)>>,
     create_failures: BTreeMap<u16, u64>,
     destroy_failures: BTreeMap<u16, u64>,
+    /// Each successful `DELETE /session/{name}`: when its reply came and how long it took (ms).
+    destroy_latencies: Vec<(Instant, f64)>,
 }
 
 struct Driver {
@@ -544,8 +548,16 @@ async fn destroyer(driver: Arc<Driver>, names: Arc<AsyncMutex<mpsc::UnboundedRec
             "application/json",
             b"",
         );
+        let sent = Instant::now();
         let status = match exchange(&driver.target, &mut connection, &request).await {
-            Ok((status, _)) if (200..300).contains(&status) => continue,
+            Ok((status, _)) if (200..300).contains(&status) => {
+                let took = sent.elapsed().as_secs_f64() * 1000.0;
+                driver
+                    .tracker()
+                    .destroy_latencies
+                    .push((Instant::now(), took));
+                continue;
+            }
             Ok((status, _)) => status,
             Err(_) => 0,
         };
@@ -826,6 +838,14 @@ async fn run(
         )
     };
     let (latencies, never_ran) = running_latencies(observer, driver, phase).await;
+    let mut destroy_latencies: Vec<f64> = driver
+        .tracker()
+        .destroy_latencies
+        .iter()
+        .filter(|(at, _)| *at >= started && *at <= window_end)
+        .map(|(_, took)| *took)
+        .collect();
+    destroy_latencies.sort_by(f64::total_cmp);
     let sessions = created.max(1) as f64;
     let statements = cpu_wire_after.1.since(&before.wire);
     let own = (own_after - before.own) as i64;
@@ -856,6 +876,13 @@ async fn run(
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99),
         latencies.last().copied().unwrap_or(f64::NAN)
+    );
+    println!(
+        "  DELETE reply p50 / p99       {:.1} / {:.1} ms (max {:.1} ms; {} in the window)",
+        percentile(&destroy_latencies, 0.5),
+        percentile(&destroy_latencies, 0.99),
+        destroy_latencies.last().copied().unwrap_or(f64::NAN),
+        destroy_latencies.len()
     );
     println!(
         "  manager CPU per session      {:.0} µs ({:.2} cores over the cycle)",
