@@ -372,6 +372,13 @@ async fn the_official_sdk_imports_an_image_through_an_importer_batch_session() {
         .get::<_, i64>(0);
     assert_eq!(count, 0, "a refused import left a session behind");
 
+    // The admin's own bootstrap script stays out of the importer's container.
+    db.execute(
+        "UPDATE keypairs SET bootstrap_script = 'echo mine' WHERE access_key = $1",
+        &[&ADMIN_AK],
+    )
+    .await
+    .unwrap();
     let reply = world.sdk(ADMIN_AK, ADMIN_SK, &build("Python 3.9"));
     let task = &reply["importTask"];
     let session_name = task["sessionId"].as_str().expect("a session name");
@@ -383,7 +390,7 @@ async fn the_official_sdk_imports_an_image_through_an_importer_batch_session() {
     let row = db
         .query_one(
             "SELECT s.session_type::text, s.status::text, k.image, k.startup_command, k.environ,
-                    k.internal_data, s.access_key
+                    k.internal_data, s.access_key, k.bootstrap_script
              FROM sessions s JOIN kernels k ON k.session_id = s.id
              WHERE s.name = $1 AND k.id = $2",
             &[&session_name, &kernel_id],
@@ -439,6 +446,7 @@ async fn the_official_sdk_imports_an_image_through_an_importer_batch_session() {
         serde_json::json!(["/var/run/docker.sock"])
     );
     assert_eq!(row.get::<_, String>(6), ADMIN_AK);
+    assert_eq!(row.get::<_, Option<String>>(7), None);
 
     // The registry's password went to the kernel's internal data only, never to the log.
     assert!(!world.manager.output().contains("importer-registry-pass"));

@@ -189,8 +189,10 @@ async fn import_image(
         &src.canonical(),
         &target.canonical(),
     );
+    // As the original's import kernel: no bootstrap script, no dotfiles.
     let extras = CreationExtras {
         internal_data: image_import::internal_data(&logins),
+        without_user_setup: true,
     };
     let params = ApiParams::from_object(session);
     match create_session(caller, params, version, state, storage, queue, extras).await? {

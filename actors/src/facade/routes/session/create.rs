@@ -16,8 +16,8 @@ use bai_schema::queries::keypair::{
 };
 use bai_schema::queries::scaling_group::{GroupRef, allowed_scaling_groups, allows_session_type};
 use bai_schema::queries::session::{
-    MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources, find_session_group,
-    main_kernel_service_ports, session_status,
+    DotfileSources, MAIN_ROLE, NewKernel, NewSession, domain_is_active, dotfile_sources,
+    find_session_group, main_kernel_service_ports, session_status,
 };
 use bai_schema::queries::session_enqueue::{Enqueued, ExistingSession, find_existing_session};
 use bai_schema::slots::ResourceSlot;
@@ -60,6 +60,8 @@ pub struct CreationExtras {
     /// Merged into every kernel's `internal_data` over the dotfiles (e.g. the image importer's
     /// `docker_credentials` and `block_service_ports`).
     pub internal_data: serde_json::Map<String, Value>,
+    /// A system container: the owner's bootstrap script and dotfiles are not put in it.
+    pub without_user_setup: bool,
 }
 
 /// The outcome of a creation request.
@@ -181,6 +183,7 @@ pub async fn create_session(
 
     let bootstrap_script = match request.bootstrap_script.clone().filter(|s| !s.is_empty()) {
         Some(script) => Some(script),
+        None if extras.without_user_setup => None,
         None => Some(
             find_bootstrap_script(&client, &scope.owner)
                 .await
@@ -188,9 +191,13 @@ pub async fn create_session(
         )
         .filter(|s| !s.is_empty()),
     };
-    let sources = dotfile_sources(&client, &scope.owner, owner.group_id, &request.domain)
-        .await
-        .map_err(failed("reading dotfiles"))?;
+    let sources = if extras.without_user_setup {
+        DotfileSources::default()
+    } else {
+        dotfile_sources(&client, &scope.owner, owner.group_id, &request.domain)
+            .await
+            .map_err(failed("reading dotfiles"))?
+    };
     let mut internal = internal_data(&sources)?;
     if let Value::Object(data) = &mut internal {
         data.extend(extras.internal_data);
