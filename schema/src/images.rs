@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::enums::ImageType;
 use crate::image_ref::{ImageRef, normalize_architecture};
+use crate::queries::ReadColumn;
 
 /// Rows per INSERT statement of a commit: 13 parameters each stays far below PostgreSQL's
 /// 65535-parameter limit, and a statement of this size plans in well under a millisecond.
@@ -23,6 +24,8 @@ pub enum ImageDbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Decode(#[from] crate::queries::DecodeError),
     #[error("image not found: {searched}")]
     NotFound { searched: String },
     #[error("the alias {alias:?} already points to {target}")]
@@ -177,7 +180,12 @@ async fn upsert_batch(
         .query(&sql, &params)
         .await
         .map_err(db_err("writing scanned images"))?;
-    let added = rows.iter().filter(|r| r.get::<_, bool>(0)).count();
+    let mut added = 0;
+    for row in &rows {
+        if row.decode::<_, bool>(0)? {
+            added += 1;
+        }
+    }
     Ok((added, rows.len() - added))
 }
 
@@ -212,27 +220,27 @@ const SELECT_IMAGES: &str = "SELECT i.id, i.name, i.registry, i.project, i.image
         COALESCE(array_agg(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), '{}') \
     FROM images i LEFT JOIN image_aliases a ON a.image = i.id";
 
-fn record_from_row(row: &tokio_postgres::Row) -> ImageRecord {
-    let digest: String = row.get(7);
-    ImageRecord {
-        id: row.get(0),
-        name: row.get(1),
-        registry: row.get(2),
-        project: row.get(3),
-        image: row.get(4),
-        tag: row.get(5),
-        architecture: row.get(6),
+fn record_from_row(row: &tokio_postgres::Row) -> Result<ImageRecord, ImageDbError> {
+    let digest: String = row.decode(7)?;
+    Ok(ImageRecord {
+        id: row.decode(0)?,
+        name: row.decode(1)?,
+        registry: row.decode(2)?,
+        project: row.decode(3)?,
+        image: row.decode(4)?,
+        tag: row.decode(5)?,
+        architecture: row.decode(6)?,
         // char(72) pads the 71-character `sha256:...` digest with a space.
         config_digest: digest.trim_end().to_owned(),
-        size_bytes: row.get(8),
-        is_local: row.get(9),
-        image_type: row.get(10),
-        accelerators: row.get(11),
-        labels: row.get(12),
-        resources: row.get(13),
-        created_at: row.get(14),
-        aliases: row.get(15),
-    }
+        size_bytes: row.decode(8)?,
+        is_local: row.decode(9)?,
+        image_type: row.decode(10)?,
+        accelerators: row.decode(11)?,
+        labels: row.decode(12)?,
+        resources: row.decode(13)?,
+        created_at: row.decode(14)?,
+        aliases: row.decode(15)?,
+    })
 }
 
 /// Every image, ordered by name and architecture.
@@ -242,7 +250,7 @@ pub async fn list_images(client: &impl GenericClient) -> Result<Vec<ImageRecord>
         .query(&sql, &[])
         .await
         .map_err(db_err("listing images"))?;
-    Ok(rows.iter().map(record_from_row).collect())
+    rows.iter().map(record_from_row).collect()
 }
 
 /// Finds the row of `ImageRow.resolve([ImageRef(value, ["*"], architecture), alias])`: first by
@@ -281,7 +289,8 @@ pub async fn find_by_canonical(
         .query(&sql, &[&canonical])
         .await
         .map_err(db_err("looking up an image by name"))?;
-    let mut candidates: Vec<ImageRecord> = rows.iter().map(record_from_row).collect();
+    let mut candidates: Vec<ImageRecord> =
+        rows.iter().map(record_from_row).collect::<Result<_, _>>()?;
     if candidates.len() == 1 {
         return Ok(candidates.pop());
     }
@@ -302,7 +311,7 @@ async fn find_by_alias(
         .query(&sql, &[&alias])
         .await
         .map_err(db_err("looking up an image alias"))?;
-    Ok(rows.first().map(record_from_row))
+    rows.first().map(record_from_row).transpose()
 }
 
 /// Deletes the row (its aliases go with it); returns what was deleted.

@@ -5,6 +5,7 @@
 //! global `-f` receives and which is recognised by its `[alembic]` section), else `./alembic.ini`
 //! when it exists (the original's default), else `[db]` of manager.toml.
 
+use bai_schema::queries::ReadColumn;
 use std::path::{Path, PathBuf};
 
 use bai_schema::DbSettings;
@@ -256,7 +257,8 @@ async fn alembic_revision(client: &tokio_postgres::Client) -> Result<Option<Stri
         )
         .await
         .map_err(|e| format!("cannot inspect the database: {e}"))?
-        .get(0);
+        .decode(0)
+        .map_err(|e| format!("cannot inspect the database: {e}"))?;
     if !exists {
         return Ok(None);
     }
@@ -265,7 +267,9 @@ async fn alembic_revision(client: &tokio_postgres::Client) -> Result<Option<Stri
         .await
         .map_err(|e| format!("cannot read alembic_version: {e}"))?;
     Ok(Some(
-        row.map(|r| r.get::<_, String>(0))
+        row.map(|r| r.decode::<_, String>(0))
+            .transpose()
+            .map_err(|e| format!("cannot read alembic_version: {e}"))?
             .unwrap_or_else(|| "(empty)".to_owned()),
     ))
 }

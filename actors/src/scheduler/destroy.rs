@@ -3,6 +3,7 @@
 //! `kernel_terminated` arrives, or at once when `forced` (even if the agent does not answer, or
 //! is LOST).
 
+use bai_schema::queries::ReadColumn;
 use std::time::Duration;
 
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
@@ -215,6 +216,6 @@ pub async fn live_sessions(deps: &DispatchDeps) -> Result<Vec<Uuid>, DispatchErr
             source,
         })?
         .iter()
-        .map(|row| row.get(0))
-        .collect())
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?)
 }

@@ -2,6 +2,7 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
+use bai_schema::queries::ReadColumn;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
 use uuid::Uuid;
@@ -110,7 +111,8 @@ pub async fn end_or_move_kernel(
             .query_opt("SELECT agent FROM kernels WHERE id = $1", &[&kernel_id])
             .await
             .map_err(db_err("reading a kernel's agent"))?
-            .map(|row| row.get(0));
+            .map(|row| row.decode(0))
+            .transpose()?;
         if let Some(Some(agent)) = &agent {
             tx.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[agent])
                 .await
@@ -160,11 +162,11 @@ async fn announce_current(
         .await
         .map_err(db_err("reading a session"))?;
     if let Some(row) = row {
-        let status: SessionStatus = row.get(0);
+        let status: SessionStatus = row.decode(0)?;
         if status == SessionStatus::Running {
             let change = SessionChange {
                 session_id,
-                creation_id: row.get(1),
+                creation_id: row.decode(1)?,
                 from: SessionStatus::Preparing,
                 to: status,
             };
