@@ -7,6 +7,10 @@
 //! If the watch breaks (etcd restarts), the actor re-creates it and re-reads the whole prefix,
 //! so a change made meanwhile is not lost. A configuration with problems is still published
 //! (the good proxies keep working) and each problem is logged once, naming its key.
+//!
+//! The actor starts under `actix::Supervisor`: a stop (`InjectFault::Stop`) restarts it on the
+//! same mailbox, which drops the old watch and starts a new one (with its full re-read), and is
+//! counted as a restart of [`ACTOR_NAME`]. The worker puts it under the watchdog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,11 +45,16 @@ impl StorageBroker {
             "proxies" => first.proxy_names().collect::<Vec<_>>().join(","),
             "default_host" => first.config.default_host.as_deref().unwrap_or(""));
         let (sender, view) = watch::channel(Arc::new(first));
-        let addr = StorageBrokerActor {
+        let actor = StorageBrokerActor {
             reloader: Reloader { etcd, log, sender },
-        }
-        .start();
+        };
+        let addr = Supervisor::start(move |_| actor);
         Ok(StorageBroker { view, addr })
+    }
+
+    /// The actor's address (for the worker's watchdog and fault injection).
+    pub fn addr(&self) -> &Addr<StorageBrokerActor> {
+        &self.addr
     }
 
     /// The proxies as currently configured.
@@ -157,9 +166,23 @@ impl Reloader {
     }
 }
 
+/// The broker's name in restart counts, the watchdog and fault injection.
+pub const ACTOR_NAME: &str = "storage-broker";
+
 pub struct StorageBrokerActor {
     reloader: Reloader,
 }
+
+impl Supervised for StorageBrokerActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Nothing to reset: the view lives in the watch channel, and `started` spawns a fresh
+        // watch (the stopped run's one was dropped with the context's items).
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        warn!(self.reloader.log, "storage broker: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(StorageBrokerActor, ACTOR_NAME);
 
 impl Actor for StorageBrokerActor {
     type Context = Context<Self>;
