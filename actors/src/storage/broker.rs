@@ -65,7 +65,7 @@ impl StorageBroker {
     /// Re-reads etcd now and returns the new view (for an operator's "reload", and for
     /// callers that just changed `volumes/` themselves).
     pub async fn reload(&self) -> Result<Arc<ProxySet>, String> {
-        match self.addr.send(Reload).await {
+        match crate::supervision::tracked(ACTOR_NAME, self.addr.send(Reload)).await {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(e) => Err(format!("the storage broker is gone: {e}")),
         }
