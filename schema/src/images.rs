@@ -32,11 +32,12 @@ pub enum ImageDbError {
     AliasExists { alias: String, target: String },
     #[error("the alias {alias:?} does not exist")]
     AliasNotFound { alias: String },
-    #[error("the image row {name} ({architecture}) has malformed resources: {message}")]
+    #[error("the image row {name} ({architecture}) has malformed resources: {source}")]
     BadResources {
         name: String,
         architecture: String,
-        message: String,
+        #[source]
+        source: NotAnObject,
     },
 }
 
@@ -385,11 +386,11 @@ pub async fn set_resource_limit(
     max: Option<&str>,
 ) -> Result<ImageRecord, ImageDbError> {
     let record = resolve_image(client, canonical_or_alias, architecture).await?;
-    let resources = apply_resource_limit(&record.resources, slot, min, max).map_err(|message| {
+    let resources = apply_resource_limit(&record.resources, slot, min, max).map_err(|source| {
         ImageDbError::BadResources {
             name: record.name.clone(),
             architecture: record.architecture.clone(),
-            message,
+            source,
         }
     })?;
     client
@@ -405,6 +406,11 @@ pub async fn set_resource_limit(
     })
 }
 
+/// `images.resources` holds something other than an object (or NULL).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expected an object, found {0}")]
+pub struct NotAnObject(pub Value);
+
 /// `ImageRow.set_resource_limit`: creates the slot entry if missing and overwrites the given
 /// bounds with their decimal text.
 pub fn apply_resource_limit(
@@ -412,11 +418,11 @@ pub fn apply_resource_limit(
     slot: &str,
     min: Option<&str>,
     max: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, NotAnObject> {
     let mut resources = match resources {
         Value::Object(map) => map.clone(),
         Value::Null => serde_json::Map::new(),
-        other => return Err(format!("expected an object, found {other}")),
+        other => return Err(NotAnObject(other.clone())),
     };
     let entry = resources
         .entry(slot.to_owned())

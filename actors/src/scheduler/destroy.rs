@@ -200,11 +200,7 @@ async fn announce_opt(
 
 /// Every session that is neither PENDING nor over, for a force-kill of the whole cluster.
 pub async fn live_sessions(deps: &DispatchDeps) -> Result<Vec<Uuid>, DispatchError> {
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     Ok(client
         .query(
             "SELECT id FROM sessions WHERE status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')",

@@ -32,7 +32,7 @@ pub enum DispatchError {
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error("cannot get a database connection: {0}")]
-    Pool(String),
+    Pool(#[source] deadpool_postgres::PoolError),
     #[error(transparent)]
     Decode(#[from] bai_schema::queries::DecodeError),
 }
@@ -79,11 +79,7 @@ pub async fn dispatch_session(
     session_id: Uuid,
 ) -> Result<DispatchOutcome, DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let history = json!({ "PREPARING": now.to_rfc3339() });
     let tx = client
         .transaction()
@@ -235,11 +231,7 @@ pub async fn mark_running(
     kernel_id: Uuid,
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let update = KernelUpdate::from_creation_info(creation_info);
     let tx = client
         .transaction()
@@ -263,11 +255,7 @@ async fn cancel_failed_start(
     reason: &str,
 ) -> Result<(), DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await

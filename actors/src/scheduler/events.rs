@@ -95,11 +95,7 @@ pub async fn end_or_move_kernel(
     reason: &str,
 ) -> Result<Option<SessionChange>, DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
@@ -149,11 +145,7 @@ async fn announce_current(
     let Some(producer) = producer else {
         return Ok(());
     };
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let row = client
         .query_opt(
             "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",

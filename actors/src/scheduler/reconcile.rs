@@ -211,11 +211,7 @@ pub async fn reconcile(
     let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let probe_cutoff =
         now - chrono::Duration::from_std(probe_age(timeout)).unwrap_or(chrono::Duration::MAX);
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     report.marked_agent_lost = client
         .execute(
             "UPDATE kernels k SET status_info = 'agent-lost' FROM agents a
@@ -493,11 +489,7 @@ async fn back_to_scheduled(
     let statuses: Vec<KernelStatus> = kernels.iter().map(|k| k.status).collect();
     let infos: Vec<Option<String>> = kernels.iter().map(|k| k.status_info.clone()).collect();
     let changed: Vec<Option<DateTime<Utc>>> = kernels.iter().map(|k| k.changed).collect();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
