@@ -13,6 +13,7 @@ pub mod image;
 pub mod interaction;
 pub mod keypair;
 pub mod keypair_admin;
+pub mod listing;
 pub mod quota_scope;
 pub mod resource;
 pub mod resource_policy_admin;
