@@ -28,6 +28,15 @@ use crate::etcd::{EtcdError, EtcdStore};
 /// (a rotated secret) makes every vfolder call fail until the watch is back.
 pub const WATCH_RETRY_DELAY: Duration = Duration::from_secs(1);
 
+/// Why an asked re-read of `volumes/` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("the storage broker is gone: {0}")]
+    Gone(#[from] actix::MailboxError),
+}
+
 /// A handle on the broker: the current view of the proxies, and a way to ask for a re-read.
 #[derive(Clone)]
 pub struct StorageBroker {
@@ -64,11 +73,8 @@ impl StorageBroker {
 
     /// Re-reads etcd now and returns the new view (for an operator's "reload", and for
     /// callers that just changed `volumes/` themselves).
-    pub async fn reload(&self) -> Result<Arc<ProxySet>, String> {
-        match crate::supervision::tracked(ACTOR_NAME, self.addr.send(Reload)).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("the storage broker is gone: {e}")),
-        }
+    pub async fn reload(&self) -> Result<Arc<ProxySet>, ReloadError> {
+        Ok(crate::supervision::tracked(ACTOR_NAME, self.addr.send(Reload)).await??)
     }
 
     /// Waits until the view changes (for tests and for callers that react to changes).
