@@ -15,6 +15,10 @@
 //! BENCH_CONNECTIONS (4), BENCH_RATE (100), BENCH_NUM_PROC (2), BENCH_VACUUM (1: vacuum the
 //! filled tables as autovacuum would; 0: measure right after the bulk insert).
 
+// Tests and benches read rows with `Row::get`: a drifted schema fails them loudly, which is
+// what a test should do (the non-test code may not; see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/signed_load.rs"]
 mod signed_load;
 

@@ -40,6 +40,10 @@
 //! (10.5 / 11.6 s), pass p50/max 2.02/2.23 s and 2.12/2.58 s (load 0.30 / plan 0.21 / write
 //! 1.52 s on average), 20 transactions and 175 statements per pass, over-commit none.
 
+// Tests and benches read rows with `Row::get`: a drifted schema fails them loudly, which is
+// what a test should do (the non-test code may not; see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/pg_wire_counter.rs"]
 mod pg_wire_counter;
 

@@ -42,6 +42,10 @@
 //! `occupied_slots` back to zero, and the simulators' ledger: each kernel created exactly once,
 //! as many kernels created as sessions that reached RUNNING.
 
+// Tests and benches read rows with `Row::get`: a drifted schema fails them loudly, which is
+// what a test should do (the non-test code may not; see clippy.toml).
+#![allow(clippy::disallowed_methods)]
+
 #[path = "support/pg_wire_counter.rs"]
 mod pg_wire_counter;
 // Only the signed request and the keep-alive connection of the shared load helpers are used.

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use crate::enums::ImageType;
 use crate::image_ref::{ImageRef, normalize_architecture};
+use crate::queries::ReadColumn;
 
 /// Rows per INSERT statement of a commit: 13 parameters each stays far below PostgreSQL's
 /// 65535-parameter limit, and a statement of this size plans in well under a millisecond.
@@ -23,17 +24,20 @@ pub enum ImageDbError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Decode(#[from] crate::queries::DecodeError),
     #[error("image not found: {searched}")]
     NotFound { searched: String },
     #[error("the alias {alias:?} already points to {target}")]
     AliasExists { alias: String, target: String },
     #[error("the alias {alias:?} does not exist")]
     AliasNotFound { alias: String },
-    #[error("the image row {name} ({architecture}) has malformed resources: {message}")]
+    #[error("the image row {name} ({architecture}) has malformed resources: {source}")]
     BadResources {
         name: String,
         architecture: String,
-        message: String,
+        #[source]
+        source: NotAnObject,
     },
 }
 
@@ -177,7 +181,12 @@ async fn upsert_batch(
         .query(&sql, &params)
         .await
         .map_err(db_err("writing scanned images"))?;
-    let added = rows.iter().filter(|r| r.get::<_, bool>(0)).count();
+    let mut added = 0;
+    for row in &rows {
+        if row.decode::<_, bool>(0)? {
+            added += 1;
+        }
+    }
     Ok((added, rows.len() - added))
 }
 
@@ -212,27 +221,27 @@ const SELECT_IMAGES: &str = "SELECT i.id, i.name, i.registry, i.project, i.image
         COALESCE(array_agg(a.alias ORDER BY a.alias) FILTER (WHERE a.alias IS NOT NULL), '{}') \
     FROM images i LEFT JOIN image_aliases a ON a.image = i.id";
 
-fn record_from_row(row: &tokio_postgres::Row) -> ImageRecord {
-    let digest: String = row.get(7);
-    ImageRecord {
-        id: row.get(0),
-        name: row.get(1),
-        registry: row.get(2),
-        project: row.get(3),
-        image: row.get(4),
-        tag: row.get(5),
-        architecture: row.get(6),
+fn record_from_row(row: &tokio_postgres::Row) -> Result<ImageRecord, ImageDbError> {
+    let digest: String = row.decode(7)?;
+    Ok(ImageRecord {
+        id: row.decode(0)?,
+        name: row.decode(1)?,
+        registry: row.decode(2)?,
+        project: row.decode(3)?,
+        image: row.decode(4)?,
+        tag: row.decode(5)?,
+        architecture: row.decode(6)?,
         // char(72) pads the 71-character `sha256:...` digest with a space.
         config_digest: digest.trim_end().to_owned(),
-        size_bytes: row.get(8),
-        is_local: row.get(9),
-        image_type: row.get(10),
-        accelerators: row.get(11),
-        labels: row.get(12),
-        resources: row.get(13),
-        created_at: row.get(14),
-        aliases: row.get(15),
-    }
+        size_bytes: row.decode(8)?,
+        is_local: row.decode(9)?,
+        image_type: row.decode(10)?,
+        accelerators: row.decode(11)?,
+        labels: row.decode(12)?,
+        resources: row.decode(13)?,
+        created_at: row.decode(14)?,
+        aliases: row.decode(15)?,
+    })
 }
 
 /// Every image, ordered by name and architecture.
@@ -242,7 +251,7 @@ pub async fn list_images(client: &impl GenericClient) -> Result<Vec<ImageRecord>
         .query(&sql, &[])
         .await
         .map_err(db_err("listing images"))?;
-    Ok(rows.iter().map(record_from_row).collect())
+    rows.iter().map(record_from_row).collect()
 }
 
 /// Finds the row of `ImageRow.resolve([ImageRef(value, ["*"], architecture), alias])`: first by
@@ -281,7 +290,8 @@ pub async fn find_by_canonical(
         .query(&sql, &[&canonical])
         .await
         .map_err(db_err("looking up an image by name"))?;
-    let mut candidates: Vec<ImageRecord> = rows.iter().map(record_from_row).collect();
+    let mut candidates: Vec<ImageRecord> =
+        rows.iter().map(record_from_row).collect::<Result<_, _>>()?;
     if candidates.len() == 1 {
         return Ok(candidates.pop());
     }
@@ -302,7 +312,7 @@ async fn find_by_alias(
         .query(&sql, &[&alias])
         .await
         .map_err(db_err("looking up an image alias"))?;
-    Ok(rows.first().map(record_from_row))
+    rows.first().map(record_from_row).transpose()
 }
 
 /// Deletes the row (its aliases go with it); returns what was deleted.
@@ -376,11 +386,11 @@ pub async fn set_resource_limit(
     max: Option<&str>,
 ) -> Result<ImageRecord, ImageDbError> {
     let record = resolve_image(client, canonical_or_alias, architecture).await?;
-    let resources = apply_resource_limit(&record.resources, slot, min, max).map_err(|message| {
+    let resources = apply_resource_limit(&record.resources, slot, min, max).map_err(|source| {
         ImageDbError::BadResources {
             name: record.name.clone(),
             architecture: record.architecture.clone(),
-            message,
+            source,
         }
     })?;
     client
@@ -396,6 +406,11 @@ pub async fn set_resource_limit(
     })
 }
 
+/// `images.resources` holds something other than an object (or NULL).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("expected an object, found {0}")]
+pub struct NotAnObject(pub Value);
+
 /// `ImageRow.set_resource_limit`: creates the slot entry if missing and overwrites the given
 /// bounds with their decimal text.
 pub fn apply_resource_limit(
@@ -403,11 +418,11 @@ pub fn apply_resource_limit(
     slot: &str,
     min: Option<&str>,
     max: Option<&str>,
-) -> Result<Value, String> {
+) -> Result<Value, NotAnObject> {
     let mut resources = match resources {
         Value::Object(map) => map.clone(),
         Value::Null => serde_json::Map::new(),
-        other => return Err(format!("expected an object, found {other}")),
+        other => return Err(NotAnObject(other.clone())),
     };
     let entry = resources
         .entry(slot.to_owned())

@@ -6,6 +6,8 @@
 
 use tokio_postgres::Client;
 
+use crate::queries::ReadColumn;
+
 /// One embedded migration file.
 #[derive(Debug, Clone, Copy)]
 pub struct Migration {
@@ -53,6 +55,8 @@ pub enum MigrateError {
         "the database is at revision {found}, newer than this bai-manager knows ({head}); upgrade bai-manager"
     )]
     TooNew { found: i32, head: i32 },
+    #[error(transparent)]
+    Decode(#[from] crate::queries::DecodeError),
 }
 
 fn db_err(context: impl Into<String>) -> impl FnOnce(tokio_postgres::Error) -> MigrateError {
@@ -96,7 +100,7 @@ pub async fn current_version(client: &Client) -> Result<Option<i32>, MigrateErro
         )
         .await
         .map_err(db_err("checking for the migration history table"))?
-        .get(0);
+        .decode(0)?;
     if !exists {
         return Ok(None);
     }
@@ -104,7 +108,7 @@ pub async fn current_version(client: &Client) -> Result<Option<i32>, MigrateErro
         .query_one("SELECT max(version) FROM bai_schema_migrations", &[])
         .await
         .map_err(db_err("reading the migration history"))?;
-    Ok(row.get::<_, Option<i32>>(0))
+    Ok(row.decode::<_, Option<i32>>(0)?)
 }
 
 /// Applies every pending migration. Running it again on an up-to-date database changes nothing.

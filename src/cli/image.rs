@@ -28,16 +28,21 @@ pub struct MinMaxRange {
     pub max: Option<Decimal>,
 }
 
-fn parse_min_max(text: &str) -> Result<MinMaxRange, String> {
+/// A `MIN:MAX` argument with a side that is not a number.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} contains an invalid number")]
+pub struct InvalidMinMax(String);
+
+fn parse_min_max(text: &str) -> Result<MinMaxRange, InvalidMinMax> {
     let (left, right) = text.split_once(':').unwrap_or((text, ""));
-    let number = |side: &str| -> Result<Option<Decimal>, String> {
+    let number = |side: &str| -> Result<Option<Decimal>, InvalidMinMax> {
         if side.is_empty() {
             return Ok(None);
         }
         side.parse::<Decimal>()
             .or_else(|_| Decimal::from_scientific(side))
             .map(Some)
-            .map_err(|_| format!("{text:?} contains an invalid number"))
+            .map_err(|_| InvalidMinMax(text.to_owned()))
     };
     Ok(MinMaxRange {
         min: number(left)?,
@@ -431,7 +436,7 @@ mod tests {
             }
         );
         assert_eq!(
-            parse_min_max("1g:").unwrap_err(),
+            parse_min_max("1g:").unwrap_err().to_string(),
             "\"1g:\" contains an invalid number"
         );
     }

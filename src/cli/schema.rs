@@ -5,6 +5,7 @@
 //! global `-f` receives and which is recognised by its `[alembic]` section), else `./alembic.ini`
 //! when it exists (the original's default), else `[db]` of manager.toml.
 
+use bai_schema::queries::ReadColumn;
 use std::path::{Path, PathBuf};
 
 use bai_schema::DbSettings;
@@ -45,7 +46,47 @@ pub enum AlembicIniError {
     #[error("{path} has no sqlalchemy.url in its [alembic] section")]
     NoUrl { path: PathBuf },
     #[error("{path}: sqlalchemy.url {problem}")]
-    BadUrl { path: PathBuf, problem: String },
+    BadUrl {
+        path: PathBuf,
+        #[source]
+        problem: DatabaseUrlError,
+    },
+}
+
+/// What is wrong with a `sqlalchemy.url` (the text follows "sqlalchemy.url").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DatabaseUrlError {
+    #[error("{0:?} is not a URL")]
+    NotAUrl(String),
+    #[error("uses {0:?}; bai-manager supports PostgreSQL only")]
+    NotPostgres(String),
+    #[error("has an unclosed [ in the host")]
+    UnclosedBracket,
+    #[error("has an invalid port {0:?}")]
+    BadPort(String),
+    #[error("has no host")]
+    NoHost,
+    #[error("names no database")]
+    NoDatabase,
+}
+
+/// Why `schema show` / `schema oneshot` failed once connected.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaCliError {
+    #[error(transparent)]
+    Migrate(#[from] migrate::MigrateError),
+    #[error("cannot inspect the database: {0}")]
+    Inspect(#[source] tokio_postgres::Error),
+    #[error("cannot inspect the database: {0}")]
+    InspectColumn(#[source] bai_schema::queries::DecodeError),
+    #[error("cannot read alembic_version: {0}")]
+    ReadAlembic(#[source] tokio_postgres::Error),
+    #[error("cannot read alembic_version: {0}")]
+    ReadAlembicColumn(#[source] bai_schema::queries::DecodeError),
+    #[error(
+        "the database ({origin}) was created by the original Backend.AI Manager (alembic revision {alembic}); bai-manager needs a database of its own: create an empty one and run schema oneshot there"
+    )]
+    CreatedByAlembic { origin: String, alembic: String },
 }
 
 /// Where the database settings came from, for the operator.
@@ -176,15 +217,13 @@ pub fn ini_value(text: &str, section: &str, key: &str) -> Option<String> {
 }
 
 /// `postgresql[+driver]://user:password@host:port/name` → connection settings.
-pub fn parse_database_url(url: &str) -> Result<DbSettings, String> {
+pub fn parse_database_url(url: &str) -> Result<DbSettings, DatabaseUrlError> {
     let (scheme, rest) = url
         .split_once("://")
-        .ok_or_else(|| format!("{url:?} is not a URL"))?;
+        .ok_or_else(|| DatabaseUrlError::NotAUrl(url.to_owned()))?;
     let dialect = scheme.split('+').next().unwrap_or_default();
     if dialect != "postgresql" && dialect != "postgres" {
-        return Err(format!(
-            "uses {scheme:?}; bai-manager supports PostgreSQL only"
-        ));
+        return Err(DatabaseUrlError::NotPostgres(scheme.to_owned()));
     }
     let rest = rest.split(['?', '#']).next().unwrap_or_default();
     let (authority, name) = rest.split_once('/').unwrap_or((rest, ""));
@@ -202,7 +241,7 @@ pub fn parse_database_url(url: &str) -> Result<DbSettings, String> {
     let (host, port) = if let Some(bracketed) = hostport.strip_prefix('[') {
         let (host, after) = bracketed
             .split_once(']')
-            .ok_or("has an unclosed [ in the host")?;
+            .ok_or(DatabaseUrlError::UnclosedBracket)?;
         (host.to_owned(), after.strip_prefix(':'))
     } else {
         match hostport.rsplit_once(':') {
@@ -214,14 +253,14 @@ pub fn parse_database_url(url: &str) -> Result<DbSettings, String> {
         None | Some("") => 5432,
         Some(port) => port
             .parse::<u16>()
-            .map_err(|_| format!("has an invalid port {port:?}"))?,
+            .map_err(|_| DatabaseUrlError::BadPort(port.to_owned()))?,
     };
     if host.is_empty() {
-        return Err("has no host".to_owned());
+        return Err(DatabaseUrlError::NoHost);
     }
     let name = unquote(name);
     if name.is_empty() {
-        return Err("names no database".to_owned());
+        return Err(DatabaseUrlError::NoDatabase);
     }
     Ok(DbSettings {
         host,
@@ -248,32 +287,35 @@ fn revision_label(version: Option<i32>) -> String {
 
 /// A database that the original Backend.AI Manager created (its alembic revision) cannot be
 /// adopted: bai-manager's schema history starts from its own first migration.
-async fn alembic_revision(client: &tokio_postgres::Client) -> Result<Option<String>, String> {
+async fn alembic_revision(
+    client: &tokio_postgres::Client,
+) -> Result<Option<String>, SchemaCliError> {
     let exists: bool = client
         .query_one(
             "SELECT to_regclass('public.alembic_version') IS NOT NULL",
             &[],
         )
         .await
-        .map_err(|e| format!("cannot inspect the database: {e}"))?
-        .get(0);
+        .map_err(SchemaCliError::Inspect)?
+        .decode(0)
+        .map_err(SchemaCliError::InspectColumn)?;
     if !exists {
         return Ok(None);
     }
     let row = client
         .query_opt("SELECT version_num::text FROM alembic_version LIMIT 1", &[])
         .await
-        .map_err(|e| format!("cannot read alembic_version: {e}"))?;
+        .map_err(SchemaCliError::ReadAlembic)?;
     Ok(Some(
-        row.map(|r| r.get::<_, String>(0))
+        row.map(|r| r.decode::<_, String>(0))
+            .transpose()
+            .map_err(SchemaCliError::ReadAlembicColumn)?
             .unwrap_or_else(|| "(empty)".to_owned()),
     ))
 }
 
-async fn show(client: &tokio_postgres::Client) -> Result<(), String> {
-    let current = migrate::current_version(client)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn show(client: &tokio_postgres::Client) -> Result<(), SchemaCliError> {
+    let current = migrate::current_version(client).await?;
     match (current, alembic_revision(client).await?) {
         (None, Some(alembic)) => println!(
             "Current database revision: {alembic} (an alembic revision of the original Backend.AI Manager)"
@@ -287,20 +329,16 @@ async fn show(client: &tokio_postgres::Client) -> Result<(), String> {
     Ok(())
 }
 
-async fn oneshot(client: &mut tokio_postgres::Client, origin: &str) -> Result<(), String> {
-    if migrate::current_version(client)
-        .await
-        .map_err(|e| e.to_string())?
-        .is_none()
+async fn oneshot(client: &mut tokio_postgres::Client, origin: &str) -> Result<(), SchemaCliError> {
+    if migrate::current_version(client).await?.is_none()
         && let Some(alembic) = alembic_revision(client).await?
     {
-        return Err(format!(
-            "the database ({origin}) was created by the original Backend.AI Manager (alembic revision {alembic}); bai-manager needs a database of its own: create an empty one and run schema oneshot there"
-        ));
+        return Err(SchemaCliError::CreatedByAlembic {
+            origin: origin.to_owned(),
+            alembic,
+        });
     }
-    let report = migrate::apply_all(client)
-        .await
-        .map_err(|e| e.to_string())?;
+    let report = migrate::apply_all(client).await?;
     println!("{}", describe(&report));
     Ok(())
 }

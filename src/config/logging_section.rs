@@ -8,7 +8,7 @@ use toml::Value;
 
 use super::ConfigError;
 use super::reader::Section;
-use crate::logging::LogLevel;
+use crate::logging::{LogLevel, ParseLogLevelError};
 
 /// Where log records go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,9 +99,9 @@ impl LoggingSection {
                 let mut levels = BTreeMap::new();
                 for (namespace, value) in table.entries() {
                     let level = match value {
-                        Value::String(text) => text
-                            .parse::<LogLevel>()
-                            .map_err(|problem| table.invalid(namespace, value, &problem))?,
+                        Value::String(text) => text.parse::<LogLevel>().map_err(|problem| {
+                            table.invalid(namespace, value, &problem.to_string())
+                        })?,
                         other => {
                             return Err(table.invalid(
                                 namespace,
@@ -214,9 +214,9 @@ fn read_file_section(table: &Section<'_>) -> Result<FileLogSection, ConfigError>
 fn level_of(section: &Section<'_>, key: &str, default: LogLevel) -> Result<LogLevel, ConfigError> {
     match section.raw(key) {
         None => Ok(default),
-        Some(value @ Value::String(text)) => text
-            .parse()
-            .map_err(|problem: String| section.invalid(key, value, &problem)),
+        Some(value @ Value::String(text)) => text.parse().map_err(|problem: ParseLogLevelError| {
+            section.invalid(key, value, &problem.to_string())
+        }),
         Some(other) => Err(section.invalid(
             key,
             other,

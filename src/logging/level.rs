@@ -72,12 +72,17 @@ impl fmt::Display for LogLevel {
     }
 }
 
+/// A text that names no log level (as `std`'s parse errors: a unit type with a message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("not a log level (one of {})", LogLevel::NAMES)]
+pub struct ParseLogLevelError;
+
 impl FromStr for LogLevel {
-    type Err = String;
+    type Err = ParseLogLevelError;
 
     /// Accepts the names case-insensitively (the original upper-cases `--debug`'s level, and
     /// operators write `"info"` as often as `"INFO"`); `WARN` is accepted for `WARNING`.
-    fn from_str(text: &str) -> Result<LogLevel, String> {
+    fn from_str(text: &str) -> Result<LogLevel, ParseLogLevelError> {
         match text.trim().to_ascii_uppercase().as_str() {
             "NOTSET" => Ok(LogLevel::NotSet),
             "DEBUG" => Ok(LogLevel::Debug),
@@ -85,7 +90,7 @@ impl FromStr for LogLevel {
             "WARNING" | "WARN" => Ok(LogLevel::Warning),
             "ERROR" => Ok(LogLevel::Error),
             "CRITICAL" => Ok(LogLevel::Critical),
-            _ => Err(format!("not a log level (one of {})", LogLevel::NAMES)),
+            _ => Err(ParseLogLevelError),
         }
     }
 }

@@ -14,7 +14,7 @@ mod sink;
 
 pub use file::RotatingFile;
 pub use filter::NamespaceFilter;
-pub use level::LogLevel;
+pub use level::{LogLevel, ParseLogLevelError};
 pub use line::LogLine;
 pub use sink::{DriverSink, Sink, SinkError};
 

@@ -145,6 +145,7 @@ async fn start_actors(
     )
     .await
     .map_err(WorkerError::StorageBroker)?;
+    watchdog.watch(bai_actors::storage::broker::ACTOR_NAME, storage.addr());
     bai_actors::storage::recovery::spawn_sweeper(
         ctx.background_db.clone(),
         storage.clone(),

@@ -247,6 +247,74 @@ async fn every_event_feed_sees_every_event() {
     assert_eq!(*seen_b.lock().unwrap(), vec![started_id]);
 }
 
+/// The event feed under `actix::Supervisor`: stopped, it comes back on the same mailbox (the
+/// restart is counted) with its subscribers, and its fresh reader delivers new events.
+#[actix::test]
+async fn a_stopped_event_feed_restarts_and_keeps_delivering() {
+    use bai_actors::event_bus::EventFeed;
+    use bai_actors::event_bus::broadcast::FEED_ACTOR_NAME;
+    use bai_actors::supervision::{InjectFault, restarts_of};
+
+    let env = TestEnv::new().await;
+    let lines = LogLines::default();
+    let (record, seen) = recorder(EventInterest::names(&["agent_started"]));
+    let feed = EventFeed::new(test_log(&lines), redis_settings(&env)).with_subscriber(record);
+    let feed = actix::Supervisor::start(move |_| feed);
+    let before = restarts_of(FEED_ACTOR_NAME);
+    feed.send(InjectFault::Stop).await.unwrap();
+    // The same address takes a message after the restart (handled once it has run).
+    let (late, _) = recorder(EventInterest::names(&["agent_started"]));
+    feed.send(bai_actors::event_bus::Subscribe {
+        name: late.name,
+        interest: late.interest,
+        recipient: late.recipient,
+    })
+    .await
+    .unwrap();
+    assert_eq!(restarts_of(FEED_ACTOR_NAME), before + 1);
+    assert!(lines.contains(&["event feed: restarting"]));
+    // The restarted reader starts at the stream's end once it runs: send until one arrives.
+    let agent = SimAgent::new("i-feed-restart", WireFormat::Payload, 16001);
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let started = bai_actors::wire::Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let mut sent = Vec::new();
+    let deadline = std::time::Instant::now() + LIMIT;
+    loop {
+        sent.push(writer.send(&agent, &started).await.unwrap());
+        let got = wait_for_some(&seen, Duration::from_millis(500)).await;
+        if got {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted feed delivers nothing"
+        );
+    }
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.iter().all(|id| sent.contains(id)),
+        "{seen:?} not among {sent:?}"
+    );
+    assert!(feed.connected());
+}
+
+/// Whether `seen` holds an entry within `within` (polled).
+async fn wait_for_some(
+    seen: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    within: Duration,
+) -> bool {
+    let until = std::time::Instant::now() + within;
+    while std::time::Instant::now() < until {
+        if !seen.lock().unwrap().is_empty() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    !seen.lock().unwrap().is_empty()
+}
+
 /// A subscriber that stops on its first batch without replying (as an actor that fails
 /// mid-batch), and handles the batches after its supervisor restarted it.
 struct StopsOnce {

@@ -1,7 +1,8 @@
 //! The layering rules of docs/architecture.md, checked over the source: actors never reach
 //! into the HTTP façade (or its GraphQL half), the wire codecs never touch the database, and
 //! the data model (`schema/`) knows no actor. A forbidden path anywhere in a file (a `use`
-//! line or an inline `crate::facade::...`) fails the test with the file and line.
+//! line or an inline `crate::facade::...`) fails the test with the file and line. Rows are read
+//! without the panicking `Row::get` outside tests.
 
 use std::path::{Path, PathBuf};
 
@@ -111,4 +112,125 @@ fn the_data_model_knows_no_actor() {
             "schema/Cargo.toml depends on {crate_name}"
         );
     }
+}
+
+/// `Row::get` panics when a column is missing or of another type, so a drifted schema would
+/// kill a worker; non-test code reads rows with `ReadColumn::read`/`decode` or `try_get`.
+/// `clippy.toml` bans the method (type-aware); this scan keeps the ban from being dropped or
+/// silenced, and spots the usual shapes of a row read by text: `row.get(0)`,
+/// `row.get("name")`, `row.get(first + 1)`, `row.get::<_, T>(..)` and a `.get(0)` chained
+/// after a query's `?`. A map's `get` (`map.get("key")`, `r.get("min")` on JSON) is not matched.
+#[test]
+fn rows_are_read_without_panicking() {
+    let clippy = std::fs::read_to_string(repo_root().join("clippy.toml")).expect("clippy.toml");
+    assert!(
+        clippy.contains("\"tokio_postgres::row::Row::get\""),
+        "clippy.toml no longer bans tokio_postgres::row::Row::get"
+    );
+    let mut files = Vec::new();
+    for dir in ["actors/src", "schema/src", "src"] {
+        files.extend(rust_files(&repo_root().join(dir)));
+    }
+    assert!(files.len() > 100, "found only {} files", files.len());
+    let silenced = offending_lines(&files, &["clippy::disallowed_methods"]);
+    assert!(
+        silenced.is_empty(),
+        "the Row::get ban is silenced in non-test code:\n{}",
+        silenced.join("\n")
+    );
+    let mut offences = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        let mut previous = "";
+        for (number, line) in text.lines().enumerate() {
+            if line.trim_start().starts_with("#[cfg(test)]") {
+                break; // unit tests may panic on a drifted schema
+            }
+            let code = line.split("//").next().unwrap_or_default();
+            if reads_a_row_by_get(code, previous) {
+                offences.push(format!(
+                    "{}:{}: {}",
+                    file.strip_prefix(repo_root()).unwrap_or(file).display(),
+                    number + 1,
+                    line.trim()
+                ));
+            }
+            if !code.trim().is_empty() {
+                previous = code;
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "rows read with the panicking Row::get (use ReadColumn::read/decode or try_get):\n{}",
+        offences.join("\n")
+    );
+}
+
+/// Whether `code` (one line, comments cut) reads a row column with `get`.
+fn reads_a_row_by_get(code: &str, previous: &str) -> bool {
+    let receivers = ["row.get", "r.get"];
+    for receiver in receivers {
+        let mut rest = code;
+        while let Some(at) = rest.find(receiver) {
+            let before = rest[..at].chars().next_back();
+            let after = &rest[at + receiver.len()..];
+            rest = after;
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+                continue; // `arrow.get`, `for_r.get`
+            }
+            if after.starts_with("::<_,") {
+                return true;
+            }
+            let Some(argument) = after.strip_prefix('(') else {
+                continue;
+            };
+            let argument = argument.trim_start();
+            if argument.starts_with(|c: char| c.is_ascii_digit())
+                || argument.starts_with("first +")
+                || (receiver == "row.get" && argument.starts_with('"'))
+            {
+                return true;
+            }
+        }
+    }
+    // `.query_one(..).await.map_err(..)?` then `.get(0)` on the next line.
+    let trimmed = code.trim();
+    let chained = trimmed.strip_prefix(".get(").or_else(|| {
+        trimmed
+            .strip_prefix(".get::<_,")
+            .and_then(|t| t.split_once(">(").map(|(_, rest)| rest))
+    });
+    chained.is_some_and(|argument| argument.starts_with(|c: char| c.is_ascii_digit()))
+        && previous.trim_end().ends_with('?')
+}
+
+#[test]
+fn the_row_scan_tells_rows_from_maps() {
+    assert!(reads_a_row_by_get("let id: Uuid = row.get(0);", ""));
+    assert!(reads_a_row_by_get("name: row.get(\"name\"),", ""));
+    assert!(reads_a_row_by_get("x: row.get(first + 2),", ""));
+    assert!(reads_a_row_by_get(".filter(|r| r.get::<_, bool>(0))", ""));
+    assert!(reads_a_row_by_get(
+        "        .get(0);",
+        "    .map_err(db_err(\"x\"))?"
+    ));
+    assert!(reads_a_row_by_get("  .get::<_, i64>(0);", "  .await?"));
+    assert!(!reads_a_row_by_get("let v = row.try_get(0)?;", ""));
+    assert!(!reads_a_row_by_get("let v = row.decode(0)?;", ""));
+    assert!(!reads_a_row_by_get(".and_then(|r| r.get(\"min\"))", ""));
+    assert!(!reads_a_row_by_get(
+        "let value = row.get(name.as_str());",
+        ""
+    ));
+    assert!(!reads_a_row_by_get("headers.get(\"X-Version\")", ""));
+    assert!(!reads_a_row_by_get(
+        "        .get(2)",
+        "    last_call_time: chunk"
+    ));
+    assert!(!reads_a_row_by_get(
+        "redis.get::<_, Option<Vec<u8>>>(&key)",
+        ""
+    ));
 }

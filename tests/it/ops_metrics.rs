@@ -1,7 +1,7 @@
 //! Metrics and health on the real stack: the operator listener (127.0.0.1, `metrics-port`)
 //! serves `/metrics` in the Prometheus text format (checked by a strict parser) whose figures
-//! move with the requests made, `/health` and `/ready` (503 naming Redis once it is stopped);
-//! the public listener serves none of them.
+//! move with the requests made, with a mailbox depth per supervised actor, `/health` and
+//! `/ready` (503 naming Redis once it is stopped); the public listener serves none of them.
 
 use bai_testkit::ports::free_port;
 use bai_testkit::prometheus::{Scrape, parse};
@@ -64,8 +64,33 @@ async fn metrics_move_with_the_requests_made() {
         "bai_agents_lost_total",
         "bai_event_lag_seconds",
         "bai_actor_restarts_total",
+        "bai_actor_mailbox_depth",
     ] {
         assert!(before.families.contains_key(family), "{family} missing");
+    }
+    assert_eq!(before.families["bai_actor_mailbox_depth"], "gauge");
+    for actor in [
+        "scheduler",
+        "heartbeat-tracker",
+        "registry-sync",
+        "storage-broker",
+        "lock",
+    ] {
+        let depth = before
+            .samples
+            .iter()
+            .find(|s| {
+                s.name == "bai_actor_mailbox_depth"
+                    && s.labels.get("actor").map(String::as_str) == Some(actor)
+            })
+            .unwrap_or_else(|| panic!("no mailbox depth for {actor}"));
+        // A gauge of whole requests (a timer may be asking the lock actor at this moment, so
+        // the value itself is not fixed; that it moves is the unit tests' part).
+        assert!(
+            depth.value >= 0.0 && depth.value.fract() == 0.0,
+            "{actor}: {}",
+            depth.value
+        );
     }
     let root_ok = [("route", "/"), ("status", "200"), ("worker", "1")];
     let count = "bai_http_request_duration_seconds_count";

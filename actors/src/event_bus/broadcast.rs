@@ -7,8 +7,14 @@
 //!     name: "session-sse".into(),
 //!     interest: EventInterest::names(&["session_started", "session_terminated"]),
 //!     recipient: sse_hub.recipient(),
-//! }).start();
+//! });
+//! let feed = actix::Supervisor::start(move |_| feed);
 //! ```
+//!
+//! Start it under `actix::Supervisor`: a stop restarts it on the same mailbox (its subscribers
+//! are kept, `started` spawns a fresh reader, the stopped run's reader is dropped with the
+//! context's items) and is counted as a restart of [`FEED_ACTOR_NAME`]. It reads from the end of
+//! the stream, so entries added while it was down are not seen (as before: it is a live feed).
 
 use std::sync::{Arc, Mutex};
 
@@ -160,6 +166,18 @@ impl Actor for EventFeed {
         );
     }
 }
+
+/// The feed's name in restart counts, the watchdog and fault injection.
+pub const FEED_ACTOR_NAME: &str = "event-feed";
+
+impl Supervised for EventFeed {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        let count = crate::supervision::record_restart(FEED_ACTOR_NAME);
+        slog::warn!(self.log, "event feed: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(EventFeed, FEED_ACTOR_NAME);
 
 impl Handler<Subscribe> for EventFeed {
     type Result = ();

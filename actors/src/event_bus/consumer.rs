@@ -313,6 +313,8 @@ pub(super) async fn dispatch(
             let ids: Vec<String> = wanted.iter().map(|r| r.stream_id.clone()).collect();
             let send = subscription.recipient.send(EventBatch { events: wanted });
             async move {
+                // Counted in the subscriber's mailbox depth until it answers (`/metrics`).
+                let _in_flight = crate::supervision::in_flight(&name);
                 match send.await {
                     Ok(Ok(())) => Vec::new(),
                     Ok(Err(unhandled)) => {

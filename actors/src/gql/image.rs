@@ -349,10 +349,13 @@ async fn run_rescan_task(
 ) -> crate::bgtask::TaskOutcome {
     use crate::registry_sync::ScanProgress;
     let (progress_tx, mut progress_rx) = tokio::sync::mpsc::unbounded_channel();
-    let scan = actor.send(Rescan {
-        target,
-        progress: Some(progress_tx),
-    });
+    let scan = crate::supervision::tracked(
+        crate::registry_sync::actor::ACTOR_NAME,
+        actor.send(Rescan {
+            target,
+            progress: Some(progress_tx),
+        }),
+    );
     // The sender goes away with the rescan, which ends this loop.
     let forward = async {
         while let Some(event) = progress_rx.recv().await {
@@ -392,14 +395,16 @@ async fn run_rescan_task(
 async fn forget_image(ctx: &Context<'_>, reference: String, architecture: String) -> Step<()> {
     let (request, _client) =
         mutation::begin(ctx, "forget_image", MutationRoles::SuperadminOnly).await?;
-    registry_sync(request)?
-        .send(ForgetMessage {
+    crate::supervision::tracked(
+        crate::registry_sync::actor::ACTOR_NAME,
+        registry_sync(request)?.send(ForgetMessage {
             reference,
             architecture,
-        })
-        .await
-        .map_err(mailbox_failure)?
-        .map_err(catalog_failure)?;
+        }),
+    )
+    .await
+    .map_err(mailbox_failure)?
+    .map_err(catalog_failure)?;
     Ok(Outcome {
         ok: true,
         msg: String::new(),
@@ -415,15 +420,17 @@ async fn alias_image(
 ) -> Step<()> {
     let (request, _client) =
         mutation::begin(ctx, "alias_image", MutationRoles::SuperadminOnly).await?;
-    registry_sync(request)?
-        .send(AliasMessage {
+    crate::supervision::tracked(
+        crate::registry_sync::actor::ACTOR_NAME,
+        registry_sync(request)?.send(AliasMessage {
             alias,
             target,
             architecture,
-        })
-        .await
-        .map_err(mailbox_failure)?
-        .map_err(catalog_failure)?;
+        }),
+    )
+    .await
+    .map_err(mailbox_failure)?
+    .map_err(catalog_failure)?;
     Ok(Outcome {
         ok: true,
         msg: String::new(),
@@ -434,11 +441,13 @@ async fn alias_image(
 async fn dealias_image(ctx: &Context<'_>, alias: String) -> Step<()> {
     let (request, _client) =
         mutation::begin(ctx, "dealias_image", MutationRoles::SuperadminOnly).await?;
-    registry_sync(request)?
-        .send(DealiasMessage { alias })
-        .await
-        .map_err(mailbox_failure)?
-        .map_err(catalog_failure)?;
+    crate::supervision::tracked(
+        crate::registry_sync::actor::ACTOR_NAME,
+        registry_sync(request)?.send(DealiasMessage { alias }),
+    )
+    .await
+    .map_err(mailbox_failure)?
+    .map_err(catalog_failure)?;
     Ok(Outcome {
         ok: true,
         msg: String::new(),

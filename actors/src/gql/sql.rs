@@ -1,150 +1,21 @@
-//! Building parameterized SQL for the GraphQL resolvers: numbered placeholders with their bound
-//! values, `WHERE` conditions joined with `AND`, and running a statement through the prepared
-//! statement cache of the pooled connection.
-//!
-//! Every value that comes from a request is bound as a parameter; only static column
-//! expressions from this module's callers are ever spliced into the SQL text.
+//! Running the GraphQL resolvers' SQL: a pooled connection per request and statements through
+//! its prepared-statement cache. The statement assembly (placeholders, conditions, a listing's
+//! page and count) lives in `bai_schema::queries::listing`, re-exported here; the resolvers
+//! hand it the column expressions their filter and ordering map to.
 
 use deadpool_postgres::{Object, Pool};
 use tokio_postgres::Row;
-use tokio_postgres::types::ToSql;
 
 use super::error::GqlError;
 
-/// One bound value.
-pub type Param = Box<dyn ToSql + Sync + Send>;
+pub use bai_schema::queries::listing::{Conditions, Listing, PageBounds, Param, SqlParams};
 
-/// The values bound to `$1..$n` of one statement.
-#[derive(Default)]
-pub struct SqlParams {
-    values: Vec<Param>,
-}
-
-impl SqlParams {
-    pub fn new() -> SqlParams {
-        SqlParams::default()
-    }
-
-    /// Binds `value` and returns its placeholder (`$n`).
-    pub fn push<T: ToSql + Sync + Send + 'static>(&mut self, value: T) -> String {
-        self.values.push(Box::new(value));
-        format!("${}", self.values.len())
-    }
-
-    pub fn len(&self) -> usize {
-        self.values.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.values.is_empty()
-    }
-
-    /// The values in the form `tokio_postgres` takes them.
-    pub fn as_refs(&self) -> Vec<&(dyn ToSql + Sync)> {
-        self.prefix_refs(self.values.len())
-    }
-
-    /// The first `count` values (for a statement that uses only the leading placeholders).
-    pub fn prefix_refs(&self, count: usize) -> Vec<&(dyn ToSql + Sync)> {
-        self.values
-            .iter()
-            .take(count)
-            .map(|v| v.as_ref() as &(dyn ToSql + Sync))
-            .collect()
-    }
-}
-
-/// `WHERE` conditions, joined with `AND`.
-#[derive(Debug, Default, Clone)]
-pub struct Conditions {
-    terms: Vec<String>,
-}
-
-impl Conditions {
-    pub fn new() -> Conditions {
-        Conditions::default()
-    }
-
-    pub fn add(&mut self, term: impl Into<String>) {
-        self.terms.push(term.into());
-    }
-
-    /// `WHERE a AND b`, or an empty string when there is no condition.
-    pub fn where_clause(&self) -> String {
-        if self.terms.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "WHERE {}",
-                self.terms
-                    .iter()
-                    .map(|t| format!("({t})"))
-                    .collect::<Vec<_>>()
-                    .join(" AND ")
-            )
+impl From<super::pagination::Page> for PageBounds {
+    fn from(page: super::pagination::Page) -> PageBounds {
+        PageBounds {
+            limit: page.limit,
+            offset: page.offset,
         }
-    }
-}
-
-/// One list query: the rows of a page and the total count, from the same conditions.
-pub struct Listing {
-    /// `SELECT <columns> FROM <tables> WHERE <conditions>`, without ordering or limits.
-    pub select: String,
-    /// `SELECT count(*) FROM <tables> WHERE <conditions>`.
-    pub count: String,
-    /// The `ORDER BY` terms (without the keywords).
-    pub order_by: String,
-    pub params: SqlParams,
-    /// Whether the statement text comes from a bounded set (no user filter or ordering), so it
-    /// may live in the connection's prepared-statement cache. A user's filter gives statement
-    /// texts without bound; those are prepared for one use only.
-    pub cacheable: bool,
-}
-
-impl Listing {
-    /// Runs the page and the count in one round trip (pipelined on the connection); each is
-    /// skipped when the query did not select it.
-    pub async fn fetch(
-        mut self,
-        client: &Object,
-        page: Option<super::pagination::Page>,
-        want_rows: bool,
-        want_count: bool,
-    ) -> Result<(Vec<Row>, i64), GqlError> {
-        let condition_params = self.params.len();
-        let mut items_sql = format!("{} ORDER BY {}", self.select, self.order_by);
-        if let Some(page) = page {
-            let limit = self.params.push(page.limit);
-            let offset = self.params.push(page.offset);
-            items_sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
-        }
-        let items_params = self.params.as_refs();
-        let count_params = self.params.prefix_refs(condition_params);
-        let rows = async {
-            if !want_rows {
-                return Ok(Vec::new());
-            }
-            if self.cacheable {
-                let statement = client.prepare_cached(&items_sql).await?;
-                client.query(&statement, &items_params).await
-            } else {
-                client.query(items_sql.as_str(), &items_params).await
-            }
-        };
-        let count = async {
-            if !want_count {
-                return Ok(0);
-            }
-            let row = if self.cacheable {
-                let statement = client.prepare_cached(&self.count).await?;
-                client.query_one(&statement, &count_params).await?
-            } else {
-                client.query_one(self.count.as_str(), &count_params).await?
-            };
-            row.try_get::<_, i64>(0)
-        };
-        let (rows, count) = futures::try_join!(rows, count)?;
-        Ok((rows, count))
     }
 }
 
@@ -186,26 +57,4 @@ pub async fn count(client: &Object, sql: &str, params: &SqlParams) -> Result<i64
     let statement = client.prepare_cached(sql).await?;
     let row = client.query_one(&statement, &params.as_refs()).await?;
     Ok(row.try_get::<_, i64>(0)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn placeholders_are_numbered_in_order() {
-        let mut params = SqlParams::new();
-        assert_eq!(params.push("a".to_owned()), "$1");
-        assert_eq!(params.push(2_i64), "$2");
-        assert_eq!(params.len(), 2);
-    }
-
-    #[test]
-    fn conditions_join_with_and() {
-        let mut conditions = Conditions::new();
-        assert_eq!(conditions.where_clause(), "");
-        conditions.add("a = $1");
-        conditions.add("b OR c");
-        assert_eq!(conditions.where_clause(), "WHERE (a = $1) AND (b OR c)");
-    }
 }

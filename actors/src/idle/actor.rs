@@ -172,7 +172,12 @@ async fn check_and_condemn(deps: &IdleCheckerDeps) {
                     forced: false,
                     reason: checker.terminate_reason().to_owned(),
                 };
-                match deps.destroy.send(message).await {
+                match crate::supervision::tracked(
+                    crate::scheduler::actor::ACTOR_NAME,
+                    deps.destroy.send(message),
+                )
+                .await
+                {
                     Ok(Ok(_)) => {}
                     Ok(Err(error)) => warn!(deps.log, "cannot end an idle session";
                         "session" => %session_id, "error" => %error),

@@ -26,12 +26,31 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub enum PtyError {
     #[error("the kernel reports no terminal ports (stdin_port/stdout_port)")]
     NoPorts,
-    #[error("cannot connect to the kernel's terminal at {addr}: {detail}")]
-    Connect { addr: String, detail: String },
+    #[error("cannot connect to the kernel's terminal at {addr}: {source}")]
+    Connect {
+        addr: String,
+        #[source]
+        source: zeromq::ZmqError,
+    },
     #[error("the kernel's terminal at {addr} did not answer within {CONNECT_TIMEOUT:?}")]
     Timeout { addr: String },
     #[error("cannot send to the kernel's terminal: {0}")]
-    Send(String),
+    Send(#[source] zeromq::ZmqError),
+}
+
+/// Why a client message of a pty stream cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum PtyInputError {
+    #[error("the message is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("the message has no type")]
+    NoType,
+    #[error("stdin has no chars")]
+    NoChars,
+    #[error("chars is not base64: {0}")]
+    NotBase64(#[source] base64::DecodeError),
+    #[error("{0} must be a number in 0..65535")]
+    BadSize(&'static str),
 }
 
 /// One client message of a pty stream.
@@ -63,29 +82,28 @@ impl PtyInput {
 /// Parses a text message of the client. A message that is not JSON, has no `type`, or carries
 /// bad `chars`/`rows`/`cols` is an error (the original ends the stream on it). Sizes must be
 /// integers: they become a command line the kernel runner parses.
-pub fn parse_pty_input(text: &str) -> Result<PtyInput, String> {
-    let message: Json =
-        serde_json::from_str(text).map_err(|e| format!("the message is not JSON: {e}"))?;
+pub fn parse_pty_input(text: &str) -> Result<PtyInput, PtyInputError> {
+    let message: Json = serde_json::from_str(text).map_err(PtyInputError::NotJson)?;
     let kind = message
         .get("type")
         .and_then(Json::as_str)
-        .ok_or("the message has no type")?;
-    let size = |key: &str| {
+        .ok_or(PtyInputError::NoType)?;
+    let size = |key: &'static str| {
         message
             .get(key)
             .and_then(Json::as_u64)
             .and_then(|n| u16::try_from(n).ok())
-            .ok_or_else(|| format!("{key} must be a number in 0..65535"))
+            .ok_or(PtyInputError::BadSize(key))
     };
     Ok(match kind {
         "stdin" => {
             let chars = message
                 .get("chars")
                 .and_then(Json::as_str)
-                .ok_or("stdin has no chars")?;
+                .ok_or(PtyInputError::NoChars)?;
             let data = base64::engine::general_purpose::STANDARD
                 .decode(chars)
-                .map_err(|e| format!("chars is not base64: {e}"))?;
+                .map_err(PtyInputError::NotBase64)?;
             PtyInput::Stdin(data)
         }
         "resize" => PtyInput::Resize {
@@ -145,10 +163,13 @@ impl PtySockets {
             })?;
         let mut stdout = SubSocket::new();
         within(&stdout_addr, stdout.connect(&stdout_addr)).await?;
-        stdout.subscribe("").await.map_err(|e| PtyError::Connect {
-            addr: stdout_addr,
-            detail: e.to_string(),
-        })?;
+        stdout
+            .subscribe("")
+            .await
+            .map_err(|source| PtyError::Connect {
+                addr: stdout_addr,
+                source,
+            })?;
         Ok(PtySockets { stdin, stdout })
     }
 }
@@ -159,9 +180,9 @@ async fn within(
 ) -> Result<(), PtyError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) => Err(PtyError::Connect {
+        Ok(Err(source)) => Err(PtyError::Connect {
             addr: addr.to_owned(),
-            detail: error.to_string(),
+            source,
         }),
         Err(_) => Err(PtyError::Timeout {
             addr: addr.to_owned(),
@@ -174,7 +195,7 @@ pub async fn send_stdin(publisher: &mut StdinPublisher, data: &[u8]) -> Result<(
     publisher
         .send(data)
         .await
-        .map_err(|e| PtyError::Send(e.to_string()))
+        .map_err(PtyError::Send)
 }
 
 #[cfg(test)]

@@ -106,13 +106,15 @@ impl ClusterLocks {
         name: impl Into<LockName>,
         wait: Option<Duration>,
     ) -> Result<Option<LockGuard>, LockError> {
-        self.addr
-            .send(AcquireLock {
+        crate::supervision::tracked(
+            ACTOR_NAME,
+            self.addr.send(AcquireLock {
                 name: name.into().0,
                 wait,
-            })
-            .await
-            .map_err(|_| LockError::ActorGone)?
+            }),
+        )
+        .await
+        .map_err(|_| LockError::ActorGone)?
     }
 
     /// Runs `job` with the lock `name` held, handing it the fencing token, and releases the

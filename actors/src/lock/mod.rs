@@ -122,6 +122,8 @@ pub enum LockError {
     LostWhileAcquiring(String),
     #[error(transparent)]
     Fence(#[from] FenceError),
+    #[error(transparent)]
+    Decode(#[from] bai_schema::queries::DecodeError),
     #[error("cannot get a database connection to record a fencing token: {0}")]
     Pool(#[source] deadpool_postgres::PoolError),
     #[error("the lock actor is gone")]

@@ -4,6 +4,7 @@
 //! the key so that cooperating Python managers exclude each other; other names are hashed.
 //! Tokens come from the `lock_fence_tokens` sequence. If the connection ends, the lock is lost.
 
+use bai_schema::queries::ReadColumn;
 use std::time::{Duration, Instant};
 
 use bai_schema::DbSettings;
@@ -63,7 +64,7 @@ pub async fn acquire(
             .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
             .await
             .map_err(db_err("taking an advisory lock"))?
-            .get(0);
+            .decode(0)?;
         if locked {
             break;
         }
@@ -77,7 +78,7 @@ pub async fn acquire(
         .query_one("SELECT nextval('lock_fence_tokens')", &[])
         .await
         .map_err(db_err("drawing a fencing token"))?
-        .get(0);
+        .decode(0)?;
     Ok(Some((
         HeldPgLock {
             client,

@@ -213,6 +213,19 @@ pub fn render(worker: usize, gauges: &Gauges) -> String {
             escape_label(actor)
         );
     }
+    family(
+        &mut out,
+        "bai_actor_mailbox_depth",
+        "gauge",
+        "Requests sent to a supervised actor of this worker and not yet answered (queued or being handled).",
+    );
+    for (actor, depth) in crate::supervision::mailbox_depths() {
+        let _ = writeln!(
+            out,
+            "bai_actor_mailbox_depth{{{worker},actor=\"{}\"}} {depth}",
+            escape_label(actor)
+        );
+    }
     out
 }
 

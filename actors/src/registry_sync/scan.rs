@@ -293,8 +293,11 @@ pub async fn scan_tag(
                 });
                 return result;
             }
-            Err(reason) => {
-                result.failed.push(ScanNote { reference, reason });
+            Err(error) => {
+                result.failed.push(ScanNote {
+                    reference,
+                    reason: error.to_string(),
+                });
                 return result;
             }
         },
@@ -333,13 +336,37 @@ pub async fn scan_tag(
                 reference: format!("{reference}/{architecture}"),
                 reason,
             }),
-            Err(reason) => result.failed.push(ScanNote {
+            Err(error) => result.failed.push(ScanNote {
                 reference: arch_reference,
-                reason,
+                reason: error.to_string(),
             }),
         }
     }
     result
+}
+
+/// Why one tag or image of a registry could not be read (reported as the tag's failure; the
+/// rest of the scan goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum ImageReadError {
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error("manifest {reference}: {source}")]
+    Manifest {
+        reference: String,
+        #[source]
+        source: super::manifest::ManifestError,
+    },
+    #[error("manifest {digest} is a list inside a list, which is not an image")]
+    ListInList { digest: String },
+    #[error("the config blob {digest} is missing from the registry")]
+    MissingBlob { digest: String },
+    #[error("config blob {digest}: {source}")]
+    ConfigBlob {
+        digest: String,
+        #[source]
+        source: super::manifest::ManifestError,
+    },
 }
 
 enum Resolved {
@@ -353,23 +380,25 @@ async fn resolve_tag(
     client: &RegistryClient,
     repository: &str,
     tag: &str,
-) -> Result<Option<Resolved>, String> {
+) -> Result<Option<Resolved>, ImageReadError> {
     let url = client.url(&format!("v2/{repository}/manifests/{tag}"));
     let fetched = client
         .get(&url, &pull_scope(repository), Some(ACCEPT_ANY_MANIFEST))
-        .await
-        .map_err(|e| e.to_string())?;
+        .await?;
     if fetched.status == StatusCode::NOT_FOUND {
         return Ok(None);
     }
     if !fetched.status.is_success() {
         return Err(client
             .status_error(&url, fetched.status, &fetched.body)
-            .to_string());
+            .into());
     }
-    match parse_manifest(fetched.content_type.as_deref(), &fetched.body)
-        .map_err(|e| format!("manifest {tag}: {e}"))?
-    {
+    match parse_manifest(fetched.content_type.as_deref(), &fetched.body).map_err(|source| {
+        ImageReadError::Manifest {
+            reference: tag.to_owned(),
+            source,
+        }
+    })? {
         Manifest::Image(manifest) => Ok(Some(Resolved::Single(manifest))),
         Manifest::List(entries) => Ok(Some(Resolved::List(
             entries
@@ -397,24 +426,26 @@ async fn read_image(
     config: &RegistryConfig,
     job: &TagJob,
     known: &KnownManifest,
-) -> Result<ImageOutcome, String> {
+) -> Result<ImageOutcome, ImageReadError> {
     let scope = pull_scope(&job.repository);
     let manifest_url = client.url(&format!("v2/{}/manifests/{}", job.repository, known.digest));
     let fetched = client
         .get_ok(&manifest_url, &scope, Some(ACCEPT_IMAGE_MANIFEST))
-        .await
-        .map_err(|e| e.to_string())?;
-    let manifest = match parse_manifest(fetched.content_type.as_deref(), &fetched.body)
-        .map_err(|e| format!("manifest {}: {e}", known.digest))?
-    {
-        Manifest::Image(image) => image,
-        Manifest::List(_) => {
-            return Err(format!(
-                "manifest {} is a list inside a list, which is not an image",
-                known.digest
-            ));
-        }
-    };
+        .await?;
+    let manifest =
+        match parse_manifest(fetched.content_type.as_deref(), &fetched.body).map_err(|source| {
+            ImageReadError::Manifest {
+                reference: known.digest.clone(),
+                source,
+            }
+        })? {
+            Manifest::Image(image) => image,
+            Manifest::List(_) => {
+                return Err(ImageReadError::ListInList {
+                    digest: known.digest.clone(),
+                });
+            }
+        };
     read_config(client, config, job, manifest, known.architecture.clone()).await
 }
 
@@ -426,29 +457,29 @@ async fn read_config(
     job: &TagJob,
     manifest: ImageManifest,
     architecture: Option<String>,
-) -> Result<ImageOutcome, String> {
+) -> Result<ImageOutcome, ImageReadError> {
     let scope = pull_scope(&job.repository);
     let ImageManifest {
         config_digest,
         size_bytes,
     } = manifest;
     let blob_url = client.url(&format!("v2/{}/blobs/{config_digest}", job.repository));
-    let blob = client
-        .get(&blob_url, &scope, None)
-        .await
-        .map_err(|e| e.to_string())?;
+    let blob = client.get(&blob_url, &scope, None).await?;
     if blob.status == StatusCode::NOT_FOUND {
-        return Err(format!(
-            "the config blob {config_digest} is missing from the registry"
-        ));
+        return Err(ImageReadError::MissingBlob {
+            digest: config_digest,
+        });
     }
     if !blob.status.is_success() {
         return Err(client
             .status_error(&blob_url, blob.status, &blob.body)
-            .to_string());
+            .into());
     }
     let image_config =
-        parse_config_blob(&blob.body).map_err(|e| format!("config blob {config_digest}: {e}"))?;
+        parse_config_blob(&blob.body).map_err(|source| ImageReadError::ConfigBlob {
+            digest: config_digest.clone(),
+            source,
+        })?;
     let architecture = architecture.unwrap_or(image_config.architecture);
     let metadata = match image_metadata(&image_config.labels) {
         Ok(metadata) => metadata,

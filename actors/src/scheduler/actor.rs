@@ -6,6 +6,7 @@
 //! `do_schedule` and a timer, runs under the cluster-wide scheduling lock (so one worker of the
 //! cluster schedules at a time), and triggers arriving during a pass coalesce into one more pass.
 
+use bai_schema::queries::ReadColumn;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -509,10 +510,11 @@ impl Handler<FetchContainerLogs> for Scheduler {
                 .await
                 .map_err(|e| failed(e.to_string()))?
                 .ok_or(SessionControlError::NotFound)?;
+            let read = |e: bai_schema::queries::DecodeError| failed(e.to_string());
             let target = AgentTarget {
-                id: row.get(0),
-                addr: row.get(1),
-                version: row.get(2),
+                id: row.decode(0).map_err(read)?,
+                addr: row.decode(1).map_err(read)?,
+                version: row.decode(2).map_err(read)?,
             };
             let reply = shared
                 .deps

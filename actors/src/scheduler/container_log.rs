@@ -34,20 +34,27 @@ pub async fn keep_container_log(
     deps: &DispatchDeps,
     target: &AgentTarget,
     kernel_id: Uuid,
-) -> Result<(), String> {
+) -> Result<(), ContainerLogError> {
     let log = tokio::time::timeout(LOG_FETCH_TIMEOUT, deps.rpc.get_logs(target, kernel_id))
         .await
-        .map_err(|_| {
-            format!(
-                "no log from agent {} within {LOG_FETCH_TIMEOUT:?}",
-                target.id
-            )
-        })?
-        .map_err(|e| e.to_string())?;
-    let client = deps.pool.get().await.map_err(|e| e.to_string())?;
-    store_container_log(&client, kernel_id, keep_tail(&log).as_bytes())
-        .await
-        .map_err(|e| e.to_string())
+        .map_err(|_| ContainerLogError::Timeout {
+            agent: target.id.clone(),
+        })??;
+    let client = deps.pool.get().await?;
+    Ok(store_container_log(&client, kernel_id, keep_tail(&log).as_bytes()).await?)
+}
+
+/// Why a kernel's log was not kept (logged; the destroy goes on).
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerLogError {
+    #[error("no log from agent {agent} within {LOG_FETCH_TIMEOUT:?}")]
+    Timeout { agent: String },
+    #[error(transparent)]
+    Rpc(#[from] crate::agent_rpc::RpcError),
+    #[error(transparent)]
+    Pool(#[from] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Store(#[from] bai_schema::queries::QueryError),
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 //! `kernel_terminated` arrives, or at once when `forced` (even if the agent does not answer, or
 //! is LOST).
 
+use bai_schema::queries::ReadColumn;
 use std::time::Duration;
 
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
@@ -199,11 +200,7 @@ async fn announce_opt(
 
 /// Every session that is neither PENDING nor over, for a force-kill of the whole cluster.
 pub async fn live_sessions(deps: &DispatchDeps) -> Result<Vec<Uuid>, DispatchError> {
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     Ok(client
         .query(
             "SELECT id FROM sessions WHERE status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')",
@@ -215,6 +212,6 @@ pub async fn live_sessions(deps: &DispatchDeps) -> Result<Vec<Uuid>, DispatchErr
             source,
         })?
         .iter()
-        .map(|row| row.get(0))
-        .collect())
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?)
 }

@@ -3,6 +3,7 @@
 //! A session whose agents fail to create its kernels is CANCELLED (`failed-to-start`) and its
 //! slots are freed; kernels created on other agents are destroyed.
 
+use bai_schema::queries::ReadColumn;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -31,7 +32,9 @@ pub enum DispatchError {
     #[error(transparent)]
     Lifecycle(#[from] LifecycleError),
     #[error("cannot get a database connection: {0}")]
-    Pool(String),
+    Pool(#[source] deadpool_postgres::PoolError),
+    #[error(transparent)]
+    Decode(#[from] bai_schema::queries::DecodeError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DispatchError {
@@ -76,11 +79,7 @@ pub async fn dispatch_session(
     session_id: Uuid,
 ) -> Result<DispatchOutcome, DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let history = json!({ "PREPARING": now.to_rfc3339() });
     let tx = client
         .transaction()
@@ -232,11 +231,7 @@ pub async fn mark_running(
     kernel_id: Uuid,
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let update = KernelUpdate::from_creation_info(creation_info);
     let tx = client
         .transaction()
@@ -260,11 +255,7 @@ async fn cancel_failed_start(
     reason: &str,
 ) -> Result<(), DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
@@ -278,8 +269,8 @@ async fn cancel_failed_start(
         .await
         .map_err(db_err("reading a session's agents"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     for agent in agents.iter().flatten() {
         tx.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[agent])
             .await
@@ -297,8 +288,8 @@ async fn cancel_failed_start(
         .await
         .map_err(db_err("reading a session's kernels"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     for kernel_id in kernel_ids {
         transit_kernel(
             &*tx,
@@ -352,19 +343,22 @@ async fn load_launches(
         )
         .await
         .map_err(db_err("reading the kernels to create"))?;
-    let cluster_hosts: Vec<String> = rows.iter().map(|row| row.get::<_, String>(7)).collect();
+    let cluster_hosts: Vec<String> = rows
+        .iter()
+        .map(|row| row.decode::<_, String>(7))
+        .collect::<Result<_, _>>()?;
     let mut kernels = Vec::with_capacity(rows.len());
     for row in rows {
-        let kernel_id: Uuid = row.get(0);
-        let session_type: String = row.get(1);
-        let role: String = row.get(4);
-        let idx: i32 = row.get(5);
-        let hostname: String = row.get(7);
-        let canonical: String = row.get(8);
-        let registry: String = row.get(10);
-        let labels: Option<serde_json::Value> = row.get(25);
-        let project: Option<String> = row.get(26);
-        let digest: Option<String> = row.get(28);
+        let kernel_id: Uuid = row.decode(0)?;
+        let session_type: String = row.decode(1)?;
+        let role: String = row.decode(4)?;
+        let idx: i32 = row.decode(5)?;
+        let hostname: String = row.decode(7)?;
+        let canonical: String = row.decode(8)?;
+        let registry: String = row.decode(10)?;
+        let labels: Option<serde_json::Value> = row.decode(25)?;
+        let project: Option<String> = row.decode(26)?;
+        let digest: Option<String> = row.decode(28)?;
         let registry_url = match etcd {
             Some(store) => store
                 .get(&format!(
@@ -378,38 +372,41 @@ async fn load_launches(
         }
         .unwrap_or_else(|| format!("https://{registry}"));
         let mut environ: BTreeMap<String, String> = row
-            .get::<_, Vec<String>>(13)
+            .decode::<_, Vec<String>>(13)?
             .iter()
             .filter_map(|pair| {
                 pair.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
             })
             .collect();
-        let email: Option<String> = row.get(29);
-        let full_name: Option<String> = row.get(30);
-        let cluster_size: i32 = row.get(3);
+        let email: Option<String> = row.decode(29)?;
+        let full_name: Option<String> = row.decode(30)?;
+        let cluster_size: i32 = row.decode(3)?;
         for (key, value) in [
             ("BACKENDAI_SESSION_ID", session_id.to_string()),
-            ("BACKENDAI_SESSION_NAME", row.get::<_, String>(32)),
+            ("BACKENDAI_SESSION_NAME", row.decode::<_, String>(32)?),
             ("BACKENDAI_KERNEL_ID", kernel_id.to_string()),
             ("BACKENDAI_KERNEL_IMAGE", canonical.clone()),
             ("BACKENDAI_CLUSTER_ROLE", role.clone()),
             ("BACKENDAI_CLUSTER_IDX", idx.to_string()),
             (
                 "BACKENDAI_CLUSTER_LOCAL_RANK",
-                row.get::<_, i32>(6).to_string(),
+                row.decode::<_, i32>(6)?.to_string(),
             ),
             ("BACKENDAI_CLUSTER_HOST", hostname.clone()),
             ("BACKENDAI_CLUSTER_SIZE", cluster_size.to_string()),
             ("BACKENDAI_CLUSTER_HOSTS", cluster_hosts.join(",")),
-            ("BACKENDAI_ACCESS_KEY", row.get::<_, String>(31)),
-            ("BACKENDAI_USER_UUID", row.get::<_, Uuid>(19).to_string()),
+            ("BACKENDAI_ACCESS_KEY", row.decode::<_, String>(31)?),
+            (
+                "BACKENDAI_USER_UUID",
+                row.decode::<_, Uuid>(19)?.to_string(),
+            ),
             ("BACKENDAI_USER_EMAIL", email.unwrap_or_default()),
             ("BACKENDAI_USER_NAME", full_name.unwrap_or_default()),
         ] {
             environ.insert(key.to_owned(), value);
         }
-        let mounts = match row.get::<_, serde_json::Value>(14) {
+        let mounts = match row.decode::<_, serde_json::Value>(14)? {
             serde_json::Value::Array(items) => items,
             _ => Vec::new(),
         };
@@ -428,45 +425,45 @@ async fn load_launches(
             session_id.to_string()
         };
         kernels.push(KernelRow {
-            agent: row.get(21),
-            version: row.get(23),
+            agent: row.decode(21)?,
+            version: row.decode(23)?,
             launch: KernelLaunch {
                 kernel_id,
                 session_id,
                 session_type: session_type.to_ascii_lowercase(),
-                cluster_mode: row.get(2),
+                cluster_mode: row.decode(2)?,
                 cluster_role: role,
                 cluster_idx: idx,
-                local_rank: row.get(6),
+                local_rank: row.decode(6)?,
                 cluster_hostname: hostname,
                 image: ImageSpec {
                     canonical,
                     registry_name: registry,
                     registry_url,
                     project,
-                    architecture: row.get(9),
+                    architecture: row.decode(9)?,
                     digest: digest.map(|d| d.trim().to_owned()).unwrap_or_default(),
                     labels,
-                    is_local: row.get::<_, Option<bool>>(27).unwrap_or(false),
+                    is_local: row.decode::<_, Option<bool>>(27)?.unwrap_or(false),
                 },
-                resource_slots: slots_of(row.get(11)),
-                resource_opts: row.get(12),
+                resource_slots: slots_of(row.decode(11)?),
+                resource_opts: row.decode(12)?,
                 environ,
                 mounts,
-                bootstrap_script: row.get(15),
-                startup_command: row.get(16),
-                internal_data: row.get(17),
+                bootstrap_script: row.decode(15)?,
+                startup_command: row.decode(16)?,
+                internal_data: row.decode(17)?,
                 preopen_ports: row
-                    .get::<_, Vec<i32>>(18)
+                    .decode::<_, Vec<i32>>(18)?
                     .into_iter()
                     .map(i64::from)
                     .collect(),
                 idle_timeout: 0,
-                owner_user_id: row.get(19),
-                owner_project_id: row.get(20),
+                owner_user_id: row.decode(19)?,
+                owner_project_id: row.decode(20)?,
                 network_id,
-                agent_addr: row.get(22),
-                scaling_group: row.get(24),
+                agent_addr: row.decode(22)?,
+                scaling_group: row.decode(24)?,
                 auto_pull: "digest".into(),
             },
         });

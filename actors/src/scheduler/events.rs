@@ -2,6 +2,7 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
+use bai_schema::queries::ReadColumn;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
 use uuid::Uuid;
@@ -94,11 +95,7 @@ pub async fn end_or_move_kernel(
     reason: &str,
 ) -> Result<Option<SessionChange>, DispatchError> {
     let now = Utc::now();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
@@ -110,7 +107,8 @@ pub async fn end_or_move_kernel(
             .query_opt("SELECT agent FROM kernels WHERE id = $1", &[&kernel_id])
             .await
             .map_err(db_err("reading a kernel's agent"))?
-            .map(|row| row.get(0));
+            .map(|row| row.decode(0))
+            .transpose()?;
         if let Some(Some(agent)) = &agent {
             tx.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[agent])
                 .await
@@ -147,11 +145,7 @@ async fn announce_current(
     let Some(producer) = producer else {
         return Ok(());
     };
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let row = client
         .query_opt(
             "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",
@@ -160,11 +154,11 @@ async fn announce_current(
         .await
         .map_err(db_err("reading a session"))?;
     if let Some(row) = row {
-        let status: SessionStatus = row.get(0);
+        let status: SessionStatus = row.decode(0)?;
         if status == SessionStatus::Running {
             let change = SessionChange {
                 session_id,
-                creation_id: row.get(1),
+                creation_id: row.decode(1)?,
                 from: SessionStatus::Preparing,
                 to: status,
             };

@@ -6,6 +6,7 @@
 //! event handled twice (the bus delivers at least once) changes nothing the second time.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
+use bai_schema::queries::ReadColumn;
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::GenericClient;
@@ -19,6 +20,8 @@ pub enum LifecycleError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Decode(#[from] bai_schema::queries::DecodeError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> LifecycleError {
@@ -174,11 +177,14 @@ pub async fn transit_kernel<C: GenericClient>(
         )
         .await
         .map_err(db_err("updating a kernel's status"))?;
-    Ok(row.map(|row| KernelTransition {
-        kernel_id,
-        session_id: row.get(0),
-        agent: row.get(1),
-    }))
+    row.map(|row| {
+        Ok(KernelTransition {
+            kernel_id,
+            session_id: row.decode(0)?,
+            agent: row.decode(1)?,
+        })
+    })
+    .transpose()
 }
 
 /// Columns a transition may also set (from `kernel_started.creation_info` or the RPC reply).
@@ -279,8 +285,8 @@ pub async fn update_session_status<C: GenericClient>(
     let Some(current) = current else {
         return Ok(None);
     };
-    let from: SessionStatus = current.get(0);
-    let creation_id: String = current.get(1);
+    let from: SessionStatus = current.decode(0)?;
+    let creation_id: String = current.decode(1)?;
     let kernels: Vec<KernelStatus> = client
         .query(
             "SELECT status FROM kernels WHERE session_id = $1",
@@ -289,8 +295,8 @@ pub async fn update_session_status<C: GenericClient>(
         .await
         .map_err(db_err("reading a session's kernels"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     let to = derive_session_status(&kernels);
     if to == from {
         return Ok(None);

@@ -4,6 +4,7 @@
 //! for DRF) is summed in PostgreSQL with one GROUPING SETS query, so a pass never transfers
 //! one row per running kernel.
 
+use bai_schema::queries::ReadColumn;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use bai_schema::{ResourceSlot, SlotAmount, SlotUnit};
@@ -24,6 +25,8 @@ pub enum LoadError {
         #[source]
         source: tokio_postgres::Error,
     },
+    #[error(transparent)]
+    Decode(#[from] bai_schema::queries::DecodeError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> LoadError {
@@ -126,12 +129,11 @@ async fn load_scaling_groups<C: GenericClient>(
         )
         .await
         .map_err(db_err("resource groups"))?;
-    Ok(rows
-        .iter()
+    rows.iter()
         .map(|row| {
-            let name: String = row.get(0);
-            let scheduler: String = row.get(1);
-            let opts: serde_json::Value = row.get(2);
+            let name: String = row.decode(0)?;
+            let scheduler: String = row.decode(1)?;
+            let opts: serde_json::Value = row.decode(2)?;
             let selector = opts
                 .get("agent_selection_strategy")
                 .and_then(|v| v.as_str())
@@ -152,16 +154,16 @@ async fn load_scaling_groups<C: GenericClient>(
                 .and_then(|c| c.get("num_retries_to_skip"))
                 .and_then(|v| v.as_u64())
                 .unwrap_or(0) as u32;
-            ScalingGroupView {
+            Ok(ScalingGroupView {
                 policy: SchedulingPolicy::parse(&scheduler).unwrap_or(SchedulingPolicy::Fifo),
                 selector,
                 pending_timeout_secs,
                 num_retries_to_skip,
                 roundrobin_next_index: roundrobin.get(&name).cloned().unwrap_or_default(),
                 name,
-            }
+            })
         })
-        .collect())
+        .collect()
 }
 
 /// Reads the ALIVE, schedulable agents. Their running containers are counted only when
@@ -188,17 +190,18 @@ async fn load_agents<C: GenericClient>(
             .to_owned()
     };
     let rows = client.query(&query, &[]).await.map_err(db_err("agents"))?;
-    Ok(rows
-        .iter()
-        .map(|row| AgentView {
-            id: row.get(0),
-            scaling_group: row.get(1),
-            architecture: row.get(2),
-            available_slots: slots_of(row.get(3)),
-            occupied_slots: slots_of(row.get(4)),
-            container_count: row.get::<_, i64>(5).max(0) as u32,
+    rows.iter()
+        .map(|row| {
+            Ok(AgentView {
+                id: row.decode(0)?,
+                scaling_group: row.decode(1)?,
+                architecture: row.decode(2)?,
+                available_slots: slots_of(row.decode(3)?),
+                occupied_slots: slots_of(row.decode(4)?),
+                container_count: row.decode::<_, i64>(5)?.max(0) as u32,
+            })
         })
-        .collect())
+        .collect()
 }
 
 async fn load_pending<C: GenericClient>(
@@ -220,7 +223,10 @@ async fn load_pending<C: GenericClient>(
         )
         .await
         .map_err(db_err("pending sessions"))?;
-    let ids: Vec<Uuid> = sessions.iter().map(|row| row.get(0)).collect();
+    let ids: Vec<Uuid> = sessions
+        .iter()
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     let mut kernels: HashMap<Uuid, Vec<PendingKernel>> = HashMap::new();
     for row in client
         .query(
@@ -232,13 +238,16 @@ async fn load_pending<C: GenericClient>(
         .await
         .map_err(db_err("pending kernels"))?
     {
-        kernels.entry(row.get(0)).or_default().push(PendingKernel {
-            id: row.get(1),
-            requested_slots: slots_of(row.get(2)),
-            architecture: row.get(3),
-            image: row.get(4),
-            designated_agent: row.get(5),
-        });
+        kernels
+            .entry(row.decode(0)?)
+            .or_default()
+            .push(PendingKernel {
+                id: row.decode(1)?,
+                requested_slots: slots_of(row.decode(2)?),
+                architecture: row.decode(3)?,
+                image: row.decode(4)?,
+                designated_agent: row.decode(5)?,
+            });
     }
     let mut unmet: HashMap<Uuid, Vec<String>> = HashMap::new();
     for row in client
@@ -252,57 +261,60 @@ async fn load_pending<C: GenericClient>(
         .await
         .map_err(db_err("session dependencies"))?
     {
-        let name: String = row.get(1);
-        let id: Uuid = row.get(2);
+        let name: String = row.decode(1)?;
+        let id: Uuid = row.decode(2)?;
         unmet
-            .entry(row.get(0))
+            .entry(row.decode(0)?)
             .or_default()
             .push(format!("{name} ({id})"));
     }
-    Ok(sessions
-        .iter()
-        .filter_map(|row| {
-            let id: Uuid = row.get(0);
-            let kind_name: String = row.get(6);
-            let mode: String = row.get(10);
-            Some(PendingSession {
-                id,
-                name: row.get(1),
-                access_key: row.get(2),
-                user_uuid: row.get(3),
-                group_id: row.get(4),
-                domain_name: row.get(5),
-                kind: SessionKind::parse(&kind_name).unwrap_or(SessionKind::Interactive),
-                priority: row.get(7),
-                created_at: row.get(8),
-                scaling_group: row.get(9),
-                cluster_mode: ClusterMode::parse(&mode).unwrap_or(ClusterMode::SingleNode),
-                kernels: kernels.remove(&id)?,
-                starts_at: row.get(11),
-                unmet_dependencies: unmet.remove(&id).unwrap_or_default(),
-                retries: row.get::<_, i32>(12).max(0) as u32,
-            })
-        })
-        .collect())
+    let mut pending = Vec::with_capacity(sessions.len());
+    for row in &sessions {
+        let id: Uuid = row.decode(0)?;
+        let kind_name: String = row.decode(6)?;
+        let mode: String = row.decode(10)?;
+        // A session without PENDING kernels is not schedulable (it is skipped, as before).
+        let Some(session_kernels) = kernels.remove(&id) else {
+            continue;
+        };
+        pending.push(PendingSession {
+            id,
+            name: row.decode(1)?,
+            access_key: row.decode(2)?,
+            user_uuid: row.decode(3)?,
+            group_id: row.decode(4)?,
+            domain_name: row.decode(5)?,
+            kind: SessionKind::parse(&kind_name).unwrap_or(SessionKind::Interactive),
+            priority: row.decode(7)?,
+            created_at: row.decode(8)?,
+            scaling_group: row.decode(9)?,
+            cluster_mode: ClusterMode::parse(&mode).unwrap_or(ClusterMode::SingleNode),
+            kernels: session_kernels,
+            starts_at: row.decode(11)?,
+            unmet_dependencies: unmet.remove(&id).unwrap_or_default(),
+            retries: row.decode::<_, i32>(12)?.max(0) as u32,
+        });
+    }
+    Ok(pending)
 }
 
 const POLICY_COLUMNS: &str = "p.total_resource_slots, p.default_for_unspecified::text,
     p.max_concurrent_sessions, p.max_concurrent_sftp_sessions, p.max_pending_session_count,
     p.max_pending_session_resource_slots";
 
-fn policy_of(row: &tokio_postgres::Row, first: usize) -> KeypairPolicy {
-    let unspecified: String = row.get(first + 1);
-    let pending_slots: Option<serde_json::Value> = row.get(first + 5);
-    KeypairPolicy {
-        total_resource_slots: slots_of(row.get(first)),
+fn policy_of(row: &tokio_postgres::Row, first: usize) -> Result<KeypairPolicy, LoadError> {
+    let unspecified: String = row.decode(first + 1)?;
+    let pending_slots: Option<serde_json::Value> = row.decode(first + 5)?;
+    Ok(KeypairPolicy {
+        total_resource_slots: slots_of(row.decode(first)?),
         unspecified_is_unlimited: unspecified == "UNLIMITED",
-        max_concurrent_sessions: row.get(first + 2),
-        max_concurrent_sftp_sessions: row.get(first + 3),
-        max_pending_session_count: row.get(first + 4),
+        max_concurrent_sessions: row.decode(first + 2)?,
+        max_concurrent_sftp_sessions: row.decode(first + 3)?,
+        max_pending_session_count: row.decode(first + 4)?,
         max_pending_session_resource_slots: pending_slots
             .filter(|v| !v.is_null())
             .map(|v| slots_of(Some(v))),
-    }
+    })
 }
 
 async fn load_keypair_policies<C: GenericClient>(
@@ -320,10 +332,9 @@ async fn load_keypair_policies<C: GenericClient>(
         )
         .await
         .map_err(db_err("keypair resource policies"))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), policy_of(row, 1)))
-        .collect())
+    rows.iter()
+        .map(|row| Ok((row.decode(0)?, policy_of(row, 1)?)))
+        .collect()
 }
 
 async fn load_user_policies<C: GenericClient>(
@@ -342,10 +353,9 @@ async fn load_user_policies<C: GenericClient>(
         )
         .await
         .map_err(db_err("users' main keypair policies"))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), policy_of(row, 1)))
-        .collect())
+    rows.iter()
+        .map(|row| Ok((row.decode(0)?, policy_of(row, 1)?)))
+        .collect()
 }
 
 async fn load_limits_by_uuid<C: GenericClient>(
@@ -357,10 +367,9 @@ async fn load_limits_by_uuid<C: GenericClient>(
         .query(query, &[&ids])
         .await
         .map_err(db_err("group limits"))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), slots_of(row.get(1))))
-        .collect())
+    rows.iter()
+        .map(|row| Ok((row.decode(0)?, slots_of(row.decode(1)?))))
+        .collect()
 }
 
 async fn load_domain_limits<C: GenericClient>(
@@ -374,10 +383,9 @@ async fn load_domain_limits<C: GenericClient>(
         )
         .await
         .map_err(db_err("domain limits"))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), slots_of(row.get(1))))
-        .collect())
+    rows.iter()
+        .map(|row| Ok((row.decode(0)?, slots_of(row.decode(1)?))))
+        .collect()
 }
 
 async fn load_usage<C: GenericClient>(client: &C) -> Result<Usage, LoadError> {
@@ -416,10 +424,10 @@ async fn load_usage<C: GenericClient>(client: &C) -> Result<Usage, LoadError> {
         .await
         .map_err(db_err("resource usage"))?;
     for row in rows {
-        let grouping: i32 = row.get(0);
-        let slot: String = row.get(6);
-        let sum: Option<String> = row.get(7);
-        let infinite: Option<bool> = row.get(8);
+        let grouping: i32 = row.decode(0)?;
+        let slot: String = row.decode(6)?;
+        let sum: Option<String> = row.decode(7)?;
+        let infinite: Option<bool> = row.decode(8)?;
         let amount = if infinite.unwrap_or(false) {
             SlotAmount::Infinite
         } else {
@@ -431,26 +439,26 @@ async fn load_usage<C: GenericClient>(client: &C) -> Result<Usage, LoadError> {
         // GROUPING bits, most significant first: access_key, user, group, domain, sgroup.
         match grouping {
             0b01111 => {
-                let ak: Option<String> = row.get(1);
+                let ak: Option<String> = row.decode(1)?;
                 if let Some(ak) = ak {
                     usage.by_keypair.entry(ak).or_default().set(slot, amount);
                 }
             }
             0b10111 => {
-                let user: Uuid = row.get(2);
+                let user: Uuid = row.decode(2)?;
                 usage.by_user.entry(user).or_default().set(slot, amount);
             }
             0b11011 => {
-                let group: Uuid = row.get(3);
+                let group: Uuid = row.decode(3)?;
                 usage.by_group.entry(group).or_default().set(slot, amount);
             }
             0b11101 => {
-                let domain: String = row.get(4);
+                let domain: String = row.decode(4)?;
                 usage.by_domain.entry(domain).or_default().set(slot, amount);
             }
             0b01110 => {
-                let ak: Option<String> = row.get(1);
-                let sgroup: Option<String> = row.get(5);
+                let ak: Option<String> = row.decode(1)?;
+                let sgroup: Option<String> = row.decode(5)?;
                 if let (Some(ak), Some(sgroup)) = (ak, sgroup) {
                     usage
                         .by_scaling_group_keypair
@@ -476,9 +484,9 @@ async fn load_usage<C: GenericClient>(client: &C) -> Result<Usage, LoadError> {
         .await
         .map_err(db_err("live sessions per keypair"))?
     {
-        let ak: String = row.get(0);
-        let private: bool = row.get(1);
-        let count = row.get::<_, i64>(2).max(0) as u32;
+        let ak: String = row.decode(0)?;
+        let private: bool = row.decode(1)?;
+        let count = row.decode::<_, i64>(2)?.max(0) as u32;
         if private {
             usage.sftp_sessions_by_keypair.insert(ak, count);
         } else {
@@ -505,9 +513,9 @@ async fn load_access<C: GenericClient>(
     {
         access
             .by_domain
-            .entry(row.get(0))
+            .entry(row.decode(0)?)
             .or_default()
-            .insert(row.get(1));
+            .insert(row.decode(1)?);
     }
     for row in client
         .query(
@@ -519,9 +527,9 @@ async fn load_access<C: GenericClient>(
     {
         access
             .by_group
-            .entry(row.get(0))
+            .entry(row.decode(0)?)
             .or_default()
-            .insert(row.get(1));
+            .insert(row.decode(1)?);
     }
     for row in client
         .query(
@@ -533,9 +541,9 @@ async fn load_access<C: GenericClient>(
     {
         access
             .by_keypair
-            .entry(row.get(0))
+            .entry(row.decode(0)?)
             .or_default()
-            .insert(row.get(1));
+            .insert(row.decode(1)?);
     }
     Ok(access)
 }
@@ -553,8 +561,8 @@ async fn load_image_minimums<C: GenericClient>(
         .map_err(db_err("image resource minimums"))?;
     let mut minimums = BTreeMap::new();
     for row in rows {
-        let name: String = row.get(0);
-        let resources: serde_json::Value = row.get(1);
+        let name: String = row.decode(0)?;
+        let resources: serde_json::Value = row.decode(1)?;
         let Some(object) = resources.as_object() else {
             continue;
         };

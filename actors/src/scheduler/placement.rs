@@ -262,7 +262,8 @@ fn assign_agents(
                 .iter()
                 .find_map(|kernel| kernel.designated_agent.as_deref());
             let agent = match designated {
-                Some(agent_id) => designated_agent(pool, agent_id, &requested, containers)?,
+                Some(agent_id) => designated_agent(pool, agent_id, &requested, containers)
+                    .map_err(|e| e.to_string())?,
                 None => pool
                     .select(&first.architecture, &requested, containers)
                     .ok_or_else(|| {
@@ -290,7 +291,8 @@ fn assign_agents(
             let mut assignments = Vec::new();
             for kernel in &session.kernels {
                 let chosen = match kernel.designated_agent.as_deref() {
-                    Some(agent_id) => designated_agent(pool, agent_id, &kernel.requested_slots, 1),
+                    Some(agent_id) => designated_agent(pool, agent_id, &kernel.requested_slots, 1)
+                        .map_err(|e| e.to_string()),
                     None => pool
                         .select(&kernel.architecture, &kernel.requested_slots, 1)
                         .ok_or_else(|| no_region(NO_REGION_FOR_KERNEL, &kernel.requested_slots)),
@@ -318,20 +320,33 @@ fn assign_agents(
     }
 }
 
+/// Why a session's designated agent cannot take it (the text is the session's status_info).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DesignatedAgentError {
+    #[error(
+        "The designated agent {agent} is not an ALIVE, schedulable agent of this resource group."
+    )]
+    Unavailable { agent: String },
+    #[error("The designated agent {agent} does not have enough free resources (free: {free}).")]
+    TooSmall { agent: String, free: String },
+}
+
 fn designated_agent(
     pool: &AgentPool,
     agent_id: &str,
     requested: &ResourceSlot,
     containers: u32,
-) -> Result<usize, String> {
-    let index = pool.index_of(agent_id).ok_or_else(|| {
-        format!("The designated agent {agent_id} is not an ALIVE, schedulable agent of this resource group.")
-    })?;
+) -> Result<usize, DesignatedAgentError> {
+    let index = pool
+        .index_of(agent_id)
+        .ok_or_else(|| DesignatedAgentError::Unavailable {
+            agent: agent_id.to_owned(),
+        })?;
     if !pool.fits(index, requested, containers) {
-        return Err(format!(
-            "The designated agent {agent_id} does not have enough free resources (free: {}).",
-            humanize(pool.free_slots(index), &BTreeMap::new())
-        ));
+        return Err(DesignatedAgentError::TooSmall {
+            agent: agent_id.to_owned(),
+            free: humanize(pool.free_slots(index), &BTreeMap::new()),
+        });
     }
     Ok(index)
 }

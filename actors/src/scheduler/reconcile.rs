@@ -21,6 +21,7 @@
 //! * TERMINATING longer than the timeout: `destroy_kernel` once more, then TERMINATED and freed.
 //! * Kernels on LOST agents get `status_info = 'agent-lost'` so users see why.
 
+use bai_schema::queries::ReadColumn;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -210,11 +211,7 @@ pub async fn reconcile(
     let cutoff = now - chrono::Duration::from_std(timeout).unwrap_or(chrono::Duration::MAX);
     let probe_cutoff =
         now - chrono::Duration::from_std(probe_age(timeout)).unwrap_or(chrono::Duration::MAX);
-    let client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     report.marked_agent_lost = client
         .execute(
             "UPDATE kernels k SET status_info = 'agent-lost' FROM agents a
@@ -245,8 +242,8 @@ pub async fn reconcile(
         .await
         .map_err(db_err("finding stuck scheduled sessions"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     let stuck: Vec<StuckKernel> = client
         .query(
             "SELECT k.id, k.session_id, k.status, k.status_info, coalesce(k.status_changed, k.created_at),
@@ -269,16 +266,16 @@ pub async fn reconcile(
         .map_err(db_err("finding stuck kernels"))?
         .iter()
         .map(|row| {
-            let agent: Option<String> = row.get(5);
-            let addr: Option<String> = row.get(6);
-            let version: Option<String> = row.get(7);
-            let status: Option<AgentStatus> = row.get(8);
-            StuckKernel {
-                id: row.get(0),
-                session_id: row.get(1),
-                status: row.get(2),
-                status_info: row.get(3),
-                changed: row.get(4),
+            let agent: Option<String> = row.decode(5)?;
+            let addr: Option<String> = row.decode(6)?;
+            let version: Option<String> = row.decode(7)?;
+            let status: Option<AgentStatus> = row.decode(8)?;
+            Ok(StuckKernel {
+                id: row.decode(0)?,
+                session_id: row.decode(1)?,
+                status: row.decode(2)?,
+                status_info: row.decode(3)?,
+                changed: row.decode(4)?,
                 target: match (agent, addr) {
                     (Some(id), Some(addr)) => Some(AgentTarget {
                         id,
@@ -288,11 +285,11 @@ pub async fn reconcile(
                     _ => None,
                 },
                 alive: status == Some(AgentStatus::Alive),
-                others_in_session: row.get(9),
-                redispatches: row.get::<_, i32>(10).max(0) as u32,
-            }
+                others_in_session: row.decode(9)?,
+                redispatches: row.decode::<_, i32>(10)?.max(0) as u32,
+            })
         })
-        .collect();
+        .collect::<Result<_, DispatchError>>()?;
     drop(client);
 
     let redispatched: Vec<Result<DispatchOutcome, DispatchError>> =
@@ -492,11 +489,7 @@ async fn back_to_scheduled(
     let statuses: Vec<KernelStatus> = kernels.iter().map(|k| k.status).collect();
     let infos: Vec<Option<String>> = kernels.iter().map(|k| k.status_info.clone()).collect();
     let changed: Vec<Option<DateTime<Utc>>> = kernels.iter().map(|k| k.changed).collect();
-    let mut client = deps
-        .pool
-        .get()
-        .await
-        .map_err(|e| DispatchError::Pool(e.to_string()))?;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await

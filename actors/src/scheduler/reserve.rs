@@ -11,6 +11,7 @@
 //! * the fencing token of the scheduling lock is checked first, so a scheduler that lost its
 //!   lock writes nothing.
 
+use bai_schema::queries::ReadColumn;
 use std::collections::{BTreeMap, HashSet};
 
 use bai_schema::ResourceSlot;
@@ -37,6 +38,8 @@ pub enum ReserveError {
     },
     #[error(transparent)]
     Fenced(#[from] FenceError),
+    #[error(transparent)]
+    Decode(#[from] bai_schema::queries::DecodeError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReserveError {
@@ -130,8 +133,8 @@ async fn reserve_batch(
         .await
         .map_err(db_err("claiming pending sessions"))?
         .iter()
-        .map(|row| row.get(0))
-        .collect();
+        .map(|row| row.decode(0))
+        .collect::<Result<_, _>>()?;
     let mut agent_ids: Vec<String> = batch
         .iter()
         .flat_map(|(_, _, assignments)| assignments.iter().map(|a| a.agent_id.clone()))
@@ -150,8 +153,12 @@ async fn reserve_batch(
         .map_err(db_err("locking agents"))?
     {
         agents.insert(
-            row.get(0),
-            (slots_of(row.get(1)), slots_of(row.get(2)), row.get(3)),
+            row.decode(0)?,
+            (
+                slots_of(row.decode(1)?),
+                slots_of(row.decode(2)?),
+                row.decode(3)?,
+            ),
         );
     }
 

@@ -7,6 +7,10 @@
 //! If the watch breaks (etcd restarts), the actor re-creates it and re-reads the whole prefix,
 //! so a change made meanwhile is not lost. A configuration with problems is still published
 //! (the good proxies keep working) and each problem is logged once, naming its key.
+//!
+//! The actor starts under `actix::Supervisor`: a stop (`InjectFault::Stop`) restarts it on the
+//! same mailbox, which drops the old watch and starts a new one (with its full re-read), and is
+//! counted as a restart of [`ACTOR_NAME`]. The worker puts it under the watchdog.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,6 +27,15 @@ use crate::etcd::{EtcdError, EtcdStore};
 /// How long to wait before re-creating a broken etcd watch. Short, because a missed change
 /// (a rotated secret) makes every vfolder call fail until the watch is back.
 pub const WATCH_RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Why an asked re-read of `volumes/` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Etcd(#[from] EtcdError),
+    #[error("the storage broker is gone: {0}")]
+    Gone(#[from] actix::MailboxError),
+}
 
 /// A handle on the broker: the current view of the proxies, and a way to ask for a re-read.
 #[derive(Clone)]
@@ -41,11 +54,16 @@ impl StorageBroker {
             "proxies" => first.proxy_names().collect::<Vec<_>>().join(","),
             "default_host" => first.config.default_host.as_deref().unwrap_or(""));
         let (sender, view) = watch::channel(Arc::new(first));
-        let addr = StorageBrokerActor {
+        let actor = StorageBrokerActor {
             reloader: Reloader { etcd, log, sender },
-        }
-        .start();
+        };
+        let addr = Supervisor::start(move |_| actor);
         Ok(StorageBroker { view, addr })
+    }
+
+    /// The actor's address (for the worker's watchdog and fault injection).
+    pub fn addr(&self) -> &Addr<StorageBrokerActor> {
+        &self.addr
     }
 
     /// The proxies as currently configured.
@@ -55,11 +73,8 @@ impl StorageBroker {
 
     /// Re-reads etcd now and returns the new view (for an operator's "reload", and for
     /// callers that just changed `volumes/` themselves).
-    pub async fn reload(&self) -> Result<Arc<ProxySet>, String> {
-        match self.addr.send(Reload).await {
-            Ok(result) => result.map_err(|e| e.to_string()),
-            Err(e) => Err(format!("the storage broker is gone: {e}")),
-        }
+    pub async fn reload(&self) -> Result<Arc<ProxySet>, ReloadError> {
+        Ok(crate::supervision::tracked(ACTOR_NAME, self.addr.send(Reload)).await??)
     }
 
     /// Waits until the view changes (for tests and for callers that react to changes).
@@ -157,9 +172,23 @@ impl Reloader {
     }
 }
 
+/// The broker's name in restart counts, the watchdog and fault injection.
+pub const ACTOR_NAME: &str = "storage-broker";
+
 pub struct StorageBrokerActor {
     reloader: Reloader,
 }
+
+impl Supervised for StorageBrokerActor {
+    fn restarting(&mut self, _ctx: &mut Self::Context) {
+        // Nothing to reset: the view lives in the watch channel, and `started` spawns a fresh
+        // watch (the stopped run's one was dropped with the context's items).
+        let count = crate::supervision::record_restart(ACTOR_NAME);
+        warn!(self.reloader.log, "storage broker: restarting"; "restarts" => count);
+    }
+}
+
+crate::handle_injected_faults!(StorageBrokerActor, ACTOR_NAME);
 
 impl Actor for StorageBrokerActor {
     type Context = Context<Self>;

@@ -2,7 +2,7 @@
 
 use deadpool_postgres::GenericClient;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 
 /// Sets whether the scheduler may place new sessions on `agent`; whether the agent exists.
 pub async fn set_agent_schedulable(
@@ -36,10 +36,13 @@ pub async fn agent_endpoint(
         .query_opt("SELECT addr, version FROM agents WHERE id = $1", &[&agent])
         .await
         .map_err(db_err("looking up an agent's address"))?;
-    Ok(row.map(|row| AgentEndpoint {
-        addr: row.get(0),
-        version: row.get(1),
-    }))
+    row.map(|row| {
+        Ok(AgentEndpoint {
+            addr: row.read(0)?,
+            version: row.read(1)?,
+        })
+    })
+    .transpose()
 }
 
 /// Moves `agent` to `scaling_group`; whether the agent exists.

@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 
 /// A new error log.
 #[derive(Debug, Clone, PartialEq)]
@@ -77,7 +77,7 @@ pub async fn insert_error_log(
         )
         .await
         .map_err(db_err("storing an error log"))?;
-    Ok(row.get(0))
+    row.read(0)
 }
 
 /// The condition (on `error_logs e`) of a visibility, with `$1` its parameter if any.
@@ -133,22 +133,24 @@ pub async fn list_error_logs(
         .await
         .map_err(db_err("listing error logs"))?
         .iter()
-        .map(|row| ErrorLogRow {
-            id: row.get(0),
-            created_at: row.get(1),
-            severity: row.get(2),
-            source: row.get(3),
-            user: row.get(4),
-            is_read: row.get(5),
-            is_cleared: row.get(6),
-            message: row.get(7),
-            context_lang: row.get(8),
-            context_env: row.get(9),
-            request_url: row.get(10),
-            request_status: row.get(11),
-            traceback: row.get(12),
+        .map(|row| {
+            Ok(ErrorLogRow {
+                id: row.read(0)?,
+                created_at: row.read(1)?,
+                severity: row.read(2)?,
+                source: row.read(3)?,
+                user: row.read(4)?,
+                is_read: row.read(5)?,
+                is_cleared: row.read(6)?,
+                message: row.read(7)?,
+                context_lang: row.read(8)?,
+                context_env: row.read(9)?,
+                request_url: row.read(10)?,
+                request_status: row.read(11)?,
+                traceback: row.read(12)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, QueryError>>()?;
     let count: i64 = client
         .query_one(
             &format!("SELECT count(*) FROM error_logs e WHERE {condition}"),
@@ -156,7 +158,7 @@ pub async fn list_error_logs(
         )
         .await
         .map_err(db_err("counting error logs"))?
-        .get(0);
+        .read(0)?;
     Ok((rows, count))
 }
 

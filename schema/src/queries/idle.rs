@@ -7,7 +7,7 @@ use deadpool_postgres::GenericClient;
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 
 /// One running session as the idle checkers see it.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +38,7 @@ pub async fn idle_candidates(
         .query_one("SELECT now()", &[])
         .await
         .map_err(db_err("reading the database clock"))?
-        .get(0);
+        .read(0)?;
     let rows = client
         .query(
             "SELECT k.id, k.session_id, k.session_type, k.created_at, k.occupied_slots,
@@ -58,19 +58,21 @@ pub async fn idle_candidates(
         .map_err(db_err("listing the sessions to check for idleness"))?;
     let candidates = rows
         .iter()
-        .map(|row| IdleCandidate {
-            kernel_id: row.get(0),
-            session_id: row.get(1),
-            session_type: row.get(2),
-            created_at: row.get(3),
-            occupied_slots: row.get(4),
-            cluster_size: row.get(5),
-            user_created_at: row.get(6),
-            idle_timeout: row.get(7),
-            max_session_lifetime: row.get(8),
-            live_kernel_ids: row.get(9),
-            access_key: row.get(10),
+        .map(|row| {
+            Ok(IdleCandidate {
+                kernel_id: row.read(0)?,
+                session_id: row.read(1)?,
+                session_type: row.read(2)?,
+                created_at: row.read(3)?,
+                occupied_slots: row.read(4)?,
+                cluster_size: row.read(5)?,
+                user_created_at: row.read(6)?,
+                idle_timeout: row.read(7)?,
+                max_session_lifetime: row.read(8)?,
+                live_kernel_ids: row.read(9)?,
+                access_key: row.read(10)?,
+            })
         })
-        .collect();
+        .collect::<Result<Vec<_>, QueryError>>()?;
     Ok((now, candidates))
 }

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 
 /// What session creation needs of an `images` row.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,16 +22,16 @@ pub struct ImageRow {
 
 const COLUMNS: &str = "i.id, i.name, i.registry, i.tag, i.architecture, i.labels, i.resources";
 
-fn image_row(row: &tokio_postgres::Row) -> ImageRow {
-    ImageRow {
-        id: row.get(0),
-        name: row.get(1),
-        registry: row.get(2),
-        tag: row.get(3),
-        architecture: row.get(4),
-        labels: row.get(5),
-        resources: row.get(6),
-    }
+fn image_row(row: &tokio_postgres::Row) -> Result<ImageRow, QueryError> {
+    Ok(ImageRow {
+        id: row.read(0)?,
+        name: row.read(1)?,
+        registry: row.read(2)?,
+        tag: row.read(3)?,
+        architecture: row.read(4)?,
+        labels: row.read(5)?,
+        resources: row.read(6)?,
+    })
 }
 
 /// The rows named `canonical`, the one of `architecture` first.
@@ -51,7 +51,7 @@ pub async fn find_images_by_canonical(
         .query(&statement, &[&canonical, &architecture])
         .await
         .map_err(db_err("looking up an image"))?;
-    Ok(rows.iter().map(image_row).collect())
+    rows.iter().map(image_row).collect()
 }
 
 /// The image `alias` points to, for `architecture`.
@@ -71,7 +71,7 @@ pub async fn find_image_by_alias(
         .query_opt(&statement, &[&alias, &architecture])
         .await
         .map_err(db_err("looking up an image alias"))?;
-    Ok(row.as_ref().map(image_row))
+    row.as_ref().map(image_row).transpose()
 }
 
 /// `domains.allowed_docker_registries` of an active domain; `None` when there is no such
@@ -90,5 +90,5 @@ pub async fn domain_allowed_registries(
         .query_opt(&statement, &[&domain])
         .await
         .map_err(db_err("looking up the domain's registries"))?;
-    Ok(row.map(|row| row.get(0)))
+    row.map(|row| row.read(0)).transpose()
 }

@@ -13,6 +13,7 @@ pub mod image;
 pub mod interaction;
 pub mod keypair;
 pub mod keypair_admin;
+pub mod listing;
 pub mod quota_scope;
 pub mod resource;
 pub mod resource_policy_admin;
@@ -106,22 +107,53 @@ impl QueryError {
     }
 }
 
-/// Reads a column without panicking: `row.read("name")?` instead of `row.get("name")`, which
-/// panics when the schema drifted from the code.
+/// A column that could not be read as the type the code expects: the schema drifted from the
+/// code (a renamed column, a changed type, a NULL where none was expected). Modules with their
+/// own error enum wrap it (`#[from] DecodeError`); the query modules turn it into
+/// [`QueryError::Decode`].
+#[derive(Debug, thiserror::Error)]
+#[error("cannot read column {column} of a row: {source}")]
+pub struct DecodeError {
+    pub column: String,
+    #[source]
+    pub source: tokio_postgres::Error,
+}
+
+impl From<DecodeError> for QueryError {
+    fn from(error: DecodeError) -> Self {
+        QueryError::Decode {
+            column: error.column,
+            source: error.source,
+        }
+    }
+}
+
+/// Reads a column without panicking: `row.read("name")?` (a [`QueryError`]) or
+/// `row.decode("name")?` (a [`DecodeError`], for modules with their own error enum) instead of
+/// `row.get("name")`, which panics when the schema drifted from the code. `Row::get` is a
+/// disallowed method (`clippy.toml`).
 pub trait ReadColumn {
-    fn read<'a, I, T>(&'a self, index: I) -> Result<T, QueryError>
+    fn decode<'a, I, T>(&'a self, index: I) -> Result<T, DecodeError>
     where
         I: tokio_postgres::row::RowIndex + std::fmt::Display + Copy,
         T: postgres_types::FromSql<'a>;
-}
 
-impl ReadColumn for tokio_postgres::Row {
     fn read<'a, I, T>(&'a self, index: I) -> Result<T, QueryError>
     where
         I: tokio_postgres::row::RowIndex + std::fmt::Display + Copy,
         T: postgres_types::FromSql<'a>,
     {
-        self.try_get(index).map_err(|source| QueryError::Decode {
+        Ok(self.decode(index)?)
+    }
+}
+
+impl ReadColumn for tokio_postgres::Row {
+    fn decode<'a, I, T>(&'a self, index: I) -> Result<T, DecodeError>
+    where
+        I: tokio_postgres::row::RowIndex + std::fmt::Display + Copy,
+        T: postgres_types::FromSql<'a>,
+    {
+        self.try_get(index).map_err(|source| DecodeError {
             column: index.to_string(),
             source,
         })

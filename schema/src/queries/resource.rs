@@ -5,7 +5,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{QueryError, db_err, slots_column};
+use super::{QueryError, ReadColumn, db_err, slots_column};
 use crate::slots::ResourceSlot;
 
 /// Kernel statuses whose slots count against a user's, group's or domain's limits
@@ -39,15 +39,15 @@ pub async fn list_presets(client: &impl GenericClient) -> Result<Vec<ResourcePre
         .map_err(db_err("listing resource presets"))?;
     rows.into_iter()
         .map(|row| {
-            let name: String = row.get(0);
+            let name: String = row.read(0)?;
             Ok(ResourcePreset {
                 resource_slots: slots_column(
-                    &row.get::<_, serde_json::Value>(1),
+                    &row.read::<_, serde_json::Value>(1)?,
                     "resource_presets",
                     "resource_slots",
                     &name,
                 )?,
-                shared_memory: row.get(2),
+                shared_memory: row.read(2)?,
                 name,
             })
         })
@@ -84,7 +84,7 @@ pub async fn occupied_slots(
         .map_err(db_err("summing occupied slots"))?;
     let mut total = ResourceSlot::new();
     for row in rows {
-        let slots = slots_column(&row.get(0), "kernels", "occupied_slots", &key)?;
+        let slots = slots_column(&row.read(0)?, "kernels", "occupied_slots", &key)?;
         total = &total + &slots;
     }
     Ok(total)
@@ -118,9 +118,9 @@ pub async fn find_member_group(
         .map_err(db_err("looking up a group membership"))?;
     row.map(|row| {
         Ok(MemberGroup {
-            id: row.get(0),
+            id: row.read(0)?,
             total_resource_slots: slots_column(
-                &row.get(1),
+                &row.read(1)?,
                 "groups",
                 "total_resource_slots",
                 group_name,
@@ -143,7 +143,7 @@ pub async fn domain_total_slots(
         .query_opt(&statement, &[&domain])
         .await
         .map_err(db_err("looking up a domain limit"))?;
-    row.map(|row| slots_column(&row.get(0), "domains", "total_resource_slots", domain))
+    row.map(|row| slots_column(&row.read(0)?, "domains", "total_resource_slots", domain))
         .transpose()
 }
 
@@ -167,8 +167,8 @@ pub async fn user_usage_by_scaling_group(
         .map_err(db_err("summing usage per scaling group"))?;
     rows.into_iter()
         .map(|row| {
-            let group: String = row.get(0);
-            let slots = slots_column(&row.get(1), "kernels", "occupied_slots", &group)?;
+            let group: String = row.read(0)?;
+            let slots = slots_column(&row.read(1)?, "kernels", "occupied_slots", &group)?;
             Ok((group, slots))
         })
         .collect()
@@ -192,11 +192,11 @@ pub async fn alive_agent_capacity(
         .map_err(db_err("reading agent capacity"))?;
     rows.into_iter()
         .map(|row| {
-            let id: String = row.get(0);
+            let id: String = row.read(0)?;
             Ok((
-                row.get(1),
-                slots_column(&row.get(2), "agents", "available_slots", &id)?,
-                slots_column(&row.get(3), "agents", "occupied_slots", &id)?,
+                row.read(1)?,
+                slots_column(&row.read(2)?, "agents", "available_slots", &id)?,
+                slots_column(&row.read(3)?, "agents", "occupied_slots", &id)?,
             ))
         })
         .collect()

@@ -4,7 +4,7 @@
 use deadpool_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::{QueryError, db_err};
+use super::{QueryError, ReadColumn, db_err};
 
 /// A group (project) named by id or by name, within a domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,16 +70,17 @@ pub async fn allowed_scaling_groups(
         .query(&statement, &[&domain, &group_id, &group_name, &access_key])
         .await
         .map_err(db_err("listing the allowed scaling groups"))?;
-    Ok(rows
-        .into_iter()
-        .map(|row| AllowedScalingGroup {
-            name: row.get(0),
-            is_public: row.get(1),
-            use_host_network: row.get(2),
-            wsproxy_addr: row.get(3),
-            scheduler_opts: row.get(4),
+    rows.into_iter()
+        .map(|row| {
+            Ok(AllowedScalingGroup {
+                name: row.read(0)?,
+                is_public: row.read(1)?,
+                use_host_network: row.read(2)?,
+                wsproxy_addr: row.read(3)?,
+                scheduler_opts: row.read(4)?,
+            })
         })
-        .collect())
+        .collect()
 }
 
 const KEYPAIR_ALLOWED_NAMES_SQL: &str = r#"

@@ -222,35 +222,35 @@ pub async fn accessible_vfolders(
         )
         .await
         .map_err(db_err("querying accessible vfolders"))?;
-    Ok(rows.iter().map(accessible_from_row).collect())
+    rows.iter().map(accessible_from_row).collect()
 }
 
-fn accessible_from_row(row: &tokio_postgres::Row) -> AccessibleVFolder {
-    AccessibleVFolder {
-        id: row.get("id"),
-        name: row.get("name"),
-        host: row.get("host"),
-        domain_name: row.get("domain_name"),
-        quota_scope_id: row.get("quota_scope_id"),
-        usage_mode: row.get("usage_mode"),
-        max_files: row.get("max_files"),
-        max_size: row.get("max_size"),
-        num_files: row.get("num_files"),
-        cur_size: row.get("cur_size"),
-        created_at: row.get("created_at"),
-        last_used: row.get("last_used"),
-        creator: row.get("creator"),
-        unmanaged_path: row.get("unmanaged_path"),
-        ownership_type: row.get("ownership_type"),
-        user: row.get("user"),
-        group: row.get("group"),
-        cloneable: row.get("cloneable"),
-        status: row.get("status"),
-        permission: row.get("effective_permission"),
-        is_owner: row.get("is_owner"),
-        user_email: row.get("user_email"),
-        group_name: row.get("group_name"),
-    }
+fn accessible_from_row(row: &tokio_postgres::Row) -> Result<AccessibleVFolder, QueryError> {
+    Ok(AccessibleVFolder {
+        id: row.read("id")?,
+        name: row.read("name")?,
+        host: row.read("host")?,
+        domain_name: row.read("domain_name")?,
+        quota_scope_id: row.read("quota_scope_id")?,
+        usage_mode: row.read("usage_mode")?,
+        max_files: row.read("max_files")?,
+        max_size: row.read("max_size")?,
+        num_files: row.read("num_files")?,
+        cur_size: row.read("cur_size")?,
+        created_at: row.read("created_at")?,
+        last_used: row.read("last_used")?,
+        creator: row.read("creator")?,
+        unmanaged_path: row.read("unmanaged_path")?,
+        ownership_type: row.read("ownership_type")?,
+        user: row.read("user")?,
+        group: row.read("group")?,
+        cloneable: row.read("cloneable")?,
+        status: row.read("status")?,
+        permission: row.read("effective_permission")?,
+        is_owner: row.read("is_owner")?,
+        user_email: row.read("user_email")?,
+        group_name: row.read("group_name")?,
+    })
 }
 
 /// How many folders `user` owns (for `max_vfolder_count`).
@@ -262,7 +262,7 @@ pub async fn count_owned(client: &impl GenericClient, user: Uuid) -> Result<i64,
         )
         .await
         .map_err(db_err("counting a user's vfolders"))?;
-    Ok(row.get(0))
+    row.read(0)
 }
 
 /// Serializes folder creation per owner for the rest of the transaction, so two concurrent
@@ -316,7 +316,8 @@ pub async fn host_permission_sources(
         )
         .await
         .map_err(db_err("reading the domain's allowed vfolder hosts"))?
-        .map(|row| row.get::<_, Value>(0));
+        .map(|row| row.read::<_, Value>(0))
+        .transpose()?;
     let rows = match groups {
         GroupSource::MemberOf { user, group } => client
             .query(
@@ -346,7 +347,10 @@ pub async fn host_permission_sources(
     };
     Ok(HostPermissionSources {
         domain,
-        groups: rows.iter().map(|row| row.get::<_, Value>(0)).collect(),
+        groups: rows
+            .iter()
+            .map(|row| row.read::<_, Value>(0))
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -374,11 +378,14 @@ pub async fn find_group(
         )
         .await
         .map_err(db_err("looking up a group"))?;
-    Ok(row.map(|row| GroupInfo {
-        id: row.get(0),
-        name: row.get(1),
-        max_vfolder_size: row.get(2),
-    }))
+    row.map(|row| {
+        Ok(GroupInfo {
+            id: row.read(0)?,
+            name: row.read(1)?,
+            max_vfolder_size: row.read(2)?,
+        })
+    })
+    .transpose()
 }
 
 /// The user resource policy's `max_vfolder_size` of `user` (-1 when unlimited or unknown).
@@ -395,7 +402,7 @@ pub async fn user_max_vfolder_size(
         )
         .await
         .map_err(db_err("reading a user's resource policy"))?;
-    Ok(row.map(|row| row.get(0)).unwrap_or(-1))
+    Ok(row.map(|row| row.read(0)).transpose()?.unwrap_or(-1))
 }
 
 /// A user by email: what "on behalf of" needs.
@@ -417,11 +424,14 @@ pub async fn find_user_by_email(
         )
         .await
         .map_err(db_err("looking up a user by email"))?;
-    Ok(row.map(|row| UserScope {
-        uuid: row.get(0),
-        role: row.get(1),
-        domain_name: row.get(2),
-    }))
+    row.map(|row| {
+        Ok(UserScope {
+            uuid: row.read(0)?,
+            role: row.read(1)?,
+            domain_name: row.read(2)?,
+        })
+    })
+    .transpose()
 }
 
 /// The values of a new folder row.
@@ -473,7 +483,7 @@ pub async fn insert_vfolder(
         )
         .await
         .map_err(db_err("inserting a vfolder"))?;
-    Ok(row.get(0))
+    row.read(0)
 }
 
 pub async fn rename_vfolder(
@@ -533,10 +543,9 @@ pub async fn stale_deletions(
         )
         .await
         .map_err(db_err("finding interrupted vfolder deletions"))?;
-    Ok(rows
-        .iter()
-        .map(|row| (row.get(0), row.get(1), row.get(2)))
-        .collect())
+    rows.iter()
+        .map(|row| Ok((row.read(0)?, row.read(1)?, row.read(2)?)))
+        .collect()
 }
 
 /// What deleting a folder by id needs to know first.

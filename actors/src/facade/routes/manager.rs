@@ -157,11 +157,12 @@ async fn put_status(
         // Killing every session is the scheduler's work (agent RPC); without it, refuse
         // rather than change the status and leave the sessions running.
         let control = control.ok_or_else(|| scheduler_missing("force_kill"))?;
-        control
-            .kill_all
-            .send(KillAllSessions)
-            .await
-            .map_err(scheduler_unreachable)??;
+        crate::supervision::tracked(
+            crate::scheduler::actor::ACTOR_NAME,
+            control.kill_all.send(KillAllSessions),
+        )
+        .await
+        .map_err(scheduler_unreachable)??;
     }
     slog::info!(state.log, "MANAGER.UPDATE_MANAGER_STATUS";
         "status" => status.as_str(), "access_key" => &caller.access_key);

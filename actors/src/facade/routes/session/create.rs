@@ -283,16 +283,17 @@ pub async fn create_session(
     let Some(queue) = queue else {
         return Err(scheduler_missing("creating a session"));
     };
-    let enqueued = queue
-        .enqueue
-        .send(EnqueueSession {
+    let enqueued = crate::supervision::tracked(
+        crate::scheduler::actor::ACTOR_NAME,
+        queue.enqueue.send(EnqueueSession {
             pool: state.db.clone(),
             session,
             kernels,
-        })
-        .await
-        .map_err(scheduler_unreachable)?
-        .map_err(|error| queue_problem(&state, "storing the session", error))?;
+        }),
+    )
+    .await
+    .map_err(scheduler_unreachable)?
+    .map_err(|error| queue_problem(&state, "storing the session", error))?;
     if let Enqueued::NameTaken(existing) = enqueued {
         // A concurrent create of the same name won: answer as if this one had come second.
         let client = db_client(&state).await?;

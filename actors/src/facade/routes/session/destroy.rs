@@ -57,17 +57,18 @@ pub async fn destroy(
         let Some(queue) = queue else {
             return Err(scheduler_missing("cancelling a session"));
         };
-        let cancelled = queue
-            .cancel
-            .send(CancelPendingSession {
+        let cancelled = crate::supervision::tracked(
+            crate::scheduler::actor::ACTOR_NAME,
+            queue.cancel.send(CancelPendingSession {
                 pool: state.db.clone(),
                 session_id: session.id,
                 creation_id: session.creation_id.clone(),
                 reason: reason.to_owned(),
-            })
-            .await
-            .map_err(scheduler_unreachable)?
-            .map_err(|error| queue_problem(&state, "cancelling the session", error))?;
+            }),
+        )
+        .await
+        .map_err(scheduler_unreachable)?
+        .map_err(|error| queue_problem(&state, "cancelling the session", error))?;
         if cancelled {
             // A kernel never placed on an agent reports as terminated (the original's reply).
             return Ok(reply::json(&json!({"stats": {"status": "terminated"}})));
@@ -78,16 +79,17 @@ pub async fn destroy(
     let Some(control) = control else {
         return Err(scheduler_missing("destroying a session that left PENDING"));
     };
-    let outcome = control
-        .destroy
-        .send(DestroySession {
+    let outcome = crate::supervision::tracked(
+        crate::scheduler::actor::ACTOR_NAME,
+        control.destroy.send(DestroySession {
             session_id: session.id,
             access_key: scope.owner.clone(),
             forced,
             reason: reason.to_owned(),
-        })
-        .await
-        .map_err(scheduler_unreachable)??;
+        }),
+    )
+    .await
+    .map_err(scheduler_unreachable)??;
     let mut stats = match outcome.main_last_stat {
         Some(Value::Object(stat)) => stat,
         _ => serde_json::Map::new(),

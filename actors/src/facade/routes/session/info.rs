@@ -141,14 +141,15 @@ pub async fn container_logs(
     count_session_query(&client, found.id)
         .await
         .map_err(query_failed(&state, "counting the session query"))?;
-    let logs = control
-        .logs
-        .send(FetchContainerLogs {
+    let logs = crate::supervision::tracked(
+        crate::scheduler::actor::ACTOR_NAME,
+        control.logs.send(FetchContainerLogs {
             session_id: found.id,
             kernel_id: kernel.kernel_id,
-        })
-        .await
-        .map_err(scheduler_unreachable)??;
+        }),
+    )
+    .await
+    .map_err(scheduler_unreachable)??;
     Ok(reply::json(&json!({"result": {"logs": logs}})))
 }
 

@@ -37,6 +37,17 @@ use crate::interaction::stdin_publisher::StdinPublisher;
 /// `max-wsmsg-size`, 16 MiB, which a terminal never needs).
 pub const MAX_PTY_MESSAGE_BYTES: usize = 1024 * 1024;
 
+/// Why the kernel's terminal cannot be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum PtyConnectError {
+    #[error(transparent)]
+    Endpoints(#[from] crate::interaction::InteractionError),
+    #[error("the kernel has no host to connect to")]
+    NoHost,
+    #[error(transparent)]
+    Terminal(#[from] crate::interaction::pty::PtyError),
+}
+
 /// How a terminal stream ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PtyEnd {
@@ -81,12 +92,8 @@ pub struct PtyCall {
 
 impl PtyCall {
     /// Connects to the terminal sockets the kernel row names now.
-    pub async fn connect(&self) -> Result<PtySockets, String> {
-        let endpoints = self
-            .interaction
-            .endpoints(&self.ready)
-            .await
-            .map_err(|e| e.to_string())?;
+    pub async fn connect(&self) -> Result<PtySockets, PtyConnectError> {
+        let endpoints = self.interaction.endpoints(&self.ready).await?;
         let host = kernel_host(
             endpoints.kernel_host.as_deref(),
             self.ready
@@ -95,12 +102,9 @@ impl PtyCall {
                 .as_ref()
                 .map(|_| self.ready.agent.addr.as_str()),
         )
-        .ok_or("the kernel has no host to connect to")?;
-        let (stdin, stdout) = terminal_ports(endpoints.stdin_port, endpoints.stdout_port)
-            .map_err(|e| e.to_string())?;
-        PtySockets::connect(&host, stdin, stdout)
-            .await
-            .map_err(|e| e.to_string())
+        .ok_or(PtyConnectError::NoHost)?;
+        let (stdin, stdout) = terminal_ports(endpoints.stdin_port, endpoints.stdout_port)?;
+        Ok(PtySockets::connect(&host, stdin, stdout).await?)
     }
 
     /// `%resize`/`%ping` as a query on the kernel; counted as a use of the session, as the
@@ -179,7 +183,7 @@ async fn keyboard(
         touch();
         let input = match parse_pty_input(&text) {
             Ok(input) => input,
-            Err(error) => return PtyEnd::BadMessage(error),
+            Err(error) => return PtyEnd::BadMessage(error.to_string()),
         };
         match input {
             PtyInput::Stdin(data) => {
@@ -200,7 +204,7 @@ async fn keyboard(
                 }
                 let fresh = match call.connect().await {
                     Ok(fresh) => fresh,
-                    Err(error) => return PtyEnd::KernelFailed(error),
+                    Err(error) => return PtyEnd::KernelFailed(error.to_string()),
                 };
                 stdin = fresh.stdin;
                 if swaps.send(fresh.stdout).await.is_err() {

@@ -72,8 +72,8 @@ pub async fn stream_pty(
             Ok(sockets) => sockets,
             Err(error) => {
                 slog::warn!(call.log, "cannot reach a kernel's terminal";
-                    "session" => %session_id, "error" => &error);
-                let end = PtyEnd::KernelFailed(error);
+                    "session" => %session_id, "error" => %error);
+                let end = PtyEnd::KernelFailed(error.to_string());
                 let _ =
                     tokio::time::timeout(CLOSE_TIMEOUT, session.close(end.close_reason())).await;
                 return;
