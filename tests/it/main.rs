@@ -46,6 +46,7 @@ mod ops_bgtask;
 mod ops_error_logs;
 mod ops_idle;
 mod ops_metrics;
+mod ops_stat_sync;
 mod pty_libzmq;
 mod registry_auth;
 mod registry_catalog;

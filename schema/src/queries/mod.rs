@@ -11,6 +11,7 @@ pub mod group_admin;
 pub mod idle;
 pub mod image;
 pub mod interaction;
+pub mod kernel_stats;
 pub mod keypair;
 pub mod keypair_admin;
 pub mod quota_scope;
