@@ -11,6 +11,7 @@ mod api_resource;
 mod api_resource_usage;
 mod api_self_service;
 mod api_session;
+mod api_signup;
 mod api_support;
 mod api_templates;
 mod architecture;

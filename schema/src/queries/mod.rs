@@ -23,6 +23,7 @@ pub mod scaling_group_admin;
 pub mod session;
 pub mod session_enqueue;
 pub mod session_template;
+pub mod signup;
 pub mod usage;
 pub mod user_admin;
 pub mod user_self;
