@@ -1,7 +1,8 @@
 //! `[debug] periodic-sync-stats` on the real `bai-manager start-server` with a simulated agent:
 //! with the flag on, a RUNNING kernel's `kernels.last_stat` follows its statistics in Redis
 //! `stat` after each `do_sync_kernel_stats` the agent sends (23.09 tuple and payload form; ids
-//! that are not UUIDs and unknown kernels are skipped); with the flag off the event changes
+//! that are not UUIDs and unknown kernels are skipped, a terminated kernel is left as it was at
+//! termination); with the flag off the event changes
 //! nothing (shown once the bus has read past it: an `agent_error` sent after it has landed).
 
 use std::time::Duration;
@@ -87,37 +88,42 @@ impl StatWorld {
         }
     }
 
-    /// Creates a session through `POST /session`, waits for it to run; returns its kernel id.
-    async fn running_kernel(&self, name: &str) -> uuid::Uuid {
+    /// A request signed by the superadmin; the status and the JSON body.
+    async fn signed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let http = reqwest::Client::builder()
             .no_proxy()
             .timeout(LIMIT)
             .build()
             .unwrap();
-        let body = json!({
-            "name": name, "image": IMAGE, "type": "interactive", "group": "default",
-            "domain": "default", "clusterSize": 1, "clusterMode": "single-node",
-            "enqueueOnly": true, "maxWaitSeconds": 0, "reuseIfExists": false,
-            "config": {"resources": {"cpu": "1", "mem": "512m"}},
-        })
-        .to_string();
+        let content_type = if body.is_some() {
+            "application/json"
+        } else {
+            "text/plain"
+        };
         let admin = Signer::new(ADMIN_AK, ADMIN_SK);
-        let url = format!("http://127.0.0.1:{}/session", self.env.service_port);
-        let mut request = http.post(url).body(body);
+        let url = format!("http://127.0.0.1:{}{path}", self.env.service_port);
+        let mut request = http.request(method.clone(), url);
         for (header, value) in
-            admin.headers("POST", "/session", "application/json", chrono::Utc::now())
+            admin.headers(method.as_str(), path, content_type, chrono::Utc::now())
         {
             request = request.header(header, value);
         }
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
         let reply = request.send().await.expect("a reply from the manager");
         let status = reply.status().as_u16();
-        let reply: Value = reply.json().await.unwrap_or(Value::Null);
-        assert!(status < 300, "creating {name}: {status} {reply}");
-        let session: uuid::Uuid = reply["sessionId"]
-            .as_str()
-            .and_then(|id| id.parse().ok())
-            .unwrap_or_else(|| panic!("no session id in {reply}"));
-        wait_until(&format!("{name} to run"), LIMIT, || async {
+        let text = reply.text().await.unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    async fn wait_session(&self, session: uuid::Uuid, wanted: &str) {
+        wait_until(&format!("session {session} {wanted}"), LIMIT, || async {
             let row = self
                 .db
                 .query_one(
@@ -126,12 +132,33 @@ impl StatWorld {
                 )
                 .await
                 .expect("reading a session");
-            match row.get::<_, String>(0).as_str() {
-                "RUNNING" => Ok(()),
-                other => Err(other.to_owned()),
+            let status: String = row.get(0);
+            if status == wanted {
+                Ok(())
+            } else {
+                Err(status)
             }
         })
         .await;
+    }
+
+    /// Creates a session through `POST /session`, waits for it to run; returns its kernel id.
+    async fn running_kernel(&self, name: &str) -> uuid::Uuid {
+        let body = json!({
+            "name": name, "image": IMAGE, "type": "interactive", "group": "default",
+            "domain": "default", "clusterSize": 1, "clusterMode": "single-node",
+            "enqueueOnly": true, "maxWaitSeconds": 0, "reuseIfExists": false,
+            "config": {"resources": {"cpu": "1", "mem": "512m"}},
+        });
+        let (status, reply) = self
+            .signed(reqwest::Method::POST, "/session", Some(body))
+            .await;
+        assert!(status < 300, "creating {name}: {status} {reply}");
+        let session: uuid::Uuid = reply["sessionId"]
+            .as_str()
+            .and_then(|id| id.parse().ok())
+            .unwrap_or_else(|| panic!("no session id in {reply}"));
+        self.wait_session(session, "RUNNING").await;
         self.db
             .query_one("SELECT id FROM kernels WHERE session_id = $1", &[&session])
             .await
@@ -214,12 +241,36 @@ async fn with_the_flag_last_stat_follows_the_agents_statistics() {
     let stat = world.last_stat(kernel).await.expect("last_stat");
     assert_eq!(stat["cpu_util"]["unit_hint"], "percent", "{stat}");
 
-    // The statistics change; the next event (here in the payload form) carries them over.
+    // A second session ends; its kernel keeps the statistics it had at termination.
+    let ended = world.running_kernel("stat-ended").await;
+    world.write_stats(&ended.to_string(), "33.0").await;
+    let (status, reply) = world
+        .signed(reqwest::Method::DELETE, "/session/stat-ended", None)
+        .await;
+    assert_eq!(status, 200, "{reply}");
+    let ended_session: uuid::Uuid = world
+        .db
+        .query_one("SELECT session_id FROM kernels WHERE id = $1", &[&ended])
+        .await
+        .unwrap()
+        .get(0);
+    world.wait_session(ended_session, "TERMINATED").await;
+    let kept = world.last_stat(ended).await;
+
+    // The statistics change; the next event (here in the payload form) carries them over for
+    // the running kernel and, in the same statement, leaves the terminated one alone.
     world.write_stats(&kernel.to_string(), "80.0").await;
+    world.write_stats(&ended.to_string(), "99.0").await;
     let payload_agent = SimAgent::new("i-stat-payload", WireFormat::Payload, free_port());
     world
-        .sync_until(&payload_agent, kernel, &[kernel.to_string()], "80.0")
+        .sync_until(
+            &payload_agent,
+            kernel,
+            &[ended.to_string(), kernel.to_string()],
+            "80.0",
+        )
         .await;
+    assert_eq!(world.last_stat(ended).await, kept);
 }
 
 #[tokio::test]
