@@ -13,6 +13,7 @@ pub mod gql;
 pub mod heartbeat;
 pub mod idle;
 pub mod interaction;
+pub mod kernel_stats;
 pub mod lock;
 pub mod metrics;
 pub mod redis;

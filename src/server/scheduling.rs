@@ -13,6 +13,7 @@ use bai_actors::event_bus::{EventBus, Subscribe};
 use bai_actors::facade::session::control::{SessionControl, SessionQueue};
 use bai_actors::idle::{IdleChecker, IdleCheckerDeps};
 use bai_actors::interaction::SessionInteraction;
+use bai_actors::kernel_stats::{StatSyncDeps, StatSyncer};
 use bai_actors::lock::{ClusterLocks, LockBackendKind, LockService, LockSettings};
 use bai_actors::scheduler::actor::{
     RECONCILE_INTERVAL, SCHEDULE_INTERVAL, Scheduler, SchedulerDeps, SchedulerSettings, interest,
@@ -156,6 +157,22 @@ pub fn start_scheduler(
         interest: bai_actors::error_log::interest(),
         recipient: error_logs.recipient(),
     });
+    // `[debug] periodic-sync-stats`: the agents' `do_sync_kernel_stats` copies their kernels'
+    // statistics into `kernels.last_stat`; without the flag nobody subscribes to it.
+    if ctx.config.debug.periodic_sync_stats {
+        let syncer = StatSyncer::new(StatSyncDeps {
+            pool: ctx.background_db.clone(),
+            stat: ctx.state.redis.stat.clone(),
+            log: ctx.log.new(o!("actor" => "stat-sync")),
+        });
+        let syncer = Supervisor::start(move |_| syncer);
+        watchdog.watch(bai_actors::kernel_stats::ACTOR_NAME, &syncer);
+        bus.do_send(Subscribe {
+            name: "stat-sync".into(),
+            interest: bai_actors::kernel_stats::interest(),
+            recipient: syncer.recipient(),
+        });
+    }
     extensions.add(web::Data::new(SessionControl {
         destroy: scheduler.clone().recipient(),
         logs: scheduler.clone().recipient(),

@@ -38,6 +38,12 @@ pub enum Event {
         session_id: Uuid,
         reason: String,
     },
+    /// `do_sync_kernel_stats`: an agent has just collected these kernels' statistics (23.09
+    /// agents; 26.x agents no longer send it). The ids are as sent: the consumer skips those
+    /// that are not UUIDs.
+    DoSyncKernelStats {
+        kernel_ids: Vec<String>,
+    },
     /// An event of Backend.AI's catalogue that this manager receives but does not act on
     /// (`bgtask_updated`, `execution_started`, ...). Its body is not decoded.
     Unhandled {
@@ -150,7 +156,6 @@ pub const UNHANDLED_EVENT_NAMES: &[&str] = &[
     "bgtask_updated",
     "do_agent_resource_check",
     "do_sync_kernel_logs",
-    "do_sync_kernel_stats",
     "do_volume_mount",
     "do_volume_unmount",
     "execution_cancelled",
@@ -396,6 +401,7 @@ impl Event {
             Event::Session(event) => event.kind.name(),
             Event::Trigger(trigger) => trigger.name(),
             Event::DoTerminateSession { .. } => "do_terminate_session",
+            Event::DoSyncKernelStats { .. } => "do_sync_kernel_stats",
             Event::Unhandled { name } => name,
         }
     }
@@ -451,6 +457,7 @@ impl Event {
                     reason: fields.opt_text(1, "reason")?.unwrap_or_default(),
                 })
             }
+            "do_sync_kernel_stats" => decode_sync_kernel_stats(body),
             known if UNHANDLED_EVENT_NAMES.contains(&known) => Ok(Event::Unhandled {
                 name: known.to_owned(),
             }),
@@ -512,6 +519,12 @@ impl Event {
                 Value::str(session_id.to_string()),
                 Value::str(reason.as_str()),
             ],
+            Event::DoSyncKernelStats { kernel_ids } => vec![Value::Array(
+                kernel_ids
+                    .iter()
+                    .map(|id| Value::str(id.as_str()))
+                    .collect(),
+            )],
             Event::Unhandled { name } => return Err(EventError::NotProducible(name.clone())),
         };
         Ok(args)
@@ -563,6 +576,7 @@ impl Event {
             Event::DoTerminateSession { session_id, reason } => {
                 json!({ "session_id": session_id.to_string(), "reason": reason })
             }
+            Event::DoSyncKernelStats { kernel_ids } => json!({ "kernel_ids": kernel_ids }),
             Event::Unhandled { name } => return Err(EventError::NotProducible(name.clone())),
         };
         Ok(payload)
@@ -587,6 +601,66 @@ fn decode_heartbeat(body: &EventBody) -> Result<Event, EventError> {
         }
     };
     Ok(Event::AgentHeartbeat(Box::new(info)))
+}
+
+/// `do_sync_kernel_stats`: `([kernel_id, ...],)` (23.09) or `{"kernel_ids": [...]}` (the
+/// class's field name, for a 26.x-style payload). Each id must be a string (or a UUID ext value).
+fn decode_sync_kernel_stats(body: &EventBody) -> Result<Event, EventError> {
+    const EVENT: &str = "do_sync_kernel_stats";
+    const FIELD: &str = "kernel_ids";
+    let missing = EventError::MissingField {
+        event: EVENT,
+        field: FIELD,
+    };
+    let wrong = |detail: String| EventError::WrongType {
+        event: EVENT,
+        field: FIELD,
+        detail,
+    };
+    let kernel_ids = match body {
+        EventBody::Args(args) => match args.first() {
+            None | Some(Value::Nil) => return Err(missing),
+            Some(Value::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| match item {
+                    Value::Ext(..) => item
+                        .as_uuid()
+                        .map(|id| id.to_string())
+                        .ok_or_else(|| wrong(format!("item {index} is an ext value, not a UUID"))),
+                    other => other.as_text().ok_or_else(|| {
+                        wrong(format!("item {index} is a {}, not a str", other.kind()))
+                    }),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => return Err(wrong(format!("is a {}, not an array", other.kind()))),
+        },
+        EventBody::Payload(Json::Object(object)) => match object.get(FIELD) {
+            None | Some(Json::Null) => return Err(missing),
+            Some(Json::Array(items)) => items
+                .iter()
+                .enumerate()
+                .map(|(index, item)| match item {
+                    Json::String(text) => Ok(text.clone()),
+                    other => Err(wrong(format!(
+                        "item {index} is JSON {}, not a string",
+                        json_kind(other)
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+            Some(other) => {
+                return Err(wrong(format!("is JSON {}, not an array", json_kind(other))));
+            }
+        },
+        EventBody::Payload(other) => {
+            return Err(EventError::WrongBody {
+                event: EVENT,
+                detail: format!("JSON {}", json_kind(other)),
+                expected: "a JSON object",
+            });
+        }
+    };
+    Ok(Event::DoSyncKernelStats { kernel_ids })
 }
 
 fn decode_kernel(kind: KernelEventKind, body: &EventBody) -> Result<Event, EventError> {
@@ -663,6 +737,10 @@ mod tests {
                 session_id,
                 reason: "idle-timeout".into(),
             },
+            Event::DoSyncKernelStats {
+                kernel_ids: vec![kernel_id.to_string(), "not-a-uuid".into()],
+            },
+            Event::DoSyncKernelStats { kernel_ids: vec![] },
             Event::AgentError(AgentErrorReport {
                 message: "ValueError: x".into(),
                 traceback: Some("Traceback".into()),
@@ -747,6 +825,56 @@ mod tests {
         };
         assert_eq!(event.reason, "user-requested");
         assert_eq!(event.exit_code, Some(0));
+    }
+
+    #[test]
+    fn do_sync_kernel_stats_reads_the_23_09_tuple_and_refuses_bad_ids() {
+        let id = Uuid::new_v4();
+        let args = vec![Value::Array(vec![
+            Value::str(id.to_string()),
+            Value::uuid(id),
+        ])];
+        assert_eq!(
+            Event::decode("do_sync_kernel_stats", &EventBody::Args(args)),
+            Ok(Event::DoSyncKernelStats {
+                kernel_ids: vec![id.to_string(), id.to_string()]
+            })
+        );
+        assert_eq!(
+            Event::decode("do_sync_kernel_stats", &EventBody::Args(vec![])),
+            Err(EventError::MissingField {
+                event: "do_sync_kernel_stats",
+                field: "kernel_ids"
+            })
+        );
+        let not_array = Event::decode(
+            "do_sync_kernel_stats",
+            &EventBody::Args(vec![Value::str(id.to_string())]),
+        );
+        assert!(
+            matches!(&not_array, Err(EventError::WrongType { detail, .. }) if detail.contains("not an array")),
+            "{not_array:?}"
+        );
+        let bad_item = Event::decode(
+            "do_sync_kernel_stats",
+            &EventBody::Args(vec![Value::Array(vec![Value::Int(7)])]),
+        );
+        assert!(
+            matches!(&bad_item, Err(EventError::WrongType { detail, .. }) if detail.contains("item 0")),
+            "{bad_item:?}"
+        );
+        let bad_payload = Event::decode(
+            "do_sync_kernel_stats",
+            &EventBody::Payload(json!({"kernel_ids": "x"})),
+        );
+        assert!(
+            matches!(bad_payload, Err(EventError::WrongType { .. })),
+            "{bad_payload:?}"
+        );
+        assert!(matches!(
+            Event::decode("do_sync_kernel_stats", &EventBody::Payload(json!([]))),
+            Err(EventError::WrongBody { .. })
+        ));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod auth_self;
+pub mod auth_signup;
 pub mod background_task;
 pub mod config;
 pub mod dotfiles;
@@ -33,6 +34,7 @@ use crate::metrics::{METRICS, bump};
 pub fn register(cfg: &mut web::ServiceConfig) {
     auth::register(cfg);
     auth_self::register(cfg);
+    auth_signup::register(cfg);
     background_task::register(cfg);
     config::register(cfg);
     dotfiles::register(cfg);
