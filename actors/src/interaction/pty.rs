@@ -16,7 +16,7 @@ use base64::Engine;
 use serde_json::Value as Json;
 use zeromq::{Socket, SubSocket};
 
-use super::stdin_publisher::StdinPublisher;
+use super::stdin_publisher::{PublisherError, StdinPublisher};
 
 /// How long connecting to the kernel's terminal sockets may take (a kernel runner that is up
 /// answers the ZMTP handshake in milliseconds; one that is not never will).
@@ -34,8 +34,14 @@ pub enum PtyError {
     },
     #[error("the kernel's terminal at {addr} did not answer within {CONNECT_TIMEOUT:?}")]
     Timeout { addr: String },
+    #[error("cannot open the kernel's terminal input at {addr}: {source}")]
+    Stdin {
+        addr: String,
+        #[source]
+        source: PublisherError,
+    },
     #[error("cannot send to the kernel's terminal: {0}")]
-    Send(#[source] zeromq::ZmqError),
+    Send(#[source] PublisherError),
 }
 
 /// Why a client message of a pty stream cannot be read.
@@ -157,9 +163,9 @@ impl PtySockets {
         let stdout_addr = format!("tcp://{host}:{stdout_port}");
         let stdin = StdinPublisher::connect(&stdin_addr, CONNECT_TIMEOUT)
             .await
-            .map_err(|e| PtyError::Connect {
+            .map_err(|source| PtyError::Stdin {
                 addr: format!("tcp://{stdin_addr}"),
-                detail: e.to_string(),
+                source,
             })?;
         let mut stdout = SubSocket::new();
         within(&stdout_addr, stdout.connect(&stdout_addr)).await?;
@@ -192,10 +198,7 @@ async fn within(
 
 /// Keystrokes as one one-frame message; waits while the kernel's connection is full.
 pub async fn send_stdin(publisher: &mut StdinPublisher, data: &[u8]) -> Result<(), PtyError> {
-    publisher
-        .send(data)
-        .await
-        .map_err(PtyError::Send)
+    publisher.send(data).await.map_err(PtyError::Send)
 }
 
 #[cfg(test)]
