@@ -155,13 +155,12 @@ def main():
             launch = page.locator("#launch-button").first
             launch.click(timeout=STEP_MS)
             launch.click(timeout=STEP_MS)
+            # The dialog may still reset the name field after loading its image details; the
+            # UI reads the field when the launch is confirmed, so make sure it holds the name.
+            field = page.locator("#session-name").first
+            if field.evaluate("f => f.value") != args.session:
+                field.evaluate("(f, name) => { f.value = name; }", args.session)
             page.locator("#launch-confirmation-button").first.click(timeout=STEP_MS)
-            # Once created, the UI opens the app launcher by itself (the creation answer lists
-            # the image's service ports); close it to open it later from the session list.
-            apps = page.locator("#app-dialog mwc-icon-button.apps").first
-            apps.wait_for(timeout=STEP_MS)
-            page.keyboard.press("Escape")
-            apps.wait_for(state="hidden", timeout=STEP_MS)
 
         def wait_running():
             row = page.locator("vaadin-grid-cell-content", has_text=args.session).first
@@ -184,6 +183,13 @@ def main():
         def app_buttons():
             # The list shows the app buttons once a refresh reads the kernel's service ports.
             page.locator("#\\30 -apps:not([disabled])").first.wait_for(timeout=STEP_MS)
+            # When the creation answer already listed service ports (the test writes them as
+            # the kernel turns RUNNING, which may come before or after the answer), the UI has
+            # opened the app launcher by itself; close it so the list's buttons can be used.
+            apps = page.locator("#app-dialog mwc-icon-button.apps").first
+            if apps.is_visible():
+                page.keyboard.press("Escape")
+                apps.wait_for(state="hidden", timeout=STEP_MS)
 
         def jupyter():
             def run():
