@@ -12,6 +12,8 @@ use serde_json::{Map, Value, json};
 
 use request::ImportRequest;
 
+use crate::compat::token::token_urlsafe;
+
 /// What the importer image runs.
 pub const BUILD_COMMAND: &str = "/root/build-image.sh";
 /// The import task's resources, as the original's.
@@ -27,8 +29,7 @@ pub struct RegistryLogin {
 
 /// `image-import-` and 11 URL-safe characters, as `secrets.token_urlsafe(8)`.
 pub fn new_session_name() -> String {
-    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 8]>());
-    format!("image-import-{token}")
+    format!("image-import-{}", token_urlsafe::<8>())
 }
 
 /// The creation parameters of the import's batch session.

@@ -21,12 +21,12 @@ use bai_schema::queries::session::{
 };
 use bai_schema::queries::session_enqueue::{Enqueued, ExistingSession, find_existing_session};
 use bai_schema::slots::ResourceSlot;
-use base64::Engine;
 use chrono::Utc;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::find_session;
+use crate::compat::token::token_urlsafe;
 use crate::facade::auth::Authenticated;
 use crate::facade::auth::scope::{AccessKeyScope, access_key_scope};
 use crate::facade::params::ApiParams;
@@ -354,7 +354,7 @@ async fn reuse_existing(
 
 /// 22 URL-safe characters, as `secrets.token_urlsafe(16)`.
 fn new_creation_id() -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(rand::random::<[u8; 16]>())
+    token_urlsafe::<16>()
 }
 
 /// The image row the request names, as a reference or an alias, from a registry the domain

@@ -67,7 +67,7 @@ impl PtyEnd {
     pub fn close_reason(&self) -> Option<CloseReason> {
         let (code, description) = match self {
             PtyEnd::ClientClosed => return None,
-            PtyEnd::Stopped(stop) => (CloseCode::Away, stop.description().to_owned()),
+            PtyEnd::Stopped(stop) => return Some(stop.close_reason()),
             PtyEnd::BadMessage(error) => (CloseCode::Invalid, error.clone()),
             PtyEnd::KernelFailed(error) => {
                 (CloseCode::Error, format!("the terminal failed: {error}"))

@@ -48,6 +48,14 @@ impl StreamStop {
             StreamStop::ManagerStopping => "the manager is shutting down",
         }
     }
+
+    /// The close frame every stream sends for this stop: 1001 with [`Self::description`].
+    pub fn close_reason(self) -> actix_ws::CloseReason {
+        actix_ws::CloseReason {
+            code: actix_ws::CloseCode::Away,
+            description: Some(self.description().to_owned()),
+        }
+    }
 }
 
 /// Completes when the session ends or the worker starts to stop.

@@ -4,7 +4,7 @@
 //! text message as input whenever the kernel waits for it. `backend.ai run` uses this.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use actix_ws::{CloseCode, CloseReason, Message, MessageStream, Session};
+use actix_ws::{Message, MessageStream, Session};
 use serde_json::{Value as Json, json};
 
 use super::interaction_edge::{owner_key, problem, service, session_reference};
@@ -58,11 +58,8 @@ pub async fn stream_execute(
             outcome = run(&interaction, &ready, version.major, session, stream) => outcome,
             () = stopping.cancelled() => {
                 let stop = StreamStop::ManagerStopping;
-                let reason = CloseReason {
-                    code: CloseCode::Away,
-                    description: Some(stop.description().to_owned()),
-                };
-                let _ = tokio::time::timeout(CLOSE_TIMEOUT, closer.close(Some(reason))).await;
+                let _ = tokio::time::timeout(CLOSE_TIMEOUT, closer.close(Some(stop.close_reason())))
+                    .await;
                 Err(stop.description())
             }
         };

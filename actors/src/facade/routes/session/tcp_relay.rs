@@ -46,8 +46,8 @@ impl RelayEnd {
     pub fn close_reason(&self) -> Option<CloseReason> {
         let (code, description) = match self {
             RelayEnd::ClientClosed => return None,
+            RelayEnd::Stopped(stop) => return Some(stop.close_reason()),
             RelayEnd::ServiceClosed => (CloseCode::Normal, "the app closed the connection".into()),
-            RelayEnd::Stopped(stop) => (CloseCode::Away, stop.description().into()),
             RelayEnd::ServiceFailed(error) => {
                 (CloseCode::Error, format!("the app failed: {error}"))
             }
