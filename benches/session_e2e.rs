@@ -773,6 +773,75 @@ async fn running_latencies(
     (latencies, never)
 }
 
+/// The session statuses in the order a session passes them.
+const STAGES: [&str; 9] = [
+    "PENDING",
+    "SCHEDULED",
+    "PREPARING",
+    "PULLING",
+    "PREPARED",
+    "CREATING",
+    "RUNNING",
+    "TERMINATING",
+    "TERMINATED",
+];
+
+/// Per stage of `phase`'s sessions, the time from the previous stage the session passed
+/// (`status_history`, the manager's clock; PENDING from when the create was due): p50/p99 ms.
+async fn stage_times(
+    client: &tokio_postgres::Client,
+    driver: &Driver,
+    phase: usize,
+) -> Vec<(&'static str, f64, f64, usize)> {
+    let created: HashMap<Uuid, f64> = driver.tracker().created[phase].iter().copied().collect();
+    let ids: Vec<Uuid> = created.keys().copied().collect();
+    driver.own_statements.fetch_add(1, Ordering::Relaxed);
+    let rows = client
+        .query(
+            "SELECT id, status_history::text FROM sessions WHERE id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .expect("reading the sessions' status history");
+    let mut gaps: Vec<Vec<f64>> = vec![Vec::new(); STAGES.len()];
+    for row in rows {
+        let id: Uuid = row.get(0);
+        let text: Option<String> = row.get(1);
+        let (Some(text), Some(due)) = (text, created.get(&id)) else {
+            continue;
+        };
+        let Ok(history) = serde_json::from_str::<HashMap<String, String>>(&text) else {
+            continue;
+        };
+        let mut previous = *due;
+        for (index, stage) in STAGES.iter().enumerate() {
+            let Some(at) = history
+                .get(*stage)
+                .and_then(|at| chrono::DateTime::parse_from_rfc3339(at).ok())
+            else {
+                continue;
+            };
+            let at = at.timestamp_micros() as f64 / 1e6;
+            gaps[index].push((at - previous) * 1000.0);
+            previous = at;
+        }
+    }
+    STAGES
+        .iter()
+        .zip(gaps)
+        .filter(|(_, gap)| !gap.is_empty())
+        .map(|(stage, mut gap)| {
+            gap.sort_by(f64::total_cmp);
+            (
+                *stage,
+                percentile(&gap, 0.5),
+                percentile(&gap, 0.99),
+                gap.len(),
+            )
+        })
+        .collect()
+}
+
 /// Peak RSS of each worker, sampled while a run goes on.
 async fn sample_rss(workers: Vec<u32>, stop: Arc<AtomicBool>) -> Vec<f64> {
     let mut peaks = vec![0.0f64; workers.len()];
@@ -888,6 +957,11 @@ async fn run(
         destroy_latencies.last().copied().unwrap_or(f64::NAN),
         destroy_latencies.len()
     );
+    for (stage, p50, p99, count) in stage_times(observer, driver, phase).await {
+        println!(
+            "    → {stage:<11} p50 / p99 {p50:>8.1} / {p99:>8.1} ms after the previous stage ({count})"
+        );
+    }
     println!(
         "  manager CPU per session      {:.0} µs ({:.2} cores over the cycle)",
         (cpu_wire_after.0 - before.cpu) / sessions * 1e6,

@@ -61,6 +61,7 @@ mod registry_harbor;
 mod sched_agent_rpc;
 mod sched_e2e;
 mod sched_etcd_state;
+mod sched_kernel_events;
 mod sched_lock;
 mod sched_multi;
 mod sched_policies;

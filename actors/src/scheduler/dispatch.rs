@@ -13,6 +13,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::cluster_network::{create_local_network, local_network_name, needs_local_network};
+use super::events::start_kernel_in;
 use super::lifecycle::{
     KernelUpdate, LifecycleError, recalc_agent_occupancy, transit_kernel, update_session_status,
 };
@@ -35,6 +36,8 @@ pub enum DispatchError {
     Pool(#[source] deadpool_postgres::PoolError),
     #[error(transparent)]
     Decode(#[from] bai_schema::queries::DecodeError),
+    #[error(transparent)]
+    Query(bai_schema::queries::QueryError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DispatchError {
@@ -105,7 +108,7 @@ pub async fn dispatch_session(
     )
     .await
     .map_err(db_err("moving kernels to PREPARING"))?;
-    let kernels = load_launches(&*tx, session_id, deps.etcd.as_ref()).await?;
+    let launch_rows = launch_rows(&*tx, session_id).await?;
     tx.commit().await.map_err(db_err("committing dispatch"))?;
     // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
     // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
@@ -122,7 +125,9 @@ pub async fn dispatch_session(
     if marked == 0 {
         return Ok(DispatchOutcome::NotOurs);
     }
+    // The registry lookups in etcd need no database connection.
     drop(client);
+    let kernels = launches(launch_rows, session_id, deps.etcd.as_ref()).await?;
 
     let mut per_agent: BTreeMap<String, (AgentTarget, Vec<KernelLaunch>)> = BTreeMap::new();
     let mut replicas: BTreeMap<String, usize> = BTreeMap::new();
@@ -232,17 +237,11 @@ pub async fn mark_running(
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
     let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
-    let update = KernelUpdate::from_creation_info(creation_info);
     let tx = client
         .transaction()
         .await
         .map_err(db_err("beginning a kernel start"))?;
-    let now = Utc::now();
-    if let Some(done) =
-        transit_kernel(&*tx, kernel_id, KernelStatus::Running, "", now, &update).await?
-    {
-        update_session_status(&*tx, done.session_id, "", now).await?;
-    }
+    start_kernel_in(&*tx, kernel_id, creation_info).await?;
     tx.commit()
         .await
         .map_err(db_err("committing a kernel start"))?;
@@ -317,12 +316,12 @@ async fn cancel_failed_start(
     Ok(())
 }
 
-async fn load_launches(
+/// The kernels of `session_id` to create, with what their launch needs from other tables.
+async fn launch_rows(
     client: &impl tokio_postgres::GenericClient,
     session_id: Uuid,
-    etcd: Option<&EtcdStore>,
-) -> Result<Vec<KernelRow>, DispatchError> {
-    let rows = client
+) -> Result<Vec<tokio_postgres::Row>, DispatchError> {
+    client
         .query(
             "SELECT k.id, k.session_type, k.cluster_mode, k.cluster_size, k.cluster_role,
                     k.cluster_idx, k.local_rank, k.cluster_hostname, coalesce(k.image, ''),
@@ -342,7 +341,15 @@ async fn load_launches(
             &[&session_id],
         )
         .await
-        .map_err(db_err("reading the kernels to create"))?;
+        .map_err(db_err("reading the kernels to create"))
+}
+
+/// The launches of [`launch_rows`], each with its registry's URL from etcd.
+async fn launches(
+    rows: Vec<tokio_postgres::Row>,
+    session_id: Uuid,
+    etcd: Option<&EtcdStore>,
+) -> Result<Vec<KernelRow>, DispatchError> {
     let cluster_hosts: Vec<String> = rows
         .iter()
         .map(|row| row.decode::<_, String>(7))

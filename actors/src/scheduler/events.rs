@@ -5,9 +5,10 @@ use bai_schema::enums::{KernelStatus, SessionStatus};
 use bai_schema::queries::ReadColumn;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
+use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::dispatch::{DispatchDeps, DispatchError, mark_running};
+use super::dispatch::{DispatchDeps, DispatchError};
 use super::lifecycle::{
     KernelUpdate, SessionChange, recalc_agent_occupancy, transit_kernel, update_session_status,
 };
@@ -21,57 +22,215 @@ fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Dispat
     move |source| DispatchError::Database { context, source }
 }
 
-/// Applies one kernel event; idempotent.
+/// A session transition to announce once the transaction that made it has committed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Announcement {
+    pub change: SessionChange,
+    pub reason: String,
+}
+
+/// Whether the event ends the kernel, freeing its agent's slots.
+fn frees_slots(kind: KernelEventKind) -> bool {
+    matches!(
+        kind,
+        KernelEventKind::Terminated | KernelEventKind::Cancelled
+    )
+}
+
+/// Applies one kernel event in its own transaction; idempotent.
 pub async fn apply_kernel_event(
     deps: &DispatchDeps,
     producer: Option<&EventProducer>,
     event: &KernelEvent,
 ) -> Result<(), DispatchError> {
-    let target = match event.kind {
-        KernelEventKind::Preparing | KernelEventKind::Creating => KernelStatus::Preparing,
-        KernelEventKind::Pulling => KernelStatus::Pulling,
-        KernelEventKind::Started => {
-            mark_running(deps, event.kernel_id, &event.creation_info).await?;
-            return announce_current(deps, producer, event.session_id).await;
+    apply_kernel_event_batch(deps, producer, &[event]).await
+}
+
+/// Applies `events` in stream order in one transaction (one commit for the whole batch), then
+/// announces the session transitions they caused. Either all are applied or none is.
+pub async fn apply_kernel_event_batch(
+    deps: &DispatchDeps,
+    producer: Option<&EventProducer>,
+    events: &[&KernelEvent],
+) -> Result<(), DispatchError> {
+    let ending: Vec<Uuid> = events
+        .iter()
+        .filter(|event| event.kind == KernelEventKind::Terminated)
+        .map(|event| event.kernel_id)
+        .collect();
+    let last_stats = last_stats(deps, &ending).await;
+    let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
+    let tx = client
+        .transaction()
+        .await
+        .map_err(db_err("beginning kernel transitions"))?;
+    for (kernel_id, stat) in &last_stats {
+        set_last_stat(&tx, *kernel_id, stat)
+            .await
+            .map_err(DispatchError::Query)?;
+    }
+    let freeing: Vec<Uuid> = events
+        .iter()
+        .filter(|event| frees_slots(event.kind))
+        .map(|event| event.kernel_id)
+        .collect();
+    lock_agents_of(&*tx, &freeing).await?;
+    let mut freed_agents: Vec<String> = Vec::new();
+    let mut announcements = Vec::new();
+    for event in events {
+        announcements.extend(apply_in(&*tx, event, &mut freed_agents).await?);
+    }
+    freed_agents.sort();
+    freed_agents.dedup();
+    for agent in &freed_agents {
+        recalc_agent_occupancy(&*tx, agent).await?;
+    }
+    tx.commit()
+        .await
+        .map_err(db_err("committing kernel transitions"))?;
+    if let Some(producer) = producer {
+        for announcement in &announcements {
+            announce(producer, &announcement.change, &announcement.reason).await;
         }
-        KernelEventKind::Cancelled => KernelStatus::Cancelled,
-        KernelEventKind::Terminating => KernelStatus::Terminating,
-        KernelEventKind::Terminated => {
-            keep_last_stat(deps, event.kernel_id).await;
-            KernelStatus::Terminated
-        }
-    };
-    let change = end_or_move_kernel(deps, event.kernel_id, target, &event.reason).await?;
-    if let (Some(change), Some(producer)) = (change, producer) {
-        announce(producer, &change, &event.reason).await;
     }
     Ok(())
 }
 
-/// Copies the kernel's statistics from Redis to `kernels.last_stat` (the original's
-/// `sync_kernel_stats` at termination), before the session's end is announced, so usage
-/// reports and the destroy reply have them after the agent drops its key. Best effort: a
-/// missing statistic or a Redis failure leaves `last_stat` as it was.
-pub(super) async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
-    let Some(redis) = &deps.stat_redis else {
-        return;
+/// Applies one kernel event inside `client`'s transaction, whose caller has locked the agents
+/// of the kernels it ends and recomputes the occupancy of the agents added to `freed_agents`.
+async fn apply_in<C: GenericClient>(
+    client: &C,
+    event: &KernelEvent,
+    freed_agents: &mut Vec<String>,
+) -> Result<Option<Announcement>, DispatchError> {
+    let target = match event.kind {
+        KernelEventKind::Preparing | KernelEventKind::Creating => KernelStatus::Preparing,
+        KernelEventKind::Pulling => KernelStatus::Pulling,
+        KernelEventKind::Started => {
+            start_kernel_in(client, event.kernel_id, &event.creation_info).await?;
+            return started_announcement(client, event.session_id).await;
+        }
+        KernelEventKind::Cancelled => KernelStatus::Cancelled,
+        KernelEventKind::Terminating => KernelStatus::Terminating,
+        KernelEventKind::Terminated => KernelStatus::Terminated,
     };
+    Ok(
+        move_kernel_in(client, event.kernel_id, target, &event.reason, freed_agents)
+            .await?
+            .map(|change| Announcement {
+                change,
+                reason: event.reason.clone(),
+            }),
+    )
+}
+
+/// PREPARING/PULLING → RUNNING with the container's facts, and the session re-derived, inside
+/// `client`'s transaction (see [`super::dispatch::mark_running`]).
+pub(super) async fn start_kernel_in<C: GenericClient>(
+    client: &C,
+    kernel_id: Uuid,
+    creation_info: &serde_json::Value,
+) -> Result<(), DispatchError> {
+    let update = KernelUpdate::from_creation_info(creation_info);
+    let now = Utc::now();
+    if let Some(done) =
+        transit_kernel(client, kernel_id, KernelStatus::Running, "", now, &update).await?
+    {
+        update_session_status(client, done.session_id, "", now).await?;
+    }
+    Ok(())
+}
+
+/// Moves a kernel to `target` and re-derives its session's status inside `client`'s
+/// transaction; a kernel that stops occupying its agent adds the agent to `freed_agents`.
+async fn move_kernel_in<C: GenericClient>(
+    client: &C,
+    kernel_id: Uuid,
+    target: KernelStatus,
+    reason: &str,
+    freed_agents: &mut Vec<String>,
+) -> Result<Option<SessionChange>, DispatchError> {
+    let now = Utc::now();
+    let Some(done) = transit_kernel(
+        client,
+        kernel_id,
+        target,
+        reason,
+        now,
+        &KernelUpdate::default(),
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    if matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled)
+        && let Some(agent) = done.agent
+    {
+        freed_agents.push(agent);
+    }
+    Ok(update_session_status(client, done.session_id, reason, now).await?)
+}
+
+/// Locks the agents of `kernel_ids` in id order, the order the reservation locks them in, so
+/// that freeing slots and reserving them never wait for each other in a cycle.
+async fn lock_agents_of<C: GenericClient>(
+    client: &C,
+    kernel_ids: &[Uuid],
+) -> Result<(), DispatchError> {
+    if kernel_ids.is_empty() {
+        return Ok(());
+    }
+    client
+        .execute(
+            "SELECT a.id FROM agents a
+              WHERE a.id IN (SELECT k.agent FROM kernels k WHERE k.id = ANY($1))
+              ORDER BY a.id FOR UPDATE OF a",
+            &[&kernel_ids],
+        )
+        .await
+        .map_err(db_err("locking the agents of ending kernels"))?;
+    Ok(())
+}
+
+/// The statistics the agents keep in Redis for `kernel_ids` (the original's
+/// `sync_kernel_stats` at termination), to be stored in `kernels.last_stat` before the
+/// session's end is announced, so usage reports and the destroy reply have them after the
+/// agent drops its key. Best effort: a missing or unreadable statistic, or a Redis failure,
+/// leaves `last_stat` as it was.
+async fn last_stats(deps: &DispatchDeps, kernel_ids: &[Uuid]) -> Vec<(Uuid, serde_json::Value)> {
+    let Some(redis) = &deps.stat_redis else {
+        return Vec::new();
+    };
+    if kernel_ids.is_empty() {
+        return Vec::new();
+    }
+    let keys: Vec<String> = kernel_ids.iter().map(Uuid::to_string).collect();
     let mut connection = redis.clone();
-    let raw: Option<Vec<u8>> = match redis::cmd("GET")
-        .arg(kernel_id.to_string())
+    let raw: Vec<Option<Vec<u8>>> = match redis::cmd("MGET")
+        .arg(&keys)
         .query_async(&mut connection)
         .await
     {
         Ok(raw) => raw,
         Err(e) => {
-            log::warn!("cannot read the statistics of kernel {kernel_id} from redis: {e}");
-            return;
+            log::warn!("cannot read the statistics of ending kernels from redis: {e}");
+            return Vec::new();
         }
     };
-    let Some(stat) = raw
-        .and_then(|bytes| msgpack::decode(&bytes).ok())
-        .map(|value| msgpack_to_json(&value))
-    else {
+    kernel_ids
+        .iter()
+        .zip(raw)
+        .filter_map(|(id, bytes)| {
+            let stat = msgpack::decode(&bytes?).ok()?;
+            Some((*id, msgpack_to_json(&stat)))
+        })
+        .collect()
+}
+
+/// Stores one kernel's last statistics from Redis (see [`last_stats`]), for a kernel the
+/// manager ends itself.
+pub(super) async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
+    let Some((_, stat)) = last_stats(deps, &[kernel_id]).await.pop() else {
         return;
     };
     let client = match deps.pool.get().await {
@@ -94,58 +253,31 @@ pub async fn end_or_move_kernel(
     target: KernelStatus,
     reason: &str,
 ) -> Result<Option<SessionChange>, DispatchError> {
-    let now = Utc::now();
     let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
         .map_err(db_err("beginning a kernel transition"))?;
-    let frees_slots = matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled);
-    if frees_slots {
-        // Lock the agent before the kernel, in the order the reservation uses.
-        let agent: Option<Option<String>> = tx
-            .query_opt("SELECT agent FROM kernels WHERE id = $1", &[&kernel_id])
-            .await
-            .map_err(db_err("reading a kernel's agent"))?
-            .map(|row| row.decode(0))
-            .transpose()?;
-        if let Some(Some(agent)) = &agent {
-            tx.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[agent])
-                .await
-                .map_err(db_err("locking an agent"))?;
-        }
+    if matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled) {
+        lock_agents_of(&*tx, &[kernel_id]).await?;
     }
-    let Some(done) = transit_kernel(
-        &*tx,
-        kernel_id,
-        target,
-        reason,
-        now,
-        &KernelUpdate::default(),
-    )
-    .await?
-    else {
-        return Ok(None);
-    };
-    if frees_slots && let Some(agent) = &done.agent {
+    let mut freed_agents = Vec::new();
+    let change = move_kernel_in(&*tx, kernel_id, target, reason, &mut freed_agents).await?;
+    for agent in &freed_agents {
         recalc_agent_occupancy(&*tx, agent).await?;
     }
-    let change = update_session_status(&*tx, done.session_id, reason, now).await?;
     tx.commit()
         .await
         .map_err(db_err("committing a kernel transition"))?;
     Ok(change)
 }
 
-async fn announce_current(
-    deps: &DispatchDeps,
-    producer: Option<&EventProducer>,
+/// The `session_started` announcement when the session is RUNNING (whichever of the RPC reply
+/// and the `kernel_started` event moved it there).
+async fn started_announcement<C: GenericClient>(
+    client: &C,
     session_id: Uuid,
-) -> Result<(), DispatchError> {
-    let Some(producer) = producer else {
-        return Ok(());
-    };
-    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
+) -> Result<Option<Announcement>, DispatchError> {
     let row = client
         .query_opt(
             "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",
@@ -153,19 +285,22 @@ async fn announce_current(
         )
         .await
         .map_err(db_err("reading a session"))?;
-    if let Some(row) = row {
-        let status: SessionStatus = row.decode(0)?;
-        if status == SessionStatus::Running {
-            let change = SessionChange {
-                session_id,
-                creation_id: row.decode(1)?,
-                from: SessionStatus::Preparing,
-                to: status,
-            };
-            announce(producer, &change, "").await;
-        }
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let status: SessionStatus = row.decode(0)?;
+    if status != SessionStatus::Running {
+        return Ok(None);
     }
-    Ok(())
+    Ok(Some(Announcement {
+        change: SessionChange {
+            session_id,
+            creation_id: row.decode(1)?,
+            from: SessionStatus::Preparing,
+            to: status,
+        },
+        reason: String::new(),
+    }))
 }
 
 /// Produces the session event of a transition (`session_started`, `session_terminated`, ...).

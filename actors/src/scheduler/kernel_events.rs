@@ -1,15 +1,18 @@
-//! A batch of kernel events, as the scheduler handles it before replying to the event bus:
-//! each kernel's events in stream order, different kernels side by side (at most
-//! [`MAX_KERNELS_IN_FLIGHT`] at once), all finished before the reply, so the bus acknowledges
-//! only events that were applied. A kernel whose event failed keeps that event and its later
-//! ones unacknowledged, in order, for redelivery.
+//! A batch of kernel events, as the scheduler handles it before replying to the event bus, so
+//! the bus acknowledges only events that were applied. The whole batch is applied in stream
+//! order in one transaction: one commit for all the kernels whose events arrived together,
+//! instead of one per event. When that transaction fails (a deadlock with another worker's
+//! batch, one bad event), the batch is applied again one event per transaction: each kernel's
+//! events in stream order, different kernels side by side (at most [`MAX_KERNELS_IN_FLIGHT`] at
+//! once), and a kernel whose event failed keeps that event and its later ones unacknowledged,
+//! in order, for redelivery.
 
 use futures::StreamExt;
-use slog::warn;
+use slog::{debug, warn};
 use uuid::Uuid;
 
 use super::dispatch::DispatchDeps;
-use super::events::apply_kernel_event;
+use super::events::{apply_kernel_event, apply_kernel_event_batch};
 use crate::wire::{EventProducer, KernelEvent, KernelEventKind};
 
 /// Kernels whose events are applied at the same time within one batch.
@@ -58,6 +61,28 @@ pub fn without_superseded(queue: Vec<StreamedKernelEvent>) -> Vec<StreamedKernel
         .collect()
 }
 
+/// The events of `queues` in the order of their stream ids (each kernel's queue is in stream
+/// order already).
+fn stream_order(queues: &[Vec<StreamedKernelEvent>]) -> Vec<&KernelEvent> {
+    let mut all: Vec<&StreamedKernelEvent> = queues.iter().flatten().collect();
+    all.sort_by(|(a, _), (b, _)| compare_stream_ids(a, b));
+    all.into_iter().map(|(_, event)| event).collect()
+}
+
+/// Orders Redis stream ids (`<ms>-<seq>`) numerically; an id that is not one sorts last.
+fn compare_stream_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(id: &str) -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-')?;
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    }
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 /// Applies a batch; returns the stream ids that were not applied (a failed event and the
 /// events of the same kernel after it).
 pub async fn apply_kernel_events(
@@ -66,10 +91,21 @@ pub async fn apply_kernel_events(
     log: &slog::Logger,
     events: Vec<StreamedKernelEvent>,
 ) -> Vec<String> {
-    let queues = per_kernel(events);
+    let queues: Vec<Vec<StreamedKernelEvent>> = per_kernel(events)
+        .into_iter()
+        .map(without_superseded)
+        .collect();
+    let in_stream_order = stream_order(&queues);
+    match apply_kernel_event_batch(deps, producer, &in_stream_order).await {
+        Ok(()) => return Vec::new(),
+        Err(error) => {
+            debug!(log, "cannot apply a batch of kernel events at once; applying them one by one";
+                "events" => in_stream_order.len(), "error" => %error);
+        }
+    }
     futures::stream::iter(queues)
         .map(|queue| async move {
-            let mut queue = without_superseded(queue).into_iter();
+            let mut queue = queue.into_iter();
             while let Some((id, event)) = queue.next() {
                 if let Err(error) = apply_kernel_event(deps, producer, &event).await {
                     warn!(log, "cannot apply a kernel event; it will be delivered again";
@@ -127,6 +163,39 @@ mod tests {
             .map(|(id, _)| id)
             .collect();
         assert_eq!(kept, vec!["2-0"]);
+    }
+
+    #[test]
+    fn a_batch_is_applied_in_stream_order_across_kernels() {
+        let batch = vec![
+            ("9-0".to_owned(), event(2, KernelEventKind::Pulling)),
+            ("10-0".to_owned(), event(1, KernelEventKind::Started)),
+            ("10-1".to_owned(), event(2, KernelEventKind::Started)),
+            ("11-0".to_owned(), event(1, KernelEventKind::Terminated)),
+        ];
+        let queues = per_kernel(batch);
+        let kinds: Vec<(u128, KernelEventKind)> = stream_order(&queues)
+            .into_iter()
+            .map(|event| (event.kernel_id.as_u128(), event.kind))
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                (2, KernelEventKind::Pulling),
+                (1, KernelEventKind::Started),
+                (2, KernelEventKind::Started),
+                (1, KernelEventKind::Terminated),
+            ]
+        );
+    }
+
+    #[test]
+    fn stream_ids_compare_as_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_stream_ids("9-0", "10-0"), Less);
+        assert_eq!(compare_stream_ids("10-2", "10-10"), Less);
+        assert_eq!(compare_stream_ids("10-0", "10-0"), Equal);
+        assert_eq!(compare_stream_ids("x", "1-0"), Greater);
     }
 
     #[test]
