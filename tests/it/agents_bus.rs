@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bai_actors::event_bus::EventInterest;
-use bai_actors::event_bus::session_feed::{self, SessionEventFeed, SessionEvents};
+use bai_actors::event_bus::session_feed::{self, FeedError, SessionEventFeed, SessionEvents};
 use bai_actors::heartbeat::GetTrackerStats;
 use bai_actors::redis::db;
 use bai_actors::wire::{
@@ -371,6 +371,61 @@ async fn a_stopped_session_feed_restarts_and_its_open_receivers_keep_receiving()
         );
     }
     assert!(feed.connected());
+}
+
+/// Redis goes away under a reading feed and under a new subscription: the subscription fails
+/// naming Redis (the next one, once Redis is back, starts a reader), and the receiver opened
+/// before the outage keeps receiving after it (its reader backs off, reconnects and reads on).
+#[actix::test]
+async fn the_session_feed_outlives_a_redis_outage() {
+    let mut env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let (session, _) = a_session(&env).await;
+    let lines = LogLines::default();
+    let reading = session_feed(&env, test_log(&lines)).await;
+    let idle = session_feed(&env, test_log(&lines)).await;
+    let mut open = session_feed::subscribe(&reading).await.unwrap();
+
+    env.redis.stop();
+    let error = session_feed::subscribe(&idle)
+        .await
+        .expect_err("no reader starts without Redis");
+    assert!(matches!(error, FeedError::Redis(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot start reading the event stream: "),
+        "{error}"
+    );
+    wait_for("the reader to notice that Redis is gone", LIMIT, || async {
+        lines
+            .contains(&["session event feed: Redis failed; reconnecting"])
+            .then_some(())
+    })
+    .await;
+    env.redis.restart();
+
+    let producer = producer(&env).await;
+    producer
+        .produce(&session_event(SessionEventKind::Enqueued, session))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_record(&mut open).await,
+        ("session_enqueued".to_owned(), session)
+    );
+    assert!(lines.contains(&["session event feed: reconnected to Redis"]));
+    let mut after = session_feed::subscribe(&idle).await.unwrap();
+    producer
+        .produce(&session_event(SessionEventKind::Scheduled, session))
+        .await
+        .unwrap();
+    for events in [&mut open, &mut after] {
+        assert_eq!(
+            next_record(events).await,
+            ("session_scheduled".to_owned(), session)
+        );
+    }
 }
 
 /// A subscriber that stops on its first batch without replying (as an actor that fails
