@@ -11,6 +11,7 @@ use actix::Supervisor;
 use actix_web::middleware::{Condition, Logger};
 use actix_web::{App, HttpServer, web};
 use bai_actors::etcd::{EtcdError, EtcdStore};
+use bai_actors::event_bus::session_feed::{self, SessionEventFeed};
 use bai_actors::event_bus::{EventBus, Subscription};
 use bai_actors::facade::body_deadline::BodyReadTimeout;
 use bai_actors::facade::hello::{COMPATIBLE_MANAGER_VERSION, ManagerVersion};
@@ -136,6 +137,7 @@ async fn start_actors(
     // an actor cannot start; the supervisor restarts the worker with a back-off.
     let locks = super::scheduling::start_locks(ctx, watchdog)?;
     let (bus, producer) = start_event_actors(ctx, extensions, watchdog, &locks);
+    start_session_feed(ctx, extensions, watchdog);
     super::scheduling::start_scheduler(ctx, extensions, watchdog, &locks, &bus, &producer)?;
 
     // Storage broker: etcd `volumes/` → storage-proxy clients, for the vfolder routes.
@@ -214,6 +216,24 @@ fn start_event_actors(
     extensions.add(web::Data::new(bus.clone()));
     extensions.add(web::Data::new(tracker));
     (bus, producer)
+}
+
+/// The session-event feed (`web::Data<Addr<SessionEventFeed>>`): this worker's reader of every
+/// session and kernel event, for `GET /events/session` and the streams that end with their
+/// session. It reads only while someone subscribes; its lookups use the background pool.
+fn start_session_feed(
+    ctx: &ActorContext<'_>,
+    extensions: &mut AppExtensions,
+    watchdog: &mut Watchdog,
+) {
+    let feed = SessionEventFeed::new(
+        ctx.log.new(o!("actor" => session_feed::ACTOR_NAME)),
+        ctx.redis_settings.clone(),
+        ctx.background_db.clone(),
+    );
+    let feed = Supervisor::start(move |_| feed);
+    watchdog.watch(session_feed::ACTOR_NAME, &feed);
+    extensions.add(web::Data::new(feed));
 }
 
 /// Runs a worker process and returns its exit code.

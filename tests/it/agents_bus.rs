@@ -1,17 +1,26 @@
-//! The event bus against a real Redis: malformed entries, two workers sharing the stream, and
-//! entries left pending by a dead worker.
+//! The event bus against a real Redis: malformed entries, two workers sharing the stream,
+//! entries left pending by a dead worker; and the session-event feed, which every worker reads
+//! in full (no group): each worker's feed sees every event, and a stopped feed restarts, counted,
+//! with its open receivers still receiving.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use bai_actors::event_bus::EventInterest;
+use bai_actors::event_bus::session_feed::{self, FeedError, SessionEventFeed, SessionEvents};
 use bai_actors::heartbeat::GetTrackerStats;
 use bai_actors::redis::db;
-use bai_actors::wire::WireFormat;
+use bai_actors::wire::{
+    Event, KernelEvent, KernelEventKind, SessionEvent, SessionEventKind, WireFormat,
+};
 use bai_agent_sim::{SimAgent, StreamWriter, fleet};
+use bai_schema::DbSettings;
 use bai_testkit::TestEnv;
 
+use uuid::Uuid;
+
 use crate::agents_support::*;
+use crate::sched_support::{ADMIN_AK, enqueue_sessions};
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 const LIMIT: Duration = Duration::from_secs(60);
@@ -209,110 +218,214 @@ async fn entries_left_pending_by_a_dead_worker_are_claimed_by_another() {
     assert!(lines.contains(&["claimed entries left pending", "count=20"]));
 }
 
-#[actix::test]
-async fn every_event_feed_sees_every_event() {
-    use actix::Actor;
-    use bai_actors::event_bus::EventFeed;
-
-    let env = TestEnv::new().await;
-    let lines = LogLines::default();
-    let log = test_log(&lines);
-    let (record_a, seen_a) = recorder(EventInterest::All);
-    let (record_b, seen_b) = recorder(EventInterest::names(&["agent_started"]));
-    let _feed_a = EventFeed::new(log.clone(), redis_settings(&env))
-        .with_subscriber(record_a)
-        .start();
-    let _feed_b = EventFeed::new(log, redis_settings(&env))
-        .with_subscriber(record_b)
-        .start();
-    // Give both feeds time to take the stream's end as their start.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let agent = SimAgent::new("i-feed", WireFormat::Payload, 16001);
-    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
-    let started = bai_actors::wire::Event::AgentStarted {
-        reason: "self-started".into(),
-    };
-    let started_id = writer.send(&agent, &started).await.unwrap();
-    let heartbeat_id = writer.send(&agent, &agent.heartbeat()).await.unwrap();
-    wait_for("both feeds to see the events", LIMIT, || async {
-        let a = seen_a.lock().unwrap().clone();
-        let b = seen_b.lock().unwrap().clone();
-        (a.len() == 2 && b.len() == 1).then_some((a, b))
-    })
-    .await;
-    assert_eq!(
-        *seen_a.lock().unwrap(),
-        vec![started_id.clone(), heartbeat_id]
-    );
-    assert_eq!(*seen_b.lock().unwrap(), vec![started_id]);
+/// A worker's session-event feed for `env`, supervised as the worker starts it.
+async fn session_feed(env: &TestEnv, log: slog::Logger) -> actix::Addr<SessionEventFeed> {
+    let pool = DbSettings {
+        host: env.db.host.clone(),
+        port: env.db.port,
+        name: env.db.name.clone(),
+        user: env.db.user.clone(),
+        password: String::new(),
+        pool_size: 2,
+    }
+    .connect_pool()
+    .await
+    .unwrap();
+    let feed = SessionEventFeed::new(log, redis_settings(env), pool);
+    actix::Supervisor::start(move |_| feed)
 }
 
-/// The event feed under `actix::Supervisor`: stopped, it comes back on the same mailbox (the
-/// restart is counted) with its subscribers, and its fresh reader delivers new events.
+/// A PENDING session in the database (the example fixtures must be loaded): its id and its
+/// main kernel's.
+async fn a_session(env: &TestEnv) -> (Uuid, Uuid) {
+    let client = env.db.connect().await;
+    let session = enqueue_sessions(&client, ADMIN_AK, 1, 1, 1).await[0];
+    let kernel: Uuid = client
+        .query_one("SELECT id FROM kernels WHERE session_id = $1", &[&session])
+        .await
+        .unwrap()
+        .get(0);
+    (session, kernel)
+}
+
+fn session_event(kind: SessionEventKind, session_id: Uuid) -> Event {
+    Event::Session(SessionEvent {
+        kind,
+        session_id,
+        creation_id: None,
+        reason: "test".into(),
+        exit_code: None,
+    })
+}
+
+fn kernel_event(kind: KernelEventKind, session_id: Uuid, kernel_id: Uuid) -> Event {
+    Event::Kernel(KernelEvent {
+        kind,
+        kernel_id,
+        session_id,
+        reason: "test".into(),
+        creation_info: serde_json::Value::Null,
+        exit_code: None,
+    })
+}
+
+/// The next record of `events` (failing after [`LIMIT`]): its name and its session.
+async fn next_record(events: &mut SessionEvents) -> (String, Uuid) {
+    let record = tokio::time::timeout(LIMIT, events.recv())
+        .await
+        .expect("no event within the limit")
+        .expect("the feed is open and keeps up");
+    (record.name.clone(), record.subject.session_id)
+}
+
+/// Two workers' feeds (no consumer group between them): each delivers every forwarded event,
+/// session and kernel ones, with the subject looked up; an event about a session this
+/// database does not know is left out.
 #[actix::test]
-async fn a_stopped_event_feed_restarts_and_keeps_delivering() {
-    use bai_actors::event_bus::EventFeed;
-    use bai_actors::event_bus::broadcast::FEED_ACTOR_NAME;
+async fn every_worker_s_session_feed_sees_every_event() {
+    let env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let (session, kernel) = a_session(&env).await;
+    let lines = LogLines::default();
+    let feed_a = session_feed(&env, test_log(&lines)).await;
+    let feed_b = session_feed(&env, test_log(&lines)).await;
+    let mut events_a = session_feed::subscribe(&feed_a).await.unwrap();
+    let mut events_b = session_feed::subscribe(&feed_b).await.unwrap();
+    // Produced right after the subscriptions were answered: their start is fixed before.
+    let producer = producer(&env).await;
+    for event in [
+        session_event(SessionEventKind::Enqueued, Uuid::new_v4()),
+        session_event(SessionEventKind::Enqueued, session),
+        kernel_event(KernelEventKind::Pulling, session, kernel),
+        // Not forwarded.
+        Event::AgentStarted {
+            reason: "self-started".into(),
+        },
+        session_event(SessionEventKind::Scheduled, session),
+    ] {
+        producer.produce(&event).await.unwrap();
+    }
+    for events in [&mut events_a, &mut events_b] {
+        assert_eq!(
+            next_record(events).await,
+            ("session_enqueued".to_owned(), session)
+        );
+        assert_eq!(
+            next_record(events).await,
+            ("kernel_pulling".to_owned(), session)
+        );
+        assert_eq!(
+            next_record(events).await,
+            ("session_scheduled".to_owned(), session)
+        );
+    }
+}
+
+/// The feed under `actix::Supervisor`: stopped, it comes back on the same mailbox (the restart
+/// is counted), a receiver opened before the stop keeps receiving, including an event produced
+/// while the feed restarted (the fresh reader reads on after the last entry handled), and new
+/// subscribers join.
+#[actix::test]
+async fn a_stopped_session_feed_restarts_and_its_open_receivers_keep_receiving() {
     use bai_actors::supervision::{InjectFault, restarts_of};
 
     let env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let (session, _) = a_session(&env).await;
     let lines = LogLines::default();
-    let (record, seen) = recorder(EventInterest::names(&["agent_started"]));
-    let feed = EventFeed::new(test_log(&lines), redis_settings(&env)).with_subscriber(record);
-    let feed = actix::Supervisor::start(move |_| feed);
-    let before = restarts_of(FEED_ACTOR_NAME);
+    let feed = session_feed(&env, test_log(&lines)).await;
+    let mut before_stop = session_feed::subscribe(&feed).await.unwrap();
+    let producer = producer(&env).await;
+    producer
+        .produce(&session_event(SessionEventKind::Enqueued, session))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_record(&mut before_stop).await,
+        ("session_enqueued".to_owned(), session)
+    );
+
+    let restarts = restarts_of(session_feed::ACTOR_NAME);
     feed.send(InjectFault::Stop).await.unwrap();
-    // The same address takes a message after the restart (handled once it has run).
-    let (late, _) = recorder(EventInterest::names(&["agent_started"]));
-    feed.send(bai_actors::event_bus::Subscribe {
-        name: late.name,
-        interest: late.interest,
-        recipient: late.recipient,
-    })
-    .await
-    .unwrap();
-    assert_eq!(restarts_of(FEED_ACTOR_NAME), before + 1);
-    assert!(lines.contains(&["event feed: restarting"]));
-    // The restarted reader starts at the stream's end once it runs: send until one arrives.
-    let agent = SimAgent::new("i-feed-restart", WireFormat::Payload, 16001);
-    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
-    let started = bai_actors::wire::Event::AgentStarted {
-        reason: "self-started".into(),
-    };
-    let mut sent = Vec::new();
-    let deadline = std::time::Instant::now() + LIMIT;
-    loop {
-        sent.push(writer.send(&agent, &started).await.unwrap());
-        let got = wait_for_some(&seen, Duration::from_millis(500)).await;
-        if got {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restarted feed delivers nothing"
+    producer
+        .produce(&session_event(SessionEventKind::Scheduled, session))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_record(&mut before_stop).await,
+        ("session_scheduled".to_owned(), session)
+    );
+    assert_eq!(restarts_of(session_feed::ACTOR_NAME), restarts + 1);
+    assert!(lines.contains(&["session event feed: restarting", "restarts=1"]));
+    assert!(lines.contains(&["a fresh reader continues for the open streams"]));
+
+    let mut after_restart = session_feed::subscribe(&feed).await.unwrap();
+    producer
+        .produce(&session_event(SessionEventKind::Started, session))
+        .await
+        .unwrap();
+    for events in [&mut before_stop, &mut after_restart] {
+        assert_eq!(
+            next_record(events).await,
+            ("session_started".to_owned(), session)
         );
     }
-    let seen = seen.lock().unwrap().clone();
-    assert!(
-        seen.iter().all(|id| sent.contains(id)),
-        "{seen:?} not among {sent:?}"
-    );
     assert!(feed.connected());
 }
 
-/// Whether `seen` holds an entry within `within` (polled).
-async fn wait_for_some(
-    seen: &std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-    within: Duration,
-) -> bool {
-    let until = std::time::Instant::now() + within;
-    while std::time::Instant::now() < until {
-        if !seen.lock().unwrap().is_empty() {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// Redis goes away under a reading feed and under a new subscription: the subscription fails
+/// naming Redis (the next one, once Redis is back, starts a reader), and the receiver opened
+/// before the outage keeps receiving after it (its reader backs off, reconnects and reads on).
+#[actix::test]
+async fn the_session_feed_outlives_a_redis_outage() {
+    let mut env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    let (session, _) = a_session(&env).await;
+    let lines = LogLines::default();
+    let reading = session_feed(&env, test_log(&lines)).await;
+    let idle = session_feed(&env, test_log(&lines)).await;
+    let mut open = session_feed::subscribe(&reading).await.unwrap();
+
+    env.redis.stop();
+    let error = session_feed::subscribe(&idle)
+        .await
+        .expect_err("no reader starts without Redis");
+    assert!(matches!(error, FeedError::Redis(_)), "{error}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("cannot start reading the event stream: "),
+        "{error}"
+    );
+    wait_for("the reader to notice that Redis is gone", LIMIT, || async {
+        lines
+            .contains(&["session event feed: Redis failed; reconnecting"])
+            .then_some(())
+    })
+    .await;
+    env.redis.restart();
+
+    let producer = producer(&env).await;
+    producer
+        .produce(&session_event(SessionEventKind::Enqueued, session))
+        .await
+        .unwrap();
+    assert_eq!(
+        next_record(&mut open).await,
+        ("session_enqueued".to_owned(), session)
+    );
+    assert!(lines.contains(&["session event feed: reconnected to Redis"]));
+    let mut after = session_feed::subscribe(&idle).await.unwrap();
+    producer
+        .produce(&session_event(SessionEventKind::Scheduled, session))
+        .await
+        .unwrap();
+    for events in [&mut open, &mut after] {
+        assert_eq!(
+            next_record(events).await,
+            ("session_scheduled".to_owned(), session)
+        );
     }
-    !seen.lock().unwrap().is_empty()
 }
 
 /// A subscriber that stops on its first batch without replying (as an actor that fails

@@ -9,6 +9,7 @@ use actix::{Actor, Handler, ResponseFuture};
 use actix_web::http::Method;
 use actix_web::test::TestRequest;
 use bai_actors::etcd::{EtcdSettings, EtcdStore};
+use bai_actors::event_bus::SessionEventFeed;
 use bai_actors::facade::auth::signature::{HashAlgorithm, SignedParts, compute_signature};
 use bai_actors::facade::session::control::{
     CancelPendingSession, EnqueueSession, QueueError, SessionQueue,
@@ -259,6 +260,17 @@ pub fn session_queue(state: &AppState) -> SessionQueue {
     }
 }
 
+/// Starts a worker's session-event feed for `world` (inside an actix system), as the worker
+/// does: supervised, logging to the world's capture.
+pub fn session_feed(world: &ApiWorld) -> actix::Addr<SessionEventFeed> {
+    let feed = SessionEventFeed::new(
+        world.log.logger(),
+        RedisSettings::parse(&world.env.redis.addr(), None).unwrap(),
+        world.state.db.clone(),
+    );
+    actix::Supervisor::start(move |_| feed)
+}
+
 /// Builds the API app for a world (with the PENDING queue, without the rest of the scheduler).
 #[macro_export]
 macro_rules! api_app {
@@ -268,6 +280,9 @@ macro_rules! api_app {
                 .app_data(actix_web::web::Data::new($world.state.clone()))
                 .app_data(actix_web::web::Data::new(
                     $crate::api_support::session_queue(&$world.state),
+                ))
+                .app_data(actix_web::web::Data::new(
+                    $crate::api_support::session_feed(&$world),
                 ))
                 .configure(bai_actors::facade::configure),
         )

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use actix_web::http::{Method, StatusCode};
-use bai_actors::facade::event_feed::{READ_BLOCK, READER_CLIENT_NAME};
+use bai_actors::event_bus::session_feed::{READ_BLOCK, READER_CLIENT_NAME};
 use bai_schema::{DbSettings, PoolRole};
 use serde_json::{Value, json};
 

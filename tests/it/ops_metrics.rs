@@ -75,6 +75,7 @@ async fn metrics_move_with_the_requests_made() {
         "registry-sync",
         "storage-broker",
         "lock",
+        "session-event-feed",
     ] {
         let depth = before
             .samples

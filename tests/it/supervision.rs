@@ -7,7 +7,9 @@
 //! * a panicked heartbeat tracker ends its worker with a failure; the process supervisor starts
 //!   a new worker, which ingests heartbeats, including one sent while the old worker was dying;
 //! * a stopped storage broker is restarted the same way, counted, and its fresh etcd watch
-//!   picks up a change of `volumes/` made after the restart.
+//!   picks up a change of `volumes/` made after the restart;
+//! * a stopped session-event feed is restarted the same way, counted, and an event stream
+//!   (`GET /events/session`) opened before the stop keeps delivering events produced after it.
 
 use std::time::{Duration, Instant};
 
@@ -165,6 +167,102 @@ async fn a_stopped_storage_broker_restarts_and_watches_etcd_again() {
                 && line.contains("restarted:vol")),
         "the new default host is read"
     );
+    assert_eq!(
+        manager.worker_pids(),
+        workers,
+        "the worker itself kept running"
+    );
+    assert!(!manager.output().contains("actor died"));
+}
+
+/// Reads `response`, an open `GET /events/session`, until an event named `name` arrives
+/// (failing after [`LIMIT`]); returns its `data:` line.
+async fn next_sse_event(response: &mut reqwest::Response, seen: &mut String, name: &str) -> String {
+    let marker = format!("event: {name}\r\ndata: ");
+    loop {
+        if let Some(at) = seen.find(&marker) {
+            let rest = &seen[at + marker.len()..];
+            if let Some(end) = rest.find("\r\n") {
+                let data = rest[..end].to_owned();
+                seen.drain(..at + marker.len() + end);
+                return data;
+            }
+        }
+        let chunk = tokio::time::timeout(LIMIT, response.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("no {name} event within the limit; got {seen:?}"))
+            .expect("reading the event stream")
+            .expect("the event stream stays open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+#[actix::test]
+async fn a_stopped_session_event_feed_restarts_and_an_open_event_stream_keeps_delivering() {
+    use bai_actors::wire::{Event, EventProducer, SessionEvent, SessionEventKind};
+
+    use crate::api_support::{ADMIN_AK, ADMIN_SK, Signer};
+    use crate::sched_support::enqueue_sessions;
+
+    let env = TestEnv::new().await;
+    env.load_example_fixtures().await;
+    env.etcd_put("manager/status", "running").await;
+    let session = enqueue_sessions(&env.db.connect().await, ADMIN_AK, 1, 1, 1).await[0];
+    let manager = start_manager(&env, "session-event-feed");
+    let workers = manager.worker_pids();
+    assert_eq!(workers.len(), 1);
+
+    let path = "/events/session";
+    let mut request = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .unwrap()
+        .get(format!("http://127.0.0.1:{}{path}", env.service_port));
+    let signer = Signer::new(ADMIN_AK, ADMIN_SK);
+    for (name, value) in signer.headers("GET", path, "text/plain", chrono::Utc::now()) {
+        request = request.header(name, value);
+    }
+    let mut stream = request.send().await.unwrap();
+    assert_eq!(stream.status(), 200);
+    let mut seen = String::new();
+    let redis = bai_actors::redis::RedisSettings::parse(&env.redis.addr(), None)
+        .unwrap()
+        .connect(bai_actors::redis::db::STREAM)
+        .await
+        .unwrap();
+    let producer = EventProducer::new(redis, WireFormat::Args);
+    let event = |kind| {
+        Event::Session(SessionEvent {
+            kind,
+            session_id: session,
+            creation_id: None,
+            reason: "test".into(),
+            exit_code: None,
+        })
+    };
+    producer
+        .produce(&event(SessionEventKind::Enqueued))
+        .await
+        .unwrap();
+    let data = next_sse_event(&mut stream, &mut seen, "session_enqueued").await;
+    assert!(data.contains(&session.to_string()), "{data}");
+
+    signal(workers[0], libc::SIGUSR1);
+    manager.wait_for_output("session event feed: restarting", LIMIT);
+    assert!(
+        manager
+            .output()
+            .lines()
+            .any(|line| line.contains("session event feed: restarting")
+                && line.contains("restarts=1")),
+        "the restart is counted"
+    );
+    producer
+        .produce(&event(SessionEventKind::Scheduled))
+        .await
+        .unwrap();
+    let data = next_sse_event(&mut stream, &mut seen, "session_scheduled").await;
+    assert!(data.contains(&session.to_string()), "{data}");
     assert_eq!(
         manager.worker_pids(),
         workers,

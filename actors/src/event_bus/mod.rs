@@ -24,22 +24,23 @@
 //! from memory after [`RETRY_DELAY`], ahead of newer entries; if the worker dies holding it,
 //! another worker claims it after [`CLAIM_MIN_IDLE`] (XAUTOCLAIM). Handlers must therefore be
 //! idempotent. Producing events is separate:
-//! [`crate::wire::EventProducer`].
+//! [`crate::wire::EventProducer`]. Events every worker must see (the session events of
+//! `GET /events/session`) are read apart from the group, by [`session_feed`].
 
-pub mod broadcast;
 mod consumer;
 pub mod reader;
 pub mod reply;
+pub mod session_feed;
 
 use std::sync::{Arc, Mutex};
 
 use actix::prelude::*;
 
-pub use broadcast::EventFeed;
 pub use consumer::{
     CLAIM_MIN_IDLE, ConsumerSettings, READ_BATCH, READ_BLOCK, RETRY_DELAY, decode_batch,
 };
 pub use reader::MAX_QUEUED_ENTRIES;
+pub use session_feed::SessionEventFeed;
 
 use crate::redis::RedisSettings;
 use crate::wire::Event;

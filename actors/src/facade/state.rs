@@ -8,7 +8,6 @@ use redis::aio::ConnectionManager;
 
 use crate::etcd::EtcdStore;
 use crate::facade::auth::credentials::CredentialCache;
-use crate::facade::event_feed::EventFeed;
 use crate::facade::manager_status::ManagerStatusCache;
 use crate::facade::ratelimit::RateLimiter;
 use crate::facade::slot_types::SlotTypesCache;
@@ -53,7 +52,6 @@ pub struct PipelineState {
     pub manager_status: ManagerStatusCache,
     pub rate_limiter: RateLimiter,
     pub slot_types: SlotTypesCache,
-    pub event_feed: EventFeed,
     /// The kernels with app streams or terminals open in this worker, whose stale
     /// accounting entries the worker collects.
     pub open_streams: std::sync::Arc<crate::interaction::stream_gc::OpenStreams>,

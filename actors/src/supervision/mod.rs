@@ -15,8 +15,9 @@
 //! `/metrics` endpoint exports them as `bai_actor_restarts_total{actor=...}`.
 //!
 //! Mailbox depth: the senders of the scheduler, heartbeat tracker, registry sync, storage
-//! broker, lock actor and the other event-bus subscribers wrap each request in [`in_flight`]
-//! (a guard held from the send until the reply arrives or the request is dropped), so
+//! broker, lock actor, session-event feed and the other event-bus subscribers wrap each
+//! request in [`in_flight`] (a guard held from the send until the reply arrives or the request
+//! is dropped), so
 //! [`mailbox_depths`] counts the requests sent to an actor and not yet answered: queued in its
 //! mailbox or being handled. `/metrics` exports them as `bai_actor_mailbox_depth{actor=...}`.
 //! A `do_send` (no reply) and the actors' own timers are not counted.

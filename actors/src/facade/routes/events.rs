@@ -13,9 +13,10 @@ use serde_json::{Map, Value, json};
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::event_bus::session_feed::SessionEventRecord;
 use crate::facade::access::Access;
 use crate::facade::auth::{AuthContext, Authenticated};
-use crate::facade::event_feed::SessionEventRecord;
+use crate::facade::event_feed::{self, FeedData};
 use crate::facade::params::{ApiParams, invalid_param};
 use crate::facade::problem::{Problem, ProblemKind};
 use crate::facade::routes::{db_client, query_failed};
@@ -107,19 +108,12 @@ async fn session_events(
     caller: Authenticated,
     params: ApiParams,
     state: web::Data<AppState>,
+    feed: FeedData,
 ) -> Result<HttpResponse, Problem> {
     let filter = read_filter(&caller, &params, &state).await?;
     slog::info!(state.log, "PUSH_SESSION_EVENTS";
         "access_key" => &filter.owner_access_key, "session" => &filter.session_name);
-    let receiver = state
-        .pipeline
-        .event_feed
-        .subscribe(&state.etcd, &state.db, &state.log)
-        .await
-        .map_err(|e| {
-            slog::error!(state.log, "cannot start the event feed"; "error" => %e);
-            Problem::internal("cannot read the event stream")
-        })?;
+    let receiver = event_feed::subscribe(feed, &state.log, "cannot read the event stream").await?;
     let stopping = state.pipeline.stopping.clone();
     let events = stream::unfold((receiver, filter), move |(mut receiver, filter)| {
         let stopping = stopping.clone();

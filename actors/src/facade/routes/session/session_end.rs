@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::facade::event_feed::SessionEventRecord;
+use crate::event_bus::session_feed::SessionEventRecord;
 
 /// The events after which a kernel's streams have nothing left to talk to.
 pub const ENDING_EVENTS: [&str; 4] = [

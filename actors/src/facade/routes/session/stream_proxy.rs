@@ -12,6 +12,7 @@ use super::session_end::stream_stop;
 use super::stream_execute::MAX_WS_MESSAGE_BYTES;
 use super::tcp_relay::{RelayEnd, relay};
 use crate::facade::auth::Authenticated;
+use crate::facade::event_feed::{self, FeedData};
 use crate::facade::problem::Problem;
 use crate::facade::state::AppState;
 use crate::interaction::SessionInteraction;
@@ -92,6 +93,7 @@ pub async fn stream_proxy(
     payload: web::Payload,
     state: web::Data<AppState>,
     interaction: Option<web::Data<SessionInteraction>>,
+    feed: FeedData,
 ) -> Result<HttpResponse, Problem> {
     let interaction = service(interaction)?;
     let reference = session_reference(&request);
@@ -133,15 +135,8 @@ pub async fn stream_proxy(
         .await
         .map_err(|e| problem(&state, e))?;
     // Subscribed before the upgrade, so a termination during the handshake is not missed.
-    let events = state
-        .pipeline
-        .event_feed
-        .subscribe(&state.etcd, &state.db, &state.log)
-        .await
-        .map_err(|e| {
-            slog::error!(state.log, "cannot follow session events"; "error" => %e);
-            Problem::internal("cannot follow the session's events")
-        })?;
+    let events =
+        event_feed::subscribe(feed, &state.log, "cannot follow the session's events").await?;
     let (response, session, stream) = actix_ws::handle(&request, payload)
         .map_err(|e| Problem::invalid_params(format!("not a WebSocket request: {e}")))?;
     let stream = stream.max_frame_size(MAX_WS_MESSAGE_BYTES);
