@@ -5,6 +5,7 @@ use bai_schema::enums::{KernelStatus, SessionStatus};
 use bai_schema::queries::ReadColumn;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
+use futures::StreamExt;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
@@ -75,10 +76,31 @@ pub async fn apply_kernel_event_batch(
         .map(|event| event.kernel_id)
         .collect();
     lock_agents_of(&*tx, &freeing).await?;
+    // Sessions side by side, each session's events in stream order: statements of different
+    // sessions are pipelined on the one connection (they touch different rows; the agents are
+    // locked already and recomputed below), while a session's kernels are re-derived one
+    // event after another, as separate transactions would.
+    let per_session = by_session(events);
+    let tx_ref = &*tx;
+    let outcomes: Vec<Result<(Vec<Announcement>, Vec<String>), DispatchError>> =
+        futures::stream::iter(per_session)
+            .map(|session_events| async move {
+                let mut freed = Vec::new();
+                let mut announcements = Vec::new();
+                for event in session_events {
+                    announcements.extend(apply_in(tx_ref, event, &mut freed).await?);
+                }
+                Ok((announcements, freed))
+            })
+            .buffer_unordered(MAX_SESSIONS_IN_FLIGHT)
+            .collect()
+            .await;
     let mut freed_agents: Vec<String> = Vec::new();
     let mut announcements = Vec::new();
-    for event in events {
-        announcements.extend(apply_in(&*tx, event, &mut freed_agents).await?);
+    for outcome in outcomes {
+        let (announced, freed) = outcome?;
+        announcements.extend(announced);
+        freed_agents.extend(freed);
     }
     freed_agents.sort();
     freed_agents.dedup();
@@ -94,6 +116,31 @@ pub async fn apply_kernel_event_batch(
         }
     }
     Ok(())
+}
+
+/// Sessions whose events one batch transaction applies at the same time (pipelined on its
+/// connection).
+pub const MAX_SESSIONS_IN_FLIGHT: usize = 64;
+
+/// `events` grouped by session, sessions in order of first appearance, each group in the
+/// order given.
+pub fn by_session<'a>(events: &[&'a KernelEvent]) -> Vec<Vec<&'a KernelEvent>> {
+    let mut order: Vec<Uuid> = Vec::new();
+    let mut groups: std::collections::HashMap<Uuid, Vec<&'a KernelEvent>> =
+        std::collections::HashMap::new();
+    for event in events {
+        groups
+            .entry(event.session_id)
+            .or_insert_with(|| {
+                order.push(event.session_id);
+                Vec::new()
+            })
+            .push(event);
+    }
+    order
+        .into_iter()
+        .filter_map(|session| groups.remove(&session))
+        .collect()
 }
 
 /// Applies one kernel event inside `client`'s transaction, whose caller has locked the agents
@@ -327,4 +374,55 @@ pub async fn announce(producer: &EventProducer, change: &SessionChange, reason: 
             exit_code: None,
         }))
         .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(session: u128, kernel: u128, kind: KernelEventKind) -> KernelEvent {
+        KernelEvent {
+            kind,
+            kernel_id: Uuid::from_u128(kernel),
+            session_id: Uuid::from_u128(session),
+            reason: String::new(),
+            creation_info: serde_json::Value::Null,
+            exit_code: None,
+        }
+    }
+
+    #[test]
+    fn a_sessions_events_stay_together_in_order() {
+        let events = [
+            event(1, 11, KernelEventKind::Started),
+            event(2, 21, KernelEventKind::Started),
+            event(1, 12, KernelEventKind::Started),
+            event(1, 11, KernelEventKind::Terminated),
+            event(2, 21, KernelEventKind::Terminated),
+        ];
+        let refs: Vec<&KernelEvent> = events.iter().collect();
+        let groups: Vec<Vec<(u128, KernelEventKind)>> = by_session(&refs)
+            .into_iter()
+            .map(|group| {
+                group
+                    .into_iter()
+                    .map(|e| (e.kernel_id.as_u128(), e.kind))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            groups,
+            vec![
+                vec![
+                    (11, KernelEventKind::Started),
+                    (12, KernelEventKind::Started),
+                    (11, KernelEventKind::Terminated)
+                ],
+                vec![
+                    (21, KernelEventKind::Started),
+                    (21, KernelEventKind::Terminated)
+                ],
+            ]
+        );
+    }
 }
