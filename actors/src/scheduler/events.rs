@@ -82,25 +82,27 @@ pub async fn apply_kernel_event_batch(
     // event after another, as separate transactions would.
     let per_session = by_session(events);
     let tx_ref = &*tx;
-    let outcomes: Vec<Result<(Vec<Announcement>, Vec<String>), DispatchError>> =
-        futures::stream::iter(per_session)
-            .map(|session_events| async move {
-                let mut freed = Vec::new();
-                let mut announcements = Vec::new();
-                for event in session_events {
-                    announcements.extend(apply_in(tx_ref, event, &mut freed).await?);
-                }
-                Ok((announcements, freed))
+    let outcomes: Vec<Result<SessionOutcome, DispatchError>> = futures::stream::iter(per_session)
+        .map(|session_events| async move {
+            let mut freed = Vec::new();
+            let mut announcements = Vec::new();
+            for event in session_events {
+                announcements.extend(apply_in(tx_ref, event, &mut freed).await?);
+            }
+            Ok(SessionOutcome {
+                announcements,
+                freed_agents: freed,
             })
-            .buffer_unordered(MAX_SESSIONS_IN_FLIGHT)
-            .collect()
-            .await;
+        })
+        .buffer_unordered(MAX_SESSIONS_IN_FLIGHT)
+        .collect()
+        .await;
     let mut freed_agents: Vec<String> = Vec::new();
     let mut announcements = Vec::new();
     for outcome in outcomes {
-        let (announced, freed) = outcome?;
-        announcements.extend(announced);
-        freed_agents.extend(freed);
+        let outcome = outcome?;
+        announcements.extend(outcome.announcements);
+        freed_agents.extend(outcome.freed_agents);
     }
     freed_agents.sort();
     freed_agents.dedup();
@@ -116,6 +118,13 @@ pub async fn apply_kernel_event_batch(
         }
     }
     Ok(())
+}
+
+/// What applying one session's events of a batch did.
+struct SessionOutcome {
+    announcements: Vec<Announcement>,
+    /// Agents whose kernels stopped occupying them.
+    freed_agents: Vec<String>,
 }
 
 /// Sessions whose events one batch transaction applies at the same time (pipelined on its
