@@ -11,7 +11,6 @@ use super::container::{ComputeContainer, load_containers};
 use super::context::GqlRequest;
 use super::enums::{AGENT_STATUS, parse_status_list};
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::require_superadmin_read;
 use super::scalars::{GqlDateTime, JsonString};
@@ -19,6 +18,7 @@ use super::sql::{self, Conditions, Listing, SqlParams};
 use super::stats::live_stats;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::wire::msgpack_json::msgpack_to_json;
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// An agent as the original's GraphQL `Agent` type.
 #[derive(SimpleObject, Clone, Debug)]

@@ -12,10 +12,10 @@ use super::agent::agent_conditions;
 use super::context::GqlRequest;
 use super::enums::AGENT_STATUS;
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::scalars::JsonString;
 use super::sql::{self, Conditions, Listing, SqlParams};
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// An agent as a normal user may see it (the original's `AgentSummary`).
 #[derive(SimpleObject, Clone, Debug)]

@@ -7,10 +7,10 @@ use uuid::Uuid;
 
 use super::context::GqlRequest;
 use super::error::GqlResult;
-use super::minilang::compile::parse_datetime;
 use super::scalars::{GqlDateTime, JsonString};
 use super::sql::{self, Conditions, SqlParams};
 use super::stats::live_stats;
+use bai_schema::minilang::compile::parse_datetime;
 
 /// A container (kernel) as the original's GraphQL `ComputeContainer` type.
 #[derive(SimpleObject, Clone, Debug)]

@@ -9,10 +9,10 @@ use super::container::{CONTAINER_COLUMNS, ComputeContainer, containers_of_rows};
 use super::context::GqlRequest;
 use super::enums::KERNEL_STATUS;
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::scoped;
 use super::sql::{self, Conditions, Listing, SqlParams};
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// The original's `DEFAULT_KERNEL_ORDERING`: the most recently changed first.
 const DEFAULT_CONTAINER_ORDER: &str =

@@ -17,13 +17,13 @@ use uuid::Uuid;
 
 use super::context::{GqlRequest, Requester};
 use super::error::GqlResult;
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
 use super::permissions::scoped;
 use super::scalars::GqlDateTime;
 use super::sql::{self, Conditions, Listing, SqlParams};
 use crate::compat::keypair::generate_keypair;
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// The owner's name and email, as the original's `UserInfo`.
 #[derive(SimpleObject, Clone, Debug)]

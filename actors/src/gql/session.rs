@@ -18,11 +18,11 @@ use super::container::{ComputeContainer, load_containers};
 use super::context::GqlRequest;
 use super::enums::{SESSION_RESULT, SESSION_STATUS, parse_status_list};
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, EnumSpec, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::scoped;
 use super::scalars::{BigInt, GqlDateTime, JsonString};
 use super::sql::{self, Conditions, Listing, SqlParams};
+use bai_schema::minilang::{self, EnumSpec, FieldKind, FilterField, OrderField};
 
 /// A session as the original's GraphQL `ComputeSession` type.
 #[derive(SimpleObject, Clone, Debug, Default)]

@@ -9,11 +9,11 @@ use uuid::Uuid;
 use super::context::GqlRequest;
 use super::enums::{USER_ROLE, USER_STATUS};
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page, selects};
 use super::permissions::{domain_read_scope, scoped};
 use super::scalars::GqlDateTime;
 use super::sql::{self, Conditions, Listing, SqlParams};
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// A group a user belongs to.
 #[derive(SimpleObject, Clone, Debug, serde::Deserialize)]

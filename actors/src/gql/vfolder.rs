@@ -9,11 +9,11 @@ use uuid::Uuid;
 
 use super::context::GqlRequest;
 use super::error::GqlResult;
-use super::minilang::{self, EnumSpec, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::scoped;
 use super::scalars::{BigInt, GqlDateTime};
 use super::sql::{self, Conditions, Listing, SqlParams};
+use bai_schema::minilang::{self, EnumSpec, FieldKind, FilterField, OrderField};
 
 pub static VFOLDER_USAGE_MODE: EnumSpec = EnumSpec {
     pg_type: "vfolderusagemode",

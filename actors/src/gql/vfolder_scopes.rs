@@ -12,13 +12,13 @@ use uuid::Uuid;
 
 use super::context::GqlRequest;
 use super::error::GqlResult;
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
 use super::permissions::{require_superadmin_read, scoped};
 use super::sql::{self, Conditions, Listing, SqlParams};
 use super::vfolder::{
     FolderQuery, VFOLDER_FROM, VFOLDER_PERMISSION, VirtualFolder, VirtualFolderList,
 };
+use bai_schema::minilang::{self, FieldKind, FilterField, OrderField};
 
 /// The domain the caller may list folders in (`None`: every domain), as `scoped_query`.
 fn folder_domain(request: &GqlRequest, domain_name: Option<String>) -> GqlResult<Option<String>> {
