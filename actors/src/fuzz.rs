@@ -553,8 +553,8 @@ const FILTER_VOCABULARY: &[&str] = &[
 fn field_sets() -> Vec<(&'static [FilterField], &'static [OrderField])> {
     vec![
         (
-            crate::gql::agent::AGENT_FILTER_FIELDS,
-            crate::gql::agent::AGENT_ORDER_FIELDS,
+            bai_schema::queries::agent_list::AGENT_FILTER_FIELDS,
+            bai_schema::queries::agent_list::AGENT_ORDER_FIELDS,
         ),
         (
             crate::gql::keypair::KEYPAIR_FILTER_FIELDS,

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::container::{ComputeContainer, load_containers};
+use super::container::{ComputeContainer, containers_of_rows};
 use super::context::GqlRequest;
 use super::enums::{SESSION_RESULT, SESSION_STATUS, parse_status_list};
 use super::error::{GqlError, GqlResult};
@@ -23,6 +23,7 @@ use super::permissions::scoped;
 use super::scalars::{BigInt, GqlDateTime, JsonString};
 use super::sql::{self, Conditions, Listing, SqlParams};
 use bai_schema::minilang::{self, EnumSpec, FieldKind, FilterField, OrderField};
+use bai_schema::queries::container_list;
 
 /// A session as the original's GraphQL `ComputeSession` type.
 #[derive(SimpleObject, Clone, Debug, Default)]
@@ -509,11 +510,11 @@ async fn complete_sessions(
         }
     }
     if selection.containers {
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("k.session_id = ANY({})", params.push(ids.clone())));
+        let rows = container_list::containers_of_sessions(client, ids.clone())
+            .await
+            .map_err(GqlError::from)?;
         let mut by_session: HashMap<Uuid, Vec<ComputeContainer>> = HashMap::new();
-        for (_, container) in load_containers(request, client, &conditions, &params).await? {
+        for (_, container) in containers_of_rows(request, rows).await {
             if let Some(session_id) = container.session_id {
                 by_session.entry(session_id).or_default().push(container);
             }

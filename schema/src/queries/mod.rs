@@ -3,6 +3,9 @@
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
 pub mod agent_admin;
+pub mod agent_list;
+pub mod agent_summary_list;
+pub mod container_list;
 pub mod domain_admin;
 pub mod dotfiles;
 pub mod error_logs;
@@ -45,6 +48,17 @@ pub fn assembled_statements() -> Vec<&'static str> {
         scaling_group_admin::STATEMENTS,
     ]
     .concat()
+}
+
+/// The statements the list modules assemble at run time (a read by id, a page and its count
+/// without and with a client's filter and ordering), for the prepare-every-statement test.
+pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> {
+    Ok([
+        agent_list::statements()?,
+        agent_summary_list::statements()?,
+        container_list::statements()?,
+    ]
+    .concat())
 }
 
 #[derive(Debug, thiserror::Error)]
