@@ -569,8 +569,8 @@ fn field_sets() -> Vec<(&'static [FilterField], &'static [OrderField])> {
             crate::gql::user::USER_ORDER_FIELDS,
         ),
         (
-            crate::gql::vfolder::VFOLDER_FILTER_FIELDS,
-            crate::gql::vfolder::VFOLDER_ORDER_FIELDS,
+            bai_schema::queries::vfolder_list::VFOLDER_FILTER_FIELDS,
+            bai_schema::queries::vfolder_list::VFOLDER_ORDER_FIELDS,
         ),
     ]
 }

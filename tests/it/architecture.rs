@@ -370,8 +370,6 @@ const SQL_NOT_MOVED_YET: &[&str] = &[
     "actors/src/gql/session.rs",
     "actors/src/gql/user.rs",
     "actors/src/gql/user_mutation.rs",
-    "actors/src/gql/vfolder.rs",
-    "actors/src/gql/vfolder_scopes.rs",
     "actors/src/facade/ops_endpoints.rs",
 ];
 

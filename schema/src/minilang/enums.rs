@@ -70,3 +70,24 @@ pub static USER_ROLE: EnumSpec = EnumSpec {
     names: &["SUPERADMIN", "ADMIN", "USER", "MONITOR"],
     accept_lowercase: false,
 };
+
+pub static VFOLDER_USAGE_MODE: EnumSpec = EnumSpec {
+    pg_type: "vfolderusagemode",
+    labels: &["general", "model", "data"],
+    names: &["GENERAL", "MODEL", "DATA"],
+    accept_lowercase: false,
+};
+
+pub static VFOLDER_PERMISSION: EnumSpec = EnumSpec {
+    pg_type: "vfolderpermission",
+    labels: &["ro", "rw", "wd"],
+    names: &["READ_ONLY", "READ_WRITE", "RW_DELETE"],
+    accept_lowercase: false,
+};
+
+pub static VFOLDER_OWNERSHIP_TYPE: EnumSpec = EnumSpec {
+    pg_type: "vfolderownershiptype",
+    labels: &["user", "group"],
+    names: &["USER", "GROUP"],
+    accept_lowercase: false,
+};

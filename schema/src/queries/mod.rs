@@ -32,6 +32,8 @@ pub mod usage;
 pub mod user_admin;
 pub mod user_self;
 pub mod vfolder;
+pub mod vfolder_list;
+pub mod vfolder_permission_list;
 pub mod vfolder_sharing;
 
 use crate::slots::{ResourceSlot, SlotError};
@@ -57,6 +59,8 @@ pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> 
         agent_list::statements()?,
         agent_summary_list::statements()?,
         container_list::statements()?,
+        vfolder_list::statements()?,
+        vfolder_permission_list::statements()?,
     ]
     .concat())
 }
