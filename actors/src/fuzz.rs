@@ -557,16 +557,16 @@ fn field_sets() -> Vec<(&'static [FilterField], &'static [OrderField])> {
             bai_schema::queries::agent_list::AGENT_ORDER_FIELDS,
         ),
         (
-            crate::gql::keypair::KEYPAIR_FILTER_FIELDS,
-            crate::gql::keypair::KEYPAIR_ORDER_FIELDS,
+            bai_schema::queries::keypair_list::KEYPAIR_FILTER_FIELDS,
+            bai_schema::queries::keypair_list::KEYPAIR_ORDER_FIELDS,
         ),
         (
             crate::gql::session::SESSION_FILTER_FIELDS,
             crate::gql::session::SESSION_ORDER_FIELDS,
         ),
         (
-            crate::gql::user::USER_FILTER_FIELDS,
-            crate::gql::user::USER_ORDER_FIELDS,
+            bai_schema::queries::user_list::USER_FILTER_FIELDS,
+            bai_schema::queries::user_list::USER_ORDER_FIELDS,
         ),
         (
             bai_schema::queries::vfolder_list::VFOLDER_FILTER_FIELDS,

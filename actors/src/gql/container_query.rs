@@ -51,7 +51,9 @@ impl ContainerQuery {
         let request = GqlRequest::of(ctx)?;
         let scope = container_scope(request)?;
         let client = sql::connection(&request.db).await?;
-        let row = container_list::container(&client, &scope, id).await?;
+        let row = container_list::container(&client, &scope, id)
+            .await
+            .map_err(GqlError::from)?;
         let containers = containers_of_rows(request, row.into_iter().collect()).await;
         Ok(containers.into_iter().next().map(|(_, c)| c))
     }

@@ -17,6 +17,7 @@ pub mod interaction;
 pub mod kernel_stats;
 pub mod keypair;
 pub mod keypair_admin;
+pub mod keypair_list;
 pub mod listing;
 pub mod quota_scope;
 pub mod resource;
@@ -30,6 +31,7 @@ pub mod session_template;
 pub mod signup;
 pub mod usage;
 pub mod user_admin;
+pub mod user_list;
 pub mod user_self;
 pub mod vfolder;
 pub mod vfolder_list;
@@ -59,6 +61,8 @@ pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> 
         agent_list::statements()?,
         agent_summary_list::statements()?,
         container_list::statements()?,
+        keypair_list::statements()?,
+        user_list::statements()?,
         vfolder_list::statements()?,
         vfolder_permission_list::statements()?,
     ]
