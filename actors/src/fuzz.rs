@@ -561,8 +561,8 @@ fn field_sets() -> Vec<(&'static [FilterField], &'static [OrderField])> {
             bai_schema::queries::keypair_list::KEYPAIR_ORDER_FIELDS,
         ),
         (
-            crate::gql::session::SESSION_FILTER_FIELDS,
-            crate::gql::session::SESSION_ORDER_FIELDS,
+            bai_schema::queries::session_list::SESSION_FILTER_FIELDS,
+            bai_schema::queries::session_list::SESSION_ORDER_FIELDS,
         ),
         (
             bai_schema::queries::user_list::USER_FILTER_FIELDS,

@@ -2,7 +2,8 @@
 //! into the HTTP façade (or its GraphQL half), the wire codecs never touch the database, and
 //! the data model (`schema/`) knows no actor. A forbidden path anywhere in a file (a `use`
 //! line or an inline `crate::facade::...`) fails the test with the file and line. Rows are read
-//! without the panicking `Row::get` outside tests.
+//! without the panicking `Row::get` outside tests, and the façade (`facade/`, `gql/`) holds no
+//! SQL statement text.
 
 use std::path::{Path, PathBuf};
 
@@ -363,39 +364,18 @@ fn sql_in_literals(files: &[PathBuf]) -> Vec<String> {
 }
 
 /// The GraphQL resolvers and the HTTP façade translate; the SQL they run lives in the query
-/// modules of `schema/src/queries/` (docs/architecture.md, issue 18). Files not moved yet are
-/// listed here, so the list can only shrink.
-const SQL_NOT_MOVED_YET: &[&str] = &[
-    "actors/src/gql/session.rs",
-    "actors/src/facade/ops_endpoints.rs",
-];
-
+/// modules of `schema/src/queries/` (docs/architecture.md, issue 18), which the
+/// prepare-every-statement test checks against the migrated schema.
 #[test]
 fn the_facade_writes_no_sql() {
     let mut files = rust_files(&repo_root().join("actors/src/gql"));
     files.extend(rust_files(&repo_root().join("actors/src/facade")));
     assert!(files.len() > 50, "found only {} façade files", files.len());
-    let (pending, checked): (Vec<PathBuf>, Vec<PathBuf>) = files.into_iter().partition(|file| {
-        let relative = file.strip_prefix(repo_root()).unwrap_or(file);
-        SQL_NOT_MOVED_YET
-            .iter()
-            .any(|listed| relative == Path::new(listed))
-    });
-    let offences = sql_in_literals(&checked);
+    let offences = sql_in_literals(&files);
     assert!(
         offences.is_empty(),
         "SQL statement text in the façade (move it to a query module of schema/src/queries/):\n{}",
         offences.join("\n")
-    );
-    let moved: Vec<String> = pending
-        .iter()
-        .filter(|file| sql_in_literals(&[(*file).clone()]).is_empty())
-        .map(|file| file.display().to_string())
-        .collect();
-    assert!(
-        moved.is_empty(),
-        "no SQL left in these files: drop them from SQL_NOT_MOVED_YET:\n{}",
-        moved.join("\n")
     );
 }
 

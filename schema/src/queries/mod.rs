@@ -27,6 +27,7 @@ pub mod scaling_group;
 pub mod scaling_group_admin;
 pub mod session;
 pub mod session_enqueue;
+pub mod session_list;
 pub mod session_template;
 pub mod signup;
 pub mod usage;
@@ -62,6 +63,7 @@ pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> 
         agent_summary_list::statements()?,
         container_list::statements()?,
         keypair_list::statements()?,
+        session_list::statements()?,
         user_list::statements()?,
         vfolder_list::statements()?,
         vfolder_permission_list::statements()?,
