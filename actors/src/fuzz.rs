@@ -30,10 +30,10 @@ use crate::facade::auth::verify::{read_claim, verify_client_address, verify_sign
 use crate::facade::params::ApiParams;
 use crate::gql::front_end::{Limits, measure, parse_document, root_fields, selected_operation};
 use crate::gql::scalars::{GqlDateTime, JsonString};
-use crate::gql::sql::SqlParams;
 use bai_schema::minilang::{
     FilterField, OrderField, compile_filter, compile_order, parse_filter, parse_order,
 };
+use bai_schema::queries::listing::SqlParams;
 
 /// Cases per target when `BAI_FUZZ_CASES` is not set: each target runs in about a second.
 pub const DEFAULT_FUZZ_CASES: u32 = 256;

@@ -497,12 +497,8 @@ pub async fn sessions_of_keypair(
 /// The two statements `compute_session_list` runs for the official CLI's `session list` as a
 /// superadmin (a status list, no filter, default order): `$1` the status labels, `$2`/`$3` the
 /// limit and offset. For the benchmark's `EXPLAIN ANALYZE` and the documentation.
-pub fn cli_session_list_statements() -> (String, String) {
-    match session_page(&SessionScope::default(), Some(Vec::new()), None, None) {
-        Ok(listing) => listing.statements(true),
-        // No filter or ordering to compile: cannot fail.
-        Err(_) => (String::new(), String::new()),
-    }
+pub fn cli_session_list_statements() -> Result<(String, String), MinilangError> {
+    Ok(session_page(&SessionScope::default(), Some(Vec::new()), None, None)?.statements(true))
 }
 
 /// The statements this module assembles, for the prepare test.
@@ -513,7 +509,7 @@ pub fn statements() -> Result<Vec<String>, MinilangError> {
         access_key: Some("AKIA".into()),
     };
     let statuses = Some(vec!["RUNNING".to_owned()]);
-    let (cli_page, cli_count) = cli_session_list_statements();
+    let (cli_page, cli_count) = cli_session_list_statements()?;
     let mut out = vec![
         by_id_sql(&scope, Uuid::nil(), &mut SqlParams::new()),
         dependencies_sql(),
