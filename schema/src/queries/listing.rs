@@ -227,6 +227,31 @@ mod tests {
     }
 
     #[test]
+    fn a_page_binds_limit_and_offset_after_the_conditions() {
+        let mut params = SqlParams::new();
+        let mut conditions = Conditions::new();
+        conditions.add(format!("a.x = {}", params.push(1_i32)));
+        let listing = Listing {
+            select: format!("SELECT a.x FROM a {}", conditions.where_clause()),
+            count: format!("SELECT count(*) FROM a {}", conditions.where_clause()),
+            order_by: "a.x".to_owned(),
+            params,
+            cacheable: true,
+        };
+        assert_eq!(
+            listing.statements(true),
+            (
+                "SELECT a.x FROM a WHERE (a.x = $1) ORDER BY a.x LIMIT $2 OFFSET $3".to_owned(),
+                "SELECT count(*) FROM a WHERE (a.x = $1)".to_owned()
+            )
+        );
+        assert_eq!(
+            listing.statements(false).0,
+            "SELECT a.x FROM a WHERE (a.x = $1) ORDER BY a.x"
+        );
+    }
+
+    #[test]
     fn conditions_join_with_and() {
         let mut conditions = Conditions::new();
         assert_eq!(conditions.where_clause(), "");

@@ -527,3 +527,59 @@ pub fn statements() -> Result<Vec<String>, MinilangError> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_count_joins_groups_and_users_only_for_a_filter_that_reads_them() {
+        let scope = SessionScope::default();
+        let plain = session_page(&scope, None, Some("name == \"a\""), None).unwrap();
+        assert!(
+            plain
+                .count
+                .starts_with("SELECT count(*) FROM sessions s WHERE")
+        );
+        let by_owner = session_page(&scope, None, Some("user_email == \"a\""), None).unwrap();
+        assert!(
+            by_owner.count.contains("JOIN users u"),
+            "{}",
+            by_owner.count
+        );
+    }
+
+    #[test]
+    fn scope_statuses_and_filter_bind_in_order_and_order_ends_with_the_id() {
+        let scope = SessionScope {
+            domain_name: Some("default".into()),
+            group_id: Some(Uuid::nil()),
+            access_key: Some("AKIA".into()),
+        };
+        let listing = session_page(
+            &scope,
+            Some(vec!["RUNNING".into()]),
+            Some("name == \"a\""),
+            Some("-created_at"),
+        )
+        .unwrap();
+        let (page, _) = listing.statements(true);
+        for (n, text) in [
+            (1, "s.domain_name = $1"),
+            (2, "s.group_id = $2"),
+            (3, "s.access_key = $3"),
+            (4, "unnest($4::text[])::sessionstatus"),
+            (5, "s.name = $5"),
+        ] {
+            assert!(page.contains(text), "${n}: {page}");
+        }
+        assert!(
+            page.ends_with("ORDER BY s.created_at DESC, s.id LIMIT $6 OFFSET $7"),
+            "{page}"
+        );
+        assert!(!listing.cacheable);
+        let default = session_page(&SessionScope::default(), None, None, None).unwrap();
+        assert_eq!(default.order_by, DEFAULT_SESSION_ORDER);
+        assert!(default.cacheable);
+    }
+}
