@@ -116,7 +116,8 @@ async fn fill_sessions(client: &tokio_postgres::Client, count: i32, vacuum: bool
 }
 
 async fn explain(client: &tokio_postgres::Client) {
-    let (items, count) = bai_actors::gql::session::cli_session_list_statements();
+    let (items, count) = bai_schema::queries::session_list::cli_session_list_statements()
+        .expect("no filter to compile");
     let statuses: Vec<String> = ACTIVE.split(',').map(str::to_owned).collect();
     println!("\nSQL of one `session list` (limit 100), as sent:\n{items}\n{count}\n");
     for (label, sql, with_page) in [("items", &items, true), ("count", &count, false)] {

@@ -29,11 +29,11 @@ use crate::facade::auth::signature::{
 use crate::facade::auth::verify::{read_claim, verify_client_address, verify_signature};
 use crate::facade::params::ApiParams;
 use crate::gql::front_end::{Limits, measure, parse_document, root_fields, selected_operation};
-use crate::gql::minilang::{
+use crate::gql::scalars::{GqlDateTime, JsonString};
+use bai_schema::minilang::{
     FilterField, OrderField, compile_filter, compile_order, parse_filter, parse_order,
 };
-use crate::gql::scalars::{GqlDateTime, JsonString};
-use crate::gql::sql::SqlParams;
+use bai_schema::queries::listing::SqlParams;
 
 /// Cases per target when `BAI_FUZZ_CASES` is not set: each target runs in about a second.
 pub const DEFAULT_FUZZ_CASES: u32 = 256;
@@ -553,24 +553,24 @@ const FILTER_VOCABULARY: &[&str] = &[
 fn field_sets() -> Vec<(&'static [FilterField], &'static [OrderField])> {
     vec![
         (
-            crate::gql::agent::AGENT_FILTER_FIELDS,
-            crate::gql::agent::AGENT_ORDER_FIELDS,
+            bai_schema::queries::agent_list::AGENT_FILTER_FIELDS,
+            bai_schema::queries::agent_list::AGENT_ORDER_FIELDS,
         ),
         (
-            crate::gql::keypair::KEYPAIR_FILTER_FIELDS,
-            crate::gql::keypair::KEYPAIR_ORDER_FIELDS,
+            bai_schema::queries::keypair_list::KEYPAIR_FILTER_FIELDS,
+            bai_schema::queries::keypair_list::KEYPAIR_ORDER_FIELDS,
         ),
         (
-            crate::gql::session::SESSION_FILTER_FIELDS,
-            crate::gql::session::SESSION_ORDER_FIELDS,
+            bai_schema::queries::session_list::SESSION_FILTER_FIELDS,
+            bai_schema::queries::session_list::SESSION_ORDER_FIELDS,
         ),
         (
-            crate::gql::user::USER_FILTER_FIELDS,
-            crate::gql::user::USER_ORDER_FIELDS,
+            bai_schema::queries::user_list::USER_FILTER_FIELDS,
+            bai_schema::queries::user_list::USER_ORDER_FIELDS,
         ),
         (
-            crate::gql::vfolder::VFOLDER_FILTER_FIELDS,
-            crate::gql::vfolder::VFOLDER_ORDER_FIELDS,
+            bai_schema::queries::vfolder_list::VFOLDER_FILTER_FIELDS,
+            bai_schema::queries::vfolder_list::VFOLDER_ORDER_FIELDS,
         ),
     ]
 }

@@ -6,6 +6,7 @@ pub mod image_admin;
 pub mod image_ref;
 pub mod images;
 pub mod migrate;
+pub mod minilang;
 pub mod pool;
 pub mod queries;
 pub mod slots;

@@ -65,6 +65,11 @@ pub enum PoolError {
     Checkout(#[from] deadpool_postgres::PoolError),
 }
 
+/// One round trip to the server (`SELECT 1`), for the readiness check.
+pub async fn ping(client: &tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
+    client.simple_query("SELECT 1").await.map(|_| ())
+}
+
 /// Whether a checkout failed because every connection stayed busy for the pool's wait timeout
 /// (an overloaded manager, answered 503), not because PostgreSQL failed.
 pub fn is_checkout_timeout(error: &deadpool_postgres::PoolError) -> bool {

@@ -2,7 +2,8 @@
 //! into the HTTP façade (or its GraphQL half), the wire codecs never touch the database, and
 //! the data model (`schema/`) knows no actor. A forbidden path anywhere in a file (a `use`
 //! line or an inline `crate::facade::...`) fails the test with the file and line. Rows are read
-//! without the panicking `Row::get` outside tests.
+//! without the panicking `Row::get` outside tests, and the façade (`facade/`, `gql/`) holds no
+//! SQL statement text.
 
 use std::path::{Path, PathBuf};
 
@@ -233,4 +234,162 @@ fn the_row_scan_tells_rows_from_maps() {
         "redis.get::<_, Option<Vec<u8>>>(&key)",
         ""
     ));
+}
+
+/// The text of every string literal of `source` (comments and doc comments skipped), with the
+/// line each starts on. Char literals and lifetimes are told apart; escapes are kept as written.
+fn string_literals(source: &str) -> Vec<(usize, String)> {
+    let chars: Vec<char> = source.chars().collect();
+    let mut found = Vec::new();
+    let mut line = 1;
+    let mut i = 0;
+    while i < chars.len() {
+        let c = chars[i];
+        let next = chars.get(i + 1).copied();
+        if c == '\n' {
+            line += 1;
+            i += 1;
+        } else if c == '/' && next == Some('/') {
+            while i < chars.len() && chars[i] != '\n' {
+                i += 1;
+            }
+        } else if c == '/' && next == Some('*') {
+            i += 2;
+            while i + 1 < chars.len() && !(chars[i] == '*' && chars[i + 1] == '/') {
+                if chars[i] == '\n' {
+                    line += 1;
+                }
+                i += 1;
+            }
+            i += 2;
+        } else if c == '\'' {
+            // `'x'`, `'\n'`, `'\''` are chars; `'a` (no closing quote right after) a lifetime.
+            if next == Some('\\') {
+                i += 2;
+                while i < chars.len() && chars[i] != '\'' {
+                    i += 1;
+                }
+                i += 1;
+            } else if chars.get(i + 2) == Some(&'\'') {
+                i += 3;
+            } else {
+                i += 1;
+            }
+        } else if c == '"'
+            || (c == 'r'
+                && (next == Some('"') || next == Some('#'))
+                && !chars
+                    .get(i.wrapping_sub(1))
+                    .is_some_and(|p| p.is_alphanumeric() || *p == '_'))
+        {
+            let start_line = line;
+            let mut text = String::new();
+            if c == 'r' {
+                let mut hashes = 0;
+                i += 1;
+                while chars.get(i) == Some(&'#') {
+                    hashes += 1;
+                    i += 1;
+                }
+                if chars.get(i) != Some(&'"') {
+                    continue; // `r#ident`
+                }
+                i += 1;
+                let closing: String = std::iter::once('"')
+                    .chain(std::iter::repeat_n('#', hashes))
+                    .collect();
+                while i < chars.len()
+                    && !chars[i..].starts_with(&closing.chars().collect::<Vec<_>>())
+                {
+                    if chars[i] == '\n' {
+                        line += 1;
+                    }
+                    text.push(chars[i]);
+                    i += 1;
+                }
+                i += closing.len();
+            } else {
+                i += 1;
+                while i < chars.len() && chars[i] != '"' {
+                    if chars[i] == '\\' {
+                        text.push(chars[i]);
+                        i += 1;
+                    }
+                    if chars.get(i) == Some(&'\n') {
+                        line += 1;
+                    }
+                    if let Some(ch) = chars.get(i) {
+                        text.push(*ch);
+                    }
+                    i += 1;
+                }
+                i += 1;
+            }
+            found.push((start_line, text));
+        } else {
+            i += 1;
+        }
+    }
+    found
+}
+
+/// Statement text in a string literal: what a query module owns.
+/// A bare ` FROM ` is not one: a Dockerfile's `FROM` lives in the façade.
+const SQL_MARKERS: [&str; 6] = [
+    "SELECT ",
+    "INSERT INTO",
+    "UPDATE ",
+    "DELETE FROM",
+    " JOIN ",
+    "WHERE ",
+];
+
+/// The façade's string literals that hold SQL statement text, as `file:line: literal`.
+fn sql_in_literals(files: &[PathBuf]) -> Vec<String> {
+    let mut offences = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .unwrap_or_else(|e| panic!("reading {}: {e}", file.display()));
+        for (line, literal) in string_literals(&text) {
+            if SQL_MARKERS.iter().any(|marker| literal.contains(marker)) {
+                offences.push(format!(
+                    "{}:{line}: {:?}",
+                    file.strip_prefix(repo_root()).unwrap_or(file).display(),
+                    literal.chars().take(80).collect::<String>()
+                ));
+            }
+        }
+    }
+    offences
+}
+
+/// The GraphQL resolvers and the HTTP façade translate; the SQL they run lives in the query
+/// modules of `schema/src/queries/` (docs/architecture.md, issue 18), which the
+/// prepare-every-statement test checks against the migrated schema.
+#[test]
+fn the_facade_writes_no_sql() {
+    let mut files = rust_files(&repo_root().join("actors/src/gql"));
+    files.extend(rust_files(&repo_root().join("actors/src/facade")));
+    assert!(files.len() > 50, "found only {} façade files", files.len());
+    let offences = sql_in_literals(&files);
+    assert!(
+        offences.is_empty(),
+        "SQL statement text in the façade (move it to a query module of schema/src/queries/):\n{}",
+        offences.join("\n")
+    );
+}
+
+#[test]
+fn the_sql_scan_reads_literals_not_comments() {
+    let source = "// SELECT id FROM t\n/// UPDATE x\nlet a = 'x'; fn f<'a>() {}\n\
+                  let s = \"SELECT id \\\" FROM t\";\nlet r = r#\"DELETE FROM \"t\"\"#;\n\
+                  /* INSERT INTO t */ let c = '\"'; let d = \"plain\";";
+    let literals = string_literals(source);
+    let texts: Vec<&str> = literals.iter().map(|(_, t)| t.as_str()).collect();
+    assert_eq!(
+        texts,
+        ["SELECT id \\\" FROM t", "DELETE FROM \"t\"", "plain"],
+        "{literals:?}"
+    );
+    assert_eq!(literals[0].0, 4);
 }

@@ -6,8 +6,10 @@
 //! `prepare_cached`, `query`, `query_one`, `query_opt`, `execute`, and `const …: &str` literals
 //! that are whole statements), so a new query is covered without being listed twice. Statements
 //! a module assembles at compile time from a shared column list (`concat!`) are listed by
-//! `bai_schema::queries::assembled_statements()` and prepared too. Statements assembled at run
-//! time (`format!`) are checked by the tests of their routes.
+//! `bai_schema::queries::assembled_statements()` and prepared too. The list modules' statements,
+//! assembled at run time from a scope, a client's filter and ordering (`format!`), are listed by
+//! `bai_schema::queries::list_statements()` for each list with no filter and with one filter and
+//! one ordering, and prepared too.
 
 use std::path::{Path, PathBuf};
 
@@ -132,6 +134,12 @@ async fn every_statement_of_the_query_modules_prepares_against_the_migrated_sche
                 sql: sql.to_owned(),
             }),
     );
+    let lists = bai_schema::queries::list_statements().expect("the sample filters compile");
+    assert!(lists.len() >= 4, "only {} list statements", lists.len());
+    statements.extend(lists.into_iter().map(|sql| Statement {
+        file: PathBuf::from("bai_schema::queries::list_statements()"),
+        sql,
+    }));
     // A floor, so that a change to how the queries are written cannot make this test vacuous.
     assert!(
         statements.len() >= 60,

@@ -54,10 +54,8 @@ where
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
     let postgresql = check(async {
         let client = state.db.get().await.map_err(|e| e.to_string())?;
-        client
-            .simple_query("SELECT 1")
+        bai_schema::pool::ping(&client)
             .await
-            .map(|_| ())
             .map_err(|e| e.to_string())
     });
     let redis = check(async {

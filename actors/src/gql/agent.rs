@@ -5,20 +5,20 @@
 use std::collections::HashMap;
 
 use async_graphql::{Context, ID, Object, SimpleObject};
-use tokio_postgres::Row;
+use bai_schema::queries::agent_list::{self, AgentRow, AgentSelection};
 
-use super::container::{ComputeContainer, load_containers};
+use super::container::{ComputeContainer, containers_of_rows};
 use super::context::GqlRequest;
 use super::enums::{AGENT_STATUS, parse_status_list};
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::permissions::require_superadmin_read;
 use super::scalars::{GqlDateTime, JsonString};
-use super::sql::{self, Conditions, Listing, SqlParams};
+use super::sql;
 use super::stats::live_stats;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::wire::msgpack_json::msgpack_to_json;
+use bai_schema::queries::container_list;
 
 /// An agent as the original's GraphQL `Agent` type.
 #[derive(SimpleObject, Clone, Debug)]
@@ -114,11 +114,6 @@ impl Agent {
 /// How long `hardware_metadata` waits for an agent's `gather_hwinfo` reply.
 const HWINFO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-const AGENT_COLUMNS: &str = "a.id, a.status::text AS status, a.status_changed, a.region, \
-     a.scaling_group, a.schedulable, a.available_slots, a.occupied_slots, a.addr, \
-     a.architecture, a.first_contact, a.lost_at, a.version, a.compute_plugins, \
-     a.auto_terminate_abusing_kernel";
-
 /// The original's `Agent.local_config`.
 fn local_config(auto_terminate_abusing_kernel: bool) -> serde_json::Value {
     serde_json::json!({
@@ -138,22 +133,16 @@ fn slot(slots: &serde_json::Value, name: &str) -> f64 {
 const MEBIBYTE: f64 = 1_048_576.0;
 
 impl Agent {
-    fn from_row(row: &Row, hide: bool) -> GqlResult<Agent> {
-        let id: String = row.try_get("id")?;
-        let available: serde_json::Value = row.try_get("available_slots")?;
-        let occupied: serde_json::Value = row.try_get("occupied_slots")?;
-        let timestamp = |column: &str| -> GqlResult<Option<GqlDateTime>> {
-            Ok(row
-                .try_get::<_, Option<chrono::DateTime<chrono::Utc>>>(column)?
-                .map(GqlDateTime))
-        };
-        Ok(Agent {
-            id: if hide { None } else { Some(ID(id.clone())) },
-            status: Some(row.try_get("status")?),
-            status_changed: timestamp("status_changed")?,
-            region: Some(row.try_get("region")?),
-            scaling_group: Some(row.try_get("scaling_group")?),
-            schedulable: Some(row.try_get("schedulable")?),
+    fn from_row(row: AgentRow, hide: bool) -> Agent {
+        let available = row.available_slots;
+        let occupied = row.occupied_slots;
+        Agent {
+            id: if hide { None } else { Some(ID(row.id.clone())) },
+            status: Some(row.status),
+            status_changed: row.status_changed.map(GqlDateTime),
+            region: Some(row.region),
+            scaling_group: Some(row.scaling_group),
+            schedulable: Some(row.schedulable),
             mem_slots: Some((slot(&available, "mem") / MEBIBYTE) as i32),
             cpu_slots: Some(slot(&available, "cpu")),
             gpu_slots: Some(slot(&available, "cuda.device")),
@@ -164,26 +153,20 @@ impl Agent {
             used_tpu_slots: Some(slot(&occupied, "tpu.device")),
             available_slots: Some(JsonString(available)),
             occupied_slots: Some(JsonString(occupied)),
-            addr: if hide {
-                None
-            } else {
-                Some(row.try_get("addr")?)
-            },
-            architecture: Some(row.try_get("architecture")?),
-            first_contact: timestamp("first_contact")?,
-            lost_at: timestamp("lost_at")?,
+            addr: if hide { None } else { Some(row.addr.clone()) },
+            architecture: Some(row.architecture),
+            first_contact: row.first_contact.map(GqlDateTime),
+            lost_at: row.lost_at.map(GqlDateTime),
             live_stat: None,
-            version: Some(row.try_get("version")?),
-            compute_plugins: Some(JsonString(row.try_get("compute_plugins")?)),
-            rpc_addr: row.try_get("addr")?,
-            local_config: Some(JsonString(local_config(
-                row.try_get("auto_terminate_abusing_kernel")?,
-            ))),
+            version: Some(row.version),
+            compute_plugins: Some(JsonString(row.compute_plugins)),
+            rpc_addr: row.addr,
+            local_config: Some(JsonString(local_config(row.auto_terminate_abusing_kernel))),
             cpu_cur_pct: Some(0.0),
             mem_cur_bytes: Some(0.0),
-            agent_id: id,
+            agent_id: row.id,
             containers: None,
-        })
+        }
     }
 }
 
@@ -225,10 +208,10 @@ async fn complete_agents(
     if fields.field("compute_containers").exists() {
         let ids: Vec<String> = agents.iter().map(|a| a.agent_id.clone()).collect();
         let client = sql::connection(&request.db).await?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("k.agent = ANY({})", params.push(ids)));
-        let containers = load_containers(request, &client, &conditions, &params).await?;
+        let rows = container_list::containers_of_agents(&client, ids)
+            .await
+            .map_err(GqlError::from)?;
+        let containers = containers_of_rows(request, rows).await;
         let mut by_agent: HashMap<String, Vec<ComputeContainer>> = HashMap::new();
         for (agent_id, container) in containers {
             if let Some(agent_id) = agent_id {
@@ -242,134 +225,19 @@ async fn complete_agents(
     Ok(())
 }
 
-/// The original's `Agent._queryfilter_fieldspec`.
-pub const AGENT_FILTER_FIELDS: &[FilterField] = &[
-    FilterField {
-        name: "id",
-        sql: "a.id",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "status",
-        sql: "a.status",
-        kind: FieldKind::Enum(&AGENT_STATUS),
-    },
-    FilterField {
-        name: "status_changed",
-        sql: "a.status_changed",
-        kind: FieldKind::DateTime,
-    },
-    FilterField {
-        name: "region",
-        sql: "a.region",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "scaling_group",
-        sql: "a.scaling_group",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "schedulable",
-        sql: "a.schedulable",
-        kind: FieldKind::Bool,
-    },
-    FilterField {
-        name: "addr",
-        sql: "a.addr",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "first_contact",
-        sql: "a.first_contact",
-        kind: FieldKind::DateTime,
-    },
-    FilterField {
-        name: "lost_at",
-        sql: "a.lost_at",
-        kind: FieldKind::DateTime,
-    },
-    FilterField {
-        name: "version",
-        sql: "a.version",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "architecture",
-        sql: "a.architecture",
-        kind: FieldKind::Text,
-    },
-];
-
-/// The original's `Agent._queryorder_colmap`.
-pub const AGENT_ORDER_FIELDS: &[OrderField] = &[
-    OrderField {
-        name: "id",
-        sql: "a.id",
-    },
-    OrderField {
-        name: "status",
-        sql: "a.status",
-    },
-    OrderField {
-        name: "status_changed",
-        sql: "a.status_changed",
-    },
-    OrderField {
-        name: "region",
-        sql: "a.region",
-    },
-    OrderField {
-        name: "scaling_group",
-        sql: "a.scaling_group",
-    },
-    OrderField {
-        name: "schedulable",
-        sql: "a.schedulable",
-    },
-    OrderField {
-        name: "first_contact",
-        sql: "a.first_contact",
-    },
-    OrderField {
-        name: "lost_at",
-        sql: "a.lost_at",
-    },
-    OrderField {
-        name: "version",
-        sql: "a.version",
-    },
-    OrderField {
-        name: "available_slots",
-        sql: "a.available_slots",
-    },
-    OrderField {
-        name: "occupied_slots",
-        sql: "a.occupied_slots",
-    },
-];
-
-const DEFAULT_AGENT_ORDER: &str = "a.status, a.scaling_group, a.id";
-
-/// The `scaling_group` and `status` (one status or a comma-separated list) conditions of an
-/// agent listing.
-pub(super) fn agent_conditions(
+/// The `scaling_group` and `status` (one status or a comma-separated list) of an agent
+/// listing.
+fn agent_selection(
     scaling_group: Option<String>,
     status: Option<&str>,
-    params: &mut SqlParams,
-) -> GqlResult<Conditions> {
-    let mut conditions = Conditions::new();
-    if let Some(group) = scaling_group {
-        conditions.add(format!("a.scaling_group = {}", params.push(group)));
-    }
-    if let Some(status) = status {
-        let labels = parse_status_list(&AGENT_STATUS, "status", status)?;
-        conditions.add(format!(
-            "a.status = ANY(ARRAY(SELECT unnest({}::text[])::agentstatus))",
-            params.push(labels)
-        ));
-    }
-    Ok(conditions)
+) -> GqlResult<AgentSelection> {
+    let statuses = status
+        .map(|status| parse_status_list(&AGENT_STATUS, "status", status))
+        .transpose()?;
+    Ok(AgentSelection {
+        scaling_group,
+        statuses,
+    })
 }
 
 /// A page of agents.
@@ -393,15 +261,11 @@ impl AgentQuery {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
         let client = sql::connection(&request.db).await?;
-        let statement = format!("SELECT {AGENT_COLUMNS} FROM agents a WHERE a.id = $1");
-        let mut params = SqlParams::new();
-        params.push(agent_id);
-        let rows = sql::query(&client, &statement, &params).await?;
+        let row = agent_list::agent(&client, agent_id)
+            .await
+            .map_err(GqlError::from)?;
         let hide = request.hides_agents();
-        let mut agents = rows
-            .iter()
-            .map(|r| Agent::from_row(r, hide))
-            .collect::<GqlResult<Vec<_>>>()?;
+        let mut agents: Vec<Agent> = row.into_iter().map(|r| Agent::from_row(r, hide)).collect();
         complete_agents(ctx, request, &mut agents, false).await?;
         Ok(agents.into_iter().next())
     }
@@ -415,19 +279,13 @@ impl AgentQuery {
     ) -> async_graphql::Result<Option<Vec<Agent>>> {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
-        let mut params = SqlParams::new();
-        let conditions = agent_conditions(scaling_group, status.as_deref(), &mut params)?;
+        let selection = agent_selection(scaling_group, status.as_deref())?;
         let client = sql::connection(&request.db).await?;
-        let statement = format!(
-            "SELECT {AGENT_COLUMNS} FROM agents a {} ORDER BY {DEFAULT_AGENT_ORDER}",
-            conditions.where_clause()
-        );
-        let rows = sql::query(&client, &statement, &params).await?;
+        let rows = agent_list::agents(&client, &selection)
+            .await
+            .map_err(GqlError::from)?;
         let hide = request.hides_agents();
-        let mut agents = rows
-            .iter()
-            .map(|r| Agent::from_row(r, hide))
-            .collect::<GqlResult<Vec<_>>>()?;
+        let mut agents: Vec<Agent> = rows.into_iter().map(|r| Agent::from_row(r, hide)).collect();
         complete_agents(ctx, request, &mut agents, false).await?;
         Ok(Some(agents))
     }
@@ -447,35 +305,23 @@ impl AgentQuery {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
         let page = Page::new(limit, offset)?;
-        let mut params = SqlParams::new();
-        let mut conditions = agent_conditions(scaling_group, status.as_deref(), &mut params)?;
-        if let Some(condition) =
-            minilang::filter_sql(filter.as_deref(), AGENT_FILTER_FIELDS, &mut params)?
-        {
-            conditions.add(condition);
-        }
-        let order_by = match minilang::order_sql(order.as_deref(), AGENT_ORDER_FIELDS)? {
-            Some(order) => format!("{order}, a.id"),
-            None => DEFAULT_AGENT_ORDER.to_owned(),
-        };
-        let where_clause = conditions.where_clause();
-        let listing = Listing {
-            select: format!("SELECT {AGENT_COLUMNS} FROM agents a {where_clause}"),
-            count: format!("SELECT count(*) FROM agents a {where_clause}"),
-            order_by,
-            cacheable: filter.is_none() && order.is_none(),
-            params,
-        };
+        let agents = agent_selection(scaling_group, status.as_deref())?;
+        let listing = agent_list::agent_page(&agents, filter.as_deref(), order.as_deref())
+            .map_err(GqlError::from)?;
         let selection = ListSelection::of(ctx);
         let client = sql::connection(&request.db).await?;
         let (rows, total) = listing
-            .fetch(&client, Some(page), selection.items, selection.total_count)
-            .await?;
+            .fetch_as(
+                &client,
+                Some(page),
+                selection.items,
+                selection.total_count,
+                AgentRow::decode,
+            )
+            .await
+            .map_err(GqlError::from)?;
         let hide = request.hides_agents();
-        let mut items = rows
-            .iter()
-            .map(|r| Agent::from_row(r, hide))
-            .collect::<GqlResult<Vec<_>>>()?;
+        let mut items: Vec<Agent> = rows.into_iter().map(|r| Agent::from_row(r, hide)).collect();
         complete_agents(ctx, request, &mut items, true).await?;
         Ok(Some(AgentList {
             items,

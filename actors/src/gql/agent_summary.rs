@@ -5,17 +5,15 @@
 //! original does.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
+use bai_schema::queries::agent_summary_list::{self, AgentSummaryRow};
 use bai_schema::queries::scaling_group::keypair_allowed_scaling_group_names;
-use tokio_postgres::Row;
 
-use super::agent::agent_conditions;
 use super::context::GqlRequest;
-use super::enums::AGENT_STATUS;
+use super::enums::{AGENT_STATUS, parse_status_list};
 use super::error::{GqlError, GqlResult};
-use super::minilang::{self, FieldKind, FilterField, OrderField};
 use super::pagination::{ListSelection, Page};
 use super::scalars::JsonString;
-use super::sql::{self, Conditions, Listing, SqlParams};
+use super::sql;
 
 /// An agent as a normal user may see it (the original's `AgentSummary`).
 #[derive(SimpleObject, Clone, Debug)]
@@ -38,92 +36,32 @@ pub struct AgentSummaryList {
     pub total_count: i32,
 }
 
-const SUMMARY_COLUMNS: &str = "a.id, a.status::text AS status, a.scaling_group, a.schedulable, \
-     a.available_slots, a.occupied_slots, a.architecture";
-
-/// The original's `AgentSummary._queryfilter_fieldspec`.
-pub const AGENT_SUMMARY_FILTER_FIELDS: &[FilterField] = &[
-    FilterField {
-        name: "id",
-        sql: "a.id",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "status",
-        sql: "a.status",
-        kind: FieldKind::Enum(&AGENT_STATUS),
-    },
-    FilterField {
-        name: "scaling_group",
-        sql: "a.scaling_group",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "schedulable",
-        sql: "a.schedulable",
-        kind: FieldKind::Bool,
-    },
-];
-
-/// The original's `AgentSummary._queryorder_colmap`.
-pub const AGENT_SUMMARY_ORDER_FIELDS: &[OrderField] = &[
-    OrderField {
-        name: "id",
-        sql: "a.id",
-    },
-    OrderField {
-        name: "status",
-        sql: "a.status",
-    },
-    OrderField {
-        name: "scaling_group",
-        sql: "a.scaling_group",
-    },
-    OrderField {
-        name: "schedulable",
-        sql: "a.schedulable",
-    },
-    OrderField {
-        name: "available_slots",
-        sql: "a.available_slots",
-    },
-    OrderField {
-        name: "occupied_slots",
-        sql: "a.occupied_slots",
-    },
-];
-
-/// The original's default ordering of `load_slice`.
-const DEFAULT_SUMMARY_ORDER: &str = "a.status, a.scaling_group, a.id";
-
 impl AgentSummary {
-    fn from_row(row: &Row) -> GqlResult<AgentSummary> {
-        Ok(AgentSummary {
-            id: Some(ID(row.try_get::<_, String>("id")?)),
-            status: Some(row.try_get("status")?),
-            scaling_group: Some(row.try_get("scaling_group")?),
-            schedulable: Some(row.try_get("schedulable")?),
-            available_slots: Some(JsonString(row.try_get("available_slots")?)),
-            occupied_slots: Some(JsonString(row.try_get("occupied_slots")?)),
-            architecture: Some(row.try_get("architecture")?),
-        })
+    fn from_row(row: AgentSummaryRow) -> AgentSummary {
+        AgentSummary {
+            id: Some(ID(row.id)),
+            status: Some(row.status),
+            scaling_group: Some(row.scaling_group),
+            schedulable: Some(row.schedulable),
+            available_slots: Some(JsonString(row.available_slots)),
+            occupied_slots: Some(JsonString(row.occupied_slots)),
+            architecture: Some(row.architecture),
+        }
     }
 }
 
-/// The scaling-group condition: the named group, or every group the caller may use.
-async fn scaling_group_condition(
+/// The scaling groups looked in: the named one, or every group the caller may use.
+async fn scaling_groups(
     request: &GqlRequest,
     client: &deadpool_postgres::Object,
     scaling_group: Option<String>,
-    params: &mut SqlParams,
-) -> GqlResult<String> {
-    let names = match scaling_group {
-        Some(name) => vec![name],
+) -> GqlResult<Vec<String>> {
+    match scaling_group {
+        Some(name) => Ok(vec![name]),
         None => keypair_allowed_scaling_group_names(client, &request.requester.access_key)
             .await
-            .map_err(|e| GqlError::Database(e.to_string()))?,
-    };
-    Ok(format!("a.scaling_group = ANY({})", params.push(names)))
+            .map_err(|e| GqlError::Database(e.to_string())),
+    }
 }
 
 /// The original answers both queries with `ObjectNotFound` while agents are hidden.
@@ -148,16 +86,11 @@ impl AgentSummaryQuery {
         let request = GqlRequest::of(ctx)?;
         refuse_when_hidden(request)?;
         let client = sql::connection(&request.db).await?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        conditions.add(format!("a.id = {}", params.push(agent_id)));
-        conditions.add(scaling_group_condition(request, &client, None, &mut params).await?);
-        let statement = format!(
-            "SELECT {SUMMARY_COLUMNS} FROM agents a {}",
-            conditions.where_clause()
-        );
-        let row = sql::query_opt(&client, &statement, &params).await?;
-        Ok(row.as_ref().map(AgentSummary::from_row).transpose()?)
+        let groups = scaling_groups(request, &client, None).await?;
+        let row = agent_summary_list::agent_summary(&client, agent_id, groups)
+            .await
+            .map_err(GqlError::from)?;
+        Ok(row.map(AgentSummary::from_row))
     }
 
     /// A page of the agents of the scaling groups the caller may use (`status` is one agent
@@ -177,37 +110,31 @@ impl AgentSummaryQuery {
         refuse_when_hidden(request)?;
         let page = Page::new(limit, offset)?;
         let client = sql::connection(&request.db).await?;
-        let mut params = SqlParams::new();
-        let mut conditions = agent_conditions(None, status.as_deref(), &mut params)?;
-        conditions
-            .add(scaling_group_condition(request, &client, scaling_group, &mut params).await?);
-        if let Some(condition) =
-            minilang::filter_sql(filter.as_deref(), AGENT_SUMMARY_FILTER_FIELDS, &mut params)?
-        {
-            conditions.add(condition);
-        }
-        let order_by = match minilang::order_sql(order.as_deref(), AGENT_SUMMARY_ORDER_FIELDS)? {
-            Some(order) => format!("{order}, a.id"),
-            None => DEFAULT_SUMMARY_ORDER.to_owned(),
-        };
-        let where_clause = conditions.where_clause();
-        let listing = Listing {
-            select: format!("SELECT {SUMMARY_COLUMNS} FROM agents a {where_clause}"),
-            count: format!("SELECT count(*) FROM agents a {where_clause}"),
-            order_by,
-            cacheable: filter.is_none() && order.is_none(),
-            params,
-        };
+        let statuses = status
+            .as_deref()
+            .map(|status| parse_status_list(&AGENT_STATUS, "status", status))
+            .transpose()?;
+        let groups = scaling_groups(request, &client, scaling_group).await?;
+        let listing = agent_summary_list::agent_summary_page(
+            statuses,
+            groups,
+            filter.as_deref(),
+            order.as_deref(),
+        )
+        .map_err(GqlError::from)?;
         let selection = ListSelection::of(ctx);
         let (rows, total) = listing
-            .fetch(&client, Some(page), selection.items, selection.total_count)
-            .await?;
-        let items = rows
-            .iter()
-            .map(AgentSummary::from_row)
-            .collect::<GqlResult<Vec<_>>>()?;
+            .fetch_as(
+                &client,
+                Some(page),
+                selection.items,
+                selection.total_count,
+                AgentSummaryRow::decode,
+            )
+            .await
+            .map_err(GqlError::from)?;
         Ok(Some(AgentSummaryList {
-            items,
+            items: rows.into_iter().map(AgentSummary::from_row).collect(),
             total_count: i32::try_from(total).unwrap_or(i32::MAX),
         }))
     }

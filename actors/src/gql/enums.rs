@@ -1,74 +1,9 @@
-//! The PostgreSQL enums the filters compare with, as the mini-language compiler needs them:
-//! stored labels and, for enums stored by value, the original's member names.
+//! Status-list arguments (`status: "PENDING,RUNNING"`) read against the PostgreSQL enums the
+//! filters compare with (`bai_schema::minilang::enums`).
 
-use super::minilang::EnumSpec;
-
-pub static SESSION_STATUS: EnumSpec = EnumSpec {
-    pg_type: "sessionstatus",
-    labels: &[
-        "PENDING",
-        "SCHEDULED",
-        "PULLING",
-        "PREPARING",
-        "RUNNING",
-        "RESTARTING",
-        "RUNNING_DEGRADED",
-        "TERMINATING",
-        "TERMINATED",
-        "ERROR",
-        "CANCELLED",
-    ],
-    names: &[],
-    accept_lowercase: true,
-};
-
-pub static KERNEL_STATUS: EnumSpec = EnumSpec {
-    pg_type: "kernelstatus",
-    labels: &[
-        "PENDING",
-        "SCHEDULED",
-        "PREPARING",
-        "BUILDING",
-        "PULLING",
-        "RUNNING",
-        "RESTARTING",
-        "RESIZING",
-        "SUSPENDED",
-        "TERMINATING",
-        "TERMINATED",
-        "ERROR",
-        "CANCELLED",
-    ],
-    names: &[],
-    accept_lowercase: true,
-};
-
-pub static SESSION_RESULT: EnumSpec = EnumSpec {
-    pg_type: "sessionresult",
-    labels: &["UNDEFINED", "SUCCESS", "FAILURE"],
-    names: &[],
-    accept_lowercase: true,
-};
-
-pub static AGENT_STATUS: EnumSpec = EnumSpec {
-    pg_type: "agentstatus",
-    labels: &["ALIVE", "LOST", "RESTARTING", "TERMINATED"],
-    names: &[],
-    accept_lowercase: false,
-};
-
-pub static USER_STATUS: EnumSpec = EnumSpec {
-    pg_type: "userstatus",
-    labels: &["active", "inactive", "deleted", "before-verification"],
-    names: &["ACTIVE", "INACTIVE", "DELETED", "BEFORE_VERIFICATION"],
-    accept_lowercase: false,
-};
-
-pub static USER_ROLE: EnumSpec = EnumSpec {
-    pg_type: "userrole",
-    labels: &["superadmin", "admin", "user", "monitor"],
-    names: &["SUPERADMIN", "ADMIN", "USER", "MONITOR"],
-    accept_lowercase: false,
+use bai_schema::minilang::EnumSpec;
+pub use bai_schema::minilang::enums::{
+    AGENT_STATUS, KERNEL_STATUS, SESSION_RESULT, SESSION_STATUS, USER_ROLE, USER_STATUS,
 };
 
 /// Session types are stored as text (`sessions.session_type`), by member name.

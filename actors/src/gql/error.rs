@@ -2,7 +2,7 @@
 //! (async-graphql keeps the value as the error's source) with a message that says what is
 //! wrong; database details go to the log, not to the caller.
 
-use super::minilang::MinilangError;
+use bai_schema::minilang::MinilangError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GqlError {

@@ -9,20 +9,17 @@ use std::collections::HashMap;
 
 use async_graphql::{Context, ID, InputObject, Object, SimpleObject};
 use bai_schema::queries::QueryError;
-use bai_schema::queries::keypair_admin::{
-    self, KEYPAIR_COLUMNS, KEYPAIR_FROM, KeypairChanges, KeypairRow, NewKeypair,
-};
-use tokio_postgres::Row;
+use bai_schema::queries::keypair_admin::{self, KeypairChanges, KeypairRow, NewKeypair};
+use bai_schema::queries::keypair_list::{self, KeypairScope};
 use uuid::Uuid;
 
 use super::context::{GqlRequest, Requester};
-use super::error::GqlResult;
-use super::minilang::{self, FieldKind, FilterField, OrderField};
+use super::error::GqlError;
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
 use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
 use super::permissions::scoped;
 use super::scalars::GqlDateTime;
-use super::sql::{self, Conditions, Listing, SqlParams};
+use super::sql;
 use crate::compat::keypair::generate_keypair;
 
 /// The owner's name and email, as the original's `UserInfo`.
@@ -186,16 +183,13 @@ impl KeyPair {
 /// Builds keypairs from rows and fills in their Redis counters.
 async fn keypairs_from_rows(
     request: &GqlRequest,
-    rows: &[Row],
+    rows: Vec<KeypairRow>,
     reveal_secret: bool,
-) -> GqlResult<Vec<KeyPair>> {
-    let mut keypairs = rows
-        .iter()
-        .map(|row| {
-            KeypairRow::decode(row)
-                .map(|row| KeyPair::from_row(row, &request.requester, reveal_secret))
-        })
-        .collect::<Result<Vec<_>, _>>()?;
+) -> Vec<KeyPair> {
+    let mut keypairs: Vec<KeyPair> = rows
+        .into_iter()
+        .map(|row| KeyPair::from_row(row, &request.requester, reveal_secret))
+        .collect();
     let access_keys: Vec<String> = keypairs
         .iter()
         .filter_map(|k| k.access_key.clone())
@@ -219,137 +213,7 @@ async fn keypairs_from_rows(
             }
         }
     }
-    Ok(keypairs)
-}
-
-/// The original's `KeyPair._queryfilter_fieldspec`.
-pub const KEYPAIR_FILTER_FIELDS: &[FilterField] = &[
-    FilterField {
-        name: "access_key",
-        sql: "k.access_key",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "user_id",
-        sql: "u.uuid",
-        kind: FieldKind::Uuid,
-    },
-    FilterField {
-        name: "email",
-        sql: "u.email",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "full_name",
-        sql: "u.full_name",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "is_active",
-        sql: "k.is_active",
-        kind: FieldKind::Bool,
-    },
-    FilterField {
-        name: "is_admin",
-        sql: "k.is_admin",
-        kind: FieldKind::Bool,
-    },
-    FilterField {
-        name: "resource_policy",
-        sql: "k.resource_policy",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "created_at",
-        sql: "k.created_at",
-        kind: FieldKind::DateTime,
-    },
-    FilterField {
-        name: "last_used",
-        sql: "k.last_used",
-        kind: FieldKind::DateTime,
-    },
-    FilterField {
-        name: "rate_limit",
-        sql: "k.rate_limit",
-        kind: FieldKind::Int,
-    },
-    FilterField {
-        name: "num_queries",
-        sql: "k.num_queries",
-        kind: FieldKind::Int,
-    },
-    FilterField {
-        name: "ssh_public_key",
-        sql: "k.ssh_public_key",
-        kind: FieldKind::Text,
-    },
-];
-
-/// The original's `KeyPair._queryorder_colmap`.
-pub const KEYPAIR_ORDER_FIELDS: &[OrderField] = &[
-    OrderField {
-        name: "access_key",
-        sql: "k.access_key",
-    },
-    OrderField {
-        name: "email",
-        sql: "u.email",
-    },
-    OrderField {
-        name: "full_name",
-        sql: "u.full_name",
-    },
-    OrderField {
-        name: "is_active",
-        sql: "k.is_active",
-    },
-    OrderField {
-        name: "is_admin",
-        sql: "k.is_admin",
-    },
-    OrderField {
-        name: "resource_policy",
-        sql: "k.resource_policy",
-    },
-    OrderField {
-        name: "created_at",
-        sql: "k.created_at",
-    },
-    OrderField {
-        name: "last_used",
-        sql: "k.last_used",
-    },
-    OrderField {
-        name: "rate_limit",
-        sql: "k.rate_limit",
-    },
-    OrderField {
-        name: "num_queries",
-        sql: "k.num_queries",
-    },
-];
-
-/// The newest keypairs first, as the original; the access key keeps pages stable.
-const DEFAULT_KEYPAIR_ORDER: &str = "k.created_at DESC, k.access_key";
-
-fn scope_conditions(
-    domain_name: Option<String>,
-    email: Option<String>,
-    is_active: Option<bool>,
-    params: &mut SqlParams,
-) -> Conditions {
-    let mut conditions = Conditions::new();
-    if let Some(domain) = domain_name {
-        conditions.add(format!("u.domain_name = {}", params.push(domain)));
-    }
-    if let Some(email) = email {
-        conditions.add(format!("k.user_id = {}", params.push(email)));
-    }
-    if let Some(is_active) = is_active {
-        conditions.add(format!("k.is_active = {}", params.push(is_active)));
-    }
-    conditions
+    keypairs
 }
 
 /// A page of keypairs.
@@ -381,20 +245,13 @@ impl KeyPairQuery {
             domain_name,
             access_key,
         )?;
-        let mut params = SqlParams::new();
-        let mut conditions = scope_conditions(scope.domain_name, None, None, &mut params);
-        conditions.add(format!(
-            "k.access_key = {}",
-            params.push(scope.owner.unwrap_or_default())
-        ));
         let client = sql::connection(&request.db).await?;
-        let statement = format!(
-            "SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {}",
-            conditions.where_clause()
-        );
-        let rows = sql::query(&client, &statement, &params).await?;
-        Ok(keypairs_from_rows(request, &rows, false)
-            .await?
+        let rows =
+            keypair_list::keypair(&client, scope.domain_name, scope.owner.unwrap_or_default())
+                .await
+                .map_err(GqlError::from)?;
+        Ok(keypairs_from_rows(request, rows, false)
+            .await
             .into_iter()
             .next())
     }
@@ -416,20 +273,17 @@ impl KeyPairQuery {
             domain_name,
             email,
         )?;
-        let limit = if scope.owner.is_none() {
-            format!(" LIMIT {LEGACY_LIST_LIMIT}")
-        } else {
-            String::new()
+        let limit = scope.owner.is_none().then_some(LEGACY_LIST_LIMIT);
+        let scope = KeypairScope {
+            domain_name: scope.domain_name,
+            email: scope.owner,
+            is_active,
         };
-        let mut params = SqlParams::new();
-        let conditions = scope_conditions(scope.domain_name, scope.owner, is_active, &mut params);
         let client = sql::connection(&request.db).await?;
-        let statement = format!(
-            "SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {} ORDER BY {DEFAULT_KEYPAIR_ORDER}{limit}",
-            conditions.where_clause()
-        );
-        let rows = sql::query(&client, &statement, &params).await?;
-        Ok(Some(keypairs_from_rows(request, &rows, false).await?))
+        let rows = keypair_list::keypairs(&client, &scope, limit)
+            .await
+            .map_err(GqlError::from)?;
+        Ok(Some(keypairs_from_rows(request, rows, false).await))
     }
 
     /// A page of keypairs; domain admins see their domain, users their own.
@@ -455,33 +309,27 @@ impl KeyPairQuery {
             domain_name,
             email,
         )?;
-        let mut params = SqlParams::new();
-        let mut conditions =
-            scope_conditions(scope.domain_name, scope.owner, is_active, &mut params);
-        if let Some(condition) =
-            minilang::filter_sql(filter.as_deref(), KEYPAIR_FILTER_FIELDS, &mut params)?
-        {
-            conditions.add(condition);
-        }
-        let order_by = match minilang::order_sql(order.as_deref(), KEYPAIR_ORDER_FIELDS)? {
-            Some(order) => format!("{order}, k.access_key"),
-            None => DEFAULT_KEYPAIR_ORDER.to_owned(),
+        let scope = KeypairScope {
+            domain_name: scope.domain_name,
+            email: scope.owner,
+            is_active,
         };
-        let where_clause = conditions.where_clause();
-        let listing = Listing {
-            select: format!("SELECT {KEYPAIR_COLUMNS} FROM {KEYPAIR_FROM} {where_clause}"),
-            count: format!("SELECT count(*) FROM {KEYPAIR_FROM} {where_clause}"),
-            order_by,
-            cacheable: filter.is_none() && order.is_none(),
-            params,
-        };
+        let listing = keypair_list::keypair_page(&scope, filter.as_deref(), order.as_deref())
+            .map_err(GqlError::from)?;
         let selection = ListSelection::of(ctx);
         let client = sql::connection(&request.db).await?;
         let (rows, total) = listing
-            .fetch(&client, Some(page), selection.items, selection.total_count)
-            .await?;
+            .fetch_as(
+                &client,
+                Some(page),
+                selection.items,
+                selection.total_count,
+                KeypairRow::decode,
+            )
+            .await
+            .map_err(GqlError::from)?;
         Ok(Some(KeyPairList {
-            items: keypairs_from_rows(request, &rows, false).await?,
+            items: keypairs_from_rows(request, rows, false).await,
             total_count: i32::try_from(total).unwrap_or(i32::MAX),
         }))
     }

@@ -2,10 +2,10 @@
 //! manager's graphene schema: the same root fields, argument and field names (snake_case),
 //! types, `filter`/`order` mini-languages, pagination and permissions.
 //!
-//! Layout: one file per object type with its queries, SQL and mutations (`domain.rs`,
-//! `user.rs`, ...); `schema.rs` merges them into the roots; `context.rs` holds who is asking;
-//! `permissions.rs` the role rules; `minilang/` the filter/order parser and SQL compiler;
-//! `sql.rs`, `pagination.rs`, `scalars.rs` the shared pieces (Python's text forms live in
+//! Layout: one file per object type with its queries and mutations (`domain.rs`, `user.rs`,
+//! ...); the SQL they run, the filter/order field maps and the `minilang` compiler live in
+//! `bai_schema` (`queries/`, `minilang/`); `schema.rs` merges them into the roots; `context.rs`
+//! holds who is asking; `permissions.rs` the role rules; `sql.rs`, `pagination.rs`, `scalars.rs` the shared pieces (Python's text forms live in
 //! `crate::compat::pyjson`); `http.rs` the routes; `prescan.rs` and `front_end.rs` the limits
 //! every document passes before it is parsed, validated and run.
 
@@ -24,7 +24,6 @@ pub mod group;
 pub mod http;
 pub mod image;
 pub mod keypair;
-pub mod minilang;
 pub mod mutation;
 pub mod pagination;
 pub mod permissions;

@@ -4,8 +4,8 @@
 use async_graphql::{InputValueError, InputValueResult, Scalar, ScalarType, Value};
 use chrono::{DateTime, Utc};
 
-use super::minilang::compile::parse_datetime;
 use crate::compat::pyjson;
+use bai_schema::minilang::compile::parse_datetime;
 
 /// graphene's `JSONString`: a JSON document serialized to a string with Python's `json.dumps`.
 /// As input, a string holding JSON.

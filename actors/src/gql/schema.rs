@@ -44,7 +44,9 @@ pub const MAX_DIRECTIVES: usize = 16;
 /// `vfolder_list`, `storage_volume`, `storage_volume_list`), write a `#[derive(Default)]`
 /// struct with an `#[Object(rename_fields = "snake_case", rename_args = "snake_case")]` impl in
 /// your own file under `actors/src/gql/` and add it to this tuple; resolvers get the caller and
-/// the pool from `GqlRequest::of(ctx)`, and can use `Listing`, `minilang` and `permissions`.
+/// the pool from `GqlRequest::of(ctx)`, check `permissions`, and run their SQL through a query
+/// module of `bai_schema::queries` (a list builds a `Listing` there, with `minilang` over its
+/// field maps).
 #[derive(MergedObject, Default)]
 #[graphql(name = "Queries")]
 pub struct QueryRoot(

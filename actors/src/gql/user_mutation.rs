@@ -13,7 +13,8 @@ use super::enums::{USER_ROLE, USER_STATUS};
 use super::error::GqlError;
 use super::keypair::insert_keypair;
 use super::mutation::{self, MutationRoles, Outcome, mutation_payload, settle};
-use super::user::{USER_COLUMNS, User};
+use super::user::User;
+use bai_schema::queries::user_list;
 
 /// The resource policy and rate limit of the keypair made with a new user, as the original.
 const DEFAULT_KEYPAIR_RESOURCE_POLICY: &str = "default";
@@ -121,14 +122,8 @@ async fn reload_user(
     client: &impl GenericClient,
     uuid: Uuid,
 ) -> Result<Option<User>, Outcome<User>> {
-    let statement = format!(
-        "SELECT {USER_COLUMNS}, (SELECT coalesce(json_agg(json_build_object('id', g.id, \
-         'name', g.name) ORDER BY g.name), '[]'::json) FROM association_groups_users ag \
-         JOIN groups g ON g.id = ag.group_id WHERE ag.user_id = u.uuid) AS groups \
-         FROM users u WHERE u.uuid = $1"
-    );
-    match client.query_opt(&statement, &[&uuid]).await? {
-        Some(row) => Ok(Some(User::from_row(&row, true)?)),
+    match user_list::changed_user(client, uuid).await? {
+        Some(row) => Ok(Some(User::from_row(row)?)),
         None => Ok(None),
     }
 }

@@ -3,22 +3,19 @@
 //! `vfolder_project_list` (the folders of the caller's projects), the legacy unpaginated
 //! `vfolders`, and the superadmin's `vfolder_permission_list` (every share). Each is always the
 //! caller's own view (the original fixes the user to the caller), narrowed by domain as its
-//! `scoped_query`.
+//! `scoped_query`. The SQL is `bai_schema::queries::{vfolder_list, vfolder_permission_list}`.
 
 use async_graphql::{Context, ID, Object, SimpleObject};
-use bai_schema::enums::VFolderPermission;
-use tokio_postgres::Row;
+use bai_schema::queries::vfolder_list::FolderScope;
+use bai_schema::queries::vfolder_permission_list::{self, PermissionRow};
 use uuid::Uuid;
 
 use super::context::GqlRequest;
-use super::error::GqlResult;
-use super::minilang::{self, FieldKind, FilterField, OrderField};
+use super::error::{GqlError, GqlResult};
 use super::pagination::{LEGACY_LIST_LIMIT, ListSelection, Page};
 use super::permissions::{require_superadmin_read, scoped};
-use super::sql::{self, Conditions, Listing, SqlParams};
-use super::vfolder::{
-    FolderQuery, VFOLDER_FROM, VFOLDER_PERMISSION, VirtualFolder, VirtualFolderList,
-};
+use super::sql;
+use super::vfolder::{VirtualFolder, VirtualFolderList, folder_page};
 
 /// The domain the caller may list folders in (`None`: every domain), as `scoped_query`.
 fn folder_domain(request: &GqlRequest, domain_name: Option<String>) -> GqlResult<Option<String>> {
@@ -26,9 +23,9 @@ fn folder_domain(request: &GqlRequest, domain_name: Option<String>) -> GqlResult
     Ok(scoped(requester, false, requester.user_uuid, domain_name, None)?.domain_name)
 }
 
-/// The conditions of one of the caller's folder scopes.
+/// One of the caller's folder scopes, as the 23.09 roots name them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FolderScope {
+enum ScopeRoot {
     /// Folders the caller owns.
     Own,
     /// User folders others shared with the caller.
@@ -37,52 +34,16 @@ pub enum FolderScope {
     Project,
 }
 
-impl FolderScope {
-    /// The tables and conditions (`$` parameters pushed onto `params`) of this scope for
-    /// `user` in `domain`.
-    pub fn query(
-        self,
-        user: Uuid,
-        domain: Option<String>,
-        filter: Option<String>,
-        order: Option<String>,
-    ) -> FolderQuery {
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        let from = match self {
-            FolderScope::Own => {
-                conditions.add(format!("v.\"user\" = {}", params.push(user)));
-                if let Some(domain) = domain {
-                    conditions.add(format!("u.domain_name = {}", params.push(domain)));
-                }
-                VFOLDER_FROM.to_owned()
-            }
-            FolderScope::Invited => {
-                conditions.add(format!("p.\"user\" = {}", params.push(user)));
-                conditions.add("v.ownership_type = 'user'".to_owned());
-                if let Some(domain) = domain {
-                    conditions.add(format!("u.domain_name = {}", params.push(domain)));
-                }
-                format!("{VFOLDER_FROM} JOIN vfolder_permissions p ON p.vfolder = v.id")
-            }
-            FolderScope::Project => {
-                conditions.add(format!(
-                    "v.\"group\" IN (SELECT ag.group_id FROM association_groups_users ag \
-                     WHERE ag.user_id = {})",
-                    params.push(user)
-                ));
-                if let Some(domain) = domain {
-                    conditions.add(format!("g.domain_name = {}", params.push(domain)));
-                }
-                VFOLDER_FROM.to_owned()
-            }
-        };
-        FolderQuery {
-            from,
-            conditions,
-            params,
-            filter,
-            order,
+impl ScopeRoot {
+    fn scope(self, user: Uuid, domain_name: Option<String>) -> FolderScope {
+        match self {
+            ScopeRoot::Own => FolderScope::Own {
+                user,
+                domain_name,
+                group: None,
+            },
+            ScopeRoot::Invited => FolderScope::Invited { user, domain_name },
+            ScopeRoot::Project => FolderScope::Project { user, domain_name },
         }
     }
 }
@@ -101,16 +62,15 @@ pub struct VirtualFolderPermissionItem {
 }
 
 impl VirtualFolderPermissionItem {
-    fn from_row(row: &Row) -> GqlResult<VirtualFolderPermissionItem> {
-        let permission: Option<VFolderPermission> = row.try_get("permission")?;
-        Ok(VirtualFolderPermissionItem {
+    fn from_row(row: PermissionRow) -> VirtualFolderPermissionItem {
+        VirtualFolderPermissionItem {
             id: None,
-            permission: permission.map(|p| p.as_str().to_owned()),
-            vfolder: Some(row.try_get("vfolder")?),
-            vfolder_name: Some(row.try_get("vfolder_name")?),
-            user: Some(row.try_get("user")?),
-            user_email: Some(row.try_get("user_email")?),
-        })
+            permission: row.permission.map(|p| p.as_str().to_owned()),
+            vfolder: Some(row.vfolder),
+            vfolder_name: Some(row.vfolder_name),
+            user: Some(row.user),
+            user_email: Some(row.user_email),
+        }
     }
 }
 
@@ -121,65 +81,6 @@ pub struct VirtualFolderPermissionList {
     pub items: Vec<VirtualFolderPermissionItem>,
     pub total_count: i32,
 }
-
-const PERMISSION_COLUMNS: &str = "p.permission, p.vfolder, v.name AS vfolder_name, p.\"user\", \
-     u.email AS user_email";
-
-const PERMISSION_FROM: &str = "vfolder_permissions p JOIN vfolders v ON v.id = p.vfolder \
-     JOIN users u ON u.uuid = p.\"user\"";
-
-/// The original's `VirtualFolderPermission._queryfilter_fieldspec`.
-const PERMISSION_FILTER_FIELDS: &[FilterField] = &[
-    FilterField {
-        name: "permission",
-        sql: "p.permission",
-        kind: FieldKind::Enum(&VFOLDER_PERMISSION),
-    },
-    FilterField {
-        name: "vfolder",
-        sql: "p.vfolder",
-        kind: FieldKind::Uuid,
-    },
-    FilterField {
-        name: "vfolder_name",
-        sql: "v.name",
-        kind: FieldKind::Text,
-    },
-    FilterField {
-        name: "user",
-        sql: "p.\"user\"",
-        kind: FieldKind::Uuid,
-    },
-    FilterField {
-        name: "user_email",
-        sql: "u.email",
-        kind: FieldKind::Text,
-    },
-];
-
-/// The original's `VirtualFolderPermission._queryorder_colmap`.
-const PERMISSION_ORDER_FIELDS: &[OrderField] = &[
-    OrderField {
-        name: "permission",
-        sql: "p.permission",
-    },
-    OrderField {
-        name: "vfolder",
-        sql: "p.vfolder",
-    },
-    OrderField {
-        name: "vfolder_name",
-        sql: "v.name",
-    },
-    OrderField {
-        name: "user",
-        sql: "p.\"user\"",
-    },
-    OrderField {
-        name: "user_email",
-        sql: "u.email",
-    },
-];
 
 #[derive(Default)]
 pub struct VFolderScopeQuery;
@@ -201,7 +102,7 @@ impl VFolderScopeQuery {
     ) -> async_graphql::Result<Option<VirtualFolderList>> {
         scope_page(
             ctx,
-            FolderScope::Own,
+            ScopeRoot::Own,
             limit,
             offset,
             filter,
@@ -225,7 +126,7 @@ impl VFolderScopeQuery {
     ) -> async_graphql::Result<Option<VirtualFolderList>> {
         scope_page(
             ctx,
-            FolderScope::Invited,
+            ScopeRoot::Invited,
             limit,
             offset,
             filter,
@@ -249,7 +150,7 @@ impl VFolderScopeQuery {
     ) -> async_graphql::Result<Option<VirtualFolderList>> {
         scope_page(
             ctx,
-            FolderScope::Project,
+            ScopeRoot::Project,
             limit,
             offset,
             filter,
@@ -270,20 +171,12 @@ impl VFolderScopeQuery {
     ) -> async_graphql::Result<Option<Vec<VirtualFolder>>> {
         let request = GqlRequest::of(ctx)?;
         let domain = folder_domain(request, domain_name)?;
-        let mut folders = FolderScope::Own.query(request.requester.user_uuid, domain, None, None);
-        if let Some(group) = group_id {
-            let group = folders.params.push(group);
-            folders.conditions.add(format!("v.\"group\" = {group}"));
-        }
-        let page = Page {
-            limit: LEGACY_LIST_LIMIT,
-            offset: 0,
+        let scope = FolderScope::Own {
+            user: request.requester.user_uuid,
+            domain_name: domain,
+            group: group_id,
         };
-        let all = ListSelection {
-            items: true,
-            total_count: false,
-        };
-        Ok(Some(folders.page(request, page, all).await?.items))
+        Ok(Some(legacy_folders(request, &scope).await?))
     }
 
     /// A page of every share of every folder (superadmins and monitors).
@@ -298,36 +191,25 @@ impl VFolderScopeQuery {
         let request = GqlRequest::of(ctx)?;
         require_superadmin_read(&request.requester)?;
         let page = Page::new(limit, offset)?;
-        let mut params = SqlParams::new();
-        let mut conditions = Conditions::new();
-        if let Some(condition) =
-            minilang::filter_sql(filter.as_deref(), PERMISSION_FILTER_FIELDS, &mut params)?
-        {
-            conditions.add(condition);
-        }
-        let order_by = match minilang::order_sql(order.as_deref(), PERMISSION_ORDER_FIELDS)? {
-            Some(order) => format!("{order}, p.id"),
-            None => "v.created_at DESC, p.id".to_owned(),
-        };
-        let where_clause = conditions.where_clause();
-        let listing = Listing {
-            select: format!("SELECT {PERMISSION_COLUMNS} FROM {PERMISSION_FROM} {where_clause}"),
-            count: format!("SELECT count(*) FROM {PERMISSION_FROM} {where_clause}"),
-            order_by,
-            cacheable: filter.is_none() && order.is_none(),
-            params,
-        };
+        let listing = vfolder_permission_list::permission_page(filter.as_deref(), order.as_deref())
+            .map_err(GqlError::from)?;
         let selection = ListSelection::of(ctx);
         let client = sql::connection(&request.db).await?;
         let (rows, total) = listing
-            .fetch(&client, Some(page), selection.items, selection.total_count)
-            .await?;
-        let items = rows
-            .iter()
-            .map(VirtualFolderPermissionItem::from_row)
-            .collect::<GqlResult<Vec<_>>>()?;
+            .fetch_as(
+                &client,
+                Some(page),
+                selection.items,
+                selection.total_count,
+                PermissionRow::decode,
+            )
+            .await
+            .map_err(GqlError::from)?;
         Ok(Some(VirtualFolderPermissionList {
-            items,
+            items: rows
+                .into_iter()
+                .map(VirtualFolderPermissionItem::from_row)
+                .collect(),
             total_count: i32::try_from(total).unwrap_or(i32::MAX),
         }))
     }
@@ -336,7 +218,7 @@ impl VFolderScopeQuery {
 /// One page of one of the caller's folder scopes.
 async fn scope_page(
     ctx: &Context<'_>,
-    scope: FolderScope,
+    root: ScopeRoot,
     limit: i32,
     offset: i32,
     filter: Option<String>,
@@ -346,15 +228,25 @@ async fn scope_page(
     let request = GqlRequest::of(ctx)?;
     let page = Page::new(limit, offset)?;
     let domain = folder_domain(request, domain_name)?;
-    let folders = scope.query(request.requester.user_uuid, domain, filter, order);
+    let scope = root.scope(request.requester.user_uuid, domain);
     Ok(Some(
-        folders.page(request, page, ListSelection::of(ctx)).await?,
+        folder_page(
+            request,
+            &scope,
+            filter.as_deref(),
+            order.as_deref(),
+            page,
+            ListSelection::of(ctx),
+        )
+        .await?,
     ))
 }
 
-/// The folders the user `owner` owns, newest first, at most `LEGACY_LIST_LIMIT`
-/// (`KeyPair.vfolders`; the caller already sees the keypair).
-pub async fn folders_of_user(request: &GqlRequest, owner: Uuid) -> GqlResult<Vec<VirtualFolder>> {
+/// The folders of `scope`, newest first, at most `LEGACY_LIST_LIMIT`.
+async fn legacy_folders(
+    request: &GqlRequest,
+    scope: &FolderScope,
+) -> GqlResult<Vec<VirtualFolder>> {
     let page = Page {
         limit: LEGACY_LIST_LIMIT,
         offset: 0,
@@ -363,9 +255,18 @@ pub async fn folders_of_user(request: &GqlRequest, owner: Uuid) -> GqlResult<Vec
         items: true,
         total_count: false,
     };
-    Ok(FolderScope::Own
-        .query(owner, None, None, None)
-        .page(request, page, all)
+    Ok(folder_page(request, scope, None, None, page, all)
         .await?
         .items)
+}
+
+/// The folders the user `owner` owns, newest first, at most `LEGACY_LIST_LIMIT`
+/// (`KeyPair.vfolders`; the caller already sees the keypair).
+pub async fn folders_of_user(request: &GqlRequest, owner: Uuid) -> GqlResult<Vec<VirtualFolder>> {
+    let scope = FolderScope::Own {
+        user: owner,
+        domain_name: None,
+        group: None,
+    };
+    legacy_folders(request, &scope).await
 }

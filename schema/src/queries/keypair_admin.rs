@@ -1,8 +1,7 @@
 //! Keypairs as the admin API (GraphQL `keypair(s)`, `keypair_list` and the keypair mutations)
 //! reads and writes them: the typed row with its owner and projects, create, modify and
-//! delete. The reads' `WHERE` clauses come from the GraphQL filter compiler at run time, so
-//! the resolver assembles them over `KEYPAIR_COLUMNS`/`KEYPAIR_FROM` and decodes with
-//! `KeypairRow::decode`.
+//! delete. The reads (`keypair_list`) assemble their statements at run time over
+//! `KEYPAIR_COLUMNS`/`KEYPAIR_FROM` and decode with `KeypairRow::decode`.
 
 use chrono::{DateTime, Utc};
 use deadpool_postgres::GenericClient;

@@ -1,8 +1,8 @@
 //! Parameterized list queries (the GraphQL resolvers' lists): numbered placeholders with their
 //! bound values, `WHERE` conditions joined with `AND`, and a page plus its total count run in
-//! one round trip. The caller maps its API's filter and ordering to column expressions (the
-//! GraphQL filter compiler does, in `bai-actors`) and hands them in; this module assembles and
-//! runs the statements.
+//! one round trip. The per-domain list modules (`session_list`, `agent_list`, ...) compile a
+//! client's filter and ordering with `crate::minilang` over their field maps and build a
+//! [`Listing`]; this module assembles and runs the statements.
 //!
 //! Every value that comes from a request is bound as a parameter; only static column
 //! expressions of the callers are ever spliced into the SQL text.
@@ -111,6 +111,19 @@ pub struct Listing {
 }
 
 impl Listing {
+    /// The page statement (`… ORDER BY … LIMIT $n OFFSET $n+1` when `paged`) and the count
+    /// statement, as [`Listing::fetch`] sends them. The prepare-every-statement test prepares
+    /// these for each list module.
+    pub fn statements(&self, paged: bool) -> (String, String) {
+        let mut items_sql = format!("{} ORDER BY {}", self.select, self.order_by);
+        if paged {
+            let limit = self.params.len() + 1;
+            let offset = limit + 1;
+            items_sql.push_str(&format!(" LIMIT ${limit} OFFSET ${offset}"));
+        }
+        (items_sql, self.count.clone())
+    }
+
     /// Runs the page and the count in one round trip (pipelined on the connection); each is
     /// skipped when the query did not select it.
     pub async fn fetch<P: Into<PageBounds>>(
@@ -121,12 +134,11 @@ impl Listing {
         want_count: bool,
     ) -> Result<(Vec<Row>, i64), QueryError> {
         let condition_params = self.params.len();
-        let mut items_sql = format!("{} ORDER BY {}", self.select, self.order_by);
+        let (items_sql, _) = self.statements(page.is_some());
         if let Some(page) = page {
             let page: PageBounds = page.into();
-            let limit = self.params.push(page.limit);
-            let offset = self.params.push(page.offset);
-            items_sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
+            self.params.push(page.limit);
+            self.params.push(page.offset);
         }
         let items_params = self.params.as_refs();
         let count_params = self.params.prefix_refs(condition_params);
@@ -160,6 +172,46 @@ impl Listing {
         };
         Ok((rows, count))
     }
+
+    /// [`Listing::fetch`], with each row decoded by `decode`.
+    pub async fn fetch_as<T, P: Into<PageBounds>>(
+        self,
+        client: &impl GenericClient,
+        page: Option<P>,
+        want_rows: bool,
+        want_count: bool,
+        decode: impl Fn(&Row) -> Result<T, QueryError>,
+    ) -> Result<(Vec<T>, i64), QueryError> {
+        let (rows, count) = self.fetch(client, page, want_rows, want_count).await?;
+        let items = rows.iter().map(decode).collect::<Result<Vec<T>, _>>()?;
+        Ok((items, count))
+    }
+}
+
+/// A condition that `column` (of PostgreSQL enum type `pg_type`) is one of `labels`, bound as
+/// one text array and converted once per statement (see `crate::minilang::compile`).
+pub fn enum_in(column: &str, pg_type: &str, labels: Vec<String>, params: &mut SqlParams) -> String {
+    format!(
+        "{column} = ANY(ARRAY(SELECT unnest({}::text[])::{pg_type}))",
+        params.push(labels)
+    )
+}
+
+/// Runs a fixed-shape statement through the connection's prepared-statement cache and decodes
+/// every row.
+pub async fn query_as<T>(
+    client: &impl GenericClient,
+    sql: &str,
+    params: &SqlParams,
+    context: &'static str,
+    decode: impl Fn(&Row) -> Result<T, QueryError>,
+) -> Result<Vec<T>, QueryError> {
+    let statement = client.prepare_cached(sql).await.map_err(db_err(context))?;
+    let rows = client
+        .query(&statement, &params.as_refs())
+        .await
+        .map_err(db_err(context))?;
+    rows.iter().map(decode).collect()
 }
 
 #[cfg(test)]
@@ -172,6 +224,31 @@ mod tests {
         assert_eq!(params.push("a".to_owned()), "$1");
         assert_eq!(params.push(2_i64), "$2");
         assert_eq!(params.len(), 2);
+    }
+
+    #[test]
+    fn a_page_binds_limit_and_offset_after_the_conditions() {
+        let mut params = SqlParams::new();
+        let mut conditions = Conditions::new();
+        conditions.add(format!("a.x = {}", params.push(1_i32)));
+        let listing = Listing {
+            select: format!("SELECT a.x FROM a {}", conditions.where_clause()),
+            count: format!("SELECT count(*) FROM a {}", conditions.where_clause()),
+            order_by: "a.x".to_owned(),
+            params,
+            cacheable: true,
+        };
+        assert_eq!(
+            listing.statements(true),
+            (
+                "SELECT a.x FROM a WHERE (a.x = $1) ORDER BY a.x LIMIT $2 OFFSET $3".to_owned(),
+                "SELECT count(*) FROM a WHERE (a.x = $1)".to_owned()
+            )
+        );
+        assert_eq!(
+            listing.statements(false).0,
+            "SELECT a.x FROM a WHERE (a.x = $1) ORDER BY a.x"
+        );
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
 pub mod agent_admin;
+pub mod agent_list;
+pub mod agent_summary_list;
+pub mod container_list;
 pub mod domain_admin;
 pub mod dotfiles;
 pub mod error_logs;
@@ -14,6 +17,7 @@ pub mod interaction;
 pub mod kernel_stats;
 pub mod keypair;
 pub mod keypair_admin;
+pub mod keypair_list;
 pub mod listing;
 pub mod quota_scope;
 pub mod resource;
@@ -23,12 +27,16 @@ pub mod scaling_group;
 pub mod scaling_group_admin;
 pub mod session;
 pub mod session_enqueue;
+pub mod session_list;
 pub mod session_template;
 pub mod signup;
 pub mod usage;
 pub mod user_admin;
+pub mod user_list;
 pub mod user_self;
 pub mod vfolder;
+pub mod vfolder_list;
+pub mod vfolder_permission_list;
 pub mod vfolder_sharing;
 
 use crate::slots::{ResourceSlot, SlotError};
@@ -45,6 +53,22 @@ pub fn assembled_statements() -> Vec<&'static str> {
         scaling_group_admin::STATEMENTS,
     ]
     .concat()
+}
+
+/// The statements the list modules assemble at run time (a read by id, a page and its count
+/// without and with a client's filter and ordering), for the prepare-every-statement test.
+pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> {
+    Ok([
+        agent_list::statements()?,
+        agent_summary_list::statements()?,
+        container_list::statements()?,
+        keypair_list::statements()?,
+        session_list::statements()?,
+        user_list::statements()?,
+        vfolder_list::statements()?,
+        vfolder_permission_list::statements()?,
+    ]
+    .concat())
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -1,8 +1,11 @@
 //! The `filter` and `order` mini-languages the list queries take (`agent_list(filter: ...,
 //! order: ...)`), as the original's `models/minilang`: a pure parser to an AST and a compiler
-//! from the AST to parameterized SQL over a type's declared fields.
+//! from the AST to parameterized SQL over a type's declared fields. It lives in the data model,
+//! as the original's `ai/backend/manager/models/minilang/`: the per-domain list modules of
+//! `crate::queries` declare which GraphQL field names map to which column expressions.
 
 pub mod compile;
+pub mod enums;
 pub mod filter;
 pub mod order;
 
@@ -10,7 +13,7 @@ pub use compile::{EnumSpec, FieldKind, FilterField, OrderField, compile_filter, 
 pub use filter::{FilterExpr, parse_filter};
 pub use order::{OrderKey, parse_order};
 
-use crate::gql::sql::SqlParams;
+use crate::queries::listing::SqlParams;
 
 /// A filter or ordering the server cannot apply, with what is wrong in it.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::MinilangError;
 use super::filter::{Combine, CompareOp, FilterExpr, Literal};
 use super::order::OrderKey;
-use crate::gql::sql::SqlParams;
+use crate::queries::listing::SqlParams;
 
 /// A PostgreSQL enum a field compares with.
 #[derive(Debug)]
@@ -442,8 +442,8 @@ pub fn parse_datetime(text: &str) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::gql::minilang::filter::parse_filter;
-    use crate::gql::minilang::order::parse_order;
+    use crate::minilang::filter::parse_filter;
+    use crate::minilang::order::parse_order;
 
     static STATUS: EnumSpec = EnumSpec {
         pg_type: "sessionstatus",
