@@ -1,14 +1,15 @@
 //! A batch of kernel events, as the scheduler handles it before replying to the event bus, so
-//! the bus acknowledges only events that were applied. The whole batch is applied in stream
-//! order in one transaction: one commit for all the kernels whose events arrived together,
-//! instead of one per event. When that transaction fails (a deadlock with another worker's
-//! batch, one bad event), the batch is applied again one event per transaction: each kernel's
+//! the bus acknowledges only events that were applied. The batch is split by session into at
+//! most [`BATCH_TRANSACTIONS`] shares, applied side by side, each in stream order in one
+//! transaction: a few commits for all the kernels whose events arrived together, instead of
+//! one per event. When a share's transaction fails (a deadlock with another worker's batch,
+//! one bad event), that share is applied again one event per transaction: each kernel's
 //! events in stream order, different kernels side by side (at most [`MAX_KERNELS_IN_FLIGHT`] at
 //! once), and a kernel whose event failed keeps that event and its later ones unacknowledged,
 //! in order, for redelivery.
 
 use futures::StreamExt;
-use slog::{debug, warn};
+use slog::{info, warn};
 use uuid::Uuid;
 
 use super::dispatch::DispatchDeps;
@@ -95,11 +96,60 @@ pub async fn apply_kernel_events(
         .into_iter()
         .map(without_superseded)
         .collect();
+    let shares = split_by_session(queues, BATCH_TRANSACTIONS);
+    futures::future::join_all(
+        shares
+            .into_iter()
+            .map(|share| apply_share(deps, producer, log, share)),
+    )
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// Transactions one batch is split into, side by side on as many connections: a few commits
+/// per batch instead of one per event, without putting all of PostgreSQL's work for the
+/// batch on one backend.
+pub const BATCH_TRANSACTIONS: usize = 4;
+
+/// Splits kernel queues into at most `shares` parts, a session's kernels always in the same
+/// part (its status is re-derived from all of them), sessions dealt round-robin in order of
+/// first appearance.
+pub fn split_by_session(
+    queues: Vec<Vec<StreamedKernelEvent>>,
+    shares: usize,
+) -> Vec<Vec<Vec<StreamedKernelEvent>>> {
+    let shares = shares.max(1);
+    let mut parts: Vec<Vec<Vec<StreamedKernelEvent>>> = Vec::new();
+    let mut share_of: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+    for queue in queues {
+        let Some((_, first)) = queue.first() else {
+            continue;
+        };
+        let next = share_of.len() % shares;
+        let share = *share_of.entry(first.session_id).or_insert(next);
+        if parts.len() <= share {
+            parts.resize_with(share + 1, Vec::new);
+        }
+        parts[share].push(queue);
+    }
+    parts
+}
+
+/// Applies one share of a batch in one transaction, or, when that fails, one event per
+/// transaction; returns the stream ids not applied.
+async fn apply_share(
+    deps: &DispatchDeps,
+    producer: Option<&EventProducer>,
+    log: &slog::Logger,
+    queues: Vec<Vec<StreamedKernelEvent>>,
+) -> Vec<String> {
     let in_stream_order = stream_order(&queues);
     match apply_kernel_event_batch(deps, producer, &in_stream_order).await {
         Ok(()) => return Vec::new(),
         Err(error) => {
-            debug!(log, "cannot apply a batch of kernel events at once; applying them one by one";
+            info!(log, "cannot apply kernel events in one transaction; applying them one by one";
                 "events" => in_stream_order.len(), "error" => %error);
         }
     }
@@ -187,6 +237,31 @@ mod tests {
                 (1, KernelEventKind::Terminated),
             ]
         );
+    }
+
+    #[test]
+    fn a_sessions_kernels_share_one_transaction() {
+        let mut second_kernel = event(3, KernelEventKind::Started);
+        second_kernel.session_id = Uuid::from_u128(1);
+        let batch = vec![
+            ("1-0".to_owned(), event(1, KernelEventKind::Started)),
+            ("1-1".to_owned(), event(2, KernelEventKind::Started)),
+            ("1-2".to_owned(), second_kernel),
+            ("1-3".to_owned(), event(4, KernelEventKind::Started)),
+        ];
+        let shares = split_by_session(per_kernel(batch), 2);
+        let kernels: Vec<Vec<u128>> = shares
+            .iter()
+            .map(|share| {
+                share
+                    .iter()
+                    .map(|queue| queue[0].1.kernel_id.as_u128())
+                    .collect()
+            })
+            .collect();
+        // Sessions 1, 2 and 4 dealt round-robin; kernel 3 goes with its session 1.
+        assert_eq!(kernels, vec![vec![1, 3, 4], vec![2]]);
+        assert_eq!(split_by_session(Vec::new(), 4).len(), 0);
     }
 
     #[test]
