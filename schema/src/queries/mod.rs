@@ -26,6 +26,7 @@ pub mod resource_policy_admin;
 pub mod resource_preset_admin;
 pub mod scaling_group;
 pub mod scaling_group_admin;
+pub mod scheduler_reserve;
 pub mod session;
 pub mod session_enqueue;
 pub mod session_list;
