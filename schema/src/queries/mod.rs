@@ -26,6 +26,7 @@ pub mod resource_policy_admin;
 pub mod resource_preset_admin;
 pub mod scaling_group;
 pub mod scaling_group_admin;
+pub mod scheduler_load;
 pub mod scheduler_reserve;
 pub mod session;
 pub mod session_enqueue;
@@ -54,6 +55,7 @@ pub fn assembled_statements() -> Vec<&'static str> {
         keypair_admin::STATEMENTS,
         resource_policy_admin::STATEMENTS,
         scaling_group_admin::STATEMENTS,
+        scheduler_load::STATEMENTS,
     ]
     .concat()
 }
