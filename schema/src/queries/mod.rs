@@ -27,6 +27,7 @@ pub mod resource_preset_admin;
 pub mod scaling_group;
 pub mod scaling_group_admin;
 pub mod scheduler_load;
+pub mod scheduler_reconcile;
 pub mod scheduler_reserve;
 pub mod session;
 pub mod session_enqueue;
