@@ -148,9 +148,11 @@ async fn start_actors(
     .await
     .map_err(WorkerError::StorageBroker)?;
     watchdog.watch(bai_actors::storage::broker::ACTOR_NAME, storage.addr());
-    bai_actors::storage::recovery::spawn_sweeper(
+    // Ends when the worker starts to stop (the same token closes the open streams).
+    let _sweeper = bai_actors::storage::recovery::spawn_sweeper(
         ctx.background_db.clone(),
         storage.clone(),
+        ctx.state.pipeline.stopping.clone(),
         ctx.log.new(o!("task" => "vfolder-deletion-sweeper")),
     );
     extensions.add(web::Data::new(storage));

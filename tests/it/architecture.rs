@@ -379,6 +379,30 @@ fn the_facade_writes_no_sql() {
     );
 }
 
+/// The heartbeat tracker and the scheduler's loaders, reservation and reconciler decide; their
+/// statements live in `schema/src/queries/` (`agent_heartbeat`, `scheduler_load`,
+/// `scheduler_reserve`, `scheduler_reconcile`). The scheduler's other files still write theirs.
+#[test]
+fn the_heartbeat_tracker_and_the_scheduler_pass_write_no_sql() {
+    let mut files = rust_files(&repo_root().join("actors/src/heartbeat"));
+    assert!(
+        files.len() >= 3,
+        "found only {} heartbeat files",
+        files.len()
+    );
+    for name in ["load.rs", "reserve.rs", "reconcile.rs"] {
+        let file = repo_root().join("actors/src/scheduler").join(name);
+        assert!(file.is_file(), "{} is gone", file.display());
+        files.push(file);
+    }
+    let offences = sql_in_literals(&files);
+    assert!(
+        offences.is_empty(),
+        "SQL statement text in an actor (move it to a query module of schema/src/queries/):\n{}",
+        offences.join("\n")
+    );
+}
+
 #[test]
 fn the_sql_scan_reads_literals_not_comments() {
     let source = "// SELECT id FROM t\n/// UPDATE x\nlet a = 'x'; fn f<'a>() {}\n\

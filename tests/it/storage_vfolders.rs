@@ -632,6 +632,55 @@ async fn a_delete_interrupted_by_a_crash_is_finished_by_the_sweep() {
 }
 
 #[actix_web::test]
+async fn the_sweeper_sweeps_and_ends_when_the_worker_stops() {
+    use bai_actors::storage::recovery::spawn_sweeper;
+
+    let world = StorageWorld::new().await;
+    let app = storage_app!(world);
+    let admin = Signer::new(ADMIN_AK, ADMIN_SK);
+    let (status, _, _) = call(
+        &app,
+        admin
+            .request(Method::POST, "/folders", Some(&create_body("crashed")))
+            .to_request(),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let crashed_dir = world.folder_dir("crashed").await;
+    let db = world.api.db().await;
+    db.execute(
+        "UPDATE vfolders SET status = 'deleting', status_changed = now() - interval '1 hour' WHERE name = 'crashed'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let spawn = |stopping| {
+        spawn_sweeper(
+            world.api.state.db.clone(),
+            world.broker.clone(),
+            stopping,
+            world.api.log.logger(),
+        )
+    };
+
+    // Stopped before it ever ran: it ends without sweeping.
+    let stopped_early = world.api.state.pipeline.stopping.child_token();
+    let sweeper = spawn(stopped_early.clone());
+    stopped_early.cancel();
+    sweeper.await.unwrap();
+    assert_eq!(world.folder_rows("crashed").await.len(), 1);
+
+    // Started with the worker's token: its first sweep finishes the folder at once, then it
+    // waits a whole interval for the next one, and the worker's stop ends that wait.
+    let stopping = world.api.state.pipeline.stopping.clone();
+    let sweeper = spawn(stopping.clone());
+    while !world.folder_rows("crashed").await.is_empty() {}
+    assert!(!crashed_dir.exists());
+    stopping.cancel();
+    sweeper.await.unwrap();
+}
+
+#[actix_web::test]
 async fn a_task_log_is_read_from_the_callers_logs_folder() {
     let world = StorageWorld::new().await;
     let app = storage_app!(world);

@@ -3,9 +3,10 @@
 
 use bai_schema::ResourceSlot;
 use bai_schema::enums::AgentStatus;
+use bai_schema::queries::QueryError;
+use bai_schema::queries::agent_heartbeat::{self, AgentReport, AgentStateRow};
 use deadpool_postgres::Pool;
 use redis::aio::ConnectionManager;
-use tokio_postgres::error::SqlState;
 
 use super::decide::AgentSnapshot;
 use crate::wire::{AgentImage, AgentInfo};
@@ -16,9 +17,11 @@ pub const LAST_SEEN_KEY: &str = "agent.last_seen";
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Db(#[from] tokio_postgres::Error),
+    Query(#[from] QueryError),
     #[error("database pool: {0}")]
     Pool(#[from] deadpool_postgres::PoolError),
+    #[error("database: {0}")]
+    Db(#[from] tokio_postgres::Error),
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("agent {agent} names scaling group {scaling_group:?}, which does not exist")]
@@ -34,29 +37,26 @@ pub enum StoreError {
     Fence(#[from] crate::lock::FenceError),
 }
 
-const SNAPSHOT_COLUMNS: &str = "id, status, scaling_group, available_slots, addr, public_host, \
-     public_key, version, compute_plugins, architecture, auto_terminate_abusing_kernel";
-
-fn snapshot_from_row(row: &tokio_postgres::Row) -> Result<(String, AgentSnapshot), StoreError> {
-    let id: String = row.try_get("id")?;
-    let slots: serde_json::Value = row.try_get("available_slots")?;
-    let available_slots = ResourceSlot::from_json(&slots).map_err(|error| StoreError::BadRow {
-        agent: id.clone(),
-        detail: error.to_string(),
-    })?;
+/// The tracker's snapshot of a row, naming the agent when its slots do not parse.
+fn snapshot_of(row: AgentStateRow) -> Result<(String, AgentSnapshot), StoreError> {
+    let available_slots =
+        ResourceSlot::from_json(&row.available_slots).map_err(|error| StoreError::BadRow {
+            agent: row.id.clone(),
+            detail: error.to_string(),
+        })?;
     Ok((
-        id,
+        row.id,
         AgentSnapshot {
-            status: row.try_get("status")?,
-            scaling_group: row.try_get("scaling_group")?,
+            status: row.status,
+            scaling_group: row.scaling_group,
             available_slots,
-            addr: row.try_get("addr")?,
-            public_host: row.try_get("public_host")?,
-            public_key: row.try_get("public_key")?,
-            version: row.try_get("version")?,
-            compute_plugins: row.try_get("compute_plugins")?,
-            architecture: row.try_get("architecture")?,
-            auto_terminate_abusing_kernel: row.try_get("auto_terminate_abusing_kernel")?,
+            addr: row.addr,
+            public_host: row.public_host,
+            public_key: row.public_key,
+            version: row.version,
+            compute_plugins: row.compute_plugins,
+            architecture: row.architecture,
+            auto_terminate_abusing_kernel: row.auto_terminate_abusing_kernel,
         },
     ))
 }
@@ -64,10 +64,8 @@ fn snapshot_from_row(row: &tokio_postgres::Row) -> Result<(String, AgentSnapshot
 /// Every agent's snapshot (to warm the tracker's cache at start).
 pub async fn load_all(pool: &Pool) -> Result<Vec<(String, AgentSnapshot)>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(&format!("SELECT {SNAPSHOT_COLUMNS} FROM agents"), &[])
-        .await?;
-    rows.iter().map(snapshot_from_row).collect()
+    let rows = agent_heartbeat::all_agents(&client).await?;
+    rows.into_iter().map(snapshot_of).collect()
 }
 
 /// The snapshots of these agents (those that have a row).
@@ -76,13 +74,8 @@ pub async fn load_some(
     ids: &[String],
 ) -> Result<Vec<(String, AgentSnapshot)>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            &format!("SELECT {SNAPSHOT_COLUMNS} FROM agents WHERE id = ANY($1)"),
-            &[&ids],
-        )
-        .await?;
-    rows.iter().map(snapshot_from_row).collect()
+    let rows = agent_heartbeat::some_agents(&client, ids).await?;
+    rows.into_iter().map(snapshot_of).collect()
 }
 
 /// What a locked write did.
@@ -95,8 +88,20 @@ pub enum WriteOutcome {
     LeftRestarting,
 }
 
-fn is_unknown_scaling_group(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION)
+/// What a heartbeat's `info` writes into the agent's row.
+fn report_of<'a>(info: &'a AgentInfo, slots: &'a serde_json::Value) -> AgentReport<'a> {
+    AgentReport {
+        region: &info.region,
+        scaling_group: &info.scaling_group,
+        available_slots: slots,
+        addr: &info.addr,
+        public_host: &info.public_host,
+        public_key: info.public_key.as_deref(),
+        version: &info.version,
+        architecture: &info.architecture,
+        compute_plugins: &info.compute_plugins,
+        auto_terminate_abusing_kernel: info.auto_terminate_abusing_kernel,
+    }
 }
 
 /// Applies one heartbeat under `SELECT ... FOR UPDATE`, deciding on the locked row.
@@ -108,19 +113,14 @@ pub async fn apply_heartbeat(
     use super::decide::{HeartbeatDecision, decide_heartbeat};
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let locked = transaction
-        .query_opt(
-            &format!("SELECT {SNAPSHOT_COLUMNS} FROM agents WHERE id = $1 FOR UPDATE"),
-            &[&agent],
-        )
-        .await?;
-    let row = locked
-        .as_ref()
-        .map(snapshot_from_row)
+    let row = agent_heartbeat::lock_agent(&transaction, agent)
+        .await?
+        .map(snapshot_of)
         .transpose()?
         .map(|(_, row)| row);
     let wanted = AgentSnapshot::alive_from(info);
     let slots = info.available_slots.to_json();
+    let report = report_of(info, &slots);
     let outcome = match decide_heartbeat(row.as_ref(), info) {
         HeartbeatDecision::Unchanged => {
             return Ok((WriteOutcome::Unchanged, row.unwrap_or(wanted)));
@@ -129,76 +129,19 @@ pub async fn apply_heartbeat(
             return Ok((WriteOutcome::LeftRestarting, row.unwrap_or(wanted)));
         }
         HeartbeatDecision::Insert => {
-            transaction
-                .execute(
-                    "INSERT INTO agents (id, status, status_changed, region, scaling_group, \
-                     schedulable, available_slots, occupied_slots, addr, public_host, public_key, \
-                     first_contact, lost_at, version, architecture, compute_plugins, \
-                     auto_terminate_abusing_kernel) \
-                     VALUES ($1, 'ALIVE', now(), $2, $3, true, $4, '{}', $5, $6, $7, now(), NULL, \
-                     $8, $9, $10, $11)",
-                    &[
-                        &agent,
-                        &info.region,
-                        &info.scaling_group,
-                        &slots,
-                        &info.addr,
-                        &info.public_host,
-                        &info.public_key,
-                        &info.version,
-                        &info.architecture,
-                        &info.compute_plugins,
-                        &info.auto_terminate_abusing_kernel,
-                    ],
-                )
+            agent_heartbeat::insert_agent(&transaction, agent, &report)
                 .await
                 .map_err(|error| map_fk(error, agent, info))?;
             WriteOutcome::Inserted
         }
         HeartbeatDecision::Revive => {
-            transaction
-                .execute(
-                    "UPDATE agents SET status = 'ALIVE', status_changed = now(), lost_at = NULL, \
-                     region = $2, scaling_group = $3, available_slots = $4, addr = $5, \
-                     public_host = $6, public_key = $7, version = $8, architecture = $9, \
-                     compute_plugins = $10, auto_terminate_abusing_kernel = $11 WHERE id = $1",
-                    &[
-                        &agent,
-                        &info.region,
-                        &info.scaling_group,
-                        &slots,
-                        &info.addr,
-                        &info.public_host,
-                        &info.public_key,
-                        &info.version,
-                        &info.architecture,
-                        &info.compute_plugins,
-                        &info.auto_terminate_abusing_kernel,
-                    ],
-                )
+            agent_heartbeat::revive_agent(&transaction, agent, &report)
                 .await
                 .map_err(|error| map_fk(error, agent, info))?;
             WriteOutcome::Revived
         }
         HeartbeatDecision::Update(columns) => {
-            transaction
-                .execute(
-                    "UPDATE agents SET scaling_group = $2, available_slots = $3, addr = $4, \
-                     public_host = $5, public_key = $6, version = $7, architecture = $8, \
-                     compute_plugins = $9, auto_terminate_abusing_kernel = $10 WHERE id = $1",
-                    &[
-                        &agent,
-                        &info.scaling_group,
-                        &slots,
-                        &info.addr,
-                        &info.public_host,
-                        &info.public_key,
-                        &info.version,
-                        &info.architecture,
-                        &info.compute_plugins,
-                        &info.auto_terminate_abusing_kernel,
-                    ],
-                )
+            agent_heartbeat::update_agent(&transaction, agent, &report)
                 .await
                 .map_err(|error| map_fk(error, agent, info))?;
             WriteOutcome::Updated(columns)
@@ -208,14 +151,14 @@ pub async fn apply_heartbeat(
     Ok((outcome, wanted))
 }
 
-fn map_fk(error: tokio_postgres::Error, agent: &str, info: &AgentInfo) -> StoreError {
-    if is_unknown_scaling_group(&error) {
+fn map_fk(error: QueryError, agent: &str, info: &AgentInfo) -> StoreError {
+    if error.is_foreign_key_violation() {
         StoreError::UnknownScalingGroup {
             agent: agent.to_owned(),
             scaling_group: info.scaling_group.clone(),
         }
     } else {
-        StoreError::Db(error)
+        StoreError::Query(error)
     }
 }
 
@@ -228,24 +171,8 @@ pub async fn mark_terminated(
 ) -> Result<bool, StoreError> {
     let client = pool.get().await?;
     let changed = match status {
-        AgentStatus::Restarting => {
-            client
-                .execute(
-                    "UPDATE agents SET status = 'RESTARTING', status_changed = now() \
-                     WHERE id = $1 AND status <> 'RESTARTING'",
-                    &[&agent],
-                )
-                .await?
-        }
-        _ => {
-            client
-                .execute(
-                    "UPDATE agents SET status = $2, status_changed = now(), lost_at = now() \
-                     WHERE id = $1 AND status NOT IN ('LOST', 'TERMINATED')",
-                    &[&agent, &status],
-                )
-                .await?
-        }
+        AgentStatus::Restarting => agent_heartbeat::mark_restarting(&client, agent).await?,
+        _ => agent_heartbeat::mark_ended(&client, agent, status).await?,
     };
     Ok(changed > 0)
 }
@@ -255,13 +182,7 @@ pub async fn mark_terminated(
 /// `lost_at` cleared; the original set only the status here and kept a stale `lost_at`.
 pub async fn mark_started(pool: &Pool, agent: &str) -> Result<bool, StoreError> {
     let client = pool.get().await?;
-    let changed = client
-        .execute(
-            "UPDATE agents SET status = 'ALIVE', status_changed = now() \
-             WHERE id = $1 AND status = 'RESTARTING'",
-            &[&agent],
-        )
-        .await?;
+    let changed = agent_heartbeat::mark_started(&client, agent).await?;
     Ok(changed > 0)
 }
 
@@ -341,18 +262,11 @@ pub async fn existing_scaling_groups(
     names: &[String],
 ) -> Result<std::collections::HashSet<String>, StoreError> {
     let client = pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT name FROM scaling_groups WHERE name = ANY($1)",
-            &[&names],
-        )
-        .await?;
-    rows.iter()
-        .map(|row| row.try_get::<_, String>(0).map_err(StoreError::from))
-        .collect()
+    let found = agent_heartbeat::existing_scaling_groups(&client, names).await?;
+    Ok(found.into_iter().collect())
 }
 
-/// Rows per multi-row INSERT (12 parameters each, far below PostgreSQL's 65,535).
+/// Rows per multi-row INSERT (11 parameters each, far below PostgreSQL's 65,535).
 pub const INSERT_CHUNK: usize = 500;
 
 /// Inserts first-contact agents as ALIVE, many rows per statement, in one transaction;
@@ -361,7 +275,6 @@ pub async fn insert_new_agents(
     pool: &Pool,
     agents: &[(&str, &AgentInfo)],
 ) -> Result<Vec<String>, StoreError> {
-    use tokio_postgres::types::ToSql;
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let mut inserted = Vec::with_capacity(agents.len());
@@ -370,47 +283,12 @@ pub async fn insert_new_agents(
             .iter()
             .map(|(_, info)| info.available_slots.to_json())
             .collect();
-        let mut params: Vec<&(dyn ToSql + Sync)> = Vec::with_capacity(chunk.len() * 11);
-        let mut values = Vec::with_capacity(chunk.len());
-        for (index, ((agent, info), slots)) in chunk.iter().zip(&slots).enumerate() {
-            let base = index * 11;
-            values.push(format!(
-                "(${}, 'ALIVE', now(), ${}, ${}, true, ${}, '{{}}', ${}, ${}, ${}, now(), NULL, ${}, ${}, ${}, ${})",
-                base + 1,
-                base + 2,
-                base + 3,
-                base + 4,
-                base + 5,
-                base + 6,
-                base + 7,
-                base + 8,
-                base + 9,
-                base + 10,
-                base + 11
-            ));
-            params.push(agent);
-            params.push(&info.region);
-            params.push(&info.scaling_group);
-            params.push(slots);
-            params.push(&info.addr);
-            params.push(&info.public_host);
-            params.push(&info.public_key);
-            params.push(&info.version);
-            params.push(&info.architecture);
-            params.push(&info.compute_plugins);
-            params.push(&info.auto_terminate_abusing_kernel);
-        }
-        let statement = format!(
-            "INSERT INTO agents (id, status, status_changed, region, scaling_group, schedulable, \
-             available_slots, occupied_slots, addr, public_host, public_key, first_contact, \
-             lost_at, version, architecture, compute_plugins, auto_terminate_abusing_kernel) \
-             VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id",
-            values.join(", ")
-        );
-        let rows = transaction.query(&statement, &params).await?;
-        for row in rows {
-            inserted.push(row.try_get::<_, String>(0)?);
-        }
+        let reports: Vec<(&str, AgentReport<'_>)> = chunk
+            .iter()
+            .zip(&slots)
+            .map(|((agent, info), slots)| (*agent, report_of(info, slots)))
+            .collect();
+        inserted.extend(agent_heartbeat::insert_agents(&transaction, &reports).await?);
     }
     transaction.commit().await?;
     Ok(inserted)

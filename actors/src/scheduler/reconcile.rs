@@ -21,11 +21,12 @@
 //! * TERMINATING longer than the timeout: `destroy_kernel` once more, then TERMINATED and freed.
 //! * Kernels on LOST agents get `status_info = 'agent-lost'` so users see why.
 
-use bai_schema::queries::ReadColumn;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bai_schema::enums::{AgentStatus, KernelStatus};
+use bai_schema::queries::scheduler_reconcile::{self as queries, SeenKernels};
+use bai_schema::queries::{DecodeError, QueryError};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::json;
@@ -54,6 +55,18 @@ pub const RECONCILE_CONCURRENCY: usize = 32;
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DispatchError {
     move |source| DispatchError::Database { context, source }
+}
+
+/// A query's failure in the reconciler's words, as before the statements moved to
+/// `bai_schema::queries::scheduler_reconcile`: a failed statement names what it was doing.
+fn query_err(error: QueryError) -> DispatchError {
+    match error {
+        QueryError::Db { context, source } => DispatchError::Database { context, source },
+        QueryError::Decode { column, source } => {
+            DispatchError::Decode(DecodeError { column, source })
+        }
+        other => DispatchError::Query(other),
+    }
 }
 
 /// What one reconciliation did.
@@ -212,84 +225,39 @@ pub async fn reconcile(
     let probe_cutoff =
         now - chrono::Duration::from_std(probe_age(timeout)).unwrap_or(chrono::Duration::MAX);
     let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
-    report.marked_agent_lost = client
-        .execute(
-            "UPDATE kernels k SET status_info = 'agent-lost' FROM agents a
-              WHERE a.id = k.agent AND a.status = 'LOST'
-                AND k.status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')
-                AND k.status_info IS DISTINCT FROM 'agent-lost'",
-            &[],
-        )
+    report.marked_agent_lost = queries::mark_kernels_of_lost_agents(&client)
         .await
-        .map_err(db_err("marking kernels of lost agents"))?;
-    client
-        .execute(
-            "UPDATE sessions s SET status_info = 'agent-lost'
-              WHERE s.status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')
-                AND s.status_info IS DISTINCT FROM 'agent-lost'
-                AND EXISTS (SELECT 1 FROM kernels k WHERE k.session_id = s.id AND k.status_info = 'agent-lost')",
-            &[],
-        )
+        .map_err(query_err)?;
+    queries::mark_sessions_of_lost_agents(&client)
         .await
-        .map_err(db_err("marking sessions of lost agents"))?;
+        .map_err(query_err)?;
 
-    let scheduled: Vec<Uuid> = client
-        .query(
-            "SELECT id FROM sessions WHERE status = 'SCHEDULED'
-              AND coalesce((status_history ->> 'SCHEDULED')::timestamptz, created_at) < $1",
-            &[&cutoff],
-        )
+    let scheduled: Vec<Uuid> = queries::stuck_scheduled_sessions(&client, cutoff)
         .await
-        .map_err(db_err("finding stuck scheduled sessions"))?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?;
-    let stuck: Vec<StuckKernel> = client
-        .query(
-            "SELECT k.id, k.session_id, k.status, k.status_info, coalesce(k.status_changed, k.created_at),
-                    k.agent, coalesce(k.agent_addr, a.addr), a.version, a.status,
-                    (SELECT count(*) FROM kernels o WHERE o.session_id = k.session_id
-                        AND NOT (o.status IN ('PREPARING', 'PULLING', 'BUILDING')
-                                 AND coalesce(o.status_changed, o.created_at) < $1)),
-                    coalesce((s.status_data -> 'reconciler' ->> 'redispatches')::int, 0)
-               FROM kernels k
-               JOIN sessions s ON s.id = k.session_id
-               LEFT JOIN agents a ON a.id = k.agent
-              WHERE (k.status IN ('PREPARING', 'PULLING', 'BUILDING')
-                     AND coalesce(k.status_changed, k.created_at) < $1)
-                 OR (k.status = 'TERMINATING'
-                     AND coalesce(k.status_changed, k.created_at) < $2)
-              ORDER BY k.session_id, k.cluster_idx, k.id",
-            &[&cutoff, &probe_cutoff],
-        )
+        .map_err(query_err)?;
+    let stuck: Vec<StuckKernel> = queries::stuck_kernels(&client, cutoff, probe_cutoff)
         .await
-        .map_err(db_err("finding stuck kernels"))?
-        .iter()
-        .map(|row| {
-            let agent: Option<String> = row.decode(5)?;
-            let addr: Option<String> = row.decode(6)?;
-            let version: Option<String> = row.decode(7)?;
-            let status: Option<AgentStatus> = row.decode(8)?;
-            Ok(StuckKernel {
-                id: row.decode(0)?,
-                session_id: row.decode(1)?,
-                status: row.decode(2)?,
-                status_info: row.decode(3)?,
-                changed: row.decode(4)?,
-                target: match (agent, addr) {
-                    (Some(id), Some(addr)) => Some(AgentTarget {
-                        id,
-                        addr,
-                        version: version.unwrap_or_default(),
-                    }),
-                    _ => None,
-                },
-                alive: status == Some(AgentStatus::Alive),
-                others_in_session: row.decode(9)?,
-                redispatches: row.decode::<_, i32>(10)?.max(0) as u32,
-            })
+        .map_err(query_err)?
+        .into_iter()
+        .map(|row| StuckKernel {
+            id: row.id,
+            session_id: row.session_id,
+            status: row.status,
+            status_info: row.status_info,
+            changed: row.changed,
+            target: match (row.agent, row.agent_addr) {
+                (Some(id), Some(addr)) => Some(AgentTarget {
+                    id,
+                    addr,
+                    version: row.agent_version.unwrap_or_default(),
+                }),
+                _ => None,
+            },
+            alive: row.agent_status == Some(AgentStatus::Alive),
+            others_in_session: row.others_in_session,
+            redispatches: row.redispatches.max(0) as u32,
         })
-        .collect::<Result<_, DispatchError>>()?;
+        .collect();
     drop(client);
 
     let redispatched: Vec<Result<DispatchOutcome, DispatchError>> =
@@ -485,29 +453,20 @@ async fn back_to_scheduled(
 ) -> Result<bool, DispatchError> {
     let now = Utc::now();
     let history = json!({ "SCHEDULED": now.to_rfc3339() });
-    let ids: Vec<Uuid> = kernels.iter().map(|k| k.id).collect();
-    let statuses: Vec<KernelStatus> = kernels.iter().map(|k| k.status).collect();
-    let infos: Vec<Option<String>> = kernels.iter().map(|k| k.status_info.clone()).collect();
-    let changed: Vec<Option<DateTime<Utc>>> = kernels.iter().map(|k| k.changed).collect();
+    let seen = SeenKernels {
+        ids: kernels.iter().map(|k| k.id).collect(),
+        statuses: kernels.iter().map(|k| k.status).collect(),
+        status_infos: kernels.iter().map(|k| k.status_info.clone()).collect(),
+        changed: kernels.iter().map(|k| k.changed).collect(),
+    };
     let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
         .transaction()
         .await
         .map_err(db_err("beginning a re-dispatch"))?;
-    let moved = tx
-        .execute(
-            "UPDATE kernels k SET status = 'SCHEDULED', status_info = 'scheduled',
-                    status_changed = $5,
-                    status_history = coalesce(k.status_history, '{}'::jsonb) || $6::jsonb
-               FROM unnest($1::uuid[], $2::kernelstatus[], $3::text[], $4::timestamptz[])
-                    AS v(id, status, info, changed)
-              WHERE k.id = v.id AND k.status = v.status
-                AND k.status_info IS NOT DISTINCT FROM v.info
-                AND coalesce(k.status_changed, k.created_at) IS NOT DISTINCT FROM v.changed",
-            &[&ids, &statuses, &infos, &changed, &now, &history],
-        )
+    let moved = queries::kernels_back_to_scheduled(&tx, &seen, now, &history)
         .await
-        .map_err(db_err("moving kernels back to SCHEDULED"))?;
+        .map_err(query_err)?;
     if moved as usize != kernels.len() {
         tx.rollback()
             .await
@@ -515,17 +474,9 @@ async fn back_to_scheduled(
         return Ok(false);
     }
     let count = json!({ "redispatches": redispatches + 1 });
-    let session = tx
-        .execute(
-            "UPDATE sessions SET status = 'SCHEDULED', status_info = 'scheduled',
-                    status_history = coalesce(status_history, '{}'::jsonb) || $2::jsonb,
-                    status_data = coalesce(status_data, '{}'::jsonb)
-                        || jsonb_build_object('reconciler', $3::jsonb)
-              WHERE id = $1 AND status IN ('PREPARING', 'PULLING')",
-            &[&session_id, &history, &count],
-        )
+    let session = queries::session_back_to_scheduled(&tx, session_id, &history, &count)
         .await
-        .map_err(db_err("moving a session back to SCHEDULED"))?;
+        .map_err(query_err)?;
     if session == 0 {
         tx.rollback()
             .await

@@ -11,10 +11,13 @@
 //! * the fencing token of the scheduling lock is checked first, so a scheduler that lost its
 //!   lock writes nothing.
 
-use bai_schema::queries::ReadColumn;
 use std::collections::{BTreeMap, HashSet};
 
 use bai_schema::ResourceSlot;
+use bai_schema::queries::scheduler_reserve::{
+    self as queries, ScheduledKernels, ScheduledSessions,
+};
+use bai_schema::queries::{DecodeError, QueryError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::Client;
@@ -39,7 +42,24 @@ pub enum ReserveError {
     #[error(transparent)]
     Fenced(#[from] FenceError),
     #[error(transparent)]
-    Decode(#[from] bai_schema::queries::DecodeError),
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Query(QueryError),
+}
+
+/// A query's failure in the scheduler's words: a failed statement names what it was doing
+/// (or the fence, when a newer scheduler holds the lock), as it did before the statements
+/// moved to `bai_schema::queries::scheduler_reserve`.
+impl From<QueryError> for ReserveError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Db { context, source } => db_err(context)(source),
+            QueryError::Decode { column, source } => {
+                ReserveError::Decode(DecodeError { column, source })
+            }
+            other => ReserveError::Query(other),
+        }
+    }
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> ReserveError {
@@ -124,17 +144,10 @@ async fn reserve_batch(
         fence.check(&tx).await?;
     }
     let session_ids: Vec<Uuid> = batch.iter().map(|(id, _, _)| **id).collect();
-    let claimed: HashSet<Uuid> = tx
-        .query(
-            "SELECT id FROM sessions WHERE id = ANY($1) AND status = 'PENDING'
-              ORDER BY id FOR UPDATE SKIP LOCKED",
-            &[&session_ids],
-        )
-        .await
-        .map_err(db_err("claiming pending sessions"))?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?;
+    let claimed: HashSet<Uuid> = queries::claim_pending_sessions(&tx, &session_ids)
+        .await?
+        .into_iter()
+        .collect();
     let mut agent_ids: Vec<String> = batch
         .iter()
         .flat_map(|(_, _, assignments)| assignments.iter().map(|a| a.agent_id.clone()))
@@ -142,22 +155,13 @@ async fn reserve_batch(
     agent_ids.sort();
     agent_ids.dedup();
     let mut agents: BTreeMap<String, (ResourceSlot, ResourceSlot, String)> = BTreeMap::new();
-    for row in tx
-        .query(
-            "SELECT id, available_slots, occupied_slots, addr FROM agents
-              WHERE id = ANY($1) AND status = 'ALIVE' AND schedulable
-              ORDER BY id FOR UPDATE",
-            &[&agent_ids],
-        )
-        .await
-        .map_err(db_err("locking agents"))?
-    {
+    for row in queries::lock_schedulable_agents(&tx, &agent_ids).await? {
         agents.insert(
-            row.decode(0)?,
+            row.id,
             (
-                slots_of(row.decode(1)?),
-                slots_of(row.decode(2)?),
-                row.decode(3)?,
+                slots_of(row.available_slots),
+                slots_of(row.occupied_slots),
+                row.addr,
             ),
         );
     }
@@ -206,75 +210,37 @@ async fn reserve_batch(
         .filter(|(id, _)| used_agents.contains(id.as_str()))
         .map(|(id, (_, occupied, _))| (id.clone(), occupied.to_json()))
         .unzip();
-    tx.execute(
-        "UPDATE agents a SET occupied_slots = v.occupied
-           FROM unnest($1::varchar[], $2::jsonb[]) AS v(id, occupied) WHERE a.id = v.id",
-        &[&ids, &occupied],
-    )
-    .await
-    .map_err(db_err("reserving agent slots"))?;
+    queries::set_occupied_slots(&tx, &ids, &occupied).await?;
 
     let history = json!({ "SCHEDULED": now.to_rfc3339() });
-    let mut s_ids = Vec::new();
-    let mut s_groups = Vec::new();
-    let mut s_agents = Vec::new();
-    let mut k_ids = Vec::new();
-    let mut k_agents = Vec::new();
-    let mut k_addrs = Vec::new();
-    let mut k_slots = Vec::new();
-    let mut k_groups = Vec::new();
+    let mut sessions = ScheduledSessions::default();
+    let mut kernels = ScheduledKernels::default();
     for (session_id, scaling_group, assignments) in &admitted {
         let mut agent_list: Vec<String> = assignments.iter().map(|a| a.agent_id.clone()).collect();
         agent_list.dedup();
-        s_ids.push(*session_id);
-        s_groups.push((*scaling_group).clone());
-        s_agents.push(agent_list.join(","));
+        sessions.ids.push(*session_id);
+        sessions.scaling_groups.push((*scaling_group).clone());
+        sessions.agents.push(agent_list.join(","));
         for assignment in assignments.iter() {
-            k_ids.push(assignment.kernel_id);
-            k_agents.push(assignment.agent_id.clone());
-            k_addrs.push(
+            kernels.ids.push(assignment.kernel_id);
+            kernels.agents.push(assignment.agent_id.clone());
+            kernels.agent_addrs.push(
                 agents
                     .get(&assignment.agent_id)
                     .map(|(_, _, addr)| addr.clone())
                     .unwrap_or_default(),
             );
-            k_slots.push(assignment.slots.to_json());
-            k_groups.push((*scaling_group).clone());
+            kernels.slots.push(assignment.slots.to_json());
+            kernels.scaling_groups.push((*scaling_group).clone());
         }
     }
-    let updated = tx
-        .execute(
-            "UPDATE sessions s SET status = 'SCHEDULED', status_info = 'scheduled',
-                    status_data = '{}'::jsonb,
-                    status_history = coalesce(s.status_history, '{}'::jsonb) || $4::jsonb,
-                    scaling_group_name = v.sgroup,
-                    agent_ids = string_to_array(v.agents, ',')
-               FROM unnest($1::uuid[], $2::varchar[], $3::text[]) AS v(id, sgroup, agents)
-              WHERE s.id = v.id AND s.status = 'PENDING'",
-            &[&s_ids, &s_groups, &s_agents, &history],
-        )
-        .await
-        .map_err(db_err("moving sessions to SCHEDULED"))?;
+    let updated = queries::schedule_sessions(&tx, &sessions, &history).await?;
     debug_assert_eq!(
         updated as usize,
-        s_ids.len(),
+        sessions.ids.len(),
         "claimed rows are locked by us"
     );
-    tx.execute(
-        "UPDATE kernels k SET status = 'SCHEDULED', status_info = 'scheduled',
-                status_changed = $6, status_data = '{}'::jsonb,
-                status_history = coalesce(k.status_history, '{}'::jsonb) || $7::jsonb,
-                agent = v.agent, agent_addr = v.addr, occupied_slots = v.slots,
-                scaling_group = v.sgroup
-           FROM unnest($1::uuid[], $2::varchar[], $3::varchar[], $4::jsonb[], $5::varchar[])
-                AS v(id, agent, addr, slots, sgroup)
-          WHERE k.id = v.id AND k.status = 'PENDING'",
-        &[
-            &k_ids, &k_agents, &k_addrs, &k_slots, &k_groups, &now, &history,
-        ],
-    )
-    .await
-    .map_err(db_err("moving kernels to SCHEDULED"))?;
+    queries::schedule_kernels(&tx, &kernels, now, &history).await?;
     tx.commit()
         .await
         .map_err(db_err("committing a reservation"))?;
@@ -351,47 +317,13 @@ pub async fn record_outcomes(
         fence.check(&tx).await?;
     }
     if !pending_ids.is_empty() {
-        tx.execute(
-            "UPDATE sessions s SET status_info = v.info,
-                    status_data = jsonb_build_object('scheduler', v.data || jsonb_build_object('retries',
-                        coalesce((s.status_data -> 'scheduler' ->> 'retries')::int, 0) + 1))
-               FROM unnest($1::uuid[], $2::text[], $3::jsonb[]) AS v(id, info, data)
-              WHERE s.id = v.id AND s.status = 'PENDING'",
-            &[&pending_ids, &pending_infos, &pending_data],
-        )
-        .await
-        .map_err(db_err("recording why sessions wait"))?;
-        tx.execute(
-            "UPDATE kernels k SET status_info = v.info
-               FROM unnest($1::uuid[], $2::text[]) AS v(id, info)
-              WHERE k.session_id = v.id AND k.status = 'PENDING'",
-            &[&pending_ids, &pending_infos],
-        )
-        .await
-        .map_err(db_err("recording why kernels wait"))?;
+        queries::record_waiting_sessions(&tx, &pending_ids, &pending_infos, &pending_data).await?;
+        queries::record_waiting_kernels(&tx, &pending_ids, &pending_infos).await?;
     }
     if !cancel_ids.is_empty() {
         let history = json!({ "CANCELLED": last_try });
-        tx.execute(
-            "UPDATE sessions s SET status = 'CANCELLED', status_info = v.info,
-                    terminated_at = $3,
-                    status_history = coalesce(s.status_history, '{}'::jsonb) || $4::jsonb
-               FROM unnest($1::uuid[], $2::text[]) AS v(id, info)
-              WHERE s.id = v.id AND s.status = 'PENDING'",
-            &[&cancel_ids, &cancel_infos, &now, &history],
-        )
-        .await
-        .map_err(db_err("cancelling sessions"))?;
-        tx.execute(
-            "UPDATE kernels k SET status = 'CANCELLED', status_info = v.info,
-                    status_changed = $3, terminated_at = $3,
-                    status_history = coalesce(k.status_history, '{}'::jsonb) || $4::jsonb
-               FROM unnest($1::uuid[], $2::text[]) AS v(id, info)
-              WHERE k.session_id = v.id AND k.status = 'PENDING'",
-            &[&cancel_ids, &cancel_infos, &now, &history],
-        )
-        .await
-        .map_err(db_err("cancelling kernels"))?;
+        queries::cancel_pending_sessions(&tx, &cancel_ids, &cancel_infos, now, &history).await?;
+        queries::cancel_pending_kernels(&tx, &cancel_ids, &cancel_infos, now, &history).await?;
     }
     tx.commit()
         .await

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bai_schema::queries::QueryError;
 use bai_schema::queries::vfolder::{delete_vfolder_row, stale_deletions};
 use deadpool_postgres::Pool;
+use tokio_util::sync::CancellationToken;
 
 use super::broker::StorageBroker;
 use super::ids::VFolderId;
@@ -88,14 +89,30 @@ pub async fn sweep_interrupted_deletions(
     Ok(outcome)
 }
 
-/// Sweeps every [`SWEEP_INTERVAL`] on the current actix arbiter, until the worker stops.
-pub fn spawn_sweeper(db: Pool, broker: StorageBroker, log: slog::Logger) {
+/// Sweeps every [`SWEEP_INTERVAL`] on the current actix arbiter until `stopping` is cancelled
+/// (the worker cancels it when it starts to stop). A sweep under way when that happens is
+/// dropped where it stands: each step is idempotent, so the next worker's sweep redoes it.
+pub fn spawn_sweeper(
+    db: Pool,
+    broker: StorageBroker,
+    stopping: CancellationToken,
+    log: slog::Logger,
+) -> tokio::task::JoinHandle<()> {
     actix::spawn(async move {
         let mut ticks = tokio::time::interval(SWEEP_INTERVAL);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
-            match sweep_interrupted_deletions(&db, &broker, STALE_AFTER, &log).await {
+            tokio::select! {
+                biased;
+                () = stopping.cancelled() => break,
+                _ = ticks.tick() => {}
+            }
+            let swept = tokio::select! {
+                biased;
+                () = stopping.cancelled() => break,
+                swept = sweep_interrupted_deletions(&db, &broker, STALE_AFTER, &log) => swept,
+            };
+            match swept {
                 Ok(outcome) if outcome == SweepOutcome::default() => {}
                 Ok(outcome) => slog::info!(log, "interrupted vfolder deletions swept";
                     "finished" => outcome.finished, "failed" => outcome.failed),
@@ -104,5 +121,6 @@ pub fn spawn_sweeper(db: Pool, broker: StorageBroker, log: slog::Logger) {
                 }
             }
         }
-    });
+        slog::debug!(log, "the vfolder deletion sweeper stopped");
+    })
 }

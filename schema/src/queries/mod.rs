@@ -3,6 +3,7 @@
 //! or a transaction) and uses cached prepared statements, so a hot query costs one round trip.
 
 pub mod agent_admin;
+pub mod agent_heartbeat;
 pub mod agent_list;
 pub mod agent_summary_list;
 pub mod container_list;
@@ -25,6 +26,9 @@ pub mod resource_policy_admin;
 pub mod resource_preset_admin;
 pub mod scaling_group;
 pub mod scaling_group_admin;
+pub mod scheduler_load;
+pub mod scheduler_reconcile;
+pub mod scheduler_reserve;
 pub mod session;
 pub mod session_enqueue;
 pub mod session_list;
@@ -46,17 +50,20 @@ use crate::slots::{ResourceSlot, SlotError};
 /// prepare-every-statement test prepares these too.
 pub fn assembled_statements() -> Vec<&'static str> {
     [
+        agent_heartbeat::STATEMENTS,
         domain_admin::STATEMENTS,
         group_admin::STATEMENTS,
         keypair_admin::STATEMENTS,
         resource_policy_admin::STATEMENTS,
         scaling_group_admin::STATEMENTS,
+        scheduler_load::STATEMENTS,
     ]
     .concat()
 }
 
 /// The statements the list modules assemble at run time (a read by id, a page and its count
-/// without and with a client's filter and ordering), for the prepare-every-statement test.
+/// without and with a client's filter and ordering), and samples of the other statements
+/// assembled at run time (a batched insert), for the prepare-every-statement test.
 pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> {
     Ok([
         agent_list::statements()?,
@@ -67,6 +74,7 @@ pub fn list_statements() -> Result<Vec<String>, crate::minilang::MinilangError> 
         user_list::statements()?,
         vfolder_list::statements()?,
         vfolder_permission_list::statements()?,
+        agent_heartbeat::statements(),
     ]
     .concat())
 }
