@@ -691,11 +691,19 @@ struct Counters {
     wire: WireSnapshot,
     commits: i64,
     rows: i64,
+    next_xid: i64,
     own: u64,
 }
 
-async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> (i64, i64) {
-    driver.own_statements.fetch_add(2, Ordering::Relaxed);
+/// `(xact_commit, rows written, next transaction id)`: every transaction that writes gets an
+/// id, read-only ones do not, so the ids handed out count the write transactions.
+async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> (i64, i64, i64) {
+    driver.own_statements.fetch_add(3, Ordering::Relaxed);
+    let next_xid = client
+        .query_one("SELECT txid_snapshot_xmax(txid_current_snapshot())", &[])
+        .await
+        .map(|row| row.get(0))
+        .unwrap_or(0);
     let commits = client
         .query_one(
             "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()",
@@ -713,7 +721,7 @@ async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> 
         .await
         .map(|row| row.get(0))
         .unwrap_or(0);
-    (commits, rows)
+    (commits, rows, next_xid)
 }
 
 async fn counters(
@@ -725,12 +733,13 @@ async fn counters(
     let cpu = manager.cpu_seconds();
     let wire = wire.snapshot();
     let own = driver.own_statements.load(Ordering::Relaxed);
-    let (commits, rows) = database_counters(client, driver).await;
+    let (commits, rows, next_xid) = database_counters(client, driver).await;
     Counters {
         cpu,
         wire,
         commits,
         rows,
+        next_xid,
         own,
     }
 }
@@ -888,7 +897,7 @@ async fn run(
     // pg_stat counters are flushed by backends about once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let own_after = driver.own_statements.load(Ordering::Relaxed);
-    let (commits_after, rows_after) = database_counters(observer, driver).await;
+    let (commits_after, rows_after, next_xid_after) = database_counters(observer, driver).await;
 
     let second_half = started + Duration::from_secs_f64(spec.seconds as f64 / 2.0);
     let (created, ended_in_window, ended_in_second_half, ended, statuses) = {
@@ -986,6 +995,10 @@ async fn run(
     println!(
         "  commits per session          {:.2} (PostgreSQL xact_commit, {commits} in all, heartbeats included)",
         commits as f64 / sessions
+    );
+    println!(
+        "  write transactions per sess. {:.2} (transaction ids handed out: the commits that write, heartbeats included)",
+        (next_xid_after - before.next_xid) as f64 / sessions
     );
     println!(
         "  rows written per session     {:.2} (sessions, kernels, agents)",
@@ -1288,6 +1301,10 @@ async fn bench(knobs: Knobs) {
         let sessions = driver.next_name.load(Ordering::Relaxed).max(1) as f64;
         println!("statements the manager parsed, per session (all runs and the warm-up):");
         for (text, count) in wire.top_texts().into_iter().take(30) {
+            println!("  {:>6.2}  {text}", count as f64 / sessions);
+        }
+        println!("statements the manager executed, per session (all runs and the warm-up):");
+        for (text, count) in wire.top_executed_texts().into_iter().take(40) {
             println!("  {:>6.2}  {text}", count as f64 / sessions);
         }
     }

@@ -35,6 +35,9 @@ pub struct WireCounts {
     /// (a profile of what the clients send; statements prepared once are counted once).
     pub record_texts: std::sync::atomic::AtomicBool,
     pub texts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
+    /// With `record_texts`, the text of every statement executed (bound), prepared once or not,
+    /// and every simple query: where the server's work goes.
+    pub executed_texts: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 /// A copy of the counts at one moment.
@@ -89,13 +92,39 @@ impl WireCounts {
         top
     }
 
-    fn record_text(&self, message: &[u8]) {
-        // `P`: name NUL query NUL ...; `Q`: query NUL.
+    /// The recorded texts of executed statements, most frequent first.
+    #[allow(dead_code)] // not every bench that counts statements profiles them
+    pub fn top_executed_texts(&self) -> Vec<(String, u64)> {
+        let texts = self
+            .executed_texts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut top: Vec<(String, u64)> = texts.iter().map(|(t, n)| (t.clone(), *n)).collect();
+        top.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        top
+    }
+
+    /// Counts a parse or simple query in `texts` (a simple query also as executed), and
+    /// remembers a parsed statement's text under its name in `names`, for its executions.
+    fn record_text(&self, message: &[u8], names: &mut std::collections::HashMap<Vec<u8>, String>) {
+        // `P`: name NUL query NUL ...; `Q`: query NUL; `B`: portal NUL statement NUL ...
         let body = message.get(5..).unwrap_or_default();
-        let query = match message.first() {
-            Some(b'P') => body.splitn(3, |&b| b == 0).nth(1),
-            Some(b'Q') => body.split(|&b| b == 0).next(),
-            _ => None,
+        let mut fields = body.split(|&b| b == 0);
+        let (name, query) = match message.first() {
+            Some(b'P') => (fields.next(), fields.next()),
+            Some(b'Q') => (None, fields.next()),
+            Some(b'B') => {
+                let statement = fields.nth(1).unwrap_or_default();
+                if let Some(text) = names.get(statement) {
+                    let mut executed = self
+                        .executed_texts
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner());
+                    *executed.entry(text.clone()).or_default() += 1;
+                }
+                return;
+            }
+            _ => return,
         };
         let Some(query) = query else {
             return;
@@ -105,6 +134,18 @@ impl WireCounts {
             .collect::<Vec<_>>()
             .join(" ");
         let key: String = text.chars().take(150).collect();
+        match name {
+            Some(name) => {
+                names.insert(name.to_vec(), key.clone());
+            }
+            None => {
+                let mut executed = self
+                    .executed_texts
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                *executed.entry(key.clone()).or_default() += 1;
+            }
+        }
         let mut texts = self.texts.lock().unwrap_or_else(|p| p.into_inner());
         *texts.entry(key).or_default() += 1;
     }
@@ -179,6 +220,8 @@ async fn relay(
             }
         }
         let mut message = Vec::new();
+        let mut names: std::collections::HashMap<Vec<u8>, String> =
+            std::collections::HashMap::new();
         loop {
             let message_type = client_read.read_u8().await?;
             let length = client_read.read_u32().await?;
@@ -188,8 +231,10 @@ async fn relay(
             message.resize(1 + length.max(4) as usize, 0);
             client_read.read_exact(&mut message[5..]).await?;
             counts.tally(message_type, message.len());
-            if matches!(message_type, b'P' | b'Q') && counts.record_texts.load(Ordering::Relaxed) {
-                counts.record_text(&message);
+            if matches!(message_type, b'P' | b'Q' | b'B')
+                && counts.record_texts.load(Ordering::Relaxed)
+            {
+                counts.record_text(&message, &mut names);
             }
             server_write.write_all(&message).await?;
             if client_read.buffer().is_empty() {
