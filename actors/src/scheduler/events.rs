@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use super::dispatch::{DispatchDeps, DispatchError};
 use super::lifecycle::{
-    KernelUpdate, SessionChange, recalc_agent_occupancy, transit_kernel, update_session_status,
+    KernelUpdate, SessionChange, kernel_update_from_creation_info, recalc_agent_occupancy,
+    transit_kernel, update_session_status,
 };
 use crate::wire::msgpack;
 use crate::wire::msgpack_json::msgpack_to_json;
@@ -187,7 +188,7 @@ pub(super) async fn start_kernel_in<C: GenericClient>(
     kernel_id: Uuid,
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
-    let update = KernelUpdate::from_creation_info(creation_info);
+    let update = kernel_update_from_creation_info(creation_info);
     let now = Utc::now();
     if let Some(done) =
         transit_kernel(client, kernel_id, KernelStatus::Running, "", now, &update).await?
