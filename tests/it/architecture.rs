@@ -396,6 +396,9 @@ fn the_heartbeat_tracker_and_the_scheduler_pass_write_no_sql() {
         "reconcile.rs",
         "lifecycle.rs",
         "dispatch.rs",
+        "destroy.rs",
+        "events.rs",
+        "actor.rs",
     ] {
         let file = repo_root().join("actors/src/scheduler").join(name);
         assert!(file.is_file(), "{} is gone", file.display());

@@ -135,9 +135,9 @@ pub async fn recalc_agent_occupancy(
     Ok(())
 }
 
-/// A session's status and creation id (`''` when it has none), its row locked.
+/// A session's status and creation id (`''` when it has none).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LockedSession {
+pub struct SessionStatusRow {
     pub status: SessionStatus,
     pub creation_id: String,
 }
@@ -146,7 +146,7 @@ pub struct LockedSession {
 pub async fn lock_session(
     client: &impl GenericClient,
     session_id: Uuid,
-) -> Result<Option<LockedSession>, QueryError> {
+) -> Result<Option<SessionStatusRow>, QueryError> {
     let row = client
         .query_opt(
             "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1 FOR UPDATE",
@@ -155,7 +155,7 @@ pub async fn lock_session(
         .await
         .map_err(db_err("locking a session"))?;
     row.map(|row| {
-        Ok(LockedSession {
+        Ok(SessionStatusRow {
             status: row.read(0)?,
             creation_id: row.read(1)?,
         })
@@ -226,4 +226,42 @@ pub async fn set_session_status(
         .await
         .map_err(db_err("updating a session's status"))?;
     Ok(())
+}
+
+/// Locks the agents of `kernel_ids` in id order (the order the reservation locks them in).
+pub async fn lock_agents_of_kernels(
+    client: &impl GenericClient,
+    kernel_ids: &[Uuid],
+) -> Result<u64, QueryError> {
+    client
+        .execute(
+            "SELECT a.id FROM agents a
+              WHERE a.id IN (SELECT k.agent FROM kernels k WHERE k.id = ANY($1))
+              ORDER BY a.id FOR UPDATE OF a",
+            &[&kernel_ids],
+        )
+        .await
+        .map_err(db_err("locking the agents of ending kernels"))
+}
+
+/// A session's status and creation id (`''` when it has none), without locking its row;
+/// `None` when there is no such session.
+pub async fn session_status(
+    client: &impl GenericClient,
+    session_id: Uuid,
+) -> Result<Option<SessionStatusRow>, QueryError> {
+    let row = client
+        .query_opt(
+            "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",
+            &[&session_id],
+        )
+        .await
+        .map_err(db_err("reading a session"))?;
+    row.map(|row| {
+        Ok(SessionStatusRow {
+            status: row.read(0)?,
+            creation_id: row.read(1)?,
+        })
+    })
+    .transpose()
 }
