@@ -390,7 +390,16 @@ fn the_heartbeat_tracker_and_the_scheduler_pass_write_no_sql() {
         "found only {} heartbeat files",
         files.len()
     );
-    for name in ["load.rs", "reserve.rs", "reconcile.rs"] {
+    for name in [
+        "load.rs",
+        "reserve.rs",
+        "reconcile.rs",
+        "lifecycle.rs",
+        "dispatch.rs",
+        "destroy.rs",
+        "events.rs",
+        "actor.rs",
+    ] {
         let file = repo_root().join("actors/src/scheduler").join(name);
         assert!(file.is_file(), "{} is gone", file.display());
         files.push(file);

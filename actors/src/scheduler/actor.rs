@@ -6,7 +6,8 @@
 //! `do_schedule` and a timer, runs under the cluster-wide scheduling lock (so one worker of the
 //! cluster schedules at a time), and triggers arriving during a pass coalesce into one more pass.
 
-use bai_schema::queries::ReadColumn;
+use bai_schema::queries::QueryError;
+use bai_schema::queries::kernel_agent::alive_agent_of_kernel;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -500,21 +501,18 @@ impl Handler<FetchContainerLogs> for Scheduler {
                 .get()
                 .await
                 .map_err(|e| failed(e.to_string()))?;
-            let row = client
-                .query_opt(
-                    "SELECT k.agent, coalesce(k.agent_addr, a.addr), a.version FROM kernels k
-                       JOIN agents a ON a.id = k.agent AND a.status = 'ALIVE'
-                      WHERE k.id = $1 AND k.session_id = $2",
-                    &[&message.kernel_id, &message.session_id],
-                )
+            // The driver's error as before the read moved to `bai_schema::queries`.
+            let row = alive_agent_of_kernel(&**client, message.kernel_id, message.session_id)
                 .await
-                .map_err(|e| failed(e.to_string()))?
+                .map_err(|e| match e {
+                    QueryError::Db { source, .. } => failed(source.to_string()),
+                    other => failed(other.to_string()),
+                })?
                 .ok_or(SessionControlError::NotFound)?;
-            let read = |e: bai_schema::queries::DecodeError| failed(e.to_string());
             let target = AgentTarget {
-                id: row.decode(0).map_err(read)?,
-                addr: row.decode(1).map_err(read)?,
-                version: row.decode(2).map_err(read)?,
+                id: row.agent,
+                addr: row.addr,
+                version: row.version,
             };
             let reply = shared
                 .deps

@@ -3,7 +3,8 @@
 //! `kernel_terminated` arrives, or at once when `forced` (even if the agent does not answer, or
 //! is LOST).
 
-use bai_schema::queries::ReadColumn;
+use bai_schema::queries::QueryError;
+use bai_schema::queries::session_destroy;
 use std::time::Duration;
 
 use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
@@ -11,7 +12,7 @@ use uuid::Uuid;
 
 use super::cluster_network::{destroy_local_network, local_network_name};
 use super::container_log::keep_container_log;
-use super::dispatch::{DispatchDeps, DispatchError};
+use super::dispatch::{DispatchDeps, DispatchError, query_err};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::AgentTarget;
 use crate::scheduler::messages::{DestroyOutcome, SessionControlError};
@@ -32,6 +33,15 @@ fn internal(error: impl std::fmt::Display) -> SessionControlError {
     SessionControlError::AgentFailed(format!("cannot destroy the session: {error}"))
 }
 
+/// A failed read in the words it had before it moved to `bai_schema::queries::session_destroy`
+/// (the driver's error, or the column that could not be read).
+fn query_internal(error: QueryError) -> SessionControlError {
+    match error {
+        QueryError::Db { source, .. } | QueryError::Decode { source, .. } => internal(source),
+        other => internal(other),
+    }
+}
+
 pub async fn destroy_session(
     deps: &DispatchDeps,
     producer: Option<&EventProducer>,
@@ -42,23 +52,13 @@ pub async fn destroy_session(
     let client = deps.pool.get().await.map_err(internal)?;
     // One statement for the session's status, its kernels and the main kernel's last
     // statistics (a session without kernels yields one row of NULL kernel columns).
-    let rows = client
-        .query(
-            "SELECT s.status, k.id, k.status, k.agent, coalesce(k.agent_addr, a.addr), a.version,
-                    a.status, k.cluster_role = 'main', k.last_stat
-               FROM sessions s
-               LEFT JOIN kernels k ON k.session_id = s.id
-               LEFT JOIN agents a ON a.id = k.agent
-              WHERE s.id = $1 ORDER BY k.cluster_idx, k.id",
-            &[&session_id],
-        )
+    let rows = session_destroy::session_with_kernels(&**client, session_id)
         .await
-        .map_err(internal)?;
-    let status: SessionStatus = rows
+        .map_err(query_internal)?;
+    let status = rows
         .first()
         .ok_or(SessionControlError::NotFound)?
-        .try_get(0)
-        .map_err(internal)?;
+        .session_status;
     if status == SessionStatus::Pulling && !forced {
         return Err(SessionControlError::Forbidden(
             "Cannot destroy sessions in pulling status".to_owned(),
@@ -66,31 +66,25 @@ pub async fn destroy_session(
     }
     let mut kernels: Vec<KernelToDestroy> = Vec::with_capacity(rows.len());
     let mut main_last_stat = None;
-    for row in &rows {
-        let Some(id) = row.try_get::<_, Option<Uuid>>(1).map_err(internal)? else {
+    for row in rows {
+        let Some(kernel) = row.kernel else {
             continue;
         };
-        let agent: Option<String> = row.try_get(3).map_err(internal)?;
-        let addr: Option<String> = row.try_get(4).map_err(internal)?;
-        let version: Option<String> = row.try_get(5).map_err(internal)?;
-        let agent_status: Option<AgentStatus> = row.try_get(6).map_err(internal)?;
-        if row.try_get::<_, Option<bool>>(7).map_err(internal)? == Some(true) {
-            main_last_stat = row
-                .try_get::<_, Option<serde_json::Value>>(8)
-                .map_err(internal)?;
+        if kernel.is_main == Some(true) {
+            main_last_stat = kernel.last_stat;
         }
         kernels.push(KernelToDestroy {
-            id,
-            status: row.try_get(2).map_err(internal)?,
-            target: match (agent, addr) {
+            id: kernel.id,
+            status: kernel.status,
+            target: match (kernel.agent, kernel.agent_addr) {
                 (Some(id), Some(addr)) => Some(AgentTarget {
                     id,
                     addr,
-                    version: version.unwrap_or_default(),
+                    version: kernel.agent_version.unwrap_or_default(),
                 }),
                 _ => None,
             },
-            agent_alive: agent_status == Some(AgentStatus::Alive),
+            agent_alive: kernel.agent_status == Some(AgentStatus::Alive),
         });
     }
     drop(client);
@@ -201,17 +195,7 @@ async fn announce_opt(
 /// Every session that is neither PENDING nor over, for a force-kill of the whole cluster.
 pub async fn live_sessions(deps: &DispatchDeps) -> Result<Vec<Uuid>, DispatchError> {
     let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
-    Ok(client
-        .query(
-            "SELECT id FROM sessions WHERE status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')",
-            &[],
-        )
+    session_destroy::live_sessions(&**client)
         .await
-        .map_err(|source| DispatchError::Database {
-            context: "listing live sessions",
-            source,
-        })?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?)
+        .map_err(query_err)
 }

@@ -3,7 +3,9 @@
 //! A session whose agents fail to create its kernels is CANCELLED (`failed-to-start`) and its
 //! slots are freed; kernels created on other agents are destroyed.
 
-use bai_schema::queries::ReadColumn;
+use bai_schema::queries::kernel_lifecycle;
+use bai_schema::queries::scheduler_dispatch::{self as dispatch_sql, LaunchRow};
+use bai_schema::queries::{DecodeError, QueryError};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -35,13 +37,25 @@ pub enum DispatchError {
     #[error("cannot get a database connection: {0}")]
     Pool(#[source] deadpool_postgres::PoolError),
     #[error(transparent)]
-    Decode(#[from] bai_schema::queries::DecodeError),
+    Decode(#[from] DecodeError),
     #[error(transparent)]
-    Query(bai_schema::queries::QueryError),
+    Query(QueryError),
 }
 
 fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> DispatchError {
     move |source| DispatchError::Database { context, source }
+}
+
+/// A query's failure in the scheduler's words, as before the statements moved to
+/// `bai_schema::queries::scheduler_dispatch`: a failed statement names what it was doing.
+pub(super) fn query_err(error: QueryError) -> DispatchError {
+    match error {
+        QueryError::Db { context, source } => DispatchError::Database { context, source },
+        QueryError::Decode { column, source } => {
+            DispatchError::Decode(DecodeError { column, source })
+        }
+        other => DispatchError::Query(other),
+    }
 }
 
 /// `kernels.status_info` of a claimed kernel whose `create_kernels` has not been sent yet.
@@ -88,40 +102,31 @@ pub async fn dispatch_session(
         .transaction()
         .await
         .map_err(db_err("beginning dispatch"))?;
-    let claimed = tx
-        .execute(
-            "UPDATE sessions SET status = 'PREPARING', status_info = $3,
-                    status_history = coalesce(status_history, '{}'::jsonb) || $2::jsonb
-              WHERE id = $1 AND status = 'SCHEDULED'",
-            &[&session_id, &history, &CLAIMED_STATUS_INFO],
-        )
+    let claimed = dispatch_sql::claim_session(&*tx, session_id, &history, CLAIMED_STATUS_INFO)
         .await
-        .map_err(db_err("claiming a scheduled session"))?;
+        .map_err(query_err)?;
     if claimed == 0 {
         return Ok(DispatchOutcome::NotOurs);
     }
-    tx.execute(
-        "UPDATE kernels SET status = 'PREPARING', status_info = $4, status_changed = $2,
-                status_history = coalesce(status_history, '{}'::jsonb) || $3::jsonb
-          WHERE session_id = $1 AND status = 'SCHEDULED'",
-        &[&session_id, &now, &history, &CLAIMED_STATUS_INFO],
-    )
-    .await
-    .map_err(db_err("moving kernels to PREPARING"))?;
-    let launch_rows = launch_rows(&*tx, session_id).await?;
+    dispatch_sql::claim_kernels(&*tx, session_id, now, &history, CLAIMED_STATUS_INFO)
+        .await
+        .map_err(query_err)?;
+    let launch_rows = dispatch_sql::launch_rows(&*tx, session_id)
+        .await
+        .map_err(query_err)?;
     tx.commit().await.map_err(db_err("committing dispatch"))?;
     // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
     // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
     // does so with the same kind of compare-and-set, so exactly one of the two goes on.
-    let marked = client
-        .execute(
-            "UPDATE kernels SET status_info = $3
-              WHERE session_id = $1 AND status = 'PREPARING' AND status_info = $4
-                AND status_changed = $2",
-            &[&session_id, &now, &SENT_STATUS_INFO, &CLAIMED_STATUS_INFO],
-        )
-        .await
-        .map_err(db_err("marking kernels as sent to their agents"))?;
+    let marked = dispatch_sql::mark_kernels_sent(
+        &**client,
+        session_id,
+        now,
+        SENT_STATUS_INFO,
+        CLAIMED_STATUS_INFO,
+    )
+    .await
+    .map_err(query_err)?;
     if marked == 0 {
         return Ok(DispatchOutcome::NotOurs);
     }
@@ -260,35 +265,21 @@ async fn cancel_failed_start(
         .await
         .map_err(db_err("beginning a cancellation"))?;
     let data = json!({"error": {"src": "agent", "name": "FailedToStart", "repr": reason}});
-    let agents: Vec<Option<String>> = tx
-        .query(
-            "SELECT DISTINCT agent FROM kernels WHERE session_id = $1",
-            &[&session_id],
-        )
+    let agents = dispatch_sql::session_agents(&*tx, session_id)
         .await
-        .map_err(db_err("reading a session's agents"))?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?;
+        .map_err(query_err)?;
     for agent in agents.iter().flatten() {
-        tx.execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[agent])
+        kernel_lifecycle::lock_agent(&*tx, agent)
             .await
-            .map_err(db_err("locking an agent"))?;
+            .map_err(query_err)?;
     }
     let update = KernelUpdate {
         status_data: Some(data.clone()),
         ..KernelUpdate::default()
     };
-    let kernel_ids: Vec<Uuid> = tx
-        .query(
-            "SELECT id FROM kernels WHERE session_id = $1",
-            &[&session_id],
-        )
+    let kernel_ids = dispatch_sql::session_kernel_ids(&*tx, session_id)
         .await
-        .map_err(db_err("reading a session's kernels"))?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?;
+        .map_err(query_err)?;
     for kernel_id in kernel_ids {
         transit_kernel(
             &*tx,
@@ -304,68 +295,33 @@ async fn cancel_failed_start(
         recalc_agent_occupancy(&*tx, agent).await?;
     }
     update_session_status(&*tx, session_id, "failed-to-start", now).await?;
-    tx.execute(
-        "UPDATE sessions SET status_data = $2 WHERE id = $1",
-        &[&session_id, &data],
-    )
-    .await
-    .map_err(db_err("recording why the session failed"))?;
+    dispatch_sql::set_session_status_data(&*tx, session_id, &data)
+        .await
+        .map_err(query_err)?;
     tx.commit()
         .await
         .map_err(db_err("committing a cancellation"))?;
     Ok(())
 }
 
-/// The kernels of `session_id` to create, with what their launch needs from other tables.
-async fn launch_rows(
-    client: &impl tokio_postgres::GenericClient,
-    session_id: Uuid,
-) -> Result<Vec<tokio_postgres::Row>, DispatchError> {
-    client
-        .query(
-            "SELECT k.id, k.session_type, k.cluster_mode, k.cluster_size, k.cluster_role,
-                    k.cluster_idx, k.local_rank, k.cluster_hostname, coalesce(k.image, ''),
-                    k.architecture, coalesce(k.registry, ''), k.requested_slots,
-                    coalesce(k.resource_opts, '{}'::jsonb), coalesce(k.environ, '{}'::text[]),
-                    coalesce(k.vfolder_mounts, '[]'::jsonb), k.bootstrap_script, k.startup_command,
-                    k.internal_data, coalesce(k.preopen_ports, '{}'::int[]), k.user_uuid, k.group_id,
-                    k.agent, coalesce(k.agent_addr, a.addr), a.version, coalesce(k.scaling_group, 'default'),
-                    i.labels, i.project, i.is_local, i.config_digest, u.email, u.full_name,
-                    coalesce(k.access_key, ''), coalesce(k.session_name, '')
-               FROM kernels k
-               JOIN agents a ON a.id = k.agent
-               LEFT JOIN images i ON i.name = k.image AND i.architecture = k.architecture
-               LEFT JOIN users u ON u.uuid = k.user_uuid
-              WHERE k.session_id = $1 AND k.status = 'PREPARING'
-              ORDER BY k.cluster_idx, k.id",
-            &[&session_id],
-        )
-        .await
-        .map_err(db_err("reading the kernels to create"))
-}
-
-/// The launches of [`launch_rows`], each with its registry's URL from etcd.
+/// The launches of [`dispatch_sql::launch_rows`], each with its registry's URL from etcd.
 async fn launches(
-    rows: Vec<tokio_postgres::Row>,
+    rows: Vec<LaunchRow>,
     session_id: Uuid,
     etcd: Option<&EtcdStore>,
 ) -> Result<Vec<KernelRow>, DispatchError> {
     let cluster_hosts: Vec<String> = rows
         .iter()
-        .map(|row| row.decode::<_, String>(7))
-        .collect::<Result<_, _>>()?;
+        .map(|row| row.cluster_hostname.clone())
+        .collect();
     let mut kernels = Vec::with_capacity(rows.len());
     for row in rows {
-        let kernel_id: Uuid = row.decode(0)?;
-        let session_type: String = row.decode(1)?;
-        let role: String = row.decode(4)?;
-        let idx: i32 = row.decode(5)?;
-        let hostname: String = row.decode(7)?;
-        let canonical: String = row.decode(8)?;
-        let registry: String = row.decode(10)?;
-        let labels: Option<serde_json::Value> = row.decode(25)?;
-        let project: Option<String> = row.decode(26)?;
-        let digest: Option<String> = row.decode(28)?;
+        let kernel_id = row.id;
+        let role = row.cluster_role;
+        let idx = row.cluster_idx;
+        let hostname = row.cluster_hostname;
+        let canonical = row.image;
+        let registry = row.registry;
         let registry_url = match etcd {
             Some(store) => store
                 .get(&format!(
@@ -379,45 +335,41 @@ async fn launches(
         }
         .unwrap_or_else(|| format!("https://{registry}"));
         let mut environ: BTreeMap<String, String> = row
-            .decode::<_, Vec<String>>(13)?
+            .environ
             .iter()
             .filter_map(|pair| {
                 pair.split_once('=')
                     .map(|(k, v)| (k.to_owned(), v.to_owned()))
             })
             .collect();
-        let email: Option<String> = row.decode(29)?;
-        let full_name: Option<String> = row.decode(30)?;
-        let cluster_size: i32 = row.decode(3)?;
+        let cluster_size = row.cluster_size;
         for (key, value) in [
             ("BACKENDAI_SESSION_ID", session_id.to_string()),
-            ("BACKENDAI_SESSION_NAME", row.decode::<_, String>(32)?),
+            ("BACKENDAI_SESSION_NAME", row.session_name),
             ("BACKENDAI_KERNEL_ID", kernel_id.to_string()),
             ("BACKENDAI_KERNEL_IMAGE", canonical.clone()),
             ("BACKENDAI_CLUSTER_ROLE", role.clone()),
             ("BACKENDAI_CLUSTER_IDX", idx.to_string()),
-            (
-                "BACKENDAI_CLUSTER_LOCAL_RANK",
-                row.decode::<_, i32>(6)?.to_string(),
-            ),
+            ("BACKENDAI_CLUSTER_LOCAL_RANK", row.local_rank.to_string()),
             ("BACKENDAI_CLUSTER_HOST", hostname.clone()),
             ("BACKENDAI_CLUSTER_SIZE", cluster_size.to_string()),
             ("BACKENDAI_CLUSTER_HOSTS", cluster_hosts.join(",")),
-            ("BACKENDAI_ACCESS_KEY", row.decode::<_, String>(31)?),
+            ("BACKENDAI_ACCESS_KEY", row.access_key),
+            ("BACKENDAI_USER_UUID", row.user_uuid.to_string()),
+            ("BACKENDAI_USER_EMAIL", row.user_email.unwrap_or_default()),
             (
-                "BACKENDAI_USER_UUID",
-                row.decode::<_, Uuid>(19)?.to_string(),
+                "BACKENDAI_USER_NAME",
+                row.user_full_name.unwrap_or_default(),
             ),
-            ("BACKENDAI_USER_EMAIL", email.unwrap_or_default()),
-            ("BACKENDAI_USER_NAME", full_name.unwrap_or_default()),
         ] {
             environ.insert(key.to_owned(), value);
         }
-        let mounts = match row.decode::<_, serde_json::Value>(14)? {
+        let mounts = match row.vfolder_mounts {
             serde_json::Value::Array(items) => items,
             _ => Vec::new(),
         };
-        let labels: BTreeMap<String, String> = labels
+        let labels: BTreeMap<String, String> = row
+            .image_labels
             .and_then(|l| l.as_object().cloned())
             .map(|object| {
                 object
@@ -432,45 +384,44 @@ async fn launches(
             session_id.to_string()
         };
         kernels.push(KernelRow {
-            agent: row.decode(21)?,
-            version: row.decode(23)?,
+            agent: row.agent,
+            version: row.agent_version,
             launch: KernelLaunch {
                 kernel_id,
                 session_id,
-                session_type: session_type.to_ascii_lowercase(),
-                cluster_mode: row.decode(2)?,
+                session_type: row.session_type.to_ascii_lowercase(),
+                cluster_mode: row.cluster_mode,
                 cluster_role: role,
                 cluster_idx: idx,
-                local_rank: row.decode(6)?,
+                local_rank: row.local_rank,
                 cluster_hostname: hostname,
                 image: ImageSpec {
                     canonical,
                     registry_name: registry,
                     registry_url,
-                    project,
-                    architecture: row.decode(9)?,
-                    digest: digest.map(|d| d.trim().to_owned()).unwrap_or_default(),
+                    project: row.image_project,
+                    architecture: row.architecture,
+                    digest: row
+                        .image_digest
+                        .map(|d| d.trim().to_owned())
+                        .unwrap_or_default(),
                     labels,
-                    is_local: row.decode::<_, Option<bool>>(27)?.unwrap_or(false),
+                    is_local: row.image_is_local.unwrap_or(false),
                 },
-                resource_slots: slots_of(row.decode(11)?),
-                resource_opts: row.decode(12)?,
+                resource_slots: slots_of(row.requested_slots),
+                resource_opts: row.resource_opts,
                 environ,
                 mounts,
-                bootstrap_script: row.decode(15)?,
-                startup_command: row.decode(16)?,
-                internal_data: row.decode(17)?,
-                preopen_ports: row
-                    .decode::<_, Vec<i32>>(18)?
-                    .into_iter()
-                    .map(i64::from)
-                    .collect(),
+                bootstrap_script: row.bootstrap_script,
+                startup_command: row.startup_command,
+                internal_data: row.internal_data,
+                preopen_ports: row.preopen_ports.into_iter().map(i64::from).collect(),
                 idle_timeout: 0,
-                owner_user_id: row.decode(19)?,
-                owner_project_id: row.decode(20)?,
+                owner_user_id: row.user_uuid,
+                owner_project_id: row.group_id,
                 network_id,
-                agent_addr: row.decode(22)?,
-                scaling_group: row.decode(24)?,
+                agent_addr: row.agent_addr,
+                scaling_group: row.scaling_group,
                 auto_pull: "digest".into(),
             },
         });

@@ -2,16 +2,17 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
-use bai_schema::queries::ReadColumn;
+use bai_schema::queries::kernel_lifecycle;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
 use futures::StreamExt;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
-use super::dispatch::{DispatchDeps, DispatchError};
+use super::dispatch::{DispatchDeps, DispatchError, query_err};
 use super::lifecycle::{
-    KernelUpdate, SessionChange, recalc_agent_occupancy, transit_kernel, update_session_status,
+    KernelUpdate, SessionChange, kernel_update_from_creation_info, recalc_agent_occupancy,
+    transit_kernel, update_session_status,
 };
 use crate::wire::msgpack;
 use crate::wire::msgpack_json::msgpack_to_json;
@@ -187,7 +188,7 @@ pub(super) async fn start_kernel_in<C: GenericClient>(
     kernel_id: Uuid,
     creation_info: &serde_json::Value,
 ) -> Result<(), DispatchError> {
-    let update = KernelUpdate::from_creation_info(creation_info);
+    let update = kernel_update_from_creation_info(creation_info);
     let now = Utc::now();
     if let Some(done) =
         transit_kernel(client, kernel_id, KernelStatus::Running, "", now, &update).await?
@@ -236,15 +237,9 @@ async fn lock_agents_of<C: GenericClient>(
     if kernel_ids.is_empty() {
         return Ok(());
     }
-    client
-        .execute(
-            "SELECT a.id FROM agents a
-              WHERE a.id IN (SELECT k.agent FROM kernels k WHERE k.id = ANY($1))
-              ORDER BY a.id FOR UPDATE OF a",
-            &[&kernel_ids],
-        )
+    kernel_lifecycle::lock_agents_of_kernels(client, kernel_ids)
         .await
-        .map_err(db_err("locking the agents of ending kernels"))?;
+        .map_err(query_err)?;
     Ok(())
 }
 
@@ -334,24 +329,20 @@ async fn started_announcement<C: GenericClient>(
     client: &C,
     session_id: Uuid,
 ) -> Result<Option<Announcement>, DispatchError> {
-    let row = client
-        .query_opt(
-            "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",
-            &[&session_id],
-        )
+    let row = kernel_lifecycle::session_status(client, session_id)
         .await
-        .map_err(db_err("reading a session"))?;
+        .map_err(query_err)?;
     let Some(row) = row else {
         return Ok(None);
     };
-    let status: SessionStatus = row.decode(0)?;
+    let status = row.status;
     if status != SessionStatus::Running {
         return Ok(None);
     }
     Ok(Some(Announcement {
         change: SessionChange {
             session_id,
-            creation_id: row.decode(1)?,
+            creation_id: row.creation_id,
             from: SessionStatus::Preparing,
             to: status,
         },

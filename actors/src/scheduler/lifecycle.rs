@@ -6,7 +6,8 @@
 //! event handled twice (the bus delivers at least once) changes nothing the second time.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
-use bai_schema::queries::ReadColumn;
+use bai_schema::queries::kernel_lifecycle::{self, KernelStatusChange, SessionStatusChange};
+use bai_schema::queries::{DecodeError, QueryError};
 use chrono::{DateTime, Utc};
 use serde_json::json;
 use tokio_postgres::GenericClient;
@@ -21,11 +22,23 @@ pub enum LifecycleError {
         source: tokio_postgres::Error,
     },
     #[error(transparent)]
-    Decode(#[from] bai_schema::queries::DecodeError),
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Query(QueryError),
 }
 
-fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> LifecycleError {
-    move |source| LifecycleError::Database { context, source }
+/// A query's failure in the scheduler's words, as before the statements moved to
+/// `bai_schema::queries::kernel_lifecycle`: a failed statement names what it was doing.
+impl From<QueryError> for LifecycleError {
+    fn from(error: QueryError) -> Self {
+        match error {
+            QueryError::Db { context, source } => LifecycleError::Database { context, source },
+            QueryError::Decode { column, source } => {
+                LifecycleError::Decode(DecodeError { column, source })
+            }
+            other => LifecycleError::Query(other),
+        }
+    }
 }
 
 /// Kernel statuses from which `to` may be entered (`KERNEL_STATUS_TRANSITION_MAP`).
@@ -140,95 +153,52 @@ pub async fn transit_kernel<C: GenericClient>(
     let sources = kernel_sources(to);
     let history = json!({ to.as_str(): now.to_rfc3339() });
     let terminal = matches!(to, KernelStatus::Terminated | KernelStatus::Cancelled);
-    let row = client
-        .query_opt(
-            "UPDATE kernels SET status = $2, status_info = $3, status_changed = $4,
-                    status_history = coalesce(status_history, '{}'::jsonb) || $5::jsonb,
-                    terminated_at = CASE WHEN $6 THEN $4 ELSE terminated_at END,
-                    container_id = coalesce($8, container_id),
-                    kernel_host = coalesce($9, kernel_host),
-                    repl_in_port = coalesce($10, repl_in_port),
-                    repl_out_port = coalesce($11, repl_out_port),
-                    stdin_port = coalesce($12, stdin_port),
-                    stdout_port = coalesce($13, stdout_port),
-                    service_ports = coalesce($14, service_ports),
-                    attached_devices = coalesce($15, attached_devices),
-                    status_data = coalesce($16, status_data)
-              WHERE id = $1 AND status = ANY($7)
-              RETURNING session_id, agent",
-            &[
-                &kernel_id,
-                &to,
-                &reason,
-                &now,
-                &history,
-                &terminal,
-                &sources,
-                &extra.container_id,
-                &extra.kernel_host,
-                &extra.repl_in_port,
-                &extra.repl_out_port,
-                &extra.stdin_port,
-                &extra.stdout_port,
-                &extra.service_ports,
-                &extra.attached_devices,
-                &extra.status_data,
-            ],
-        )
-        .await
-        .map_err(db_err("updating a kernel's status"))?;
-    row.map(|row| {
-        Ok(KernelTransition {
-            kernel_id,
-            session_id: row.decode(0)?,
-            agent: row.decode(1)?,
-        })
-    })
-    .transpose()
+    let change = KernelStatusChange {
+        kernel_id,
+        to,
+        reason,
+        now,
+        history: &history,
+        terminal,
+        sources: &sources,
+    };
+    let done = kernel_lifecycle::transit_kernel(client, &change, extra).await?;
+    Ok(done.map(|done| KernelTransition {
+        kernel_id,
+        session_id: done.session_id,
+        agent: done.agent,
+    }))
 }
 
 /// Columns a transition may also set (from `kernel_started.creation_info` or the RPC reply).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct KernelUpdate {
-    pub container_id: Option<String>,
-    pub kernel_host: Option<String>,
-    pub repl_in_port: Option<i32>,
-    pub repl_out_port: Option<i32>,
-    pub stdin_port: Option<i32>,
-    pub stdout_port: Option<i32>,
-    pub service_ports: Option<serde_json::Value>,
-    pub attached_devices: Option<serde_json::Value>,
-    pub status_data: Option<serde_json::Value>,
-}
+pub use bai_schema::queries::kernel_lifecycle::KernelColumns as KernelUpdate;
 
-impl KernelUpdate {
-    /// Reads `creation_info` (event, JSON) or a `create_kernels` reply entry (converted to JSON).
-    pub fn from_creation_info(info: &serde_json::Value) -> KernelUpdate {
-        let port = |key: &str| {
-            info.get(key)
-                .and_then(|v| v.as_i64())
-                .and_then(|n| i32::try_from(n).ok())
-        };
-        KernelUpdate {
-            container_id: info
-                .get("container_id")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            kernel_host: info
-                .get("kernel_host")
-                .and_then(|v| v.as_str())
-                .map(str::to_owned),
-            repl_in_port: port("repl_in_port"),
-            repl_out_port: port("repl_out_port"),
-            stdin_port: port("stdin_port"),
-            stdout_port: port("stdout_port"),
-            service_ports: info.get("service_ports").cloned().filter(|v| !v.is_null()),
-            attached_devices: info
-                .get("attached_devices")
-                .cloned()
-                .filter(|v| v.is_object()),
-            status_data: None,
-        }
+/// Reads `creation_info` (event, JSON) or a `create_kernels` reply entry (converted to JSON).
+pub fn kernel_update_from_creation_info(info: &serde_json::Value) -> KernelUpdate {
+    let port = |key: &str| {
+        info.get(key)
+            .and_then(|v| v.as_i64())
+            .and_then(|n| i32::try_from(n).ok())
+    };
+    KernelUpdate {
+        container_id: info
+            .get("container_id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        kernel_host: info
+            .get("kernel_host")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+        repl_in_port: port("repl_in_port"),
+        repl_out_port: port("repl_out_port"),
+        stdin_port: port("stdin_port"),
+        stdout_port: port("stdout_port"),
+        service_ports: info.get("service_ports").cloned().filter(|v| !v.is_null()),
+        attached_devices: info
+            .get("attached_devices")
+            .cloned()
+            .filter(|v| v.is_object()),
+        status_data: None,
     }
 }
 
@@ -238,25 +208,7 @@ pub async fn recalc_agent_occupancy<C: GenericClient>(
     client: &C,
     agent: &str,
 ) -> Result<(), LifecycleError> {
-    client
-        .execute("SELECT 1 FROM agents WHERE id = $1 FOR UPDATE", &[&agent])
-        .await
-        .map_err(db_err("locking an agent"))?;
-    client
-        .execute(
-            "UPDATE agents a SET occupied_slots = coalesce((
-                SELECT jsonb_object_agg(t.key, trim_scale(t.total)::text) FROM (
-                    SELECT s.key, sum(s.value::numeric) AS total
-                      FROM kernels k, jsonb_each_text(k.occupied_slots) s
-                     WHERE k.agent = a.id AND k.status NOT IN ('PENDING', 'TERMINATED', 'CANCELLED')
-                       AND s.value ~ '^-?[0-9.]+$'
-                     GROUP BY s.key) t), '{}'::jsonb)
-              WHERE a.id = $1",
-            &[&agent],
-        )
-        .await
-        .map_err(db_err("recomputing an agent's occupied slots"))?;
-    Ok(())
+    Ok(kernel_lifecycle::recalc_agent_occupancy(client, agent).await?)
 }
 
 /// What changed for the session after a kernel transition.
@@ -275,63 +227,29 @@ pub async fn update_session_status<C: GenericClient>(
     reason: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<SessionChange>, LifecycleError> {
-    let current = client
-        .query_opt(
-            "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1 FOR UPDATE",
-            &[&session_id],
-        )
-        .await
-        .map_err(db_err("locking a session"))?;
-    let Some(current) = current else {
+    let Some(current) = kernel_lifecycle::lock_session(client, session_id).await? else {
         return Ok(None);
     };
-    let from: SessionStatus = current.decode(0)?;
-    let creation_id: String = current.decode(1)?;
-    let kernels: Vec<KernelStatus> = client
-        .query(
-            "SELECT status FROM kernels WHERE session_id = $1",
-            &[&session_id],
-        )
-        .await
-        .map_err(db_err("reading a session's kernels"))?
-        .iter()
-        .map(|row| row.decode(0))
-        .collect::<Result<_, _>>()?;
+    let from = current.status;
+    let kernels = kernel_lifecycle::session_kernel_statuses(client, session_id).await?;
     let to = derive_session_status(&kernels);
     if to == from {
         return Ok(None);
     }
     let history = json!({ to.as_str(): now.to_rfc3339() });
-    let terminal = matches!(to, SessionStatus::Terminated | SessionStatus::Cancelled);
-    let recompute_occupying = matches!(to, SessionStatus::Preparing | SessionStatus::Running);
-    client
-        .execute(
-            "UPDATE sessions s SET status = $2, status_info = $3,
-                    status_history = coalesce(s.status_history, '{}'::jsonb) || $4::jsonb,
-                    terminated_at = CASE WHEN $5 THEN $6 ELSE s.terminated_at END,
-                    occupying_slots = CASE WHEN $7 THEN coalesce((
-                        SELECT jsonb_object_agg(t.key, trim_scale(t.total)::text) FROM (
-                            SELECT e.key, sum(e.value::numeric) AS total
-                              FROM kernels k, jsonb_each_text(k.occupied_slots) e
-                             WHERE k.session_id = s.id AND e.value ~ '^-?[0-9.]+$'
-                             GROUP BY e.key) t), '{}'::jsonb)
-                        ELSE s.occupying_slots END
-              WHERE s.id = $1",
-            &[
-                &session_id,
-                &to,
-                &reason,
-                &history,
-                &terminal,
-                &now,
-                &recompute_occupying,
-            ],
-        )
-        .await
-        .map_err(db_err("updating a session's status"))?;
+    let change = SessionStatusChange {
+        session_id,
+        to,
+        reason,
+        history: &history,
+        terminal: matches!(to, SessionStatus::Terminated | SessionStatus::Cancelled),
+        now,
+        recompute_occupying: matches!(to, SessionStatus::Preparing | SessionStatus::Running),
+    };
+    kernel_lifecycle::set_session_status(client, &change).await?;
     Ok(Some(SessionChange {
         session_id,
-        creation_id,
+        creation_id: current.creation_id,
         from,
         to,
     }))
