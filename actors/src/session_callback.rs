@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use bai_schema::queries::interaction::session_callback_url;
+use bai_schema::queries::interaction::session_callback_urls;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde_json::{Value as Json, json};
@@ -105,24 +105,38 @@ impl Supervised for SessionCallbacks {
 
 crate::handle_injected_faults!(SessionCallbacks, ACTOR_NAME);
 
-async fn deliver(shared: &Shared, event_name: &'static str, session_id: Uuid) {
-    let url = match shared.pool.get().await {
-        Ok(client) => session_callback_url(&client, session_id).await,
+/// Sends the callbacks of one batch's lifecycle events: one read of the URLs of the sessions
+/// concerned, then one POST per event of a session that has one.
+async fn deliver_batch(shared: Arc<Shared>, events: Vec<(&'static str, Uuid)>) {
+    let mut sessions: Vec<Uuid> = events.iter().map(|(_, session)| *session).collect();
+    sessions.sort();
+    sessions.dedup();
+    let urls = match shared.pool.get().await {
+        Ok(client) => session_callback_urls(&client, &sessions).await,
         Err(error) => {
-            slog::warn!(shared.log, "cannot read a session's callback URL";
-                "session" => %session_id, "error" => %error);
+            slog::warn!(shared.log, "cannot read the sessions' callback URLs";
+                "sessions" => sessions.len(), "error" => %error);
             return;
         }
     };
-    let url = match url {
-        Ok(Some(url)) => url,
-        Ok(None) => return,
+    let urls: std::collections::HashMap<Uuid, String> = match urls {
+        Ok(urls) => urls.into_iter().collect(),
         Err(error) => {
-            slog::warn!(shared.log, "cannot read a session's callback URL";
-                "session" => %session_id, "error" => %error);
+            slog::warn!(shared.log, "cannot read the sessions' callback URLs";
+                "sessions" => sessions.len(), "error" => %error);
             return;
         }
     };
+    for (event_name, session_id) in events {
+        if let Some(url) = urls.get(&session_id) {
+            let shared = shared.clone();
+            let url = url.clone();
+            actix::spawn(async move { deliver(&shared, event_name, session_id, url).await });
+        }
+    }
+}
+
+async fn deliver(shared: &Shared, event_name: &'static str, session_id: Uuid, url: String) {
     if !deliverable(&url) {
         slog::warn!(shared.log, "not calling a session callback that is not an http(s) URL";
             "session" => %session_id);
@@ -154,6 +168,7 @@ impl Handler<EventBatch> for SessionCallbacks {
     /// Deliveries run beside the actor (bounded in flight); a callback that fails is logged,
     /// not retried, as the original's.
     fn handle(&mut self, batch: EventBatch, _ctx: &mut Self::Context) -> Self::Result {
+        let mut events: Vec<(&'static str, Uuid)> = Vec::new();
         for received in batch.events {
             let Event::Session(SessionEvent { session_id, .. }) = &received.event else {
                 continue;
@@ -162,9 +177,10 @@ impl Handler<EventBatch> for SessionCallbacks {
             let Some(event_name) = CALLBACK_EVENTS.iter().find(|known| **known == name) else {
                 continue;
             };
-            let shared = self.shared.clone();
-            let session_id = *session_id;
-            actix::spawn(async move { deliver(&shared, event_name, session_id).await });
+            events.push((event_name, *session_id));
+        }
+        if !events.is_empty() {
+            actix::spawn(deliver_batch(self.shared.clone(), events));
         }
         Ok(())
     }

@@ -334,23 +334,29 @@ pub async fn dependency_graph(
         .collect()
 }
 
-/// The `callback_url` of a session, if it has one (read for every lifecycle event of it).
-pub async fn session_callback_url(
+/// The callback URLs of those of `session_ids` that have one (one statement for a batch of
+/// lifecycle events).
+pub async fn session_callback_urls(
     client: &impl GenericClient,
-    session_id: Uuid,
-) -> Result<Option<String>, QueryError> {
+    session_ids: &[Uuid],
+) -> Result<Vec<(Uuid, String)>, QueryError> {
     let statement = client
-        .prepare_cached("SELECT callback_url FROM sessions WHERE id = $1")
+        .prepare_cached(
+            "SELECT id, callback_url FROM sessions WHERE id = ANY($1) AND callback_url IS NOT NULL",
+        )
         .await
-        .map_err(db_err("preparing the callback URL query"))?;
-    let row = client
-        .query_opt(&statement, &[&session_id])
+        .map_err(db_err("preparing the callback URLs query"))?;
+    client
+        .query(&statement, &[&session_ids])
         .await
-        .map_err(db_err("reading a session's callback URL"))?;
-    match row {
-        Some(row) => row
-            .try_get(0)
-            .map_err(db_err("reading sessions.callback_url")),
-        None => Ok(None),
-    }
+        .map_err(db_err("reading sessions' callback URLs"))?
+        .iter()
+        .map(|row| {
+            Ok((
+                row.try_get(0).map_err(db_err("reading sessions.id"))?,
+                row.try_get(1)
+                    .map_err(db_err("reading sessions.callback_url"))?,
+            ))
+        })
+        .collect()
 }
