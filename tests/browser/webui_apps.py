@@ -23,6 +23,8 @@ from urllib.parse import urlparse
 
 from playwright.sync_api import sync_playwright
 
+from webui_login import fill_login_form
+
 CHROMIUM_FLAGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -42,6 +44,7 @@ STEP_MS = 60_000
 
 class StepFailed(Exception):
     pass
+
 
 
 def main():
@@ -129,8 +132,7 @@ def main():
         def login():
             page.goto(args.url + "/", wait_until="load")
             # mwc-textfield: the real <input> is in its shadow root (Playwright pierces it).
-            page.locator("#id_user_id input").first.fill(args.user, timeout=30_000)
-            page.locator("#id_password input").first.fill(args.password)
+            fill_login_form(page, args.user, args.password)
             state["capturing"] = True
             page.get_by_role("button", name=re.compile("login", re.I)).first.click()
             page.wait_for_function(

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
+from webui_login import fill_login_form
+
 # The Web UI's menu pages (availablePages in the 23.09 bundle) a superadmin can open, each with
 # the tab buttons it shows. A tab is clicked by its visible label.
 PAGES = {
@@ -53,6 +55,7 @@ SETTLE_SECONDS = 2.5
 
 def is_api_call(url):
     return "/func/" in url or "/server/" in url
+
 
 
 def main():
@@ -117,8 +120,7 @@ def main():
 
         page.goto(args.url + "/", wait_until="load")
         # mwc-textfield: the real <input> is inside its shadow root (Playwright pierces it).
-        page.locator("#id_user_id input").first.fill(args.user, timeout=30_000)
-        page.locator("#id_password input").first.fill(args.password)
+        fill_login_form(page, args.user, args.password)
         current["capturing"] = True
         page.get_by_role("button", name=re.compile("login", re.I)).first.click()
         # Logged in once the sidebar's user menu is there.
