@@ -25,7 +25,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use super::consumer::{CLAIM_INTERVAL, CLAIM_MIN_IDLE, READ_BATCH, READ_BLOCK, TRIM_INTERVAL};
 use super::consumer::{ConsumerSettings, RETRY_DELAY, open_connection, shape_error};
 use super::reply::{RawEntry, autoclaim_reply, read_reply};
-use crate::wire::entry::EVENT_STREAM;
+use crate::wire::entry::{EVENT_STREAM, compare_stream_ids};
 
 /// Entries read and waiting to be handled, per worker: a few MiB of buffer, several seconds
 /// of a busy cluster's events.
@@ -317,7 +317,7 @@ impl Reader {
             _ => None,
         };
         let min_id = match oldest_pending {
-            Some(pending) if stream_id_less(&pending, &candidate) => pending,
+            Some(pending) if compare_stream_ids(&pending, &candidate).is_lt() => pending,
             _ => candidate,
         };
         let _: i64 = redis::cmd("XTRIM")
@@ -331,23 +331,15 @@ impl Reader {
     }
 }
 
-fn stream_id_less(left: &str, right: &str) -> bool {
-    let parse = |id: &str| -> (u64, u64) {
-        let (millis, sequence) = id.split_once('-').unwrap_or((id, "0"));
-        (millis.parse().unwrap_or(0), sequence.parse().unwrap_or(0))
-    };
-    parse(left) < parse(right)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn stream_ids_compare_numerically() {
-        assert!(stream_id_less("9-0", "10-0"));
-        assert!(stream_id_less("10-2", "10-10"));
-        assert!(!stream_id_less("10-0", "10-0"));
+        assert!(compare_stream_ids("9-0", "10-0").is_lt());
+        assert!(compare_stream_ids("10-2", "10-10").is_lt());
+        assert!(!compare_stream_ids("10-0", "10-0").is_lt());
     }
 
     #[test]

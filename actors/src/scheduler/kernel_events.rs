@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use super::dispatch::DispatchDeps;
 use super::events::{apply_kernel_event, apply_kernel_event_batch};
+use crate::wire::entry::compare_stream_ids;
 use crate::wire::{EventProducer, KernelEvent, KernelEventKind};
 
 /// Kernels whose events are applied at the same time within one batch.
@@ -68,20 +69,6 @@ fn stream_order(queues: &[Vec<StreamedKernelEvent>]) -> Vec<&KernelEvent> {
     let mut all: Vec<&StreamedKernelEvent> = queues.iter().flatten().collect();
     all.sort_by(|(a, _), (b, _)| compare_stream_ids(a, b));
     all.into_iter().map(|(_, event)| event).collect()
-}
-
-/// Orders Redis stream ids (`<ms>-<seq>`) numerically; an id that is not one sorts last.
-fn compare_stream_ids(a: &str, b: &str) -> std::cmp::Ordering {
-    fn parts(id: &str) -> Option<(u64, u64)> {
-        let (ms, seq) = id.split_once('-')?;
-        Some((ms.parse().ok()?, seq.parse().ok()?))
-    }
-    match (parts(a), parts(b)) {
-        (Some(a), Some(b)) => a.cmp(&b),
-        (Some(_), None) => std::cmp::Ordering::Less,
-        (None, Some(_)) => std::cmp::Ordering::Greater,
-        (None, None) => a.cmp(b),
-    }
 }
 
 /// Applies a batch; returns the stream ids that were not applied (a failed event and the
@@ -262,15 +249,6 @@ mod tests {
         // Sessions 1, 2 and 4 dealt round-robin; kernel 3 goes with its session 1.
         assert_eq!(kernels, vec![vec![1, 3, 4], vec![2]]);
         assert_eq!(split_by_session(Vec::new(), 4).len(), 0);
-    }
-
-    #[test]
-    fn stream_ids_compare_as_numbers() {
-        use std::cmp::Ordering::*;
-        assert_eq!(compare_stream_ids("9-0", "10-0"), Less);
-        assert_eq!(compare_stream_ids("10-2", "10-10"), Less);
-        assert_eq!(compare_stream_ids("10-0", "10-0"), Equal);
-        assert_eq!(compare_stream_ids("x", "1-0"), Greater);
     }
 
     #[test]

@@ -169,6 +169,21 @@ pub fn parse_broadcast(message: &[u8]) -> Result<Envelope, EntryError> {
     })
 }
 
+/// Orders Redis stream ids (`<ms>-<seq>`) numerically, as Redis does; an id that is not one
+/// sorts after every id that is.
+pub fn compare_stream_ids(a: &str, b: &str) -> std::cmp::Ordering {
+    fn parts(id: &str) -> Option<(u64, u64)> {
+        let (ms, seq) = id.split_once('-')?;
+        Some((ms.parse().ok()?, seq.parse().ok()?))
+    }
+    match (parts(a), parts(b)) {
+        (Some(a), Some(b)) => a.cmp(&b),
+        (Some(_), None) => std::cmp::Ordering::Less,
+        (None, Some(_)) => std::cmp::Ordering::Greater,
+        (None, None) => a.cmp(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -299,5 +314,14 @@ mod tests {
             ])),
             Err(EntryError::Event(EventError::UnknownName(_)))
         ));
+    }
+
+    #[test]
+    fn stream_ids_compare_as_numbers() {
+        use std::cmp::Ordering::*;
+        assert_eq!(compare_stream_ids("9-0", "10-0"), Less);
+        assert_eq!(compare_stream_ids("10-2", "10-10"), Less);
+        assert_eq!(compare_stream_ids("10-0", "10-0"), Equal);
+        assert_eq!(compare_stream_ids("x", "1-0"), Greater);
     }
 }
