@@ -54,6 +54,7 @@ use bai_actors::lock::{LockBackendKind, LockId, LockService, LockSettings};
 use bai_actors::scheduler::actor::MAX_PENDING_PER_PASS;
 use bai_actors::scheduler::load::LoadOptions;
 use bai_actors::scheduler::pass::run_pass;
+use bai_actors::scheduler::reserve::Admission;
 use bai_actors::scheduler::snapshot::default_resource_priority;
 use bai_actors::wire::WireFormat;
 use bai_agent_sim::fleet;
@@ -368,9 +369,14 @@ async fn main() {
     loop {
         let wire_before = wire.snapshot();
         let started = Instant::now();
-        let report = run_pass(&mut scheduler, Some(guard.fence()), load_options())
-            .await
-            .expect("a scheduling pass");
+        let report = run_pass(
+            &mut scheduler,
+            Some(guard.fence()),
+            load_options(),
+            Admission::Scheduled,
+        )
+        .await
+        .expect("a scheduling pass");
         let duration = started.elapsed();
         let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
         println!(

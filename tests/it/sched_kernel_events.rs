@@ -11,6 +11,7 @@ use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
 use bai_actors::scheduler::dispatch::DispatchDeps;
 use bai_actors::scheduler::kernel_events::{BATCH_TRANSACTIONS, apply_kernel_events};
 use bai_actors::scheduler::pass::run_pass;
+use bai_actors::scheduler::reserve::Admission;
 use bai_actors::wire::{KernelEvent, KernelEventKind};
 use bai_testkit::TestEnv;
 use uuid::Uuid;
@@ -43,7 +44,9 @@ async fn preparing_sessions(
     add_agents(client, "i-batch", 4, 16, 64).await;
     let sessions = enqueue_sessions(client, ADMIN_AK, count, 1, 1).await;
     let mut writer = env.db.connect().await;
-    let report = run_pass(&mut writer, None, load_options()).await.unwrap();
+    let report = run_pass(&mut writer, None, load_options(), Admission::Scheduled)
+        .await
+        .unwrap();
     assert_eq!(report.scheduled.len(), count);
     client
         .batch_execute(

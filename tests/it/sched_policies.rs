@@ -4,6 +4,7 @@
 //! `status_info = 'predicate-checks-failed'` and the original's message in `status_data`.
 
 use bai_actors::scheduler::pass::run_pass;
+use bai_actors::scheduler::reserve::Admission;
 use bai_testkit::TestEnv;
 use serde_json::Value;
 use uuid::Uuid;
@@ -71,7 +72,7 @@ fn sessions<'a>(access_key: &'a str, scaling_group: &'a str, count: usize) -> Se
 
 async fn pass(env: &TestEnv) {
     let mut writer = env.db.connect().await;
-    run_pass(&mut writer, None, load_options())
+    run_pass(&mut writer, None, load_options(), Admission::Scheduled)
         .await
         .expect("a scheduling pass");
 }

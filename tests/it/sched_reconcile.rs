@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
-use bai_actors::scheduler::dispatch::DispatchDeps;
+use bai_actors::scheduler::dispatch::{DispatchDeps, DispatchOutcome, dispatch_claimed_session};
 use bai_actors::scheduler::pass::run_pass;
 use bai_actors::scheduler::reconcile::{ReconcileReport, reconcile};
+use bai_actors::scheduler::reserve::Admission;
 use bai_actors::wire::WireFormat;
 use bai_agent_sim::StreamWriter;
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
@@ -88,7 +89,7 @@ async fn sessions_left_by_a_dead_dispatcher_are_finished_and_each_kernel_created
         .unwrap();
     let on_old = enqueue_sessions(&client, ADMIN_AK, 1, 1, 1).await;
     let mut writer_db = env.db.connect().await;
-    let report = run_pass(&mut writer_db, None, load_options())
+    let report = run_pass(&mut writer_db, None, load_options(), Admission::Scheduled)
         .await
         .unwrap();
     assert_eq!(report.scheduled.len(), 1);
@@ -99,7 +100,7 @@ async fn sessions_left_by_a_dead_dispatcher_are_finished_and_each_kernel_created
     all.extend(agents.iter().cloned());
     let _servers = serve_fleet(&all, &writer, &ledger);
     let sessions = enqueue_sessions(&client, ADMIN_AK, 16, 1, 1).await;
-    let report = run_pass(&mut writer_db, None, load_options())
+    let report = run_pass(&mut writer_db, None, load_options(), Admission::Scheduled)
         .await
         .unwrap();
     assert_eq!(report.scheduled.len(), 16);
@@ -218,7 +219,7 @@ async fn a_kernel_the_agent_is_still_creating_is_waited_for_and_not_sent_twice()
     let _servers = serve_fleet(&agents, &writer, &ledger);
     let sessions = enqueue_sessions(&client, ADMIN_AK, 2, 1, 1).await;
     let mut writer_db = env.db.connect().await;
-    run_pass(&mut writer_db, None, load_options())
+    run_pass(&mut writer_db, None, load_options(), Admission::Scheduled)
         .await
         .unwrap();
     leave_claimed(&client, &sessions, "creating").await;
@@ -270,7 +271,7 @@ async fn a_terminating_kernel_whose_end_event_was_lost_ends_once_the_agent_no_lo
     let _servers = serve_fleet(&agents, &writer, &ledger);
     let sessions = enqueue_sessions(&client, ADMIN_AK, 2, 1, 1).await;
     let mut writer_db = env.db.connect().await;
-    run_pass(&mut writer_db, None, load_options())
+    run_pass(&mut writer_db, None, load_options(), Admission::Scheduled)
         .await
         .unwrap();
     let gone = sessions[0];
@@ -343,4 +344,89 @@ async fn a_terminating_kernel_whose_end_event_was_lost_ends_once_the_agent_no_lo
         .unwrap()
         .get(0);
     assert_eq!(occupied.parse::<f64>().unwrap(), 1.0);
+}
+
+/// The scheduler's own pass claims what it places (PREPARING, kernels `prepared`, in the
+/// reservation's transaction) and dispatches it without a claim transaction: each kernel is
+/// created once, a second dispatch of the same claim does nothing, and a claim whose
+/// dispatcher died is dispatched again by the reconciler.
+#[tokio::test]
+async fn a_claiming_pass_leaves_its_sessions_prepared_for_its_own_dispatch() {
+    let env = TestEnv::new().await;
+    let client = scheduling_world(&env).await;
+    let writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let ledger = SharedLedger::default();
+    let agents = sim_fleet("i-claim", 2, WireFormat::Payload);
+    add_sim_agents(&client, &agents).await;
+    let _servers = serve_fleet(&agents, &writer, &ledger);
+    let sessions = enqueue_sessions(&client, ADMIN_AK, 4, 1, 1).await;
+    let mut writer_db = env.db.connect().await;
+    let options = load_options();
+    let claimed_at = options.now;
+    let report = run_pass(&mut writer_db, None, options, Admission::ClaimedForDispatch)
+        .await
+        .unwrap();
+    assert_eq!(report.scheduled.len(), 4);
+    let rows = client
+        .query(
+            "SELECT s.status::text, s.status_info, k.status::text, k.status_info,
+                    s.status_history ? 'SCHEDULED', s.status_history ? 'PREPARING',
+                    k.status_changed = $2
+               FROM sessions s JOIN kernels k ON k.session_id = s.id WHERE s.id = ANY($1)",
+            &[&sessions, &claimed_at],
+        )
+        .await
+        .unwrap();
+    for row in &rows {
+        let seen: (String, String, String, String, bool, bool, bool) = (
+            row.get(0),
+            row.get(1),
+            row.get(2),
+            row.get(3),
+            row.get(4),
+            row.get(5),
+            row.get(6),
+        );
+        assert_eq!(
+            seen,
+            (
+                "PREPARING".into(),
+                "prepared".into(),
+                "PREPARING".into(),
+                "prepared".into(),
+                true,
+                true,
+                true
+            )
+        );
+    }
+    let deps = DispatchDeps {
+        pool: db_pool(&env).await,
+        rpc: Arc::new(AgentRpc::new(RpcTimeouts::default())),
+        etcd: None,
+        stat_redis: None,
+    };
+    let dead_dispatcher = sessions[3];
+    for session in &sessions[..3] {
+        let outcome = dispatch_claimed_session(&deps, *session, claimed_at)
+            .await
+            .unwrap();
+        assert_eq!(outcome, DispatchOutcome::Started);
+        let again = dispatch_claimed_session(&deps, *session, claimed_at)
+            .await
+            .unwrap();
+        assert_eq!(again, DispatchOutcome::NotOurs);
+    }
+    // The dispatcher of the last one died before sending: an hour later the reconciler finds it.
+    leave_claimed(&client, &[dead_dispatcher], "prepared").await;
+    let report = reconcile(&deps, None, Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert_eq!(report.restarted, 1, "{report:?}");
+    for (session, kernel) in statuses(&client, &sessions).await {
+        assert_eq!((session.as_str(), kernel.as_str()), ("RUNNING", "RUNNING"));
+    }
+    assert_eq!(ledger.lock().unwrap().created.len(), 4);
+    assert!(created_twice(&ledger).is_empty());
+    assert!(over_committed_agents(&client).await.is_empty());
 }

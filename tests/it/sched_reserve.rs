@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use bai_actors::scheduler::pass::run_pass;
+use bai_actors::scheduler::reserve::Admission;
 use bai_testkit::TestEnv;
 
 use crate::sched_support::{
@@ -19,7 +20,9 @@ async fn a_pass_schedules_what_fits_and_explains_the_rest() {
     add_agents(&client, "i-r", 2, 4, 8).await;
     let sessions = enqueue_sessions(&client, ADMIN_AK, 10, 1, 1).await;
     let mut writer = env.db.connect().await;
-    let report = run_pass(&mut writer, None, load_options()).await.unwrap();
+    let report = run_pass(&mut writer, None, load_options(), Admission::Scheduled)
+        .await
+        .unwrap();
     assert_eq!(report.scheduled.len(), 8);
 
     let rows = client
@@ -93,8 +96,8 @@ async fn two_schedulers_racing_without_a_lock_place_each_session_once_and_never_
     let mut placed = HashSet::new();
     for _round in 0..4 {
         let (a, b) = tokio::join!(
-            run_pass(&mut first, None, load_options()),
-            run_pass(&mut second, None, load_options())
+            run_pass(&mut first, None, load_options(), Admission::Scheduled),
+            run_pass(&mut second, None, load_options(), Admission::Scheduled)
         );
         for report in [a.unwrap(), b.unwrap()] {
             for (session, _) in report.scheduled {

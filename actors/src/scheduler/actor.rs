@@ -13,13 +13,14 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use bai_schema::SlotUnit;
+use chrono::{DateTime, Utc};
 use slog::{Logger, debug, info, warn};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::destroy::{destroy_session, live_sessions};
-use super::dispatch::{DispatchDeps, dispatch_session};
+use super::dispatch::{DispatchDeps, dispatch_claimed_session};
 use super::etcd_state::{
     Cursors, changed_cursors, load_cursors, load_max_container_count, store_cursors,
 };
@@ -27,6 +28,7 @@ use super::kernel_events::apply_kernel_events;
 use super::load::LoadOptions;
 use super::pass::run_pass;
 use super::reconcile::reconcile;
+use super::reserve::Admission;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
 use crate::etcd::EtcdStore;
 use crate::event_bus::{EventBatch, EventInterest, Unhandled};
@@ -237,8 +239,9 @@ async fn locked_pass(shared: Arc<Shared>) {
                 break;
             }
         };
+        let now = chrono::Utc::now();
         let options = LoadOptions {
-            now: chrono::Utc::now(),
+            now,
             known_slots: known.clone(),
             resource_priority: deps.settings.resource_priority.clone(),
             max_container_count,
@@ -247,7 +250,7 @@ async fn locked_pass(shared: Arc<Shared>) {
         };
         let pass_started = std::time::Instant::now();
         let pass = tokio::select! {
-            report = run_pass(&mut client, Some(guard.fence()), options) => report,
+            report = run_pass(&mut client, Some(guard.fence()), options, Admission::ClaimedForDispatch) => report,
             () = guard.lost() => {
                 warn!(deps.log, "lost the scheduling lock during a pass; stopping it");
                 return;
@@ -287,7 +290,7 @@ async fn locked_pass(shared: Arc<Shared>) {
         let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
         for (session_id, _) in &report.scheduled {
             scheduled.push(*session_id);
-            start_dispatch(&shared, *session_id);
+            start_dispatch(&shared, *session_id, now);
         }
         if !more {
             break;
@@ -311,23 +314,23 @@ async fn locked_pass(shared: Arc<Shared>) {
 /// Starts a session's dispatch beside the pass; at most [`MAX_CONCURRENT_DISPATCHES`] run at
 /// once, and all end when the scheduler is dropped (a cut dispatch leaves the session to the
 /// reconciler, as a crash would).
-fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid) {
+fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid, claimed_at: DateTime<Utc>) {
     let shared = shared.clone();
     actix::spawn(async move {
         let cancel = shared.cancel.clone();
         tokio::select! {
-            () = dispatch_one(&shared, session_id) => {}
+            () = dispatch_one(&shared, session_id, claimed_at) => {}
             () = cancel.cancelled() => {}
         }
     });
 }
 
-async fn dispatch_one(shared: &Shared, session_id: Uuid) {
+async fn dispatch_one(shared: &Shared, session_id: Uuid, claimed_at: DateTime<Utc>) {
     {
         let Ok(_permit) = shared.dispatches.acquire().await else {
             return;
         };
-        match dispatch_session(&shared.deps.dispatch, session_id).await {
+        match dispatch_claimed_session(&shared.deps.dispatch, session_id, claimed_at).await {
             Ok(outcome) => {
                 debug!(shared.deps.log, "dispatched"; "session" => %session_id, "outcome" => ?outcome)
             }

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use bai_schema::queries::interaction::store_container_log;
 use uuid::Uuid;
 
 use super::dispatch::DispatchDeps;
@@ -28,20 +27,19 @@ pub fn keep_tail(log: &str) -> &str {
     &log[start..]
 }
 
-/// Fetches and stores the log of `kernel_id`; failures only cost the stored log, so they are
-/// returned for logging and never stop the destroy.
-pub async fn keep_container_log(
+/// Fetches the log of `kernel_id` and keeps its tail; failures only cost the stored log, so
+/// they are returned for logging and never stop the destroy.
+pub async fn fetch_container_log(
     deps: &DispatchDeps,
     target: &AgentTarget,
     kernel_id: Uuid,
-) -> Result<(), ContainerLogError> {
+) -> Result<Vec<u8>, ContainerLogError> {
     let log = tokio::time::timeout(LOG_FETCH_TIMEOUT, deps.rpc.get_logs(target, kernel_id))
         .await
         .map_err(|_| ContainerLogError::Timeout {
             agent: target.id.clone(),
         })??;
-    let client = deps.pool.get().await?;
-    Ok(store_container_log(&client, kernel_id, keep_tail(&log).as_bytes()).await?)
+    Ok(keep_tail(&log).as_bytes().to_vec())
 }
 
 /// Why a kernel's log was not kept (logged; the destroy goes on).
@@ -51,10 +49,6 @@ pub enum ContainerLogError {
     Timeout { agent: String },
     #[error(transparent)]
     Rpc(#[from] crate::agent_rpc::RpcError),
-    #[error(transparent)]
-    Pool(#[from] deadpool_postgres::PoolError),
-    #[error(transparent)]
-    Store(#[from] bai_schema::queries::QueryError),
 }
 
 #[cfg(test)]

@@ -11,7 +11,7 @@ use bai_schema::enums::{AgentStatus, KernelStatus, SessionStatus};
 use uuid::Uuid;
 
 use super::cluster_network::{destroy_local_network, local_network_name};
-use super::container_log::keep_container_log;
+use super::container_log::fetch_container_log;
 use super::dispatch::{DispatchDeps, DispatchError, query_err};
 use super::events::{announce, end_or_move_kernel};
 use crate::agent_rpc::AgentTarget;
@@ -105,15 +105,36 @@ pub async fn destroy_session(
                 KernelStatus::Pending | KernelStatus::Scheduled
             );
         if !on_agent {
-            let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Cancelled, reason)
+            let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Cancelled, reason, None)
                 .await
                 .map_err(internal)?;
             announce_opt(producer, change, reason).await;
             continue;
         }
-        let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Terminating, reason)
-            .await
-            .map_err(internal)?;
+        // The log is read while the container still runs, and kept by the transaction that
+        // moves the kernel to TERMINATING.
+        let container_log = match &kernel.target {
+            Some(target) if kernel.agent_alive => {
+                match fetch_container_log(deps, target, kernel.id).await {
+                    Ok(log) => Some(log),
+                    Err(error) => {
+                        // The session still terminates; only its stored log is missing.
+                        log_fetch_failures.push(format!("kernel {}: {error}", kernel.id));
+                        None
+                    }
+                }
+            }
+            _ => None,
+        };
+        let change = end_or_move_kernel(
+            deps,
+            kernel.id,
+            KernelStatus::Terminating,
+            reason,
+            container_log.as_deref(),
+        )
+        .await
+        .map_err(internal)?;
         announce_opt(producer, change, reason).await;
         let Some(target) = &kernel.target else {
             continue;
@@ -126,10 +147,6 @@ pub async fn destroy_session(
                 ));
             }
             continue;
-        }
-        if let Err(error) = keep_container_log(deps, target, kernel.id).await {
-            // The session still terminates; only its stored log is missing.
-            log_fetch_failures.push(format!("kernel {}: {error}", kernel.id));
         }
         let destroyed = tokio::time::timeout(
             DESTROY_TIMEOUT,
@@ -171,9 +188,10 @@ pub async fn destroy_session(
     }
     if forced {
         for kernel in &kernels {
-            let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, reason)
-                .await
-                .map_err(internal)?;
+            let change =
+                end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, reason, None)
+                    .await
+                    .map_err(internal)?;
             announce_opt(producer, change, reason).await;
         }
     } else if !failures.is_empty() {

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bai_schema::enums::KernelStatus;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -111,17 +111,29 @@ pub async fn dispatch_session(
     dispatch_sql::claim_kernels(&*tx, session_id, now, &history, CLAIMED_STATUS_INFO)
         .await
         .map_err(query_err)?;
-    let launch_rows = dispatch_sql::launch_rows(&*tx, session_id)
+    tx.commit().await.map_err(db_err("committing dispatch"))?;
+    drop(client);
+    dispatch_claimed_session(deps, session_id, now).await
+}
+
+/// Creates the kernels of `session_id`, which this worker claimed at `claimed_at` (PREPARING,
+/// its kernels `prepared`): by [`dispatch_session`], or by the reservation of its own pass.
+pub async fn dispatch_claimed_session(
+    deps: &DispatchDeps,
+    session_id: Uuid,
+    claimed_at: DateTime<Utc>,
+) -> Result<DispatchOutcome, DispatchError> {
+    let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
+    let launch_rows = dispatch_sql::launch_rows(&**client, session_id)
         .await
         .map_err(query_err)?;
-    tx.commit().await.map_err(db_err("committing dispatch"))?;
     // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
     // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
     // does so with the same kind of compare-and-set, so exactly one of the two goes on.
     let marked = dispatch_sql::mark_kernels_sent(
         &**client,
         session_id,
-        now,
+        claimed_at,
         SENT_STATUS_INFO,
         CLAIMED_STATUS_INFO,
     )

@@ -2,6 +2,7 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
+use bai_schema::queries::interaction::store_container_log;
 use bai_schema::queries::kernel_lifecycle;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
@@ -297,12 +298,14 @@ pub(super) async fn keep_last_stat(deps: &DispatchDeps, kernel_id: Uuid) {
 }
 
 /// Moves a kernel and, when it stops occupying its agent, recomputes the agent's slots, all in
-/// one transaction; then re-derives the session's status.
+/// one transaction (with the container's log, when given, kept in the same one); then
+/// re-derives the session's status.
 pub async fn end_or_move_kernel(
     deps: &DispatchDeps,
     kernel_id: Uuid,
     target: KernelStatus,
     reason: &str,
+    container_log: Option<&[u8]>,
 ) -> Result<Option<SessionChange>, DispatchError> {
     let mut client = deps.pool.get().await.map_err(DispatchError::Pool)?;
     let tx = client
@@ -311,6 +314,11 @@ pub async fn end_or_move_kernel(
         .map_err(db_err("beginning a kernel transition"))?;
     if matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled) {
         lock_agents_of(&*tx, &[kernel_id]).await?;
+    }
+    if let Some(log) = container_log {
+        store_container_log(&tx, kernel_id, log)
+            .await
+            .map_err(query_err)?;
     }
     let mut freed_agents = Vec::new();
     let change = move_kernel_in(&*tx, kernel_id, target, reason, &mut freed_agents).await?;

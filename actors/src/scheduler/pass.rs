@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::load::{LoadError, LoadOptions, load_snapshot};
 use super::placement::{KernelAssignment, PassPlan, plan_pass};
-use super::reserve::{ReserveError, record_outcomes, reserve};
+use super::reserve::{Admission, ReserveError, record_outcomes, reserve};
 use crate::lock::Fence;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +41,7 @@ pub async fn run_pass(
     client: &mut Client,
     fence: Option<&Fence>,
     options: LoadOptions,
+    admission: Admission,
 ) -> Result<PassReport, PassError> {
     let now = options.now;
     let started = Instant::now();
@@ -56,7 +57,7 @@ pub async fn run_pass(
     let plan_time = started.elapsed();
 
     let started = Instant::now();
-    let reservation = reserve(client, fence, &plan, now).await?;
+    let reservation = reserve(client, fence, &plan, now, admission).await?;
     let outcome_transactions = record_outcomes(client, fence, &plan, now).await?;
     let write_time = started.elapsed();
     Ok(PassReport {

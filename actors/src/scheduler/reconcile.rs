@@ -353,7 +353,8 @@ async fn reconcile_terminating(
     if action == TerminatingAction::Terminated {
         keep_last_stat(deps, kernel.id).await;
     }
-    let change = end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, &reason).await?;
+    let change =
+        end_or_move_kernel(deps, kernel.id, KernelStatus::Terminated, &reason, None).await?;
     if let (Some(producer), Some(change)) = (producer, change) {
         announce(producer, &change, &reason).await;
     }
@@ -429,9 +430,14 @@ async fn reconcile_starting(
                         .destroy_kernel(target, kernel.id, session_id, "failed-to-start", true)
                         .await;
                 }
-                let change =
-                    end_or_move_kernel(deps, kernel.id, KernelStatus::Cancelled, "failed-to-start")
-                        .await?;
+                let change = end_or_move_kernel(
+                    deps,
+                    kernel.id,
+                    KernelStatus::Cancelled,
+                    "failed-to-start",
+                    None,
+                )
+                .await?;
                 if let (Some(producer), Some(change)) = (producer, change) {
                     announce(producer, &change, "failed-to-start").await;
                 }

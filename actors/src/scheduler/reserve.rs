@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 
 use bai_schema::ResourceSlot;
 use bai_schema::queries::scheduler_reserve::{
-    self as queries, ScheduledKernels, ScheduledSessions,
+    self as queries, PlacedStatus, ScheduledKernels, ScheduledSessions,
 };
 use bai_schema::queries::{DecodeError, QueryError};
 use chrono::{DateTime, Utc};
@@ -23,6 +23,7 @@ use serde_json::json;
 use tokio_postgres::Client;
 use uuid::Uuid;
 
+use super::dispatch::CLAIMED_STATUS_INFO;
 use super::load::slots_of;
 use super::placement::{Decision, KernelAssignment, PassPlan};
 use crate::lock::{Fence, FenceError};
@@ -75,10 +76,43 @@ fn db_err(context: &'static str) -> impl FnOnce(tokio_postgres::Error) -> Reserv
     }
 }
 
+/// What a reservation makes of the sessions it places.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// SCHEDULED, for whichever worker claims them for dispatch.
+    Scheduled,
+    /// SCHEDULED and at once PREPARING (`status_info = 'prepared'`), claimed in the
+    /// reservation's own transaction by the reserving worker, which dispatches them: dispatch
+    /// then needs no claim transaction of its own. Should that worker die first, the reconciler
+    /// finds the kernels `prepared` (never sent) and dispatches them again.
+    ClaimedForDispatch,
+}
+
+impl Admission {
+    fn placed(self) -> PlacedStatus<'static> {
+        match self {
+            Admission::Scheduled => PlacedStatus::SCHEDULED,
+            Admission::ClaimedForDispatch => PlacedStatus {
+                status: "PREPARING",
+                status_info: CLAIMED_STATUS_INFO,
+            },
+        }
+    }
+
+    fn history(self, now: DateTime<Utc>) -> serde_json::Value {
+        let at = now.to_rfc3339();
+        match self {
+            Admission::Scheduled => json!({ "SCHEDULED": at }),
+            Admission::ClaimedForDispatch => json!({ "SCHEDULED": at, "PREPARING": at }),
+        }
+    }
+}
+
 /// What the reservation achieved.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReservationReport {
-    /// Sessions now SCHEDULED, with their assignments (for dispatch).
+    /// Sessions now SCHEDULED (or claimed, see [`Admission`]), with their assignments (for
+    /// dispatch).
     pub scheduled: Vec<(Uuid, Vec<KernelAssignment>)>,
     /// Sessions another scheduler took (no longer PENDING or locked).
     pub taken_elsewhere: usize,
@@ -99,6 +133,7 @@ pub async fn reserve(
     fence: Option<&Fence>,
     plan: &PassPlan,
     now: DateTime<Utc>,
+    admission: Admission,
 ) -> Result<ReservationReport, ReserveError> {
     let mut placements: Vec<(&Uuid, &String, &Vec<KernelAssignment>)> = plan
         .decisions
@@ -116,7 +151,7 @@ pub async fn reserve(
     placements.sort_by(|a, b| first_agent(a.2).cmp(first_agent(b.2)));
     let mut report = ReservationReport::default();
     for batch in placements.chunks(RESERVATION_BATCH) {
-        reserve_batch(client, fence, batch, now, &mut report).await?;
+        reserve_batch(client, fence, batch, now, admission, &mut report).await?;
         report.transactions += 1;
     }
     Ok(report)
@@ -134,6 +169,7 @@ async fn reserve_batch(
     fence: Option<&Fence>,
     batch: &[(&Uuid, &String, &Vec<KernelAssignment>)],
     now: DateTime<Utc>,
+    admission: Admission,
     report: &mut ReservationReport,
 ) -> Result<(), ReserveError> {
     let tx = client
@@ -212,7 +248,7 @@ async fn reserve_batch(
         .unzip();
     queries::set_occupied_slots(&tx, &ids, &occupied).await?;
 
-    let history = json!({ "SCHEDULED": now.to_rfc3339() });
+    let history = admission.history(now);
     let mut sessions = ScheduledSessions::default();
     let mut kernels = ScheduledKernels::default();
     for (session_id, scaling_group, assignments) in &admitted {
@@ -234,13 +270,13 @@ async fn reserve_batch(
             kernels.scaling_groups.push((*scaling_group).clone());
         }
     }
-    let updated = queries::schedule_sessions(&tx, &sessions, &history).await?;
+    let updated = queries::schedule_sessions(&tx, &sessions, &history, admission.placed()).await?;
     debug_assert_eq!(
         updated as usize,
         sessions.ids.len(),
         "claimed rows are locked by us"
     );
-    queries::schedule_kernels(&tx, &kernels, now, &history).await?;
+    queries::schedule_kernels(&tx, &kernels, now, &history, admission.placed()).await?;
     tx.commit()
         .await
         .map_err(db_err("committing a reservation"))?;

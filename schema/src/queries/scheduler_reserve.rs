@@ -1,6 +1,6 @@
 //! The statements of a scheduling pass's writes: the reservation transaction (claim the
 //! pending sessions, lock their agents, add the occupied slots, move sessions and kernels to
-//! SCHEDULED) and the status of the sessions that stay PENDING or are cancelled. Every write
+//! SCHEDULED, or straight to PREPARING when the reserving worker dispatches them) and the status of the sessions that stay PENDING or are cancelled. Every write
 //! is a compare-and-set on `status = 'PENDING'`; the callers run them in one transaction, after
 //! the fencing check of the scheduling lock.
 //!
@@ -93,16 +93,33 @@ pub struct ScheduledSessions {
     pub agents: Vec<String>,
 }
 
-/// Moves PENDING sessions to SCHEDULED, adding `history` to their status history; returns how
+/// The status a reservation gives the sessions and kernels it places: SCHEDULED, or PREPARING
+/// when the reserving worker claims them for its own dispatch in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlacedStatus<'a> {
+    /// `SCHEDULED` or `PREPARING` (a value of both `sessionstatus` and `kernelstatus`).
+    pub status: &'a str,
+    pub status_info: &'a str,
+}
+
+impl PlacedStatus<'_> {
+    pub const SCHEDULED: PlacedStatus<'static> = PlacedStatus {
+        status: "SCHEDULED",
+        status_info: "scheduled",
+    };
+}
+
+/// Moves PENDING sessions to `placed`, adding `history` to their status history; returns how
 /// many rows changed.
 pub async fn schedule_sessions(
     client: &impl GenericClient,
     sessions: &ScheduledSessions,
     history: &Value,
+    placed: PlacedStatus<'_>,
 ) -> Result<u64, QueryError> {
     client
         .execute(
-            "UPDATE sessions s SET status = 'SCHEDULED', status_info = 'scheduled',
+            "UPDATE sessions s SET status = $5::text::sessionstatus, status_info = $6,
                     status_data = '{}'::jsonb,
                     status_history = coalesce(s.status_history, '{}'::jsonb) || $4::jsonb,
                     scaling_group_name = v.sgroup,
@@ -114,6 +131,8 @@ pub async fn schedule_sessions(
                 &sessions.scaling_groups,
                 &sessions.agents,
                 history,
+                &placed.status,
+                &placed.status_info,
             ],
         )
         .await
@@ -131,17 +150,18 @@ pub struct ScheduledKernels {
     pub scaling_groups: Vec<String>,
 }
 
-/// Moves PENDING kernels to SCHEDULED on their agents at `now`, adding `history` to their
+/// Moves PENDING kernels to `placed` on their agents at `now`, adding `history` to their
 /// status history; returns how many rows changed.
 pub async fn schedule_kernels(
     client: &impl GenericClient,
     kernels: &ScheduledKernels,
     now: DateTime<Utc>,
     history: &Value,
+    placed: PlacedStatus<'_>,
 ) -> Result<u64, QueryError> {
     client
         .execute(
-            "UPDATE kernels k SET status = 'SCHEDULED', status_info = 'scheduled',
+            "UPDATE kernels k SET status = $8::text::kernelstatus, status_info = $9,
                     status_changed = $6, status_data = '{}'::jsonb,
                     status_history = coalesce(k.status_history, '{}'::jsonb) || $7::jsonb,
                     agent = v.agent, agent_addr = v.addr, occupied_slots = v.slots,
@@ -157,6 +177,8 @@ pub async fn schedule_kernels(
                 &kernels.scaling_groups,
                 &now,
                 history,
+                &placed.status,
+                &placed.status_info,
             ],
         )
         .await
