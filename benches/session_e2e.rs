@@ -29,10 +29,12 @@
 //! * the `DELETE /session/{name}` reply time (sent → reply), p50/p99, of the destroys answered
 //!   within the run's window;
 //! * per session, from the first create of the run until its last session is TERMINATED: CPU of
-//!   the manager processes (utime+stime in /proc), the statements the manager sent (counted by
-//!   the relay; BEGIN and COMMIT count), PostgreSQL commits (`pg_stat_database.xact_commit`,
-//!   minus this program's own reads; auto-commit statements count as one each) and rows written
-//!   to `sessions`, `kernels` and `agents` (`pg_stat_user_tables`); the peak RSS of each worker.
+//!   the manager processes (utime+stime in /proc) and of the whole machine (/proc/stat), split
+//!   into the manager, the simulators, this program and the rest (PostgreSQL, Redis, etcd); the
+//!   statements the manager sent (counted by the relay; BEGIN and COMMIT count), PostgreSQL
+//!   commits (`pg_stat_database.xact_commit`, minus this program's own reads; auto-commit
+//!   statements count as one each) and rows written to `sessions`, `kernels` and `agents`
+//!   (`pg_stat_user_tables`); the peak RSS of each worker.
 //!   `pg_stat_statements` is not used: the test kit's PostgreSQL does not preload it.
 //!
 //! How a session moves on: this program polls PostgreSQL (one `status = ANY` query every 25 ms
@@ -355,16 +357,71 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// The manager's processes: the supervisor and its workers.
+/// The manager's processes (the supervisor and its workers), and the simulators' beside them.
 struct ManagerProcs {
     supervisor: u32,
     workers: Vec<u32>,
+    simulators: Vec<u32>,
 }
 
 impl ManagerProcs {
     fn cpu_seconds(&self) -> f64 {
         cpu_seconds(self.supervisor) + self.workers.iter().map(|&w| cpu_seconds(w)).sum::<f64>()
     }
+
+    fn cpu_split(&self) -> CpuSplit {
+        CpuSplit {
+            machine: machine_busy_seconds(),
+            manager: self.cpu_seconds(),
+            simulators: self.simulators.iter().map(|&pid| cpu_seconds(pid)).sum(),
+            bench: cpu_seconds(std::process::id()),
+        }
+    }
+}
+
+/// CPU seconds spent so far: by the whole machine, and by the parts this program knows.
+#[derive(Clone, Copy, Default)]
+struct CpuSplit {
+    machine: f64,
+    manager: f64,
+    simulators: f64,
+    /// This program: the load, the PostgreSQL relay that counts statements, the heartbeats'
+    /// timer (the simulators send them) and the polling.
+    bench: f64,
+}
+
+impl CpuSplit {
+    fn since(&self, before: &CpuSplit) -> CpuSplit {
+        CpuSplit {
+            machine: self.machine - before.machine,
+            manager: self.manager - before.manager,
+            simulators: self.simulators - before.simulators,
+            bench: self.bench - before.bench,
+        }
+    }
+}
+
+/// Busy time of all the machine's CPUs (everything but idle and I/O wait), from /proc/stat.
+fn machine_busy_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...
+    let busy: f64 = ticks
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| matches!(index, 0 | 1 | 2 | 5 | 6 | 7))
+        .map(|(_, value)| value)
+        .sum();
+    // SAFETY: sysconf(3) with a valid name has no preconditions.
+    let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    busy / clock_ticks
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -687,7 +744,7 @@ async fn drain(driver: &Driver, limit: Duration) -> bool {
 
 #[derive(Clone, Copy)]
 struct Counters {
-    cpu: f64,
+    cpu: CpuSplit,
     wire: WireSnapshot,
     commits: i64,
     rows: i64,
@@ -730,7 +787,7 @@ async fn counters(
     manager: &ManagerProcs,
     wire: &WireCounts,
 ) -> Counters {
-    let cpu = manager.cpu_seconds();
+    let cpu = manager.cpu_split();
     let wire = wire.snapshot();
     let own = driver.own_statements.load(Ordering::Relaxed);
     let (commits, rows, next_xid) = database_counters(client, driver).await;
@@ -891,7 +948,7 @@ async fn run(
     let creating = started.elapsed();
     let drained = drain(driver, Duration::from_secs(120)).await;
     let cycle = started.elapsed();
-    let cpu_wire_after = (manager.cpu_seconds(), wire.snapshot());
+    let cpu_wire_after = (manager.cpu_split(), wire.snapshot());
     rss_stop.store(true, Ordering::Relaxed);
     let peaks = rss.await.unwrap_or_default();
     // pg_stat counters are flushed by backends about once a second.
@@ -971,10 +1028,22 @@ async fn run(
             "    → {stage:<11} p50 / p99 {p50:>8.1} / {p99:>8.1} ms after the previous stage ({count})"
         );
     }
+    let cpu = cpu_wire_after.0.since(&before.cpu);
     println!(
         "  manager CPU per session      {:.0} µs ({:.2} cores over the cycle)",
-        (cpu_wire_after.0 - before.cpu) / sessions * 1e6,
-        (cpu_wire_after.0 - before.cpu) / cycle.as_secs_f64()
+        cpu.manager / sessions * 1e6,
+        cpu.manager / cycle.as_secs_f64()
+    );
+    let per_session = |seconds: f64| seconds / sessions * 1e6;
+    println!(
+        "  machine CPU per session      {:.0} µs ({:.2} of {} cores busy over the cycle): manager {:.0}, simulated agents {:.0}, this program {:.0}, the rest (PostgreSQL, Redis, etcd, other processes) {:.0}",
+        per_session(cpu.machine),
+        cpu.machine / cycle.as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        per_session(cpu.manager),
+        per_session(cpu.simulators),
+        per_session(cpu.bench),
+        per_session(cpu.machine - cpu.manager - cpu.simulators - cpu.bench),
     );
     println!(
         "  peak RSS per worker          {}",
@@ -1187,9 +1256,10 @@ async fn bench(knobs: Knobs) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         workers = children_of(supervisor);
     }
-    let procs = ManagerProcs {
+    let mut procs = ManagerProcs {
         supervisor,
         workers,
+        simulators: Vec::new(),
     };
     // Let the workers create the consumer group before the first event.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1205,6 +1275,7 @@ async fn bench(knobs: Knobs) {
             "{failed} simulated agents could not bind their RPC port (BENCH_PORT_BASE={})",
             knobs.port_base
         );
+        procs.simulators.push(simulator.child.id());
         simulators.push(simulator);
         first += count;
     }
