@@ -17,7 +17,8 @@
 //! BENCH_AGENTS_PER_SIMULATOR (4000; one process cannot hold 10,000 listeners and their
 //! accepted connections under a 20,000 descriptor limit), BENCH_COUNT_STATEMENTS (1: the
 //! manager reaches PostgreSQL through a relay that counts its statements), BENCH_STATEMENT_PROFILE
-//! (0; 1 lists the statements the manager parsed, per session, at the end).
+//! (0; 1 lists the statements the manager parsed and executed per session at the end, and
+//! where PostgreSQL spent its time: `pg_stat_statements`, preloaded for this run).
 //!
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
@@ -30,12 +31,12 @@
 //!   within the run's window;
 //! * per session, from the first create of the run until its last session is TERMINATED: CPU of
 //!   the manager processes (utime+stime in /proc) and of the whole machine (/proc/stat), split
-//!   into the manager, the simulators, this program and the rest (PostgreSQL, Redis, etcd); the
+//!   into the manager, PostgreSQL (the server with its backends), Redis and etcd, the
+//!   simulators, this program and the other processes; the
 //!   statements the manager sent (counted by the relay; BEGIN and COMMIT count), PostgreSQL
 //!   commits (`pg_stat_database.xact_commit`, minus this program's own reads; auto-commit
 //!   statements count as one each) and rows written to `sessions`, `kernels` and `agents`
 //!   (`pg_stat_user_tables`); the peak RSS of each worker.
-//!   `pg_stat_statements` is not used: the test kit's PostgreSQL does not preload it.
 //!
 //! How a session moves on: this program polls PostgreSQL (one `status = ANY` query every 25 ms
 //! over the sessions in flight) and destroys each session it finds RUNNING.
@@ -331,6 +332,46 @@ fn children_of(parent: u32) -> Vec<u32> {
 
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, &[11, 12])
+}
+
+/// utime + stime of `pid` and of its children that ended (cutime + cstime), plus its living
+/// children's: a PostgreSQL server's whole CPU, backends that came and went included.
+fn tree_cpu_seconds(pid: u32) -> f64 {
+    stat_ticks(pid, &[11, 12, 13, 14])
+        + children_of(pid)
+            .into_iter()
+            .map(cpu_seconds)
+            .sum::<f64>()
+}
+
+/// The parent of `pid`.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The processes whose command line holds `needle` (a service's listening address).
+fn pids_with_cmdline(needle: &str) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if String::from_utf8_lossy(&cmdline).contains(needle) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// The `/proc/{pid}/stat` fields at `indexes` (counted after the command), in seconds.
+fn stat_ticks(pid: u32, indexes: &[usize]) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = rest.split_whitespace().collect();
@@ -342,8 +383,8 @@ fn cpu_seconds(pid: u32) -> f64 {
     };
     // SAFETY: sysconf(3) with a valid name has no preconditions.
     let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // After the command: state(0) ppid(1) ... utime(11) stime(12).
-    (ticks(11) + ticks(12)) / clock_ticks
+    // After the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
+    indexes.iter().map(|&index| ticks(index)).sum::<f64>() / clock_ticks
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -357,11 +398,15 @@ fn rss_mib(pid: u32) -> f64 {
         / 1024.0
 }
 
-/// The manager's processes (the supervisor and its workers), and the simulators' beside them.
+/// The manager's processes (the supervisor and its workers), and the others of the stack.
 struct ManagerProcs {
     supervisor: u32,
     workers: Vec<u32>,
     simulators: Vec<u32>,
+    /// The PostgreSQL server (postmaster) of the test kit.
+    postmaster: Option<u32>,
+    /// The Redis and etcd servers of the test kit.
+    redis_etcd: Vec<u32>,
 }
 
 impl ManagerProcs {
@@ -375,6 +420,8 @@ impl ManagerProcs {
             manager: self.cpu_seconds(),
             simulators: self.simulators.iter().map(|&pid| cpu_seconds(pid)).sum(),
             bench: cpu_seconds(std::process::id()),
+            postgres: self.postmaster.map_or(0.0, tree_cpu_seconds),
+            redis_etcd: self.redis_etcd.iter().map(|&pid| cpu_seconds(pid)).sum(),
         }
     }
 }
@@ -388,6 +435,8 @@ struct CpuSplit {
     /// This program: the load, the PostgreSQL relay that counts statements, the heartbeats'
     /// timer (the simulators send them) and the polling.
     bench: f64,
+    postgres: f64,
+    redis_etcd: f64,
 }
 
 impl CpuSplit {
@@ -397,8 +446,58 @@ impl CpuSplit {
             manager: self.manager - before.manager,
             simulators: self.simulators - before.simulators,
             bench: self.bench - before.bench,
+            postgres: self.postgres - before.postgres,
+            redis_etcd: self.redis_etcd - before.redis_etcd,
         }
     }
+}
+
+/// Where PostgreSQL spent its time (planning and execution, per session, all clients of the
+/// database: the manager's and this program's), from `pg_stat_statements`.
+async fn print_postgres_time(client: &tokio_postgres::Client, sessions: f64) {
+    let _ = client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        .await;
+    let rows = match client
+        .query(
+            "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 150),
+                    calls, total_plan_time + total_exec_time
+               FROM pg_stat_statements
+              WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+              ORDER BY total_plan_time + total_exec_time DESC LIMIT 25",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            println!("pg_stat_statements: {error}");
+            return;
+        }
+    };
+    println!(
+        "PostgreSQL's time per session, by statement (planning + execution; all runs, this program's own included):"
+    );
+    for row in rows {
+        let text: String = row.get(0);
+        let calls: i64 = row.get(1);
+        let millis: f64 = row.get(2);
+        println!(
+            "  {:>7.0} µs {:>7.2} calls  {text}",
+            millis * 1000.0 / sessions,
+            calls as f64 / sessions
+        );
+    }
+}
+
+/// The PostgreSQL server behind `client`: the parent of its backend.
+async fn postmaster_of(client: &tokio_postgres::Client) -> Option<u32> {
+    let backend: i32 = client
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .ok()?
+        .get(0);
+    parent_of(u32::try_from(backend).ok()?)
 }
 
 /// Busy time of all the machine's CPUs (everything but idle and I/O wait), from /proc/stat.
@@ -1036,14 +1135,23 @@ async fn run(
     );
     let per_session = |seconds: f64| seconds / sessions * 1e6;
     println!(
-        "  machine CPU per session      {:.0} µs ({:.2} of {} cores busy over the cycle): manager {:.0}, simulated agents {:.0}, this program {:.0}, the rest (PostgreSQL, Redis, etcd, other processes) {:.0}",
+        "  machine CPU per session      {:.0} µs ({:.2} of {} cores busy over the cycle): manager {:.0}, PostgreSQL {:.0}, Redis and etcd {:.0}, simulated agents {:.0}, this program {:.0}, other processes {:.0}",
         per_session(cpu.machine),
         cpu.machine / cycle.as_secs_f64(),
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         per_session(cpu.manager),
+        per_session(cpu.postgres),
+        per_session(cpu.redis_etcd),
         per_session(cpu.simulators),
         per_session(cpu.bench),
-        per_session(cpu.machine - cpu.manager - cpu.simulators - cpu.bench),
+        per_session(
+            cpu.machine
+                - cpu.manager
+                - cpu.postgres
+                - cpu.redis_etcd
+                - cpu.simulators
+                - cpu.bench
+        ),
     );
     println!(
         "  peak RSS per worker          {}",
@@ -1227,6 +1335,10 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; nothing else to parse.
     let knobs = Knobs::from_env();
+    if knobs.statement_profile {
+        // SAFETY: no other thread runs yet (the runtime is built below).
+        unsafe { std::env::set_var(bai_testkit::postgres::PG_STAT_STATEMENTS_ENV, "1") };
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -1260,6 +1372,15 @@ async fn bench(knobs: Knobs) {
         supervisor,
         workers,
         simulators: Vec::new(),
+        postmaster: postmaster_of(&observer).await,
+        redis_etcd: [
+            env.redis.addr(),
+            env.etcd_endpoint.trim_start_matches("http://").to_owned(),
+        ]
+        .iter()
+        .flat_map(|addr| pids_with_cmdline(addr))
+        .filter(|&pid| pid != std::process::id())
+        .collect(),
     };
     // Let the workers create the consumer group before the first event.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1378,6 +1499,7 @@ async fn bench(knobs: Knobs) {
         for (text, count) in wire.top_executed_texts().into_iter().take(40) {
             println!("  {:>6.2}  {text}", count as f64 / sessions);
         }
+        print_postgres_time(&observer, sessions).await;
     }
     println!(
         "  failed creates / destroys    {create_failures:?} / {destroy_failures:?} (by HTTP status; 0 = connection)"

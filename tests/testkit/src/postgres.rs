@@ -263,6 +263,10 @@ impl PgDatabase {
 }
 
 /// Runs `postgres` on the cluster in `dir/data` on `port` and waits until it accepts sessions.
+/// Set (to anything) in the environment of a program whose servers should preload
+/// `pg_stat_statements`, with planning times: benchmarks that profile PostgreSQL's time.
+pub const PG_STAT_STATEMENTS_ENV: &str = "BAI_TEST_PG_STAT_STATEMENTS";
+
 fn launch(dir: &Path, port: u16, durable: bool) -> ServiceProcess {
     let bin = postgres_bin_dir();
     let data = dir.join("data");
@@ -288,6 +292,16 @@ fn launch(dir: &Path, port: u16, durable: bool) -> ServiceProcess {
         "-c",
         "shared_buffers=128MB",
     ]);
+    if std::env::var_os(PG_STAT_STATEMENTS_ENV).is_some() {
+        server.args([
+            "-c",
+            "shared_preload_libraries=pg_stat_statements",
+            "-c",
+            "pg_stat_statements.track=all",
+            "-c",
+            "pg_stat_statements.track_planning=on",
+        ]);
+    }
     server.arg("-k").arg(dir);
     if let Some((uid, gid)) = pg_user {
         server.uid(uid).gid(gid);
