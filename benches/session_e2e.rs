@@ -72,7 +72,7 @@ use bai_testkit::TestEnv;
 use bai_testkit::process::ServiceProcess;
 use bai_testkit::scheduling::over_committed_agents;
 use pg_wire_counter::{WireCounts, WireSnapshot};
-use signed_load::{Connection, Target, knob, raise_admin_rate_limit};
+use signed_load::{ADMIN_ACCESS_KEY, Connection, Target, knob, raise_admin_rate_limit};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 use uuid::Uuid;
 
@@ -102,6 +102,7 @@ struct Knobs {
     per_simulator: usize,
     count_statements: bool,
     statement_profile: bool,
+    history: u64,
 }
 
 impl Knobs {
@@ -133,6 +134,7 @@ impl Knobs {
             per_simulator: (knob("BENCH_AGENTS_PER_SIMULATOR", 4000) as usize).max(1),
             count_statements: knob("BENCH_COUNT_STATEMENTS", 1) != 0,
             statement_profile: knob("BENCH_STATEMENT_PROFILE", 0) != 0,
+            history: knob("BENCH_HISTORY", 20_000),
         }
     }
 
@@ -338,17 +340,18 @@ fn cpu_seconds(pid: u32) -> f64 {
 /// utime + stime of `pid` and of its children that ended (cutime + cstime), plus its living
 /// children's: a PostgreSQL server's whole CPU, backends that came and went included.
 fn tree_cpu_seconds(pid: u32) -> f64 {
-    stat_ticks(pid, &[11, 12, 13, 14])
-        + children_of(pid)
-            .into_iter()
-            .map(cpu_seconds)
-            .sum::<f64>()
+    stat_ticks(pid, &[11, 12, 13, 14]) + children_of(pid).into_iter().map(cpu_seconds).sum::<f64>()
 }
 
 /// The parent of `pid`.
 fn parent_of(pid: u32) -> Option<u32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
 }
 
 /// The processes whose command line holds `needle` (a service's listening address).
@@ -1145,12 +1148,7 @@ async fn run(
         per_session(cpu.simulators),
         per_session(cpu.bench),
         per_session(
-            cpu.machine
-                - cpu.manager
-                - cpu.postgres
-                - cpu.redis_etcd
-                - cpu.simulators
-                - cpu.bench
+            cpu.machine - cpu.manager - cpu.postgres - cpu.redis_etcd - cpu.simulators - cpu.bench
         ),
     );
     println!(
@@ -1186,7 +1184,7 @@ async fn run(
 // ---------------------------------------------------------------------------------------------
 // Set-up and the end-of-run checks.
 
-async fn prepare_world(env: &TestEnv) -> tokio_postgres::Client {
+async fn prepare_world(env: &TestEnv, history: u64) -> tokio_postgres::Client {
     env.load_example_fixtures().await;
     let client = env.db.connect().await;
     client
@@ -1208,7 +1206,49 @@ async fn prepare_world(env: &TestEnv) -> tokio_postgres::Client {
         .await
         .expect("preparing the bench world");
     raise_admin_rate_limit(&client).await;
+    seed_history(&client, history).await;
     client
+}
+
+/// `count` sessions of the past, TERMINATED, each with its kernel, owned by the keypairs of the
+/// fixtures (most by the admin, who runs the bench's sessions), then `ANALYZE`: a cluster in
+/// service has a history and fresh planner statistics, and the lookups by name must be measured
+/// against both (with tables that start empty, every plan is a scan of a table that grows).
+async fn seed_history(client: &tokio_postgres::Client, count: u64) {
+    if count == 0 {
+        return;
+    }
+    client
+        .batch_execute(&format!(
+            "CREATE TEMP TABLE history AS
+             SELECT gen_random_uuid() AS id, 'past-' || n AS name, k.access_key, u.uuid AS user_uuid,
+                    u.domain_name, g.group_id, now() - n * interval '1 minute' AS created_at
+               FROM generate_series(1, {count}) n
+               JOIN LATERAL (SELECT access_key, user_id FROM keypairs WHERE is_active
+                              ORDER BY (access_key = '{ADMIN_ACCESS_KEY}') = (n % 4 <> 0) DESC, access_key
+                              LIMIT 1) k ON true
+               JOIN users u ON u.email = k.user_id
+               JOIN LATERAL (SELECT group_id FROM association_groups_users a
+                              WHERE a.user_id = u.uuid ORDER BY group_id LIMIT 1) g ON true;
+             INSERT INTO sessions (id, name, domain_name, group_id, user_uuid, access_key, status,
+                                   status_info, created_at, terminated_at, status_history)
+             SELECT id, name, domain_name, group_id, user_uuid, access_key, 'TERMINATED',
+                    'user-requested', created_at, created_at + interval '30 seconds',
+                    jsonb_build_object('PENDING', created_at::text, 'TERMINATED',
+                                       (created_at + interval '30 seconds')::text)
+               FROM history;
+             INSERT INTO kernels (id, session_id, session_name, cluster_hostname, domain_name,
+                                  group_id, user_uuid, access_key, image, status, status_info,
+                                  created_at, terminated_at)
+             SELECT gen_random_uuid(), id, name, 'main1', domain_name, group_id, user_uuid,
+                    access_key, '{IMAGE}', 'TERMINATED', 'user-requested', created_at,
+                    created_at + interval '30 seconds'
+               FROM history;
+             DROP TABLE history;
+             ANALYZE;"
+        ))
+        .await
+        .expect("seeding the sessions of the past");
 }
 
 /// Starts the manager with its database connections through `db_port`.
@@ -1350,7 +1390,7 @@ fn main() {
 async fn bench(knobs: Knobs) {
     let load_before = load_average();
     let env = TestEnv::new().await;
-    let observer = prepare_world(&env).await;
+    let observer = prepare_world(&env, knobs.history).await;
     let (relay_port, wire) = pg_wire_counter::start(format!("{}:{}", env.db.host, env.db.port))
         .await
         .expect("starting the PostgreSQL relay");

@@ -232,9 +232,71 @@ fn prefix_pattern(text: &str) -> String {
     pattern
 }
 
+/// What a session reference can be, as far as ids go: text that no UUID starts with cannot
+/// match a session or kernel id prefix, so those lookups (a scan of the owner's sessions:
+/// `id::text LIKE` uses no index) are skipped; a whole UUID is looked up by equality.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdReference {
+    NotAnId,
+    Prefix,
+    Whole(Uuid),
+}
+
+impl IdReference {
+    /// Whether `reference` is the start of some UUID's hyphenated text (`8-4-4-4-12` lowercase
+    /// or uppercase hex digits), or a whole one.
+    pub fn of(reference: &str) -> IdReference {
+        const HYPHENS: [usize; 4] = [8, 13, 18, 23];
+        if reference.len() > 36 {
+            return IdReference::NotAnId;
+        }
+        let shaped = reference.bytes().enumerate().all(|(index, byte)| {
+            if HYPHENS.contains(&index) {
+                byte == b'-'
+            } else {
+                byte.is_ascii_hexdigit()
+            }
+        });
+        if !shaped || reference.is_empty() {
+            return IdReference::NotAnId;
+        }
+        match Uuid::parse_str(reference) {
+            Ok(id) if reference.len() == 36 => IdReference::Whole(id),
+            _ => IdReference::Prefix,
+        }
+    }
+}
+
+/// One way a reference may name sessions, with the value it compares.
+enum MatchKind<'a> {
+    SessionIdPrefix(String),
+    SessionId(Uuid),
+    Name(&'a str),
+    NamePrefix(String),
+    KernelIdPrefix(String),
+    KernelId(Uuid),
+}
+
+impl MatchKind<'_> {
+    fn condition(&self) -> &'static str {
+        match self {
+            MatchKind::SessionIdPrefix(_) => "s.id::text LIKE $1",
+            MatchKind::SessionId(_) => "s.id = $1",
+            MatchKind::Name(_) => "s.name = $1",
+            MatchKind::NamePrefix(_) => "s.name LIKE $1",
+            MatchKind::KernelIdPrefix(_) => {
+                "EXISTS (SELECT 1 FROM kernels k WHERE k.session_id = s.id AND k.id::text LIKE $1)"
+            }
+            MatchKind::KernelId(_) => {
+                "s.id IN (SELECT k.session_id FROM kernels k WHERE k.id = $1)"
+            }
+        }
+    }
+}
+
 /// The sessions of `access_key` that `reference` names, tried in the original's order: a
 /// session-id prefix, the exact name, a name prefix, a kernel-id prefix. The first kind that
-/// matches anything wins.
+/// matches anything wins; id lookups are skipped for references no id starts with.
 pub async fn match_sessions(
     client: &impl GenericClient,
     reference: &str,
@@ -246,31 +308,43 @@ pub async fn match_sessions(
         Staleness::AllowStale => "",
     };
     let pattern = prefix_pattern(reference);
-    // Each kind of match compares the reference ($1) in its own way: a LIKE prefix pattern
-    // or the exact text.
-    let conditions: [(&str, &str); 4] = [
-        ("s.id::text LIKE $1", &pattern),
-        ("s.name = $1", reference),
-        ("s.name LIKE $1", &pattern),
-        (
-            "EXISTS (SELECT 1 FROM kernels k WHERE k.session_id = s.id AND k.id::text LIKE $1)",
-            &pattern,
-        ),
-    ];
-    for (condition, value) in conditions {
+    let id = IdReference::of(reference);
+    let mut kinds = Vec::with_capacity(4);
+    match id {
+        IdReference::NotAnId => {}
+        IdReference::Prefix => kinds.push(MatchKind::SessionIdPrefix(pattern.clone())),
+        IdReference::Whole(id) => kinds.push(MatchKind::SessionId(id)),
+    }
+    kinds.push(MatchKind::Name(reference));
+    kinds.push(MatchKind::NamePrefix(pattern.clone()));
+    match id {
+        IdReference::NotAnId => {}
+        IdReference::Prefix => kinds.push(MatchKind::KernelIdPrefix(pattern)),
+        IdReference::Whole(id) => kinds.push(MatchKind::KernelId(id)),
+    }
+    for kind in kinds {
         let sql = format!(
             "SELECT s.id, s.name, s.status, s.creation_id FROM sessions s
-             WHERE s.access_key = $2 AND {condition} {live}
-             ORDER BY s.created_at DESC LIMIT {MAX_MATCHES}"
+             WHERE s.access_key = $2 AND {} {live}
+             ORDER BY s.created_at DESC LIMIT {MAX_MATCHES}",
+            kind.condition()
         );
         let statement = client
             .prepare_cached(&sql)
             .await
             .map_err(db_err("preparing a session match"))?;
-        let rows = client
-            .query(&statement, &[&value, &access_key])
-            .await
-            .map_err(db_err("matching sessions"))?;
+        let rows = match &kind {
+            MatchKind::SessionId(id) | MatchKind::KernelId(id) => {
+                client.query(&statement, &[id, &access_key]).await
+            }
+            MatchKind::Name(text) => client.query(&statement, &[text, &access_key]).await,
+            MatchKind::SessionIdPrefix(text)
+            | MatchKind::NamePrefix(text)
+            | MatchKind::KernelIdPrefix(text) => {
+                client.query(&statement, &[text, &access_key]).await
+            }
+        }
+        .map_err(db_err("matching sessions"))?;
         if !rows.is_empty() {
             return rows
                 .into_iter()
@@ -710,5 +784,28 @@ mod tests {
         assert_eq!(prefix_pattern("sess_1"), "sess\\_1%");
         assert_eq!(prefix_pattern("100%"), "100\\%%");
         assert_eq!(prefix_pattern("ab"), "ab%");
+    }
+
+    #[test]
+    fn only_text_some_uuid_starts_with_is_looked_up_as_an_id() {
+        let id = Uuid::parse_str("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0").unwrap();
+        assert_eq!(
+            IdReference::of("0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"),
+            IdReference::Whole(id)
+        );
+        for prefix in ["0", "0f1e2d3c", "0f1e2d3c-", "0f1e2d3c-4b5a-69", "ABCDEF"] {
+            assert_eq!(IdReference::of(prefix), IdReference::Prefix, "{prefix}");
+        }
+        for name in [
+            "",
+            "e2e-1",
+            "my-session",
+            "sess_1",
+            "0f1e2d3c4b5a",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0-",
+            "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1fg",
+        ] {
+            assert_eq!(IdReference::of(name), IdReference::NotAnId, "{name}");
+        }
     }
 }
