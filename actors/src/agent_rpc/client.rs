@@ -72,6 +72,14 @@ impl AgentRpc {
         self.timeouts
     }
 
+    /// How many agent connections this client holds.
+    pub fn open_connections(&self) -> usize {
+        self.connections
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .len()
+    }
+
     /// Forgets the connection to `addr` (the agent moved or was lost).
     pub fn forget(&self, addr: &str) {
         self.connections
