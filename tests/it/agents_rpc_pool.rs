@@ -4,9 +4,11 @@
 //! get their replies while other agents' calls push connections out, and closed connections
 //! release their sockets and tasks.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bai_actors::agent_rpc::{AgentRpc, AgentTarget, PoolLimits, RpcTimeouts};
+use bai_actors::metrics::METRICS;
 use bai_actors::wire::{Value, WireFormat};
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{SimAgent, StreamWriter};
@@ -131,6 +133,14 @@ async fn calls_to_more_agents_than_the_bound_all_succeed_within_it() {
     }
     assert_eq!(answered, 24);
     assert_eq!(fleet.pings_answered(), 8 + 24);
+    drop(calls);
+    // The /metrics gauge follows the client (the only one in this test process).
+    assert_eq!(
+        METRICS.agent_rpc_connections.load(Ordering::Relaxed),
+        rpc.open_connections() as i64
+    );
+    drop(rpc);
+    assert_eq!(METRICS.agent_rpc_connections.load(Ordering::Relaxed), 0);
 }
 
 #[tokio::test]

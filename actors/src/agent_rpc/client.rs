@@ -13,6 +13,7 @@ use super::connection::{AgentConnection, RpcError, RpcTimeouts};
 use super::kernel_config::{KernelLaunch, cluster_info, image_refs, kernel_config};
 use super::methods::AgentMethod;
 use super::pool::{PoolLimits, Usage, plan_closing};
+use crate::metrics::METRICS;
 use crate::wire::Value;
 
 /// Which agent to call: its id, RPC address and reported version.
@@ -82,10 +83,13 @@ impl Pool {
 
     /// Takes the connections `plan` names out of `open`; they close once dropped.
     fn take(open: &mut HashMap<String, Entry>, plan: Vec<String>) -> Vec<Arc<AgentConnection>> {
-        plan.iter()
+        let taken: Vec<Arc<AgentConnection>> = plan
+            .iter()
             .filter_map(|addr| open.remove(addr))
             .map(|entry| entry.connection)
-            .collect()
+            .collect();
+        count_open(-(taken.len() as i64));
+        taken
     }
 
     /// Closes the idle connections unused for `limits.idle_after`; returns how many.
@@ -111,6 +115,21 @@ impl Pool {
             self.freed.notify_waiters();
         }
         count
+    }
+}
+
+/// Keeps the process-wide `bai_agent_rpc_connections` gauge in step with the pools.
+fn count_open(delta: i64) {
+    if delta != 0 {
+        METRICS
+            .agent_rpc_connections
+            .fetch_add(delta, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        count_open(-(self.state().open.len() as i64));
     }
 }
 
@@ -211,6 +230,7 @@ impl AgentRpc {
                 let closed = Pool::take(&mut state.open, plan);
                 let lease = room.then(|| {
                     let connection = Arc::new(AgentConnection::new(addr, self.timeouts));
+                    count_open(1);
                     state.open.insert(
                         addr.to_owned(),
                         Entry {
@@ -302,6 +322,7 @@ impl AgentRpc {
     pub fn forget(&self, addr: &str) {
         let forgotten = self.pool.state().open.remove(addr);
         if forgotten.is_some() {
+            count_open(-1);
             self.pool.freed.notify_waiters();
         }
     }
