@@ -150,13 +150,14 @@ fn main() {
         println!(
             "after pinging {called} more agents in {:.1} s ({answered} answered): RSS {:.1} MiB \
              ({:+.1} MiB, {:.1} KiB per agent called), {fds_after} descriptors ({:+}), {} \
-             connections held",
+             connections held (at most {})",
             started.elapsed().as_secs_f64(),
             rss_after / 1024.0,
             (rss_after - rss_before) / 1024.0,
             (rss_after - rss_before) / called.max(1) as f64,
             fds_after as i64 - fds_before as i64,
             rpc.open_connections(),
+            rpc.limits().max_open,
         );
         drop(rpc);
         // The sockets close as their tasks see them dropped.
