@@ -1,13 +1,16 @@
 //! The bound on the agent RPC client's connections, against simulated agents on loopback
 //! sockets: calls to more agents than the bound all succeed and never hold more connections
 //! than it, an agent whose connection was closed answers again, calls in flight on one agent
-//! get their replies while other agents' calls push connections out, and closed connections
-//! release their sockets and tasks.
+//! get their replies while other agents' calls push connections out, a call past the bound waits
+//! for a connection to come free (up to its timeout), and closed connections release their
+//! sockets and tasks.
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bai_actors::agent_rpc::{AgentRpc, AgentTarget, PoolLimits, RpcTimeouts};
+use bai_actors::agent_rpc::{
+    AgentMethod, AgentRpc, AgentTarget, PoolLimits, RpcError, RpcTimeouts,
+};
 use bai_actors::metrics::METRICS;
 use bai_actors::wire::{Value, WireFormat};
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
@@ -194,6 +197,55 @@ async fn calls_in_flight_on_one_agent_get_their_replies_while_others_push_connec
     }
     assert_eq!(hot_answered, 200);
     assert_eq!(fleet.pings_answered(), 400);
+}
+
+/// A ping that waits at most `within` (for a connection and for the reply).
+async fn ping_within(
+    rpc: &AgentRpc,
+    target: &AgentTarget,
+    message: &str,
+    within: Duration,
+) -> Result<Value, RpcError> {
+    rpc.call(
+        target,
+        AgentMethod::Ping,
+        vec![Value::str(message)],
+        Vec::new(),
+        Some(within),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_call_past_the_bound_waits_for_a_connection_to_come_free() {
+    let fleet = Fleet::start(2).await;
+    let rpc = client(1, Duration::from_secs(3600));
+    let [busy, other] = &fleet.targets[..] else {
+        panic!("two agents");
+    };
+    // A call in flight on the one connection allowed: started (it is connecting) and not
+    // finished while this test does not poll it again.
+    let mut in_flight = Box::pin(ping_within(&rpc, busy, "held", Duration::from_secs(60)));
+    assert!(futures::poll!(in_flight.as_mut()).is_pending());
+    assert_eq!(rpc.open_connections(), 1);
+    // Another agent's call finds no connection to close and gives up after its own timeout.
+    match ping_within(&rpc, other, "gives up", Duration::from_millis(300)).await {
+        Err(RpcError::NoFreeConnection { open: 1, .. }) => {}
+        other => panic!("expected NoFreeConnection, got {other:?}"),
+    }
+    // One that waits longer gets the connection as soon as the held call ends (cancelled here).
+    let mut waiting = Box::pin(ping_within(&rpc, other, "waited", Duration::from_secs(60)));
+    assert!(futures::poll!(waiting.as_mut()).is_pending());
+    assert_eq!(rpc.open_connections(), 1);
+    drop(in_flight);
+    match waiting.await {
+        Ok(Value::Str(reply)) if reply == "waited" => {}
+        other => panic!("the waiting call answered {other:?}"),
+    }
+    assert_eq!(rpc.open_connections(), 1);
+    // And the first agent answers again, closing the second's idle connection.
+    ping(&rpc, busy, "again").await;
+    assert_eq!(rpc.open_connections(), 1);
 }
 
 /// One line of `/proc/net/tcp`: local port, remote port, state (1 established, 10 listening)
