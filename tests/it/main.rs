@@ -7,6 +7,7 @@
 mod agents_bus;
 mod agents_heartbeat;
 mod agents_real;
+mod agents_rpc_pool;
 mod agents_support;
 mod api_auth;
 mod api_client_e2e;

@@ -62,6 +62,7 @@ async fn metrics_move_with_the_requests_made() {
         "bai_scheduler_pending_sessions",
         "bai_agent_heartbeats_total",
         "bai_agents_lost_total",
+        "bai_agent_rpc_connections",
         "bai_event_lag_seconds",
         "bai_actor_restarts_total",
         "bai_actor_mailbox_depth",

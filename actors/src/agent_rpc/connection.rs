@@ -74,6 +74,16 @@ pub enum RpcError {
     #[error("agent at {addr} cancelled {method}")]
     Cancelled { addr: String, method: String },
     #[error(
+        "no agent connection came free for {method} to {addr} within {after:?}: all {open} open \
+         connections have calls in flight"
+    )]
+    NoFreeConnection {
+        addr: String,
+        method: String,
+        after: Duration,
+        open: usize,
+    },
+    #[error(
         "the agent's version {version:?} does not expose {method}; calling it would stop its RPC server"
     )]
     NotExposed { method: String, version: String },

@@ -1,6 +1,6 @@
 //! This worker process's operational figures for `GET /metrics` (Prometheus text format):
 //! HTTP requests by route pattern and status with their latency, database pool waits, Redis
-//! and etcd errors, scheduler passes, heartbeats, lost agents and event lag.
+//! and etcd errors, scheduler passes, heartbeats, lost agents, open agent RPC connections and event lag.
 //!
 //! Everything is a process-wide atomic ([`METRICS`]) or, for the per-route series, an atomic
 //! reached through a per-thread cache (`http`), so recording takes no lock on the request path.
@@ -45,6 +45,8 @@ pub struct Metrics {
     pub heartbeats: AtomicU64,
     /// Agents this worker declared lost.
     pub agents_lost: AtomicU64,
+    /// Agent RPC connections open now (bounded per client by `agent_rpc::MAX_OPEN_CONNECTIONS`).
+    pub agent_rpc_connections: AtomicI64,
     /// Age of agent events when this worker's event bus handed them out.
     pub event_lag: Histogram<10>,
 }
@@ -60,6 +62,7 @@ pub static METRICS: Metrics = Metrics {
     scheduler_pending: AtomicI64::new(0),
     heartbeats: AtomicU64::new(0),
     agents_lost: AtomicU64::new(0),
+    agent_rpc_connections: AtomicI64::new(0),
     event_lag: Histogram::new(SLOW_BUCKETS),
 };
 

@@ -187,6 +187,14 @@ pub fn render(worker: usize, gauges: &Gauges) -> String {
         &worker,
         load(&m.agents_lost),
     );
+    scalar(
+        &mut out,
+        "bai_agent_rpc_connections",
+        "gauge",
+        "Agent RPC connections this worker holds open.",
+        &worker,
+        m.agent_rpc_connections.load(Ordering::Relaxed) as f64,
+    );
 
     family(
         &mut out,
