@@ -464,7 +464,7 @@ async fn print_postgres_time(client: &tokio_postgres::Client, sessions: f64) {
     let rows = match client
         .query(
             "SELECT left(regexp_replace(query, '\\s+', ' ', 'g'), 150),
-                    calls, total_plan_time + total_exec_time
+                    calls, total_plan_time + total_exec_time, total_plan_time
                FROM pg_stat_statements
               WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
               ORDER BY total_plan_time + total_exec_time DESC LIMIT 25",
@@ -485,9 +485,11 @@ async fn print_postgres_time(client: &tokio_postgres::Client, sessions: f64) {
         let text: String = row.get(0);
         let calls: i64 = row.get(1);
         let millis: f64 = row.get(2);
+        let planning: f64 = row.get(3);
         println!(
-            "  {:>7.0} µs {:>7.2} calls  {text}",
+            "  {:>7.0} µs ({:>5.0} planning) {:>6.2} calls  {text}",
             millis * 1000.0 / sessions,
+            planning * 1000.0 / sessions,
             calls as f64 / sessions
         );
     }
