@@ -52,7 +52,7 @@ pub async fn destroy_session(
     let client = deps.pool.get().await.map_err(internal)?;
     // One statement for the session's status, its kernels and the main kernel's last
     // statistics (a session without kernels yields one row of NULL kernel columns).
-    let rows = session_destroy::session_with_kernels(&**client, session_id)
+    let rows = session_destroy::session_with_kernels(&client, session_id)
         .await
         .map_err(query_internal)?;
     let status = rows

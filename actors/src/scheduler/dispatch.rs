@@ -124,14 +124,14 @@ pub async fn dispatch_claimed_session(
     claimed_at: DateTime<Utc>,
 ) -> Result<DispatchOutcome, DispatchError> {
     let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
-    let launch_rows = dispatch_sql::launch_rows(&**client, session_id)
+    let launch_rows = dispatch_sql::launch_rows(&client, session_id)
         .await
         .map_err(query_err)?;
     // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
     // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
     // does so with the same kind of compare-and-set, so exactly one of the two goes on.
     let marked = dispatch_sql::mark_kernels_sent(
-        &**client,
+        &client,
         session_id,
         claimed_at,
         SENT_STATUS_INFO,
@@ -258,7 +258,7 @@ pub async fn mark_running(
         .transaction()
         .await
         .map_err(db_err("beginning a kernel start"))?;
-    start_kernel_in(&*tx, kernel_id, creation_info).await?;
+    start_kernel_in(&tx, kernel_id, creation_info).await?;
     tx.commit()
         .await
         .map_err(db_err("committing a kernel start"))?;
@@ -281,7 +281,7 @@ async fn cancel_failed_start(
         .await
         .map_err(query_err)?;
     for agent in agents.iter().flatten() {
-        kernel_lifecycle::lock_agent(&*tx, agent)
+        kernel_lifecycle::lock_agent(&tx, agent)
             .await
             .map_err(query_err)?;
     }
@@ -294,7 +294,7 @@ async fn cancel_failed_start(
         .map_err(query_err)?;
     for kernel_id in kernel_ids {
         transit_kernel(
-            &*tx,
+            &tx,
             kernel_id,
             KernelStatus::Cancelled,
             "failed-to-start",
@@ -304,9 +304,9 @@ async fn cancel_failed_start(
         .await?;
     }
     for agent in agents.iter().flatten() {
-        recalc_agent_occupancy(&*tx, agent).await?;
+        recalc_agent_occupancy(&tx, agent).await?;
     }
-    update_session_status(&*tx, session_id, "failed-to-start", now).await?;
+    update_session_status(&tx, session_id, "failed-to-start", now).await?;
     dispatch_sql::set_session_status_data(&*tx, session_id, &data)
         .await
         .map_err(query_err)?;

@@ -2,12 +2,11 @@
 //! the session transitions they cause.
 
 use bai_schema::enums::{KernelStatus, SessionStatus};
-use bai_schema::queries::interaction::store_container_log;
 use bai_schema::queries::kernel_lifecycle;
 use bai_schema::queries::usage::set_last_stat;
 use chrono::Utc;
+use deadpool_postgres::GenericClient;
 use futures::StreamExt;
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::dispatch::{DispatchDeps, DispatchError, query_err};
@@ -77,13 +76,13 @@ pub async fn apply_kernel_event_batch(
         .filter(|event| frees_slots(event.kind))
         .map(|event| event.kernel_id)
         .collect();
-    lock_agents_of(&*tx, &freeing).await?;
+    lock_agents_of(&tx, &freeing).await?;
     // Sessions side by side, each session's events in stream order: statements of different
     // sessions are pipelined on the one connection (they touch different rows; the agents are
     // locked already and recomputed below), while a session's kernels are re-derived one
     // event after another, as separate transactions would.
     let per_session = by_session(events);
-    let tx_ref = &*tx;
+    let tx_ref = &tx;
     let outcomes: Vec<Result<SessionOutcome, DispatchError>> = futures::stream::iter(per_session)
         .map(|session_events| async move {
             let mut freed = Vec::new();
@@ -109,7 +108,7 @@ pub async fn apply_kernel_event_batch(
     freed_agents.sort();
     freed_agents.dedup();
     for agent in &freed_agents {
-        recalc_agent_occupancy(&*tx, agent).await?;
+        recalc_agent_occupancy(&tx, agent).await?;
     }
     tx.commit()
         .await
@@ -172,14 +171,19 @@ async fn apply_in<C: GenericClient>(
         KernelEventKind::Terminating => KernelStatus::Terminating,
         KernelEventKind::Terminated => KernelStatus::Terminated,
     };
-    Ok(
-        move_kernel_in(client, event.kernel_id, target, &event.reason, freed_agents)
-            .await?
-            .map(|change| Announcement {
-                change,
-                reason: event.reason.clone(),
-            }),
+    Ok(move_kernel_in(
+        client,
+        event.kernel_id,
+        target,
+        &event.reason,
+        &KernelUpdate::default(),
+        freed_agents,
     )
+    .await?
+    .map(|change| Announcement {
+        change,
+        reason: event.reason.clone(),
+    }))
 }
 
 /// PREPARING/PULLING → RUNNING with the container's facts, and the session re-derived, inside
@@ -206,19 +210,11 @@ async fn move_kernel_in<C: GenericClient>(
     kernel_id: Uuid,
     target: KernelStatus,
     reason: &str,
+    update: &KernelUpdate,
     freed_agents: &mut Vec<String>,
 ) -> Result<Option<SessionChange>, DispatchError> {
     let now = Utc::now();
-    let Some(done) = transit_kernel(
-        client,
-        kernel_id,
-        target,
-        reason,
-        now,
-        &KernelUpdate::default(),
-    )
-    .await?
-    else {
+    let Some(done) = transit_kernel(client, kernel_id, target, reason, now, update).await? else {
         return Ok(None);
     };
     if matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled)
@@ -313,17 +309,16 @@ pub async fn end_or_move_kernel(
         .await
         .map_err(db_err("beginning a kernel transition"))?;
     if matches!(target, KernelStatus::Terminated | KernelStatus::Cancelled) {
-        lock_agents_of(&*tx, &[kernel_id]).await?;
-    }
-    if let Some(log) = container_log {
-        store_container_log(&tx, kernel_id, log)
-            .await
-            .map_err(query_err)?;
+        lock_agents_of(&tx, &[kernel_id]).await?;
     }
     let mut freed_agents = Vec::new();
-    let change = move_kernel_in(&*tx, kernel_id, target, reason, &mut freed_agents).await?;
+    let update = KernelUpdate {
+        container_log: container_log.map(<[u8]>::to_vec),
+        ..KernelUpdate::default()
+    };
+    let change = move_kernel_in(&tx, kernel_id, target, reason, &update, &mut freed_agents).await?;
     for agent in &freed_agents {
-        recalc_agent_occupancy(&*tx, agent).await?;
+        recalc_agent_occupancy(&tx, agent).await?;
     }
     tx.commit()
         .await

@@ -9,8 +9,8 @@ use bai_schema::enums::{KernelStatus, SessionStatus};
 use bai_schema::queries::kernel_lifecycle::{self, KernelStatusChange, SessionStatusChange};
 use bai_schema::queries::{DecodeError, QueryError};
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use serde_json::json;
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +199,7 @@ pub fn kernel_update_from_creation_info(info: &serde_json::Value) -> KernelUpdat
             .cloned()
             .filter(|v| v.is_object()),
         status_data: None,
+        container_log: None,
     }
 }
 

@@ -261,24 +261,6 @@ pub async fn rename_running_session(
     Ok(!rows.is_empty())
 }
 
-/// Keeps the container log of a kernel that terminated (the original moves it from Redis
-/// into `kernels.container_log`).
-pub async fn store_container_log(
-    client: &impl GenericClient,
-    kernel_id: Uuid,
-    log: &[u8],
-) -> Result<(), QueryError> {
-    let statement = client
-        .prepare_cached("UPDATE kernels SET container_log = $2 WHERE id = $1")
-        .await
-        .map_err(db_err("preparing the container log update"))?;
-    client
-        .execute(&statement, &[&kernel_id, &log])
-        .await
-        .map_err(db_err("storing a container log"))?;
-    Ok(())
-}
-
 /// One session of a dependency graph.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GraphNode {

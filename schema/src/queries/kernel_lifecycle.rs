@@ -1,13 +1,15 @@
 //! The statements of the session lifecycle after placement: a kernel's conditional status
 //! transition (with the columns its start reports), an agent's occupied slots recomputed from
 //! its kernels with its row locked, and a session's status stored after it was re-derived from
-//! its kernels. They run in the caller's transaction (a `tokio_postgres::GenericClient`); the
-//! contexts of their errors are the scheduler's log wording. Which statuses a transition may
+//! its kernels. They run in the caller's transaction (a `deadpool_postgres::GenericClient`, for
+//! its cache of prepared statements: these run a few times per session, and planning each
+//! afresh cost PostgreSQL more than running it); the contexts of their errors are the
+//! scheduler's log wording. Which statuses a transition may
 //! leave and which status a session derives are decided by the scheduler, not here.
 
 use chrono::{DateTime, Utc};
+use deadpool_postgres::GenericClient;
 use serde_json::Value;
-use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
 use super::{QueryError, ReadColumn, db_err};
@@ -26,6 +28,11 @@ pub struct KernelColumns {
     pub service_ports: Option<Value>,
     pub attached_devices: Option<Value>,
     pub status_data: Option<Value>,
+    /// The container's log, kept when the kernel is destroyed. It is set by the transition's
+    /// own statement: a second `UPDATE` of the row in the same transaction would re-check the
+    /// row's foreign key to its agent (the row is then the transaction's own), taking a lock
+    /// on the agent that the event batches take first, in the other order.
+    pub container_log: Option<Vec<u8>>,
 }
 
 /// A kernel's status change as the scheduler decided it.
@@ -57,8 +64,8 @@ pub async fn transit_kernel(
     change: &KernelStatusChange<'_>,
     extra: &KernelColumns,
 ) -> Result<Option<TransitedKernel>, QueryError> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "UPDATE kernels SET status = $2, status_info = $3, status_changed = $4,
                     status_history = coalesce(status_history, '{}'::jsonb) || $5::jsonb,
                     terminated_at = CASE WHEN $6 THEN $4 ELSE terminated_at END,
@@ -70,9 +77,16 @@ pub async fn transit_kernel(
                     stdout_port = coalesce($13, stdout_port),
                     service_ports = coalesce($14, service_ports),
                     attached_devices = coalesce($15, attached_devices),
-                    status_data = coalesce($16, status_data)
+                    status_data = coalesce($16, status_data),
+                    container_log = coalesce($17, container_log)
               WHERE id = $1 AND status = ANY($7)
               RETURNING session_id, agent",
+        )
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
+    let row = client
+        .query_opt(
+            &statement,
             &[
                 &change.kernel_id,
                 &change.to,
@@ -90,6 +104,7 @@ pub async fn transit_kernel(
                 &extra.service_ports,
                 &extra.attached_devices,
                 &extra.status_data,
+                &extra.container_log,
             ],
         )
         .await
@@ -118,8 +133,8 @@ pub async fn recalc_agent_occupancy(
     agent: &str,
 ) -> Result<(), QueryError> {
     lock_agent(client, agent).await?;
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "UPDATE agents a SET occupied_slots = coalesce((
                 SELECT jsonb_object_agg(t.key, trim_scale(t.total)::text) FROM (
                     SELECT s.key, sum(s.value::numeric) AS total
@@ -128,8 +143,11 @@ pub async fn recalc_agent_occupancy(
                        AND s.value ~ '^-?[0-9.]+$'
                      GROUP BY s.key) t), '{}'::jsonb)
               WHERE a.id = $1",
-            &[&agent],
         )
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
+    client
+        .execute(&statement, &[&agent])
         .await
         .map_err(db_err("recomputing an agent's occupied slots"))?;
     Ok(())
@@ -147,11 +165,14 @@ pub async fn lock_session(
     client: &impl GenericClient,
     session_id: Uuid,
 ) -> Result<Option<SessionStatusRow>, QueryError> {
-    let row = client
-        .query_opt(
+    let statement = client
+        .prepare_cached(
             "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1 FOR UPDATE",
-            &[&session_id],
         )
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
+    let row = client
+        .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_err("locking a session"))?;
     row.map(|row| {
@@ -168,11 +189,12 @@ pub async fn session_kernel_statuses(
     client: &impl GenericClient,
     session_id: Uuid,
 ) -> Result<Vec<KernelStatus>, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT status FROM kernels WHERE session_id = $1")
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
     client
-        .query(
-            "SELECT status FROM kernels WHERE session_id = $1",
-            &[&session_id],
-        )
+        .query(&statement, &[&session_id])
         .await
         .map_err(db_err("reading a session's kernels"))?
         .iter()
@@ -200,8 +222,8 @@ pub async fn set_session_status(
     client: &impl GenericClient,
     change: &SessionStatusChange<'_>,
 ) -> Result<(), QueryError> {
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "UPDATE sessions s SET status = $2, status_info = $3,
                     status_history = coalesce(s.status_history, '{}'::jsonb) || $4::jsonb,
                     terminated_at = CASE WHEN $5 THEN $6 ELSE s.terminated_at END,
@@ -213,6 +235,12 @@ pub async fn set_session_status(
                              GROUP BY e.key) t), '{}'::jsonb)
                         ELSE s.occupying_slots END
               WHERE s.id = $1",
+        )
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
+    client
+        .execute(
+            &statement,
             &[
                 &change.session_id,
                 &change.to,
@@ -233,13 +261,16 @@ pub async fn lock_agents_of_kernels(
     client: &impl GenericClient,
     kernel_ids: &[Uuid],
 ) -> Result<u64, QueryError> {
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "SELECT a.id FROM agents a
               WHERE a.id IN (SELECT k.agent FROM kernels k WHERE k.id = ANY($1))
               ORDER BY a.id FOR UPDATE OF a",
-            &[&kernel_ids],
         )
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
+    client
+        .execute(&statement, &[&kernel_ids])
         .await
         .map_err(db_err("locking the agents of ending kernels"))
 }
@@ -250,11 +281,12 @@ pub async fn session_status(
     client: &impl GenericClient,
     session_id: Uuid,
 ) -> Result<Option<SessionStatusRow>, QueryError> {
+    let statement = client
+        .prepare_cached("SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1")
+        .await
+        .map_err(db_err("preparing a lifecycle statement"))?;
     let row = client
-        .query_opt(
-            "SELECT status, coalesce(creation_id, '') FROM sessions WHERE id = $1",
-            &[&session_id],
-        )
+        .query_opt(&statement, &[&session_id])
         .await
         .map_err(db_err("reading a session"))?;
     row.map(|row| {

@@ -95,11 +95,11 @@ pub struct LaunchRow {
 
 /// The session's PREPARING kernels to create, by cluster index and id.
 pub async fn launch_rows(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     session_id: Uuid,
 ) -> Result<Vec<LaunchRow>, QueryError> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "SELECT k.id, k.session_type, k.cluster_mode, k.cluster_size, k.cluster_role,
                     k.cluster_idx, k.local_rank, k.cluster_hostname, coalesce(k.image, ''),
                     k.architecture, coalesce(k.registry, ''), k.requested_slots,
@@ -115,8 +115,11 @@ pub async fn launch_rows(
                LEFT JOIN users u ON u.uuid = k.user_uuid
               WHERE k.session_id = $1 AND k.status = 'PREPARING'
               ORDER BY k.cluster_idx, k.id",
-            &[&session_id],
         )
+        .await
+        .map_err(db_err("preparing the launch query"))?;
+    let rows = client
+        .query(&statement, &[&session_id])
         .await
         .map_err(db_err("reading the kernels to create"))?;
     rows.iter()
@@ -163,19 +166,22 @@ pub async fn launch_rows(
 /// Sets `status_info = sent` on the session's PREPARING kernels still `claimed` since `claimed_at`
 /// (this claim's `status_changed`); returns how many rows changed (0: the reconciler took them).
 pub async fn mark_kernels_sent(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     session_id: Uuid,
     claimed_at: DateTime<Utc>,
     sent: &str,
     claimed: &str,
 ) -> Result<u64, QueryError> {
-    client
-        .execute(
+    let statement = client
+        .prepare_cached(
             "UPDATE kernels SET status_info = $3
               WHERE session_id = $1 AND status = 'PREPARING' AND status_info = $4
                 AND status_changed = $2",
-            &[&session_id, &claimed_at, &sent, &claimed],
         )
+        .await
+        .map_err(db_err("preparing the sent mark"))?;
+    client
+        .execute(&statement, &[&session_id, &claimed_at, &sent, &claimed])
         .await
         .map_err(db_err("marking kernels as sent to their agents"))
 }

@@ -36,19 +36,22 @@ pub struct KernelToDestroyRow {
 /// A session's status with its kernels by cluster index and id, in one statement; empty when
 /// there is no such session. The session's status is read before its kernels' columns.
 pub async fn session_with_kernels(
-    client: &impl GenericClient,
+    client: &impl deadpool_postgres::GenericClient,
     session_id: Uuid,
 ) -> Result<Vec<SessionKernelRow>, QueryError> {
-    let rows = client
-        .query(
+    let statement = client
+        .prepare_cached(
             "SELECT s.status, k.id, k.status, k.agent, coalesce(k.agent_addr, a.addr), a.version,
                     a.status, k.cluster_role = 'main', k.last_stat
                FROM sessions s
                LEFT JOIN kernels k ON k.session_id = s.id
                LEFT JOIN agents a ON a.id = k.agent
               WHERE s.id = $1 ORDER BY k.cluster_idx, k.id",
-            &[&session_id],
         )
+        .await
+        .map_err(db_err("preparing the destroy query"))?;
+    let rows = client
+        .query(&statement, &[&session_id])
         .await
         .map_err(db_err("reading a session to destroy"))?;
     rows.iter()

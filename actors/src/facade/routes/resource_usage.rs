@@ -229,7 +229,7 @@ async fn recalculate_usage(state: web::Data<AppState>) -> Result<HttpResponse, P
             .transaction()
             .await
             .map_err(query_failed(&state, "starting a transaction"))?;
-        crate::scheduler::lifecycle::recalc_agent_occupancy(&*transaction, &agent)
+        crate::scheduler::lifecycle::recalc_agent_occupancy(&transaction, &agent)
             .await
             .map_err(query_failed(&state, "recounting an agent's occupied slots"))?;
         transaction
