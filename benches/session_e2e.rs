@@ -36,7 +36,10 @@
 //!   statements the manager sent (counted by the relay; BEGIN and COMMIT count), PostgreSQL
 //!   commits (`pg_stat_database.xact_commit`, minus this program's own reads; auto-commit
 //!   statements count as one each) and rows written to `sessions`, `kernels` and `agents`
-//!   (`pg_stat_user_tables`); the peak RSS of each worker.
+//!   (`pg_stat_user_tables`); the peak RSS of each worker;
+//! * once, before the runs: what the idle cluster writes per second (heartbeats, the timers of
+//!   the scheduler and the reconciler), so that a run's write transactions per session can be
+//!   told with and without it.
 //!
 //! How a session moves on: this program polls PostgreSQL (one `status = ANY` query every 25 ms
 //! over the sessions in flight) and destroys each session it finds RUNNING.
@@ -885,6 +888,29 @@ async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> 
     (commits, rows, next_xid)
 }
 
+/// What the cluster writes with no session at all: heartbeats, the scheduler's and
+/// reconciler's timers. Measured once before the runs, so a run can tell it apart.
+struct IdleRates {
+    writes_per_second: f64,
+    commits_per_second: f64,
+}
+
+async fn idle_rates(client: &tokio_postgres::Client, driver: &Driver) -> IdleRates {
+    const WINDOW: Duration = Duration::from_secs(10);
+    let own_before = driver.own_statements.load(Ordering::Relaxed);
+    let (commits_before, _, xid_before) = database_counters(client, driver).await;
+    tokio::time::sleep(WINDOW).await;
+    // pg_stat counters are flushed by backends about once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (commits_after, _, xid_after) = database_counters(client, driver).await;
+    let own = driver.own_statements.load(Ordering::Relaxed) - own_before;
+    let seconds = WINDOW.as_secs_f64() + 1.5;
+    IdleRates {
+        writes_per_second: (xid_after - xid_before) as f64 / seconds,
+        commits_per_second: (commits_after - commits_before - own as i64) as f64 / seconds,
+    }
+}
+
 async fn counters(
     client: &tokio_postgres::Client,
     driver: &Driver,
@@ -1038,6 +1064,7 @@ async fn run(
     observer: &tokio_postgres::Client,
     manager: &ManagerProcs,
     wire: &WireCounts,
+    idle: &IdleRates,
 ) {
     let phase = driver.begin_phase();
     let before = counters(observer, driver, manager, wire).await;
@@ -1173,9 +1200,13 @@ async fn run(
         "  commits per session          {:.2} (PostgreSQL xact_commit, {commits} in all, heartbeats included)",
         commits as f64 / sessions
     );
+    let writes = (next_xid_after - before.next_xid) as f64;
+    let background_writes = idle.writes_per_second * cycle.as_secs_f64();
     println!(
-        "  write transactions per sess. {:.2} (transaction ids handed out: the commits that write, heartbeats included)",
-        (next_xid_after - before.next_xid) as f64 / sessions
+        "  write transactions per sess. {:.2} (transaction ids handed out: the commits that write); {:.2} without the idle cluster's {:.1}/s over the cycle",
+        writes / sessions,
+        (writes - background_writes).max(0.0) / sessions,
+        idle.writes_per_second
     );
     println!(
         "  rows written per session     {:.2} (sessions, kernels, agents)",
@@ -1491,6 +1522,11 @@ async fn bench(knobs: Knobs) {
             kept.display()
         );
     }
+    let idle = idle_rates(&observer, &driver).await;
+    println!(
+        "  idle cluster (no sessions)   {:.1} write transactions/s, {:.1} commits/s (heartbeats, timers)",
+        idle.writes_per_second, idle.commits_per_second
+    );
     let mut runs = vec![RunSpec {
         label: format!(
             "sustained, {} sessions in the cycle, {} s",
@@ -1507,7 +1543,7 @@ async fn bench(knobs: Knobs) {
         });
     }
     for spec in &runs {
-        run(spec, &knobs, &driver, &observer, &procs, &wire).await;
+        run(spec, &knobs, &driver, &observer, &procs, &wire, &idle).await;
     }
 
     driver.stop.store(true, Ordering::Relaxed);
