@@ -9,7 +9,7 @@
 use bai_schema::queries::QueryError;
 use bai_schema::queries::kernel_agent::alive_agent_of_kernel;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bai_schema::SlotUnit;
@@ -27,6 +27,7 @@ use super::etcd_state::{
 use super::kernel_events::apply_kernel_events;
 use super::load::LoadOptions;
 use super::pass::run_pass;
+use super::pass_pacing::{PASS_MIN_GAP, delay_before_pass};
 use super::reconcile::reconcile;
 use super::reserve::Admission;
 use crate::agent_rpc::{AgentMethod, AgentTarget};
@@ -99,6 +100,9 @@ pub struct Scheduler {
     shared: Arc<Shared>,
     pass_running: bool,
     pass_again: bool,
+    /// A requested pass waits out [`PASS_MIN_GAP`] after the previous one (a timer is set).
+    pass_waiting: bool,
+    last_pass_started: Option<Instant>,
     reconciling: bool,
 }
 
@@ -112,6 +116,8 @@ impl Scheduler {
             }),
             pass_running: false,
             pass_again: false,
+            pass_waiting: false,
+            last_pass_started: None,
             reconciling: false,
         }
     }
@@ -121,7 +127,20 @@ impl Scheduler {
             self.pass_again = true;
             return;
         }
+        if self.pass_waiting {
+            return;
+        }
+        let delay = delay_before_pass(self.last_pass_started, Instant::now(), PASS_MIN_GAP);
+        if !delay.is_zero() {
+            self.pass_waiting = true;
+            ctx.run_later(delay, |act, ctx| {
+                act.pass_waiting = false;
+                act.request_pass(ctx);
+            });
+            return;
+        }
         self.pass_running = true;
+        self.last_pass_started = Some(Instant::now());
         let shared = self.shared.clone();
         ctx.spawn(
             async move { locked_pass(shared).await }
@@ -164,6 +183,7 @@ impl Supervised for Scheduler {
     fn restarting(&mut self, _ctx: &mut Self::Context) {
         self.pass_running = false;
         self.pass_again = false;
+        self.pass_waiting = false;
         self.reconciling = false;
         let count = crate::supervision::record_restart(ACTOR_NAME);
         warn!(self.shared.deps.log, "scheduler: restarting"; "restarts" => count);

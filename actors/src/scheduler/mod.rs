@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod load;
 pub mod messages;
 pub mod pass;
+pub mod pass_pacing;
 pub mod placement;
 pub mod policy;
 pub mod predicates;
