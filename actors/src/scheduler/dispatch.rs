@@ -1,5 +1,7 @@
 //! Starting scheduled sessions: SCHEDULED → PREPARING (a compare-and-set, so one worker
-//! dispatches each session), then `create_kernels` once per agent with the kernels placed on it.
+//! dispatches each session; the scheduler's own pass claims what it places in its reservation
+//! transaction, see `reserve::Admission`), then `create_kernels` once per agent with the
+//! kernels placed on it.
 //! A session whose agents fail to create its kernels is CANCELLED (`failed-to-start`) and its
 //! slots are freed; kernels created on other agents are destroyed.
 
