@@ -9,6 +9,8 @@
 //! limit must be above BENCH_AGENTS plus a few dozen for both. The agents listen on
 //! BENCH_PORT_BASE (default 30000) and up.
 
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 #[allow(dead_code)]
 #[path = "support/signed_load.rs"]
 mod signed_load;
@@ -23,21 +25,12 @@ use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{StreamWriter, fleet};
 use bai_testkit::redis::RedisServer;
 use futures::StreamExt;
+use proc_stats::rss_kib;
 use signed_load::knob;
 
 /// Set in the child: `<redis addr> <first port> <agents>`.
 const FLEET_ROLE: &str = "BENCH_AGENT_RPC_IDLE_FLEET";
 const AGENT_PREFIX: &str = "i-rpc-idle-";
-
-/// The resident set of this process, in KiB.
-fn rss_kib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0.0)
-}
 
 fn open_descriptors() -> usize {
     std::fs::read_dir("/proc/self/fd").map_or(0, |entries| entries.count())
@@ -122,7 +115,7 @@ fn main() {
             return;
         };
         rpc.ping(first, "warm").await.expect("the first ping");
-        let (rss_before, fds_before) = (rss_kib(), open_descriptors());
+        let (rss_before, fds_before) = (rss_kib("self"), open_descriptors());
         println!(
             "before: RSS {:.1} MiB, {fds_before} descriptors, 1 agent called",
             rss_before / 1024.0
@@ -145,7 +138,7 @@ fn main() {
         if let Some(Err(error)) = results.iter().find(|result| result.is_err()) {
             println!("first failure: {error}");
         }
-        let (rss_after, fds_after) = (rss_kib(), open_descriptors());
+        let (rss_after, fds_after) = (rss_kib("self"), open_descriptors());
         let called = targets.len() - 1;
         println!(
             "after pinging {called} more agents in {:.1} s ({answered} answered): RSS {:.1} MiB \
@@ -168,7 +161,7 @@ fn main() {
         println!(
             "client dropped: after {:.2} s RSS {:.1} MiB, {} descriptors",
             dropped.elapsed().as_secs_f64(),
-            rss_kib() / 1024.0,
+            rss_kib("self") / 1024.0,
             open_descriptors()
         );
     });

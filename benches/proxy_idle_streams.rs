@@ -14,6 +14,8 @@
 #[allow(dead_code)]
 #[path = "support/app_session.rs"]
 mod app_session;
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 #[allow(dead_code)]
 #[path = "support/signed_load.rs"]
 mod signed_load;
@@ -27,6 +29,7 @@ use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{SimAgent, StreamWriter, run_heartbeats};
 use bai_testkit::TestEnv;
 use bai_testkit::ports::free_port;
+use proc_stats::{children_of, rss_mib};
 use signed_load::{knob, raise_admin_rate_limit, start_manager};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -49,39 +52,6 @@ async fn idle_app(open: Arc<AtomicU64>) -> u16 {
         }
     });
     port
-}
-
-/// The resident set of process `pid`, in MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|rest| {
-            rest.trim()
-                .trim_end_matches("kB")
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// The worker processes of the manager `pid` (its children).
-fn children(pid: u32) -> Vec<u32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|child| {
-            let stat = std::fs::read_to_string(format!("/proc/{child}/stat")).unwrap_or_default();
-            // pid (comm) state ppid ...: the fields after the last ')'.
-            stat.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok())
-                == Some(pid)
-        })
-        .collect()
 }
 
 /// What became of a client's stream: `None` while open, else the close code (0: no close
@@ -151,7 +121,7 @@ fn main() {
         app_session::running_session(&db, &agent, "bench-idle", ports).await;
         let (manager, target) = start_manager(&env, 1);
         let supervisor = manager.pid();
-        let workers = children(supervisor);
+        let workers = children_of(supervisor);
         let pid = match workers.as_slice() {
             [worker] => *worker,
             _ => panic!("expected one worker process under {supervisor}, found {workers:?}"),

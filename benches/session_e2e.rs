@@ -54,6 +54,8 @@
 
 #[path = "support/pg_wire_counter.rs"]
 mod pg_wire_counter;
+#[path = "support/proc_stats.rs"]
+mod proc_stats;
 // Only the signed request and the keep-alive connection of the shared load helpers are used.
 #[allow(dead_code)]
 #[path = "support/signed_load.rs"]
@@ -75,6 +77,10 @@ use bai_testkit::TestEnv;
 use bai_testkit::process::ServiceProcess;
 use bai_testkit::scheduling::over_committed_agents;
 use pg_wire_counter::{WireCounts, WireSnapshot};
+use proc_stats::{
+    children_of, cpu_seconds, machine_busy_seconds, parent_of, pids_with_cmdline, rss_mib,
+    tree_cpu_seconds,
+};
 use signed_load::{ADMIN_ACCESS_KEY, Connection, Target, knob, raise_admin_rate_limit};
 use tokio::sync::{Mutex as AsyncMutex, Semaphore, mpsc};
 use uuid::Uuid;
@@ -307,103 +313,6 @@ impl Drop for Simulator {
 // ---------------------------------------------------------------------------------------------
 // /proc figures of the manager processes.
 
-fn children_of(parent: u32) -> Vec<u32> {
-    let mut children = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        if rest
-            .split_whitespace()
-            .nth(1)
-            .and_then(|p| p.parse::<u32>().ok())
-            == Some(parent)
-        {
-            children.push(pid);
-        }
-    }
-    children
-}
-
-/// utime + stime of `pid`, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    stat_ticks(pid, &[11, 12])
-}
-
-/// utime + stime of `pid` and of its children that ended (cutime + cstime), plus its living
-/// children's: a PostgreSQL server's whole CPU, backends that came and went included.
-fn tree_cpu_seconds(pid: u32) -> f64 {
-    stat_ticks(pid, &[11, 12, 13, 14]) + children_of(pid).into_iter().map(cpu_seconds).sum::<f64>()
-}
-
-/// The parent of `pid`.
-fn parent_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
-/// The processes whose command line holds `needle` (a service's listening address).
-fn pids_with_cmdline(needle: &str) -> Vec<u32> {
-    let mut pids = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-        if String::from_utf8_lossy(&cmdline).contains(needle) {
-            pids.push(pid);
-        }
-    }
-    pids
-}
-
-/// The `/proc/{pid}/stat` fields at `indexes` (counted after the command), in seconds.
-fn stat_ticks(pid: u32, indexes: &[usize]) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let rest = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |index: usize| {
-        fields
-            .get(index)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // SAFETY: sysconf(3) with a valid name has no preconditions.
-    let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    // After the command: state(0) ppid(1) ... utime(11) stime(12) cutime(13) cstime(14).
-    indexes.iter().map(|&index| ticks(index)).sum::<f64>() / clock_ticks
-}
-
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find(|line| line.starts_with("VmRSS:"))
-        .and_then(|line| line.split_whitespace().nth(1))
-        .and_then(|kib| kib.parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0
-}
-
 /// The manager's processes (the supervisor and its workers), and the others of the stack.
 struct ManagerProcs {
     supervisor: u32,
@@ -506,29 +415,6 @@ async fn postmaster_of(client: &tokio_postgres::Client) -> Option<u32> {
         .ok()?
         .get(0);
     parent_of(u32::try_from(backend).ok()?)
-}
-
-/// Busy time of all the machine's CPUs (everything but idle and I/O wait), from /proc/stat.
-fn machine_busy_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let ticks: Vec<f64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|v| v.parse::<f64>().ok())
-        .collect();
-    // user nice system idle iowait irq softirq steal ...
-    let busy: f64 = ticks
-        .iter()
-        .enumerate()
-        .filter(|(index, _)| matches!(index, 0 | 1 | 2 | 5 | 6 | 7))
-        .map(|(_, value)| value)
-        .sum();
-    // SAFETY: sysconf(3) with a valid name has no preconditions.
-    let clock_ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    busy / clock_ticks
 }
 
 // ---------------------------------------------------------------------------------------------
