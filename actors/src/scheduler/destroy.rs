@@ -112,9 +112,10 @@ pub async fn destroy_session(
             continue;
         }
         // The log is read while the container still runs, and kept by the transaction that
-        // moves the kernel to TERMINATING.
+        // moves the kernel to TERMINATING (a kernel already TERMINATING is not moved again,
+        // so its log is not read again).
         let container_log = match &kernel.target {
-            Some(target) if kernel.agent_alive => {
+            Some(target) if kernel.agent_alive && kernel.status != KernelStatus::Terminating => {
                 match fetch_container_log(deps, target, kernel.id).await {
                     Ok(log) => Some(log),
                     Err(error) => {

@@ -329,6 +329,7 @@ async fn launches(
         .map(|row| row.cluster_hostname.clone())
         .collect();
     let mut kernels = Vec::with_capacity(rows.len());
+    let mut registry_urls: BTreeMap<String, String> = BTreeMap::new();
     for row in rows {
         let kernel_id = row.id;
         let role = row.cluster_role;
@@ -336,18 +337,26 @@ async fn launches(
         let hostname = row.cluster_hostname;
         let canonical = row.image;
         let registry = row.registry;
-        let registry_url = match etcd {
-            Some(store) => store
-                .get(&format!(
-                    "config/docker/registry/{}",
-                    crate::etcd::keys::quote(&registry)
-                ))
-                .await
-                .ok()
-                .flatten(),
-            None => None,
-        }
-        .unwrap_or_else(|| format!("https://{registry}"));
+        // A session's kernels share their image's registry: one etcd read per registry.
+        let registry_url = match registry_urls.get(&registry) {
+            Some(url) => url.clone(),
+            None => {
+                let url = match etcd {
+                    Some(store) => store
+                        .get(&format!(
+                            "config/docker/registry/{}",
+                            crate::etcd::keys::quote(&registry)
+                        ))
+                        .await
+                        .ok()
+                        .flatten(),
+                    None => None,
+                }
+                .unwrap_or_else(|| format!("https://{registry}"));
+                registry_urls.insert(registry.clone(), url.clone());
+                url
+            }
+        };
         let mut environ: BTreeMap<String, String> = row
             .environ
             .iter()
