@@ -80,6 +80,9 @@ pub fn network_timeout(
     if timeout <= 0.0 || timeout.is_infinite() {
         return Verdict::KEEP;
     }
+    // The pass reads its clock once and each session's mark later, so a session touched in
+    // between looks touched in the future; it was touched "now", not later.
+    let last_access = last_access.min(now);
     let remaining = remaining_time(now, last_access, timeout, grace_end);
     Verdict {
         keep: remaining >= 0.0,
@@ -319,6 +322,18 @@ mod tests {
         let v = network_timeout(&activity(Some("1000.0")), 1011.0, -1, 600.0, None);
         assert!(v.keep);
         assert_eq!(v.report, Some(589.0));
+    }
+
+    #[test]
+    fn a_session_touched_after_the_pass_read_its_clock_reports_at_most_its_timeout() {
+        let v = network_timeout(&activity(Some("1000.05")), 1000.0, 4, 600.0, None);
+        assert_eq!(
+            v,
+            Verdict {
+                keep: true,
+                report: Some(4.0)
+            }
+        );
     }
 
     #[test]
