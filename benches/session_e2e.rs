@@ -322,6 +322,8 @@ struct ManagerProcs {
     postmaster: Option<u32>,
     /// The Redis and etcd servers of the test kit.
     redis_etcd: Vec<u32>,
+    /// The manager's log, where each scheduling pass leaves a line with its timings.
+    log: std::path::PathBuf,
 }
 
 impl ManagerProcs {
@@ -693,6 +695,46 @@ async fn fixed_rate(driver: &Arc<Driver>, phase: usize, rate: u64, connections: 
 /// the kernel's status_info.
 /// The kernels the reconciler ended because their `kernel_terminated` never arrived (26.x
 /// agents trim the stream to ~128 entries), summed from its warnings in the manager's log.
+/// The scheduling passes a run's part of the manager log records, with their timings (sorted).
+#[derive(Default)]
+struct PassLog {
+    placed: u64,
+    load: Vec<f64>,
+    plan: Vec<f64>,
+    write: Vec<f64>,
+}
+
+fn pass_log(log: &std::path::Path, offset: u64) -> PassLog {
+    let text = std::fs::read(log).unwrap_or_default();
+    let text = String::from_utf8_lossy(text.get(offset as usize..).unwrap_or_default());
+    let field = |line: &str, key: &str| -> Option<f64> {
+        line.split(&format!("{key}="))
+            .nth(1)?
+            .split([',', ' '])
+            .next()?
+            .parse()
+            .ok()
+    };
+    let mut passes = PassLog::default();
+    for line in text.lines().filter(|line| line.contains("scheduling pass")) {
+        let (Some(load), Some(plan), Some(write)) = (
+            field(line, "load_ms"),
+            field(line, "plan_ms"),
+            field(line, "write_ms"),
+        ) else {
+            continue;
+        };
+        passes.placed += field(line, "scheduled").unwrap_or(0.0) as u64;
+        passes.load.push(load);
+        passes.plan.push(plan);
+        passes.write.push(write);
+    }
+    for times in [&mut passes.load, &mut passes.plan, &mut passes.write] {
+        times.sort_by(f64::total_cmp);
+    }
+    passes
+}
+
 fn lost_terminations(log: &std::path::Path) -> u64 {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
@@ -953,6 +995,7 @@ async fn run(
     idle: &IdleRates,
 ) {
     let phase = driver.begin_phase();
+    let log_offset = std::fs::metadata(&manager.log).map_or(0, |m| m.len());
     let before = counters(observer, driver, manager, wire).await;
     let rss_stop = Arc::new(AtomicBool::new(false));
     let rss = tokio::spawn(sample_rss(manager.workers.clone(), Arc::clone(&rss_stop)));
@@ -1043,6 +1086,20 @@ async fn run(
     for (stage, p50, p99, count) in stage_times(observer, driver, phase).await {
         println!(
             "    → {stage:<11} p50 / p99 {p50:>8.1} / {p99:>8.1} ms after the previous stage ({count})"
+        );
+    }
+    let passes = pass_log(&manager.log, log_offset);
+    if !passes.load.is_empty() {
+        println!(
+            "  scheduling passes            {} ({:.1} sessions placed per pass); load / plan / write p50 {:.0} / {:.0} / {:.0} ms, p99 {:.0} / {:.0} / {:.0} ms",
+            passes.load.len(),
+            passes.placed as f64 / passes.load.len() as f64,
+            percentile(&passes.load, 0.5),
+            percentile(&passes.plan, 0.5),
+            percentile(&passes.write, 0.5),
+            percentile(&passes.load, 0.99),
+            percentile(&passes.plan, 0.99),
+            percentile(&passes.write, 0.99),
         );
     }
     let cpu = cpu_wire_after.0.since(&before.cpu);
@@ -1328,6 +1385,7 @@ async fn bench(knobs: Knobs) {
         workers = children_of(supervisor);
     }
     let mut procs = ManagerProcs {
+        log: env.path("manager.log"),
         supervisor,
         workers,
         simulators: Vec::new(),

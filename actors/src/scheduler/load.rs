@@ -73,9 +73,31 @@ pub async fn load_snapshot<C: GenericClient>(
     client: &C,
     options: LoadOptions,
 ) -> Result<SchedulingSnapshot, LoadError> {
-    let scaling_groups = load_scaling_groups(client, &options.roundrobin).await?;
-    let agents = load_agents(client, options.max_container_count.is_some()).await?;
     let pending = load_pending(client, options.max_pending).await?;
+    if pending.is_empty() {
+        // A pass asked for by freed slots often finds nothing waiting: it reads no agents.
+        return Ok(SchedulingSnapshot {
+            now: options.now,
+            known_slots: options.known_slots,
+            resource_priority: options.resource_priority,
+            max_container_count: options.max_container_count,
+            ..SchedulingSnapshot::default()
+        });
+    }
+    let pending_groups: Vec<String> = pending
+        .iter()
+        .map(|s| s.scaling_group.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let scaling_groups = load_scaling_groups(client, &options.roundrobin).await?;
+    // Only the groups something waits in are planned, so only their agents are read.
+    let agents = load_agents(
+        client,
+        &pending_groups,
+        options.max_container_count.is_some(),
+    )
+    .await?;
 
     let access_keys: Vec<String> = pending
         .iter()
@@ -182,9 +204,10 @@ async fn load_scaling_groups<C: GenericClient>(
 /// scan of the live kernels rather than a subquery per agent.
 async fn load_agents<C: GenericClient>(
     client: &C,
+    scaling_groups: &[String],
     count_containers: bool,
 ) -> Result<Vec<AgentView>, LoadError> {
-    let rows = queries::schedulable_agents(client, count_containers).await?;
+    let rows = queries::schedulable_agents(client, scaling_groups, count_containers).await?;
     Ok(rows
         .into_iter()
         .map(|row| AgentView {

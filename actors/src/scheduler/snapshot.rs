@@ -207,7 +207,7 @@ impl ScalingGroupAccess {
 }
 
 /// Everything a pass decides over.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SchedulingSnapshot {
     pub now: DateTime<Utc>,
     /// `INTRINSIC_SLOTS` merged with etcd `config/resource_slots`.

@@ -86,25 +86,26 @@ const COUNTING_AGENTS_SQL: &str = concat!(
     user_occupying_kernel_statuses!(),
     " AND k.agent IS NOT NULL
                    GROUP BY k.agent) c ON c.agent = a.id
-      WHERE a.status = 'ALIVE' AND a.schedulable"
+      WHERE a.status = 'ALIVE' AND a.schedulable AND a.scaling_group = ANY($1)"
 );
 
-/// The ALIVE, schedulable agents. Their live containers are counted only when
-/// `count_containers` (in one grouped scan of the live kernels rather than a subquery per
+/// The ALIVE, schedulable agents of `scaling_groups`. Their live containers are counted only
+/// when `count_containers` (in one grouped scan of the live kernels rather than a subquery per
 /// agent).
 pub async fn schedulable_agents(
     client: &impl GenericClient,
+    scaling_groups: &[String],
     count_containers: bool,
 ) -> Result<Vec<SchedulableAgentRow>, QueryError> {
     let rows = if count_containers {
-        client.query(COUNTING_AGENTS_SQL, &[]).await
+        client.query(COUNTING_AGENTS_SQL, &[&scaling_groups]).await
     } else {
         client
             .query(
                 "SELECT a.id, a.scaling_group, a.architecture, a.available_slots, a.occupied_slots, 0::bigint
                    FROM agents a
-                  WHERE a.status = 'ALIVE' AND a.schedulable",
-                &[],
+                  WHERE a.status = 'ALIVE' AND a.schedulable AND a.scaling_group = ANY($1)",
+                &[&scaling_groups],
             )
             .await
     }
