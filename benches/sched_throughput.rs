@@ -52,7 +52,7 @@ use std::time::{Duration, Instant};
 use bai_actors::heartbeat::store::insert_new_agents;
 use bai_actors::lock::{LockBackendKind, LockId, LockService, LockSettings};
 use bai_actors::scheduler::actor::MAX_PENDING_PER_PASS;
-use bai_actors::scheduler::load::LoadOptions;
+use bai_actors::scheduler::load::{LoadOptions, SharedAgentCache};
 use bai_actors::scheduler::pass::run_pass;
 use bai_actors::scheduler::reserve::Admission;
 use bai_actors::scheduler::snapshot::default_resource_priority;
@@ -242,7 +242,7 @@ fn percentile(sorted: &[Duration], fraction: f64) -> Duration {
     sorted[index.min(sorted.len() - 1)]
 }
 
-fn load_options() -> LoadOptions {
+fn load_options(agent_cache: &SharedAgentCache) -> LoadOptions {
     LoadOptions {
         now: chrono::Utc::now(),
         known_slots: bai_schema::slots::intrinsic_slot_types(),
@@ -250,6 +250,7 @@ fn load_options() -> LoadOptions {
         max_container_count: None,
         roundrobin: Default::default(),
         max_pending: MAX_PENDING_PER_PASS,
+        agent_cache: Some(std::sync::Arc::clone(agent_cache)),
     }
 }
 
@@ -366,13 +367,15 @@ async fn main() {
         .expect("the scheduling lock is free");
     let lock_time = drain.elapsed();
     let mut passes: Vec<PassFigures> = Vec::new();
+    // Kept across the passes, as a worker keeps it.
+    let agent_cache = SharedAgentCache::default();
     loop {
         let wire_before = wire.snapshot();
         let started = Instant::now();
         let report = run_pass(
             &mut scheduler,
             Some(guard.fence()),
-            load_options(),
+            load_options(&agent_cache),
             Admission::Scheduled,
         )
         .await

@@ -18,7 +18,8 @@
 //! accepted connections under a 20,000 descriptor limit), BENCH_COUNT_STATEMENTS (1: the
 //! manager reaches PostgreSQL through a relay that counts its statements), BENCH_STATEMENT_PROFILE
 //! (0; 1 lists the statements the manager parsed and executed per session at the end, and
-//! where PostgreSQL spent its time: `pg_stat_statements`, preloaded for this run).
+//! where PostgreSQL spent its time: `pg_stat_statements`, preloaded for this run; the manager
+//! then logs at INFO, so each run also lists its scheduling passes and their timings).
 //!
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
@@ -1236,8 +1237,12 @@ fn start_manager(env: &TestEnv, knobs: &Knobs, db_port: u16) -> ServiceProcess {
             &format!("port = {} }}", env.db.port),
             &format!("port = {db_port} }}"),
         )
-        .replace("num-proc = 1", &format!("num-proc = {}", knobs.num_proc))
-        .replace("level = \"INFO\"", "level = \"WARNING\"");
+        .replace("num-proc = 1", &format!("num-proc = {}", knobs.num_proc));
+    let text = if knobs.statement_profile {
+        text
+    } else {
+        text.replace("level = \"INFO\"", "level = \"WARNING\"")
+    };
     std::fs::write(&config, text).expect("writing manager.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
     command.arg("-f").arg(&config).arg("start-server");

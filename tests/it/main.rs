@@ -59,6 +59,7 @@ mod registry_catalog;
 mod registry_common;
 mod registry_docker;
 mod registry_harbor;
+mod sched_agent_cache;
 mod sched_agent_rpc;
 mod sched_e2e;
 mod sched_etcd_state;

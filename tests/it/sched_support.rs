@@ -351,6 +351,8 @@ pub fn load_options() -> bai_actors::scheduler::load::LoadOptions {
         max_container_count: None,
         roundrobin: Default::default(),
         max_pending: 1_000_000,
+        // A cache of its own: each pass lists the agents' versions and reads every row.
+        agent_cache: Some(Default::default()),
     }
 }
 

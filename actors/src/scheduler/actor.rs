@@ -25,7 +25,7 @@ use super::etcd_state::{
     Cursors, changed_cursors, load_cursors, load_max_container_count, store_cursors,
 };
 use super::kernel_events::apply_kernel_events;
-use super::load::LoadOptions;
+use super::load::{LoadOptions, SharedAgentCache};
 use super::pass::run_pass;
 use super::pass_pacing::{PASS_MIN_GAP, delay_before_pass};
 use super::reconcile::reconcile;
@@ -91,6 +91,8 @@ pub struct SchedulerDeps {
 struct Shared {
     deps: SchedulerDeps,
     dispatches: Semaphore,
+    /// The agents this worker's passes keep between them.
+    agent_cache: SharedAgentCache,
     /// Cancelled when the scheduler is dropped for good (not on a supervised restart): the
     /// dispatches and kernel-event batches still running end with it.
     cancel: CancellationToken,
@@ -112,6 +114,7 @@ impl Scheduler {
             shared: Arc::new(Shared {
                 deps,
                 dispatches: Semaphore::new(MAX_CONCURRENT_DISPATCHES),
+                agent_cache: SharedAgentCache::default(),
                 cancel: CancellationToken::new(),
             }),
             pass_running: false,
@@ -267,6 +270,7 @@ async fn locked_pass(shared: Arc<Shared>) {
             max_container_count,
             roundrobin: cursors.clone(),
             max_pending: MAX_PENDING_PER_PASS,
+            agent_cache: Some(Arc::clone(&shared.agent_cache)),
         };
         let pass_started = std::time::Instant::now();
         let pass = tokio::select! {

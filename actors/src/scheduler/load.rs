@@ -5,6 +5,7 @@
 //! one row per running kernel.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bai_schema::queries::scheduler_load::{self as queries, PolicyRow};
 use bai_schema::queries::{DecodeError, QueryError};
@@ -14,6 +15,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::GenericClient;
 use uuid::Uuid;
 
+use super::agent_cache::AgentCache;
 use super::policy::SchedulingPolicy;
 use super::selector::AgentSelectionStrategy;
 use super::snapshot::*;
@@ -67,7 +69,12 @@ pub struct LoadOptions {
     pub roundrobin: BTreeMap<String, BTreeMap<String, usize>>,
     /// At most this many pending sessions are read per pass (oldest first by priority).
     pub max_pending: i64,
+    /// The agents kept from the previous passes; `None` reads every agent's row each pass.
+    pub agent_cache: Option<SharedAgentCache>,
 }
+
+/// A worker's [`AgentCache`], held by its pass for the pass's length.
+pub type SharedAgentCache = Arc<tokio::sync::Mutex<AgentCache>>;
 
 pub async fn load_snapshot<C: GenericClient>(
     client: &C,
@@ -92,12 +99,15 @@ pub async fn load_snapshot<C: GenericClient>(
         .collect();
     let scaling_groups = load_scaling_groups(client, &options.roundrobin).await?;
     // Only the groups something waits in are planned, so only their agents are read.
-    let agents = load_agents(
-        client,
-        &pending_groups,
-        options.max_container_count.is_some(),
-    )
-    .await?;
+    let agents = match (&options.agent_cache, options.max_container_count) {
+        // The container count changes without the agent's row; counted, every row is read.
+        (Some(cache), None) => {
+            load_agents_through(client, &pending_groups, &mut *cache.lock().await).await?
+        }
+        (_, max_container_count) => {
+            load_agents(client, &pending_groups, max_container_count.is_some()).await?
+        }
+    };
 
     let access_keys: Vec<String> = pending
         .iter()
@@ -206,19 +216,44 @@ async fn load_agents<C: GenericClient>(
     client: &C,
     scaling_groups: &[String],
     count_containers: bool,
-) -> Result<Vec<AgentView>, LoadError> {
+) -> Result<Vec<Arc<AgentView>>, LoadError> {
     let rows = queries::schedulable_agents(client, scaling_groups, count_containers).await?;
     Ok(rows
         .into_iter()
-        .map(|row| AgentView {
-            id: row.id,
-            scaling_group: row.scaling_group,
-            architecture: row.architecture,
-            available_slots: slots_of(row.available_slots),
-            occupied_slots: slots_of(row.occupied_slots),
-            container_count: row.containers.max(0) as u32,
-        })
+        .map(|row| Arc::new(agent_view(row)))
         .collect())
+}
+
+/// Reads the ALIVE, schedulable agents of `scaling_groups` through `cache`: their row
+/// versions, then only the rows that changed since the cache read them.
+async fn load_agents_through<C: GenericClient>(
+    client: &C,
+    scaling_groups: &[String],
+    cache: &mut AgentCache,
+) -> Result<Vec<Arc<AgentView>>, LoadError> {
+    let listing = queries::schedulable_agent_versions(client, scaling_groups).await?;
+    let stale = cache.stale(&listing);
+    let fresh = if stale.is_empty() {
+        Vec::new()
+    } else {
+        queries::schedulable_agents_by_id(client, &stale, scaling_groups)
+            .await?
+            .into_iter()
+            .map(|(version, row)| (version, agent_view(row)))
+            .collect()
+    };
+    Ok(cache.refresh(scaling_groups, &listing, fresh))
+}
+
+fn agent_view(row: queries::SchedulableAgentRow) -> AgentView {
+    AgentView {
+        id: row.id,
+        scaling_group: row.scaling_group,
+        architecture: row.architecture,
+        available_slots: slots_of(row.available_slots),
+        occupied_slots: slots_of(row.occupied_slots),
+        container_count: row.containers.max(0) as u32,
+    }
 }
 
 async fn load_pending<C: GenericClient>(

@@ -5,6 +5,7 @@
 //! actor around it only reads the snapshot, writes the reservation and dispatches to agents.
 
 pub mod actor;
+pub mod agent_cache;
 pub mod cluster_network;
 pub mod container_log;
 pub mod destroy;

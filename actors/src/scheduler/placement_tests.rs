@@ -2,6 +2,7 @@
 //! that must hold for any snapshot (no over-commit, limits respected, deterministic).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bai_schema::slots::intrinsic_slot_types;
 use bai_schema::{ResourceSlot, SlotAmount};
@@ -97,7 +98,7 @@ fn snapshot(
             num_retries_to_skip: 0,
             roundrobin_next_index: BTreeMap::new(),
         }],
-        agents,
+        agents: agents.into_iter().map(Arc::new).collect(),
         pending,
         keypair_policies: keys
             .into_iter()
@@ -199,7 +200,7 @@ fn drf_favours_the_keypair_with_the_smaller_dominant_share() {
         "default".to_owned(),
         BTreeMap::from([("AK-BIG".to_owned(), slots(8, 8))]),
     );
-    snap.agents[0].occupied_slots = slots(8, 8);
+    Arc::make_mut(&mut snap.agents[0]).occupied_slots = slots(8, 8);
     let plan = plan_pass(&snap);
     // Only 8 cpus are free: both go to AK-SMALL, whose share stays below AK-BIG's.
     assert_eq!(scheduled_ids(&plan), vec![id(3), id(4)]);
@@ -790,7 +791,7 @@ proptest! {
 
         // Placed sessions: every kernel assigned, single-node on one agent of its architecture.
         let sessions_by_id: BTreeMap<Uuid, &PendingSession> = snap.pending.iter().map(|s| (s.id, s)).collect();
-        let agents_by_id: BTreeMap<&str, &AgentView> = snap.agents.iter().map(|a| (a.id.as_str(), a)).collect();
+        let agents_by_id: BTreeMap<&str, &AgentView> = snap.agents.iter().map(|a| (a.id.as_str(), a.as_ref())).collect();
         let mut per_keypair: BTreeMap<&str, (i32, SlotAmount)> = BTreeMap::new();
         for (session_id, assignments) in plan.scheduled() {
             let session = sessions_by_id[session_id];

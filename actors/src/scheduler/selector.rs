@@ -14,6 +14,7 @@
 //! agents instead of a scan over all of them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
 use bai_schema::{ResourceSlot, SlotAmount};
 use rust_decimal::Decimal;
@@ -121,7 +122,7 @@ struct ShapeIndex {
 const MAX_REMEMBERED_FAILURES: usize = 16;
 
 struct PoolAgent {
-    view: AgentView,
+    view: Arc<AgentView>,
     free: ResourceSlot,
     containers: u32,
 }
@@ -141,7 +142,7 @@ pub struct AgentPool {
 
 impl AgentPool {
     pub fn new(
-        mut agents: Vec<AgentView>,
+        mut agents: Vec<Arc<AgentView>>,
         strategy: AgentSelectionStrategy,
         resource_priority: &[String],
         max_container_count: Option<u32>,
@@ -539,7 +540,7 @@ mod tests {
                     container_count: 0,
                 })
                 .collect();
-            let mut pool = AgentPool::new(views.clone(), strategy, &priority, None, BTreeMap::new());
+            let mut pool = AgentPool::new(views.iter().cloned().map(Arc::new).collect(), strategy, &priority, None, BTreeMap::new());
             let mut mirror: Vec<(AgentView, ResourceSlot)> =
                 views.into_iter().map(|v| { let free = v.available_slots.clone(); (v, free) }).collect();
             for request in requests {

@@ -5,6 +5,7 @@
 //! the same plan.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use bai_schema::{ResourceSlot, SlotUnit};
 use chrono::{DateTime, Utc};
@@ -217,7 +218,8 @@ pub struct SchedulingSnapshot {
     /// etcd `config/agent/max-container-count`.
     pub max_container_count: Option<u32>,
     pub scaling_groups: Vec<ScalingGroupView>,
-    pub agents: Vec<AgentView>,
+    /// Shared with the worker's agent cache, so a pass copies no agent.
+    pub agents: Vec<Arc<AgentView>>,
     pub pending: Vec<PendingSession>,
     /// Keypair policy by access key.
     pub keypair_policies: BTreeMap<String, KeypairPolicy>,

@@ -110,17 +110,74 @@ pub async fn schedulable_agents(
             .await
     }
     .map_err(db_err("agents"))?;
+    rows.iter().map(schedulable_agent_row).collect()
+}
+
+fn schedulable_agent_row(row: &Row) -> Result<SchedulableAgentRow, QueryError> {
+    Ok(SchedulableAgentRow {
+        id: row.read(0)?,
+        scaling_group: row.read(1)?,
+        architecture: row.read(2)?,
+        available_slots: row.read(3)?,
+        occupied_slots: row.read(4)?,
+        containers: row.read(5)?,
+    })
+}
+
+/// An ALIVE, schedulable agent's row version: its `xmin`, the transaction that wrote the row
+/// as it is now (every `UPDATE` writes a new one), so an unchanged version means an unchanged
+/// row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentVersionRow {
+    pub id: String,
+    pub version: i64,
+}
+
+/// The ids and row versions of the ALIVE, schedulable agents of `scaling_groups`: what a pass
+/// compares with the agents it keeps, without transferring their slots.
+pub async fn schedulable_agent_versions(
+    client: &impl GenericClient,
+    scaling_groups: &[String],
+) -> Result<Vec<AgentVersionRow>, QueryError> {
+    let rows = client
+        .query(
+            "SELECT a.id, a.xmin::text::bigint
+               FROM agents a
+              WHERE a.status = 'ALIVE' AND a.schedulable AND a.scaling_group = ANY($1)",
+            &[&scaling_groups],
+        )
+        .await
+        .map_err(db_err("agents"))?;
     rows.iter()
         .map(|row| {
-            Ok(SchedulableAgentRow {
+            Ok(AgentVersionRow {
                 id: row.read(0)?,
-                scaling_group: row.read(1)?,
-                architecture: row.read(2)?,
-                available_slots: row.read(3)?,
-                occupied_slots: row.read(4)?,
-                containers: row.read(5)?,
+                version: row.read(1)?,
             })
         })
+        .collect()
+}
+
+/// The agents among `ids` that are still ALIVE and schedulable in `scaling_groups`, each with
+/// its row version (read in the same statement, so the version is the row's).
+pub async fn schedulable_agents_by_id(
+    client: &impl GenericClient,
+    ids: &[String],
+    scaling_groups: &[String],
+) -> Result<Vec<(i64, SchedulableAgentRow)>, QueryError> {
+    let rows = client
+        .query(
+            "SELECT a.id, a.scaling_group, a.architecture, a.available_slots, a.occupied_slots,
+                    0::bigint, a.xmin::text::bigint
+               FROM agents a
+              WHERE a.id = ANY($1) AND a.status = 'ALIVE' AND a.schedulable
+                AND a.scaling_group = ANY($2)",
+            &[&ids, &scaling_groups],
+        )
+        .await
+        .map_err(db_err("agents"))?;
+    rows.iter()
+        .map(|row| Ok((row.read(6)?, schedulable_agent_row(row)?)))
         .collect()
 }
 
