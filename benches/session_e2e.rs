@@ -19,7 +19,9 @@
 //! manager reaches PostgreSQL through a relay that counts its statements), BENCH_STATEMENT_PROFILE
 //! (0; 1 lists the statements the manager parsed and executed per session at the end, and
 //! where PostgreSQL spent its time: `pg_stat_statements`, preloaded for this run; the manager
-//! then logs at INFO, so each run also lists its scheduling passes and their timings).
+//! then logs at INFO, so each run also lists its scheduling passes and their timings),
+//! BENCH_MANAGER_ENV (`NAME=value;NAME=value`, added to the manager's environment: a heap
+//! profiler's `LD_PRELOAD`).
 //!
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
@@ -1246,6 +1248,12 @@ fn start_manager(env: &TestEnv, knobs: &Knobs, db_port: u16) -> ServiceProcess {
     std::fs::write(&config, text).expect("writing manager.toml");
     let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
     command.arg("-f").arg(&config).arg("start-server");
+    // For profilers that need the manager's environment (a heap profiler's preload library).
+    if let Ok(extra) = std::env::var("BENCH_MANAGER_ENV") {
+        for (name, value) in extra.split(';').filter_map(|pair| pair.split_once('=')) {
+            command.env(name, value);
+        }
+    }
     let mut manager = ServiceProcess::spawn(
         "bai-manager",
         command,

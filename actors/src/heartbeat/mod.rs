@@ -24,7 +24,10 @@ use bai_schema::enums::AgentStatus;
 use deadpool_postgres::Pool;
 use redis::aio::ConnectionManager;
 
-use self::decide::{AgentSnapshot, HeartbeatDecision, decide_heartbeat, status_after_termination};
+use self::decide::{
+    AgentSnapshot, HeartbeatDecision, KeptRow, decide_heartbeat, leaves_unchanged,
+    status_after_termination,
+};
 use self::store::{StoreError, WriteOutcome};
 use self::sweep::{LostAgentSweep, unix_now};
 use crate::etcd::EtcdStore;
@@ -86,7 +89,7 @@ pub struct TrackerStats {
 pub struct GetTrackerStats;
 
 struct CachedAgent {
-    snapshot: AgentSnapshot,
+    row: KeptRow,
     images_fingerprint: Option<u64>,
     verified_at: Instant,
 }
@@ -226,7 +229,7 @@ impl TrackerCore {
                     self.cache.insert(
                         agent,
                         CachedAgent {
-                            snapshot,
+                            row: snapshot.kept(),
                             images_fingerprint: None,
                             verified_at: now,
                         },
@@ -286,7 +289,7 @@ impl TrackerCore {
                     slog::info!(self.log, "agent started"; "agent" => agent, "reason" => reason);
                 }
                 if changed && let Some(cached) = self.cache.get_mut(agent) {
-                    cached.snapshot.status = AgentStatus::Alive;
+                    cached.row.status = AgentStatus::Alive;
                 }
             }
             Err(error) => {
@@ -318,7 +321,7 @@ impl TrackerCore {
                         "reason" => reason, "status" => ?status);
                 }
                 if let Some(cached) = self.cache.get_mut(agent) {
-                    cached.snapshot.status = status;
+                    cached.row.status = status;
                     cached.images_fingerprint = None;
                 }
             }
@@ -362,8 +365,7 @@ impl TrackerCore {
             let fast = !was_absent
                 && self.cache.get(agent).is_some_and(|cached| {
                     cached.verified_at.elapsed() < CACHE_REVALIDATE_AFTER
-                        && decide_heartbeat(Some(&cached.snapshot), info)
-                            == HeartbeatDecision::Unchanged
+                        && leaves_unchanged(&cached.row, info)
                 });
             if fast {
                 self.record_images(agent, info, false).await;
@@ -390,7 +392,7 @@ impl TrackerCore {
             };
             match decide_heartbeat(rows.get(&agent), info) {
                 HeartbeatDecision::Unchanged => {
-                    self.remember(&agent, AgentSnapshot::alive_from(info), None);
+                    self.remember(&agent, KeptRow::alive(info), None);
                     self.record_images(&agent, info, true).await;
                 }
                 HeartbeatDecision::Insert => first_contacts.push(agent),
@@ -456,7 +458,7 @@ impl TrackerCore {
                 slog::info!(self.log, "agent joined"; "agent" => agent,
                     "addr" => &info.addr, "scaling_group" => &info.scaling_group,
                     "slots" => %info.available_slots.to_json());
-                self.remember(agent, AgentSnapshot::alive_from(info), None);
+                self.remember(agent, KeptRow::alive(info), None);
                 self.record_images(agent, info, true).await;
             } else {
                 self.write_heartbeat(agent, info).await;
@@ -495,7 +497,7 @@ impl TrackerCore {
                         slog::debug!(self.log, "heartbeat from a restarting agent"; "agent" => agent);
                     }
                 }
-                self.remember(agent, snapshot, None);
+                self.remember(agent, snapshot.kept(), None);
                 self.record_images(agent, info, true).await;
             }
             Err(StoreError::UnknownScalingGroup {
@@ -513,7 +515,7 @@ impl TrackerCore {
         }
     }
 
-    fn remember(&mut self, agent: &str, snapshot: AgentSnapshot, images: Option<u64>) {
+    fn remember(&mut self, agent: &str, row: KeptRow, images: Option<u64>) {
         let images_fingerprint = images.or_else(|| {
             self.cache
                 .get(agent)
@@ -522,7 +524,7 @@ impl TrackerCore {
         self.cache.insert(
             agent.to_owned(),
             CachedAgent {
-                snapshot,
+                row,
                 images_fingerprint,
                 verified_at: Instant::now(),
             },
