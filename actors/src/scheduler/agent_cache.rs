@@ -107,6 +107,7 @@ mod tests {
             available_slots: ResourceSlot::from_pairs([("cpu", cpu)]),
             occupied_slots: ResourceSlot::new(),
             container_count: 0,
+            free: Default::default(),
         }
     }
 

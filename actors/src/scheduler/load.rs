@@ -253,6 +253,7 @@ fn agent_view(row: queries::SchedulableAgentRow) -> AgentView {
         available_slots: slots_of(row.available_slots),
         occupied_slots: slots_of(row.occupied_slots),
         container_count: row.containers.max(0) as u32,
+        free: Default::default(),
     }
 }
 

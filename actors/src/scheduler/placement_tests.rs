@@ -45,6 +45,7 @@ fn agent(name: &str, available: ResourceSlot) -> AgentView {
         available_slots: available,
         occupied_slots: ResourceSlot::new(),
         container_count: 0,
+        free: Default::default(),
     }
 }
 

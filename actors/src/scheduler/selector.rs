@@ -123,7 +123,8 @@ const MAX_REMEMBERED_FAILURES: usize = 16;
 
 struct PoolAgent {
     view: Arc<AgentView>,
-    free: ResourceSlot,
+    /// Shared with the view until a placement changes it.
+    free: Arc<ResourceSlot>,
     containers: u32,
 }
 
@@ -162,7 +163,7 @@ impl AgentPool {
                     .push(index);
                 by_id.insert(view.id.clone(), index);
                 PoolAgent {
-                    free: &view.available_slots - &view.occupied_slots,
+                    free: view.free_slots(),
                     containers: view.container_count,
                     view,
                 }
@@ -292,7 +293,7 @@ impl AgentPool {
     /// Takes `slots` (and `containers` containers) from agent `index`.
     pub fn reserve(&mut self, index: usize, slots: &ResourceSlot, containers: u32) {
         let agent = &mut self.agents[index];
-        agent.free = &agent.free - slots;
+        agent.free = Arc::new(&*agent.free - slots);
         agent.containers += containers;
         self.reindex(index);
     }
@@ -300,7 +301,7 @@ impl AgentPool {
     /// Gives back what `reserve` took (a multi-node session that could not be placed whole).
     pub fn release(&mut self, index: usize, slots: &ResourceSlot, containers: u32) {
         let agent = &mut self.agents[index];
-        agent.free = &agent.free + slots;
+        agent.free = Arc::new(&*agent.free + slots);
         agent.containers = agent.containers.saturating_sub(containers);
         self.reindex(index);
         for shape in self.shapes.values_mut() {
@@ -326,8 +327,8 @@ impl AgentPool {
         let extras = num_extras(&agent.view.available_slots, &shape.zero_slots);
         let (source, descending) = match self.strategy {
             AgentSelectionStrategy::Legacy => (&agent.view.available_slots, true),
-            AgentSelectionStrategy::Concentrated => (&agent.free, false),
-            _ => (&agent.free, true),
+            AgentSelectionStrategy::Concentrated => (&*agent.free, false),
+            _ => (&*agent.free, true),
         };
         let ranks = shape
             .priorities
@@ -538,6 +539,7 @@ mod tests {
                     available_slots: available,
                     occupied_slots: ResourceSlot::new(),
                     container_count: 0,
+                    free: Default::default(),
                 })
                 .collect();
             let mut pool = AgentPool::new(views.iter().cloned().map(Arc::new).collect(), strategy, &priority, None, BTreeMap::new());

@@ -5,7 +5,7 @@
 //! the same plan.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bai_schema::{ResourceSlot, SlotUnit};
 use chrono::{DateTime, Utc};
@@ -133,6 +133,30 @@ pub struct AgentView {
     pub occupied_slots: ResourceSlot,
     /// Containers the agent runs now (for `config/agent/max-container-count`).
     pub container_count: u32,
+    /// `available_slots - occupied_slots`, worked out on first use and then shared by every
+    /// pass that plans with this view (views are not changed once shared).
+    pub free: FreeSlots,
+}
+
+impl AgentView {
+    pub fn free_slots(&self) -> Arc<ResourceSlot> {
+        Arc::clone(
+            self.free
+                .0
+                .get_or_init(|| Arc::new(&self.available_slots - &self.occupied_slots)),
+        )
+    }
+}
+
+/// An agent view's free slots once worked out. Derived from the view's other fields, so it
+/// takes no part in comparing views.
+#[derive(Debug, Clone, Default)]
+pub struct FreeSlots(OnceLock<Arc<ResourceSlot>>);
+
+impl PartialEq for FreeSlots {
+    fn eq(&self, _other: &Self) -> bool {
+        true
+    }
 }
 
 /// `scaling_groups` row as the scheduler needs it.
