@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod minilang;
 pub mod pool;
 pub mod queries;
+pub mod slot_map;
 pub mod slots;
 
 pub use pool::{DbSettings, PoolError, PoolRole};

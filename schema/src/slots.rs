@@ -14,6 +14,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
+use crate::slot_map::SlotMap;
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlotError {
     #[error("slot {slot:?} has an invalid amount {value:?}: {reason}")]
@@ -183,11 +185,11 @@ pub fn intrinsic_slot_types() -> BTreeMap<String, SlotUnit> {
 
 /// A map from slot name to amount.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResourceSlot(BTreeMap<String, SlotAmount>);
+pub struct ResourceSlot(SlotMap);
 
 impl ResourceSlot {
     pub fn new() -> Self {
-        ResourceSlot(BTreeMap::new())
+        ResourceSlot(SlotMap::new())
     }
 
     pub fn from_pairs<K: Into<String>, V: Into<SlotAmount>>(
@@ -217,12 +219,19 @@ impl ResourceSlot {
         self.0.remove(slot)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&String, &SlotAmount)> {
+    /// The slots in name order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &SlotAmount)> {
         self.0.iter()
     }
 
-    pub fn keys(&self) -> impl Iterator<Item = &String> {
+    /// The slot names in order.
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
         self.0.keys()
+    }
+
+    /// The amount of `slot` when present (unlike [`ResourceSlot::get`], no zero for absent).
+    pub fn amount(&self, slot: &str) -> Option<SlotAmount> {
+        self.0.get(slot).copied()
     }
 
     pub fn len(&self) -> usize {
@@ -231,10 +240,6 @@ impl ResourceSlot {
 
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
-    }
-
-    pub fn as_map(&self) -> &BTreeMap<String, SlotAmount> {
-        &self.0
     }
 
     /// True when every amount is zero (or there are none).
@@ -283,7 +288,7 @@ impl ResourceSlot {
         };
         let mut result = explicit.clone();
         for slot in known {
-            result.0.entry(slot.clone()).or_insert(fill);
+            result.0.get_or_insert(slot, fill);
         }
         result
     }
@@ -295,7 +300,7 @@ impl ResourceSlot {
             serde_json::Value::Null => return Ok(ResourceSlot::new()),
             other => return Err(SlotError::NotAnObject(type_name(other).to_owned())),
         };
-        let mut slots = BTreeMap::new();
+        let mut slots = SlotMap::new();
         for (slot, raw) in object {
             let text = match raw {
                 serde_json::Value::Null => continue,
@@ -335,7 +340,7 @@ impl ResourceSlot {
             serde_json::Value::Null => return Ok(ResourceSlot::new()),
             other => return Err(SlotError::NotAnObject(type_name(other).to_owned())),
         };
-        let mut slots = BTreeMap::new();
+        let mut slots = SlotMap::new();
         for (slot, raw) in object {
             let text = match raw {
                 serde_json::Value::Null => continue,
@@ -403,8 +408,8 @@ impl Add<&ResourceSlot> for &ResourceSlot {
     type Output = ResourceSlot;
     fn add(self, other: &ResourceSlot) -> ResourceSlot {
         let mut result = self.clone();
-        for (slot, amount) in &other.0 {
-            let entry = result.0.entry(slot.clone()).or_insert(SlotAmount::ZERO);
+        for (slot, amount) in other.0.iter() {
+            let entry = result.0.get_or_insert(slot, SlotAmount::ZERO);
             *entry = *entry + *amount;
         }
         result
@@ -415,8 +420,8 @@ impl Sub<&ResourceSlot> for &ResourceSlot {
     type Output = ResourceSlot;
     fn sub(self, other: &ResourceSlot) -> ResourceSlot {
         let mut result = self.clone();
-        for (slot, amount) in &other.0 {
-            let entry = result.0.entry(slot.clone()).or_insert(SlotAmount::ZERO);
+        for (slot, amount) in other.0.iter() {
+            let entry = result.0.get_or_insert(slot, SlotAmount::ZERO);
             *entry = *entry - *amount;
         }
         result
@@ -432,7 +437,7 @@ impl FromIterator<(String, SlotAmount)> for ResourceSlot {
 impl Serialize for ResourceSlot {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut map = serializer.serialize_map(Some(self.0.len()))?;
-        for (slot, amount) in &self.0 {
+        for (slot, amount) in self.0.iter() {
             map.serialize_entry(slot, &amount.to_string())?;
         }
         map.end()

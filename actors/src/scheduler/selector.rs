@@ -55,7 +55,7 @@ impl AgentSelectionStrategy {
 /// right after their device (`cuda`); names the priority list does not know come last, by name.
 pub fn order_by_priority(requested: &ResourceSlot, resource_priority: &[String]) -> Vec<String> {
     let mut priority: Vec<String> = resource_priority.to_vec();
-    for slot in requested.as_map().keys().rev() {
+    for slot in requested.keys().rev() {
         let device = slot.split('.').next().unwrap_or(slot);
         if !priority.contains(slot)
             && let Some(position) = priority.iter().position(|p| p == device)
@@ -333,7 +333,7 @@ impl AgentPool {
         let ranks = shape
             .priorities
             .iter()
-            .map(|slot| rank(source.as_map().get(slot).copied(), descending))
+            .map(|slot| rank(source.amount(slot), descending))
             .collect();
         (extras, ranks, index)
     }
@@ -498,7 +498,7 @@ mod tests {
                 num_extras(&view.available_slots, requested),
                 priorities
                     .iter()
-                    .map(|slot| rank(source.as_map().get(slot).copied(), descending))
+                    .map(|slot| rank(source.amount(slot), descending))
                     .collect(),
             )
         };
