@@ -30,18 +30,29 @@ pub fn install(debug_enabled: bool, watchdog: &Watchdog, log: &slog::Logger) {
             "actor" => &actor, "actors" => watchdog.watched().join(","));
         return;
     };
-    info!(log, "fault injection armed: SIGUSR1 stops, SIGUSR2 panics"; "actor" => &actor);
-    actix_web::rt::spawn(relay_signals(target, log.clone()));
-}
-
-async fn relay_signals(target: Recipient<InjectFault>, log: slog::Logger) {
+    // The handlers are in place before the line that says so: a signal sent on seeing it must
+    // not find the default action (which ends the worker).
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut stop), Ok(mut panic)) = (
+    let (stop, panic) = match (
         signal(SignalKind::user_defined1()),
         signal(SignalKind::user_defined2()),
-    ) else {
-        return;
+    ) {
+        (Ok(stop), Ok(panic)) => (stop, panic),
+        (Err(error), _) | (_, Err(error)) => {
+            warn!(log, "cannot install the fault injection signal handlers"; "error" => %error);
+            return;
+        }
     };
+    info!(log, "fault injection armed: SIGUSR1 stops, SIGUSR2 panics"; "actor" => &actor);
+    actix_web::rt::spawn(relay_signals(target, stop, panic, log.clone()));
+}
+
+async fn relay_signals(
+    target: Recipient<InjectFault>,
+    mut stop: tokio::signal::unix::Signal,
+    mut panic: tokio::signal::unix::Signal,
+    log: slog::Logger,
+) {
     loop {
         let fault = tokio::select! {
             _ = stop.recv() => InjectFault::Stop,
