@@ -51,6 +51,11 @@ impl From<QueryError> for LoadError {
     }
 }
 
+/// The distinct values of `values`, in order (the keys a pass reads policies and limits by).
+fn distinct<T: Ord>(values: impl Iterator<Item = T>) -> Vec<T> {
+    values.collect::<BTreeSet<_>>().into_iter().collect()
+}
+
 /// Parses a stored ResourceSlot column, dropping values that do not parse (a bad row must not
 /// stop every pass; the loader logs nothing here, the amount counts as absent).
 pub fn slots_of(value: Option<serde_json::Value>) -> ResourceSlot {
@@ -91,12 +96,7 @@ pub async fn load_snapshot<C: GenericClient>(
             ..SchedulingSnapshot::default()
         });
     }
-    let pending_groups: Vec<String> = pending
-        .iter()
-        .map(|s| s.scaling_group.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let pending_groups: Vec<String> = distinct(pending.iter().map(|s| s.scaling_group.clone()));
     let scaling_groups = load_scaling_groups(client, &options.roundrobin).await?;
     // Only the groups something waits in are planned, so only their agents are read.
     let agents = match (&options.agent_cache, options.max_container_count) {
@@ -109,36 +109,15 @@ pub async fn load_snapshot<C: GenericClient>(
         }
     };
 
-    let access_keys: Vec<String> = pending
-        .iter()
-        .map(|s| s.access_key.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let users: Vec<Uuid> = pending
-        .iter()
-        .map(|s| s.user_uuid)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let groups: Vec<Uuid> = pending
-        .iter()
-        .map(|s| s.group_id)
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let domains: Vec<String> = pending
-        .iter()
-        .map(|s| s.domain_name.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let images: Vec<String> = pending
-        .iter()
-        .flat_map(|s| s.kernels.iter().map(|k| k.image.clone()))
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let access_keys: Vec<String> = distinct(pending.iter().map(|s| s.access_key.clone()));
+    let users: Vec<Uuid> = distinct(pending.iter().map(|s| s.user_uuid));
+    let groups: Vec<Uuid> = distinct(pending.iter().map(|s| s.group_id));
+    let domains: Vec<String> = distinct(pending.iter().map(|s| s.domain_name.clone()));
+    let images: Vec<String> = distinct(
+        pending
+            .iter()
+            .flat_map(|s| s.kernels.iter().map(|k| k.image.clone())),
+    );
 
     Ok(SchedulingSnapshot {
         now: options.now,
