@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bai_actors::agent_rpc::{AgentRpc, RpcTimeouts};
-use bai_actors::scheduler::dispatch::{DispatchDeps, DispatchOutcome, dispatch_claimed_session};
+use bai_actors::scheduler::dispatch::{
+    DispatchDeps, DispatchOutcome, dispatch_claimed_session, dispatch_claimed_sessions,
+};
 use bai_actors::scheduler::pass::run_pass;
 use bai_actors::scheduler::reconcile::{ReconcileReport, reconcile};
 use bai_actors::scheduler::reserve::Admission;
@@ -407,11 +409,27 @@ async fn a_claiming_pass_leaves_its_sessions_prepared_for_its_own_dispatch() {
         stat_redis: None,
     };
     let dead_dispatcher = sessions[3];
+    let first = dispatch_claimed_session(&deps, sessions[0], claimed_at)
+        .await
+        .unwrap();
+    assert_eq!(first, DispatchOutcome::Started);
+    // A pass's sessions go together: the one dispatched already is left alone.
+    let together = dispatch_claimed_sessions(&deps, &sessions[..3], claimed_at)
+        .await
+        .unwrap();
+    let together: Vec<(Uuid, DispatchOutcome)> = together
+        .into_iter()
+        .map(|(session, outcome)| (session, outcome.unwrap()))
+        .collect();
+    assert_eq!(
+        together,
+        vec![
+            (sessions[0], DispatchOutcome::NotOurs),
+            (sessions[1], DispatchOutcome::Started),
+            (sessions[2], DispatchOutcome::Started),
+        ]
+    );
     for session in &sessions[..3] {
-        let outcome = dispatch_claimed_session(&deps, *session, claimed_at)
-            .await
-            .unwrap();
-        assert_eq!(outcome, DispatchOutcome::Started);
         let again = dispatch_claimed_session(&deps, *session, claimed_at)
             .await
             .unwrap();

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use super::destroy::{destroy_session, live_sessions};
-use super::dispatch::{DispatchDeps, dispatch_claimed_session};
+use super::dispatch::{DispatchDeps, dispatch_claimed_sessions};
 use super::etcd_state::{
     Cursors, changed_cursors, load_cursors, load_max_container_count, store_cursors,
 };
@@ -312,10 +312,9 @@ async fn locked_pass(shared: Arc<Shared>) {
         }
         cursors.extend(moved);
         let more = report.pending as i64 >= MAX_PENDING_PER_PASS && !report.scheduled.is_empty();
-        for (session_id, _) in &report.scheduled {
-            scheduled.push(*session_id);
-            start_dispatch(&shared, *session_id, now);
-        }
+        let placed: Vec<Uuid> = report.scheduled.iter().map(|(id, _)| *id).collect();
+        start_dispatches(&shared, &placed, now);
+        scheduled.extend(placed);
         if !more {
             break;
         }
@@ -335,33 +334,53 @@ async fn locked_pass(shared: Arc<Shared>) {
     }
 }
 
-/// Starts a session's dispatch beside the pass; at most [`MAX_CONCURRENT_DISPATCHES`] run at
-/// once, and all end when the scheduler is dropped (a cut dispatch leaves the session to the
-/// reconciler, as a crash would).
-fn start_dispatch(shared: &Arc<Shared>, session_id: Uuid, claimed_at: DateTime<Utc>) {
-    let shared = shared.clone();
-    actix::spawn(async move {
-        let cancel = shared.cancel.clone();
-        tokio::select! {
-            () = dispatch_one(&shared, session_id, claimed_at) => {}
-            () = cancel.cancelled() => {}
-        }
-    });
+/// Starts the dispatch of one pass's sessions beside the pass, [`DISPATCH_CHUNK`] sessions per
+/// task; at most [`MAX_CONCURRENT_DISPATCHES`] sessions are dispatched at once, and all end
+/// when the scheduler is dropped (a cut dispatch leaves the session to the reconciler, as a
+/// crash would).
+fn start_dispatches(shared: &Arc<Shared>, session_ids: &[Uuid], claimed_at: DateTime<Utc>) {
+    for chunk in session_ids.chunks(DISPATCH_CHUNK) {
+        let shared = shared.clone();
+        let chunk = chunk.to_vec();
+        actix::spawn(async move {
+            let cancel = shared.cancel.clone();
+            tokio::select! {
+                () = dispatch_chunk(&shared, &chunk, claimed_at) => {}
+                () = cancel.cancelled() => {}
+            }
+        });
+    }
 }
 
-async fn dispatch_one(shared: &Shared, session_id: Uuid, claimed_at: DateTime<Utc>) {
-    {
-        let Ok(_permit) = shared.dispatches.acquire().await else {
-            return;
-        };
-        match dispatch_claimed_session(&shared.deps.dispatch, session_id, claimed_at).await {
-            Ok(outcome) => {
-                debug!(shared.deps.log, "dispatched"; "session" => %session_id, "outcome" => ?outcome)
+/// Sessions of a pass dispatched together: their kernels are marked as sent in one statement
+/// (one commit instead of one per session) and their launches read in another.
+pub const DISPATCH_CHUNK: usize = 64;
+// A chunk takes a permit per session, all at once.
+const _: () = assert!(DISPATCH_CHUNK <= MAX_CONCURRENT_DISPATCHES);
+
+async fn dispatch_chunk(shared: &Shared, session_ids: &[Uuid], claimed_at: DateTime<Utc>) {
+    let permits = session_ids.len().min(DISPATCH_CHUNK) as u32;
+    let Ok(_permits) = shared.dispatches.acquire_many(permits).await else {
+        return;
+    };
+    let log = &shared.deps.log;
+    match dispatch_claimed_sessions(&shared.deps.dispatch, session_ids, claimed_at).await {
+        Ok(outcomes) => {
+            for (session_id, outcome) in outcomes {
+                match outcome {
+                    Ok(outcome) => {
+                        debug!(log, "dispatched"; "session" => %session_id, "outcome" => ?outcome)
+                    }
+                    Err(error) => {
+                        warn!(log, "dispatch failed; the reconciler will retry";
+                            "session" => %session_id, "error" => %error)
+                    }
+                }
             }
-            Err(error) => {
-                warn!(shared.deps.log, "dispatch failed; the reconciler will retry";
-                    "session" => %session_id, "error" => %error)
-            }
+        }
+        Err(error) => {
+            warn!(log, "dispatch failed; the reconciler will retry";
+                "sessions" => session_ids.len(), "error" => %error)
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Starting scheduled sessions: SCHEDULED → PREPARING (a compare-and-set, so one worker
 //! dispatches each session; the scheduler's own pass claims what it places in its reservation
 //! transaction, see `reserve::Admission`), then `create_kernels` once per agent with the
-//! kernels placed on it.
+//! kernels placed on it. A pass's sessions are dispatched together: one statement marks all
+//! their kernels as sent and one reads all their launches.
 //! A session whose agents fail to create its kernels is CANCELLED (`failed-to-start`) and its
 //! slots are freed; kernels created on other agents are destroyed.
 
@@ -125,27 +126,67 @@ pub async fn dispatch_claimed_session(
     session_id: Uuid,
     claimed_at: DateTime<Utc>,
 ) -> Result<DispatchOutcome, DispatchError> {
+    let mut outcomes = dispatch_claimed_sessions(deps, &[session_id], claimed_at).await?;
+    outcomes
+        .pop()
+        .map_or(Ok(DispatchOutcome::NotOurs), |(_, outcome)| outcome)
+}
+
+/// What [`dispatch_claimed_sessions`] did with each session, in the order given.
+pub type SessionOutcomes = Vec<(Uuid, Result<DispatchOutcome, DispatchError>)>;
+
+/// Creates the kernels of `session_ids`, all claimed by this worker at `claimed_at` (one pass's
+/// reservation): one statement marks them all as sent and one reads all their launches, then
+/// each session's `create_kernels` calls run side by side. An error in those two statements
+/// fails them all; after that each session ends on its own.
+pub async fn dispatch_claimed_sessions(
+    deps: &DispatchDeps,
+    session_ids: &[Uuid],
+    claimed_at: DateTime<Utc>,
+) -> Result<SessionOutcomes, DispatchError> {
     let client = deps.pool.get().await.map_err(DispatchError::Pool)?;
-    let launch_rows = dispatch_sql::launch_rows(&client, session_id)
-        .await
-        .map_err(query_err)?;
-    // `prepared` → `creating` right before the call, as a compare-and-set on this claim's
+    // `prepared` → `creating` right before the calls, as a compare-and-set on this claim's
     // `status_changed`: the reconciler may re-dispatch kernels still `prepared` (never sent) and
-    // does so with the same kind of compare-and-set, so exactly one of the two goes on.
-    let marked = dispatch_sql::mark_kernels_sent(
-        &client,
-        session_id,
-        claimed_at,
-        SENT_STATUS_INFO,
-        CLAIMED_STATUS_INFO,
+    // does so with the same kind of compare-and-set, so exactly one of the two goes on. Both
+    // statements go out together; the launches of sessions not marked are dropped.
+    let (marked, rows) = futures::try_join!(
+        dispatch_sql::mark_kernels_sent(
+            &client,
+            session_ids,
+            claimed_at,
+            SENT_STATUS_INFO,
+            CLAIMED_STATUS_INFO,
+        ),
+        dispatch_sql::launch_rows(&client, session_ids),
     )
-    .await
     .map_err(query_err)?;
-    if marked == 0 {
-        return Ok(DispatchOutcome::NotOurs);
-    }
-    // The registry lookups in etcd need no database connection.
     drop(client);
+    let mut rows_by_session: BTreeMap<Uuid, Vec<LaunchRow>> = BTreeMap::new();
+    for row in rows {
+        if marked.binary_search(&row.session_id).is_ok() {
+            rows_by_session.entry(row.session_id).or_default().push(row);
+        }
+    }
+    let starts = session_ids.iter().map(|session_id| {
+        let rows = rows_by_session.remove(session_id);
+        async move {
+            let outcome = match rows {
+                Some(rows) => start_marked_session(deps, *session_id, rows).await,
+                None => Ok(DispatchOutcome::NotOurs),
+            };
+            (*session_id, outcome)
+        }
+    });
+    Ok(futures::future::join_all(starts).await)
+}
+
+/// Sends `create_kernels` for a session whose kernels (`launch_rows`, in cluster order) were
+/// just marked as sent, and records what the agents replied.
+async fn start_marked_session(
+    deps: &DispatchDeps,
+    session_id: Uuid,
+    launch_rows: Vec<LaunchRow>,
+) -> Result<DispatchOutcome, DispatchError> {
     let kernels = launches(launch_rows, session_id, deps.etcd.as_ref()).await?;
 
     let mut per_agent: BTreeMap<String, (AgentTarget, Vec<KernelLaunch>)> = BTreeMap::new();

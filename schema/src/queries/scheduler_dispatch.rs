@@ -54,6 +54,7 @@ pub async fn claim_kernels(
 #[derive(Debug, Clone, PartialEq)]
 pub struct LaunchRow {
     pub id: Uuid,
+    pub session_id: Uuid,
     pub session_type: String,
     pub cluster_mode: String,
     pub cluster_size: i32,
@@ -93,10 +94,10 @@ pub struct LaunchRow {
     pub session_name: String,
 }
 
-/// The session's PREPARING kernels to create, by cluster index and id.
+/// The PREPARING kernels of `session_ids` to create, by session, cluster index and id.
 pub async fn launch_rows(
     client: &impl deadpool_postgres::GenericClient,
-    session_id: Uuid,
+    session_ids: &[Uuid],
 ) -> Result<Vec<LaunchRow>, QueryError> {
     let statement = client
         .prepare_cached(
@@ -108,18 +109,18 @@ pub async fn launch_rows(
                     k.internal_data, coalesce(k.preopen_ports, '{}'::int[]), k.user_uuid, k.group_id,
                     k.agent, coalesce(k.agent_addr, a.addr), a.version, coalesce(k.scaling_group, 'default'),
                     i.labels, i.project, i.is_local, i.config_digest, u.email, u.full_name,
-                    coalesce(k.access_key, ''), coalesce(k.session_name, '')
+                    coalesce(k.access_key, ''), coalesce(k.session_name, ''), k.session_id
                FROM kernels k
                JOIN agents a ON a.id = k.agent
                LEFT JOIN images i ON i.name = k.image AND i.architecture = k.architecture
                LEFT JOIN users u ON u.uuid = k.user_uuid
-              WHERE k.session_id = $1 AND k.status = 'PREPARING'
-              ORDER BY k.cluster_idx, k.id",
+              WHERE k.session_id = ANY($1) AND k.status = 'PREPARING'
+              ORDER BY k.session_id, k.cluster_idx, k.id",
         )
         .await
         .map_err(db_err("preparing the launch query"))?;
     let rows = client
-        .query(&statement, &[&session_id])
+        .query(&statement, &[&session_ids])
         .await
         .map_err(db_err("reading the kernels to create"))?;
     rows.iter()
@@ -158,32 +159,42 @@ pub async fn launch_rows(
                 user_full_name: row.read(30)?,
                 access_key: row.read(31)?,
                 session_name: row.read(32)?,
+                session_id: row.read(33)?,
             })
         })
         .collect()
 }
 
-/// Sets `status_info = sent` on the session's PREPARING kernels still `claimed` since `claimed_at`
-/// (this claim's `status_changed`); returns how many rows changed (0: the reconciler took them).
+/// Sets `status_info = sent` on the PREPARING kernels of `session_ids` still `claimed` since
+/// `claimed_at` (this claim's `status_changed`); returns the sessions whose kernels it marked,
+/// each once (a session left out: the reconciler took its kernels).
 pub async fn mark_kernels_sent(
     client: &impl deadpool_postgres::GenericClient,
-    session_id: Uuid,
+    session_ids: &[Uuid],
     claimed_at: DateTime<Utc>,
     sent: &str,
     claimed: &str,
-) -> Result<u64, QueryError> {
+) -> Result<Vec<Uuid>, QueryError> {
     let statement = client
         .prepare_cached(
             "UPDATE kernels SET status_info = $3
-              WHERE session_id = $1 AND status = 'PREPARING' AND status_info = $4
-                AND status_changed = $2",
+              WHERE session_id = ANY($1) AND status = 'PREPARING' AND status_info = $4
+                AND status_changed = $2
+          RETURNING session_id",
         )
         .await
         .map_err(db_err("preparing the sent mark"))?;
-    client
-        .execute(&statement, &[&session_id, &claimed_at, &sent, &claimed])
+    let rows = client
+        .query(&statement, &[&session_ids, &claimed_at, &sent, &claimed])
         .await
-        .map_err(db_err("marking kernels as sent to their agents"))
+        .map_err(db_err("marking kernels as sent to their agents"))?;
+    let mut marked = rows
+        .iter()
+        .map(|row| row.read::<_, Uuid>(0))
+        .collect::<Result<Vec<_>, _>>()?;
+    marked.sort_unstable();
+    marked.dedup();
+    Ok(marked)
 }
 
 /// The distinct agents of a session's kernels (`None` for a kernel without one).
