@@ -28,6 +28,11 @@ use crate::wire::entry::{EVENT_STREAM, decode_entry};
 pub const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// Entries per XREADGROUP: at 10,000 heartbeats/s a batch covers ~50-100 ms of traffic.
 pub const READ_BATCH: usize = 1000;
+/// How long a batch that is not full waits for later entries before it is handled: the
+/// kernel events of sessions started or ended within it are applied in one transaction, and
+/// a `kernel_started` event finds the `create_kernels` reply's transaction done instead of
+/// racing it for the row. The cost is this much lag on every event of a quiet stream.
+pub const GATHER_WINDOW: Duration = Duration::from_millis(20);
 /// An entry delivered to a consumer and not acknowledged for this long is taken over
 /// (the original's XAUTOCLAIM min-idle-time).
 pub const CLAIM_MIN_IDLE: Duration = Duration::from_millis(1000);
@@ -81,6 +86,30 @@ pub(super) struct Consumer {
     pub retained: Vec<ReceivedEvent>,
 }
 
+/// Waits until `batch` is [`GATHER_WINDOW`] old, unless it is full, then adds what was read
+/// meanwhile: a quiet stream's entries come one per read, and each would cost its
+/// subscribers a transaction of its own (group commit). A handler that fell behind finds
+/// its batches older than that and does not wait.
+async fn gather(queue: &mut mpsc::UnboundedReceiver<ReadBatch>, batch: ReadBatch) -> ReadBatch {
+    if batch.entries.len() < READ_BATCH {
+        let until = tokio::time::Instant::from_std(batch.read_at) + GATHER_WINDOW;
+        tokio::time::sleep_until(until).await;
+    }
+    coalesce(queue, batch)
+}
+
+/// Adds the batches queued behind `batch`, up to [`READ_BATCH`] entries: a handler that
+/// fell behind catches up in fewer, larger rounds of subscriber work and XACK.
+fn coalesce(queue: &mut mpsc::UnboundedReceiver<ReadBatch>, mut batch: ReadBatch) -> ReadBatch {
+    while batch.entries.len() < READ_BATCH {
+        match queue.try_recv() {
+            Ok(later) => batch.absorb(later),
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
 impl Consumer {
     async fn connection(&mut self) -> Result<MultiplexedConnection, redis::RedisError> {
         if let Some(connection) = &self.connection {
@@ -107,21 +136,12 @@ impl Consumer {
                     Err(_) => None,
                 }
             };
-            let batch = batch.map(|batch| self.coalesce(batch));
+            let batch = match batch {
+                Some(batch) => Some(gather(&mut self.queue, batch).await),
+                None => None,
+            };
             self.handle(batch).await;
         }
-    }
-
-    /// Adds the batches queued behind `batch`, up to [`READ_BATCH`] entries: a handler that
-    /// fell behind catches up in fewer, larger rounds of subscriber work and XACK.
-    fn coalesce(&mut self, mut batch: ReadBatch) -> ReadBatch {
-        while batch.entries.len() < READ_BATCH {
-            match self.queue.try_recv() {
-                Ok(later) => batch.absorb(later),
-                Err(_) => break,
-            }
-        }
-        batch
     }
 
     /// Decodes, dispatches and acknowledges one batch (after the events retained from earlier
@@ -353,6 +373,65 @@ pub(super) async fn dispatch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn read_batch(ids: std::ops::Range<usize>, read_at: std::time::Instant) -> ReadBatch {
+        ReadBatch {
+            entries: ids
+                .map(|n| RawEntry {
+                    id: format!("{n}-0"),
+                    fields: None,
+                })
+                .collect(),
+            read_at,
+            room: Vec::new(),
+        }
+    }
+
+    fn ids(batch: &ReadBatch) -> Vec<&str> {
+        batch
+            .entries
+            .iter()
+            .map(|entry| entry.id.as_str())
+            .collect()
+    }
+
+    /// Sends a batch of entry `id` after `delay`.
+    fn read_later(queue: &mpsc::UnboundedSender<ReadBatch>, id: usize, delay: Duration) {
+        let queue = queue.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = queue.send(read_batch(id..id + 1, std::time::Instant::now()));
+        });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_fresh_batch_waits_for_the_entries_read_within_the_window() {
+        let (sender, mut queue) = mpsc::unbounded_channel();
+        read_later(&sender, 2, GATHER_WINDOW / 4);
+        read_later(&sender, 3, GATHER_WINDOW / 2);
+        read_later(&sender, 4, GATHER_WINDOW * 2);
+        let batch = gather(&mut queue, read_batch(1..2, std::time::Instant::now())).await;
+        assert_eq!(ids(&batch), ["1-0", "2-0", "3-0"]);
+        // Entry 4 came after the window: it opens the next batch.
+        let next = queue.recv().await.unwrap();
+        assert_eq!(ids(&next), ["4-0"]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_old_or_full_batch_is_handled_at_once() {
+        let (sender, mut queue) = mpsc::unbounded_channel();
+        read_later(&sender, 5000, GATHER_WINDOW / 4);
+        let old = std::time::Instant::now() - GATHER_WINDOW;
+        let batch = gather(&mut queue, read_batch(1..2, old)).await;
+        assert_eq!(ids(&batch), ["1-0"]);
+        let full = gather(
+            &mut queue,
+            read_batch(0..READ_BATCH, std::time::Instant::now()),
+        )
+        .await;
+        assert_eq!(full.entries.len(), READ_BATCH);
+        assert_eq!(ids(&queue.recv().await.unwrap()), ["5000-0"]);
+    }
 
     #[test]
     fn malformed_entries_are_dropped_from_the_batch_not_the_good_ones() {
