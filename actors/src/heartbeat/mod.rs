@@ -261,12 +261,12 @@ impl TrackerCore {
     }
 
     async fn handle_batch(&mut self, events: Vec<ReceivedEvent>) {
-        let mut heartbeats: Vec<(String, AgentInfo)> = Vec::new();
+        let mut heartbeats: Vec<(String, Arc<AgentInfo>)> = Vec::new();
         for received in events {
             match received.event {
                 Event::AgentHeartbeat(info) => {
                     crate::metrics::bump(&crate::metrics::METRICS.heartbeats);
-                    heartbeats.push((received.source, *info))
+                    heartbeats.push((received.source, info))
                 }
                 Event::AgentStarted { reason } => {
                     self.flush_heartbeats(std::mem::take(&mut heartbeats)).await;
@@ -333,13 +333,13 @@ impl TrackerCore {
         }
     }
 
-    async fn flush_heartbeats(&mut self, heartbeats: Vec<(String, AgentInfo)>) {
+    async fn flush_heartbeats(&mut self, heartbeats: Vec<(String, Arc<AgentInfo>)>) {
         if heartbeats.is_empty() {
             return;
         }
         self.stats.heartbeats += heartbeats.len() as u64;
         // Only the newest heartbeat of each agent in the batch matters.
-        let mut latest: HashMap<String, AgentInfo> = HashMap::with_capacity(heartbeats.len());
+        let mut latest: HashMap<String, Arc<AgentInfo>> = HashMap::with_capacity(heartbeats.len());
         let mut order = Vec::with_capacity(heartbeats.len());
         for (agent, info) in heartbeats {
             if latest.insert(agent.clone(), info).is_none() {
@@ -356,7 +356,8 @@ impl TrackerCore {
                 vec![true; order.len()]
             }
         };
-        self.record_new_slot_types(latest.values()).await;
+        self.record_new_slot_types(latest.values().map(|info| &**info))
+            .await;
         let mut to_verify = Vec::new();
         for (agent, was_absent) in order.iter().zip(newly_seen) {
             let Some(info) = latest.get(agent) else {
@@ -408,7 +409,7 @@ impl TrackerCore {
     async fn insert_first_contacts(
         &mut self,
         agents: Vec<String>,
-        latest: &HashMap<String, AgentInfo>,
+        latest: &HashMap<String, Arc<AgentInfo>>,
     ) {
         if agents.is_empty() {
             return;
@@ -437,7 +438,7 @@ impl TrackerCore {
                 continue;
             };
             if known.contains(&info.scaling_group) {
-                batch.push((agent.as_str(), info));
+                batch.push((agent.as_str(), &**info));
             } else {
                 // The one-by-one path logs and counts it.
                 self.write_heartbeat(agent, info).await;

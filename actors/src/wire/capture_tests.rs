@@ -31,7 +31,7 @@ fn entry(name: &str, source: &str, body_field: &str, body: &[u8]) -> Vec<(Vec<u8
 
 fn heartbeat(fields: &[(Vec<u8>, Vec<u8>)]) -> super::AgentInfo {
     match decode_entry(fields).unwrap().1 {
-        Event::AgentHeartbeat(info) => *info,
+        Event::AgentHeartbeat(info) => std::sync::Arc::unwrap_or_clone(info),
         other => panic!("decoded {other:?}"),
     }
 }
@@ -90,7 +90,7 @@ fn the_23_09_and_26_heartbeats_decode_to_the_same_fields() {
 #[test]
 fn re_encoding_the_23_09_heartbeat_gives_the_captured_bytes() {
     let info = heartbeat(&entry("agent_heartbeat", "a", "args", HEARTBEAT_2309));
-    let event = Event::AgentHeartbeat(Box::new(info));
+    let event = Event::AgentHeartbeat(std::sync::Arc::new(info));
     let packed = super::msgpack::encode(&super::Value::Array(event.to_args().unwrap()));
     assert_eq!(hex::encode(packed), hex::encode(HEARTBEAT_2309));
 }

@@ -3,6 +3,7 @@
 //! and the key names of each object are those of `ai.backend.common.events`.
 
 use serde_json::{Map, Value as Json, json};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::agent_info::{AgentInfo, AgentInfoError};
@@ -20,7 +21,7 @@ pub enum EventBody {
 /// One event, whichever agent generation or manager produced it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    AgentHeartbeat(Box<AgentInfo>),
+    AgentHeartbeat(Arc<AgentInfo>),
     /// `reason`: "self-started", "revived", ...
     AgentStarted {
         reason: String,
@@ -600,7 +601,7 @@ fn decode_heartbeat(body: &EventBody) -> Result<Event, EventError> {
             AgentInfo::from_json(info)?
         }
     };
-    Ok(Event::AgentHeartbeat(Box::new(info)))
+    Ok(Event::AgentHeartbeat(Arc::new(info)))
 }
 
 /// `do_sync_kernel_stats`: `([kernel_id, ...],)` (23.09) or `{"kernel_ids": [...]}` (the

@@ -106,7 +106,7 @@ impl SimAgent {
     }
 
     pub fn heartbeat(&self) -> Event {
-        Event::AgentHeartbeat(Box::new(self.info.clone()))
+        Event::AgentHeartbeat(std::sync::Arc::new(self.info.clone()))
     }
 }
 
