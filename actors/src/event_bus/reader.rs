@@ -219,7 +219,7 @@ impl Reader {
             }
             Err(error) => return Err(error.into()),
         };
-        let entries = read_reply(&reply).map_err(shape_error)?;
+        let entries = read_reply(reply).map_err(shape_error)?;
         if let Some(first) = entries.first() {
             self.trim_candidate = Some(first.id.clone());
         }
@@ -284,7 +284,7 @@ impl Reader {
                 }
                 Err(error) => return Err(error),
             };
-            let (next, entries) = autoclaim_reply(&reply).map_err(shape_error)?;
+            let (next, entries) = autoclaim_reply(reply).map_err(shape_error)?;
             claimed.extend(entries);
             if next == "0-0" || next == cursor || claimed.len() >= READ_BATCH * 10 {
                 return Ok(claimed);

@@ -15,68 +15,77 @@ pub struct RawEntry {
 #[error("unexpected Redis stream reply shape: {0}")]
 pub struct ReplyShapeError(pub String);
 
-fn bytes(value: &RedisValue) -> Option<Vec<u8>> {
+fn bytes(value: RedisValue) -> Option<Vec<u8>> {
     match value {
-        RedisValue::BulkString(bytes) => Some(bytes.clone()),
-        RedisValue::SimpleString(text) => Some(text.as_bytes().to_vec()),
+        RedisValue::BulkString(bytes) => Some(bytes),
+        RedisValue::SimpleString(text) => Some(text.into_bytes()),
         RedisValue::Int(number) => Some(number.to_string().into_bytes()),
         _ => None,
     }
 }
 
-fn text(value: &RedisValue) -> Option<String> {
+fn text(value: RedisValue) -> Option<String> {
     bytes(value).and_then(|raw| String::from_utf8(raw).ok())
 }
 
-fn items(value: &RedisValue) -> Option<&[RedisValue]> {
+/// The items of an array, or the value itself when it is not one (for the error).
+fn items(value: RedisValue) -> Result<Vec<RedisValue>, RedisValue> {
     match value {
-        RedisValue::Array(items) | RedisValue::Set(items) => Some(items),
-        _ => None,
+        RedisValue::Array(items) | RedisValue::Set(items) => Ok(items),
+        other => Err(other),
     }
 }
 
 /// `[id, [field, value, ...]]` (RESP2) — the field list may also be a RESP3 map or nil.
-fn entry(value: &RedisValue) -> Result<RawEntry, ReplyShapeError> {
-    let shape = || ReplyShapeError(format!("stream entry {value:?}"));
-    let parts = items(value).ok_or_else(shape)?;
-    let id = parts.first().and_then(text).ok_or_else(shape)?;
-    let fields = match parts.get(1) {
+fn entry(value: RedisValue) -> Result<RawEntry, ReplyShapeError> {
+    let mut parts = items(value)
+        .map_err(|other| ReplyShapeError(format!("stream entry {other:?}")))?
+        .into_iter();
+    let id = match parts.next() {
+        Some(first) => {
+            let shown = format!("{first:?}");
+            text(first).ok_or_else(|| ReplyShapeError(format!("stream entry id {shown}")))?
+        }
+        None => return Err(ReplyShapeError("stream entry without an id".to_owned())),
+    };
+    let fields = match parts.next() {
         None | Some(RedisValue::Nil) => None,
         Some(RedisValue::Map(pairs)) => Some(
             pairs
-                .iter()
+                .into_iter()
                 .map(|(k, v)| (bytes(k).unwrap_or_default(), bytes(v).unwrap_or_default()))
                 .collect(),
         ),
         Some(list) => {
-            let flat = items(list).ok_or_else(shape)?;
-            Some(
-                flat.chunks(2)
-                    .map(|pair| {
-                        let key = bytes(&pair[0]).unwrap_or_default();
-                        let value = pair.get(1).and_then(bytes).unwrap_or_default();
-                        (key, value)
-                    })
-                    .collect(),
-            )
+            let mut flat = items(list)
+                .map_err(|other| ReplyShapeError(format!("stream entry {id} fields {other:?}")))?
+                .into_iter();
+            let mut pairs = Vec::with_capacity(flat.len().div_ceil(2));
+            while let Some(key) = flat.next() {
+                let key = bytes(key).unwrap_or_default();
+                let value = flat.next().and_then(bytes).unwrap_or_default();
+                pairs.push((key, value));
+            }
+            Some(pairs)
         }
     };
     Ok(RawEntry { id, fields })
 }
 
-fn entries(value: &RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> {
+fn entries(value: RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> {
     match value {
         RedisValue::Nil => Ok(Vec::new()),
         other => items(other)
-            .ok_or_else(|| ReplyShapeError(format!("entry list {other:?}")))?
-            .iter()
+            .map_err(|other| ReplyShapeError(format!("entry list {other:?}")))?
+            .into_iter()
             .map(entry)
             .collect(),
     }
 }
 
 /// XREADGROUP / XREAD: nil on timeout, else `[[stream, [entry...]], ...]` (or a RESP3 map).
-pub fn read_reply(value: &RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> {
+/// Takes the reply by value so that the entries keep its buffers instead of copies of them.
+pub fn read_reply(value: RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> {
     let mut all = Vec::new();
     match value {
         RedisValue::Nil => {}
@@ -87,11 +96,11 @@ pub fn read_reply(value: &RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> 
         }
         other => {
             let streams =
-                items(other).ok_or_else(|| ReplyShapeError(format!("read reply {other:?}")))?;
+                items(other).map_err(|other| ReplyShapeError(format!("read reply {other:?}")))?;
             for stream in streams {
                 let parts = items(stream)
-                    .ok_or_else(|| ReplyShapeError(format!("stream reply {stream:?}")))?;
-                if let Some(stream_entries) = parts.get(1) {
+                    .map_err(|other| ReplyShapeError(format!("stream reply {other:?}")))?;
+                if let Some(stream_entries) = parts.into_iter().nth(1) {
                     all.extend(entries(stream_entries)?);
                 }
             }
@@ -102,20 +111,25 @@ pub fn read_reply(value: &RedisValue) -> Result<Vec<RawEntry>, ReplyShapeError> 
 
 /// XAUTOCLAIM: `[next start id, [entry...], [deleted id...]]` (the third part since Redis 7).
 /// Deleted ids come back as entries without fields.
-pub fn autoclaim_reply(value: &RedisValue) -> Result<(String, Vec<RawEntry>), ReplyShapeError> {
-    let parts = items(value).ok_or_else(|| ReplyShapeError(format!("xautoclaim {value:?}")))?;
-    let next = parts
-        .first()
-        .and_then(text)
-        .ok_or_else(|| ReplyShapeError(format!("xautoclaim cursor {value:?}")))?;
-    let mut claimed = match parts.get(1) {
+pub fn autoclaim_reply(value: RedisValue) -> Result<(String, Vec<RawEntry>), ReplyShapeError> {
+    let mut parts = items(value)
+        .map_err(|other| ReplyShapeError(format!("xautoclaim {other:?}")))?
+        .into_iter();
+    let next = match parts.next() {
+        Some(cursor) => {
+            let shown = format!("{cursor:?}");
+            text(cursor).ok_or_else(|| ReplyShapeError(format!("xautoclaim cursor {shown}")))?
+        }
+        None => return Err(ReplyShapeError("xautoclaim without a cursor".to_owned())),
+    };
+    let mut claimed = match parts.next() {
         Some(list) => entries(list)?,
         None => Vec::new(),
     };
-    if let Some(deleted) = parts.get(2).and_then(items) {
+    if let Some(Ok(deleted)) = parts.next().map(items) {
         claimed.extend(
             deleted
-                .iter()
+                .into_iter()
                 .filter_map(text)
                 .map(|id| RawEntry { id, fields: None }),
         );
@@ -148,7 +162,7 @@ mod tests {
                 RedisValue::Array(vec![bulk(b"2-0"), RedisValue::Nil]),
             ]),
         ])]);
-        let entries = read_reply(&reply).unwrap();
+        let entries = read_reply(reply).unwrap();
         assert_eq!(entries.len(), 2);
         assert_eq!(
             entries[0].fields.as_ref().unwrap(),
@@ -158,7 +172,7 @@ mod tests {
             ]
         );
         assert_eq!(entries[1].fields, None);
-        assert_eq!(read_reply(&RedisValue::Nil).unwrap(), vec![]);
+        assert_eq!(read_reply(RedisValue::Nil).unwrap(), vec![]);
     }
 
     #[test]
@@ -171,7 +185,7 @@ mod tests {
             ])]),
             RedisValue::Array(vec![bulk(b"4-0")]),
         ]);
-        let (next, entries) = autoclaim_reply(&reply).unwrap();
+        let (next, entries) = autoclaim_reply(reply).unwrap();
         assert_eq!(next, "0-0");
         assert_eq!(entries[0].id, "5-0");
         assert_eq!(
@@ -181,7 +195,7 @@ mod tests {
                 fields: None
             }
         );
-        assert!(autoclaim_reply(&RedisValue::Int(3)).is_err());
+        assert!(autoclaim_reply(RedisValue::Int(3)).is_err());
         assert_eq!(id_millis("1795830817001-3"), Some(1795830817001));
     }
 }
