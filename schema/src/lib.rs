@@ -10,7 +10,9 @@ pub mod minilang;
 pub mod pool;
 pub mod queries;
 pub mod slot_map;
+pub mod slot_name;
 pub mod slots;
 
 pub use pool::{DbSettings, PoolError, PoolRole};
+pub use slot_name::SlotName;
 pub use slots::{ResourceSlot, SlotAmount, SlotUnit};

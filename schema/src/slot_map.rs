@@ -3,12 +3,13 @@
 //! A slot map holds two to a handful of entries, and a cluster holds several per agent (its
 //! available, occupied and free slots). A `BTreeMap` gives each map a node with room for eleven
 //! entries (about 500 bytes); this gives it room for what it holds. Iteration is in name order,
-//! as the `BTreeMap`'s was.
+//! as the `BTreeMap`'s was. Names are [`SlotName`]s, held inline.
 
+use crate::slot_name::SlotName;
 use crate::slots::SlotAmount;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SlotMap(Vec<(String, SlotAmount)>);
+pub struct SlotMap(Vec<(SlotName, SlotAmount)>);
 
 impl SlotMap {
     pub fn new() -> Self {
@@ -28,7 +29,8 @@ impl SlotMap {
     }
 
     /// Sets `slot`; returns the amount it replaced.
-    pub fn insert(&mut self, slot: String, amount: SlotAmount) -> Option<SlotAmount> {
+    pub fn insert(&mut self, slot: impl Into<SlotName>, amount: SlotAmount) -> Option<SlotAmount> {
+        let slot = slot.into();
         match self.position(&slot) {
             Ok(index) => Some(std::mem::replace(&mut self.0[index].1, amount)),
             Err(index) => {
@@ -43,7 +45,7 @@ impl SlotMap {
         let index = match self.position(slot) {
             Ok(index) => index,
             Err(index) => {
-                self.0.insert(index, (slot.to_owned(), default));
+                self.0.insert(index, (SlotName::new(slot), default));
                 index
             }
         };
@@ -54,12 +56,12 @@ impl SlotMap {
         self.position(slot).ok().map(|index| self.0.remove(index).1)
     }
 
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &SlotAmount)> {
-        self.0.iter().map(|(name, amount)| (name, amount))
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &SlotAmount)> {
+        self.0.iter().map(|(name, amount)| (name.as_str(), amount))
     }
 
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
-        self.0.iter().map(|(name, _)| name)
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> {
+        self.0.iter().map(|(name, _)| name.as_str())
     }
 
     pub fn values(&self) -> impl DoubleEndedIterator<Item = &SlotAmount> {
@@ -76,12 +78,15 @@ impl SlotMap {
 }
 
 /// As collecting into a `BTreeMap`: sorted by name, a later entry for the same name wins.
-impl FromIterator<(String, SlotAmount)> for SlotMap {
-    fn from_iter<I: IntoIterator<Item = (String, SlotAmount)>>(iter: I) -> Self {
-        let mut entries: Vec<(String, SlotAmount)> = iter.into_iter().collect();
+impl<N: Into<SlotName>> FromIterator<(N, SlotAmount)> for SlotMap {
+    fn from_iter<I: IntoIterator<Item = (N, SlotAmount)>>(iter: I) -> Self {
+        let mut entries: Vec<(SlotName, SlotAmount)> = iter
+            .into_iter()
+            .map(|(name, amount)| (name.into(), amount))
+            .collect();
         // Stable, so equal names keep their order and the last one is kept below.
         entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut unique: Vec<(String, SlotAmount)> = Vec::with_capacity(entries.len());
+        let mut unique: Vec<(SlotName, SlotAmount)> = Vec::with_capacity(entries.len());
         for entry in entries {
             match unique.last_mut() {
                 Some(last) if last.0 == entry.0 => *last = entry,
@@ -118,7 +123,7 @@ mod tests {
             map.keys().collect::<Vec<_>>(),
             ["cpu", "cuda.shares", "mem"]
         );
-        assert_eq!(map.keys().next_back().map(String::as_str), Some("mem"));
+        assert_eq!(map.keys().next_back(), Some("mem"));
         *map.get_or_insert("tpu", amount(0)) = amount(7);
         *map.get_or_insert("cpu", amount(0)) = amount(5);
         assert_eq!(map.get("tpu"), Some(&amount(7)));

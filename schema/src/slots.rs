@@ -15,6 +15,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 
 use crate::slot_map::SlotMap;
+use crate::slot_name::SlotName;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SlotError {
@@ -192,7 +193,7 @@ impl ResourceSlot {
         ResourceSlot(SlotMap::new())
     }
 
-    pub fn from_pairs<K: Into<String>, V: Into<SlotAmount>>(
+    pub fn from_pairs<K: Into<SlotName>, V: Into<SlotAmount>>(
         pairs: impl IntoIterator<Item = (K, V)>,
     ) -> Self {
         ResourceSlot(
@@ -211,7 +212,7 @@ impl ResourceSlot {
         self.0.contains_key(slot)
     }
 
-    pub fn set(&mut self, slot: impl Into<String>, amount: impl Into<SlotAmount>) {
+    pub fn set(&mut self, slot: impl Into<SlotName>, amount: impl Into<SlotAmount>) {
         self.0.insert(slot.into(), amount.into());
     }
 
@@ -220,12 +221,12 @@ impl ResourceSlot {
     }
 
     /// The slots in name order.
-    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&String, &SlotAmount)> {
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&str, &SlotAmount)> {
         self.0.iter()
     }
 
     /// The slot names in order.
-    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &String> {
+    pub fn keys(&self) -> impl DoubleEndedIterator<Item = &str> {
         self.0.keys()
     }
 
@@ -260,7 +261,7 @@ impl ResourceSlot {
         self.0
             .iter()
             .filter(|(slot, amount)| **amount > other.get(slot))
-            .map(|(slot, _)| slot.clone())
+            .map(|(slot, _)| slot.to_owned())
             .collect()
     }
 
@@ -269,7 +270,7 @@ impl ResourceSlot {
         ResourceSlot(
             known
                 .into_iter()
-                .map(|slot| (slot.clone(), self.get(slot)))
+                .map(|slot| (slot.as_str(), self.get(slot)))
                 .collect(),
         )
     }
@@ -387,7 +388,12 @@ impl ResourceSlot {
         serde_json::Value::Object(
             self.0
                 .iter()
-                .map(|(slot, amount)| (slot.clone(), serde_json::Value::String(amount.to_string())))
+                .map(|(slot, amount)| {
+                    (
+                        slot.to_owned(),
+                        serde_json::Value::String(amount.to_string()),
+                    )
+                })
                 .collect(),
         )
     }

@@ -137,9 +137,7 @@ pub fn kernel_config(launch: &KernelLaunch) -> Value {
                 launch
                     .resource_slots
                     .iter()
-                    .map(|(slot, amount)| {
-                        (Value::str(slot.clone()), Value::str(amount.to_string()))
-                    })
+                    .map(|(slot, amount)| (Value::str(slot), Value::str(amount.to_string())))
                     .collect(),
             ),
         ),

@@ -439,7 +439,7 @@ async fn load_image_minimums<C: GenericClient>(
             );
             if let Ok(parsed) = parsed {
                 for (slot, amount) in parsed.iter() {
-                    minimum.set(slot.clone(), *amount);
+                    minimum.set(slot, *amount);
                 }
             }
         }

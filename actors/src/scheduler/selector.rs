@@ -57,10 +57,10 @@ pub fn order_by_priority(requested: &ResourceSlot, resource_priority: &[String])
     let mut priority: Vec<String> = resource_priority.to_vec();
     for slot in requested.keys().rev() {
         let device = slot.split('.').next().unwrap_or(slot);
-        if !priority.contains(slot)
+        if !priority.iter().any(|known| known == slot)
             && let Some(position) = priority.iter().position(|p| p == device)
         {
-            priority.insert(position + 1, slot.clone());
+            priority.insert(position + 1, slot.to_owned());
         }
     }
     let rank = |slot: &String| {
@@ -69,7 +69,7 @@ pub fn order_by_priority(requested: &ResourceSlot, resource_priority: &[String])
             .position(|p| p == slot)
             .unwrap_or(usize::MAX)
     };
-    let mut ordered: Vec<String> = requested.keys().cloned().collect();
+    let mut ordered: Vec<String> = requested.keys().map(str::to_owned).collect();
     ordered.sort_by(|a, b| rank(a).cmp(&rank(b)).then_with(|| a.cmp(b)));
     ordered
 }

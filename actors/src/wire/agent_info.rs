@@ -246,7 +246,7 @@ impl AgentInfo {
                     .copied()
                     .unwrap_or(SlotUnit::Count);
                 (
-                    Value::str(slot.as_str()),
+                    Value::str(slot),
                     Value::Array(vec![
                         Value::python_enum(SLOT_TYPES_MODULE, SLOT_TYPES_CLASS, unit.as_str()),
                         Value::str(amount.to_string()),
@@ -305,7 +305,7 @@ impl AgentInfo {
                     .get(slot)
                     .copied()
                     .unwrap_or(SlotUnit::Count);
-                (slot.clone(), json!(unit.as_str()))
+                (slot.to_owned(), json!(unit.as_str()))
             })
             .collect();
         json!({

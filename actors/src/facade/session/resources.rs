@@ -183,7 +183,7 @@ pub fn kernel_request(
     let below: Vec<String> = minimum
         .iter()
         .filter(|(slot, amount)| requested.get(slot) < **amount)
-        .map(|(slot, _)| slot.clone())
+        .map(|(slot, _)| slot.to_owned())
         .collect();
     if !below.is_empty() {
         return Err(bad(format!(
@@ -230,7 +230,7 @@ pub fn check_policy_limits(
             };
             **amount > limit && !amount.is_zero()
         })
-        .map(|(slot, _)| slot.clone())
+        .map(|(slot, _)| slot.to_owned())
         .collect();
     if over.is_empty() {
         return Ok(());
