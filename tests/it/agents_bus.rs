@@ -1,5 +1,5 @@
 //! The event bus against a real Redis: malformed entries, two workers sharing the stream,
-//! entries left pending by a dead worker; and the session-event feed, which every worker reads
+//! entries left pending by a dead worker, entries added while the actors' thread is busy; and the session-event feed, which every worker reads
 //! in full (no group): each worker's feed sees every event, and a stopped feed restarts, counted,
 //! with its open receivers still receiving.
 
@@ -276,6 +276,70 @@ async fn next_record(events: &mut SessionEvents) -> (String, Uuid) {
         .expect("no event within the limit")
         .expect("the feed is open and keeps up");
     (record.name.clone(), record.subject.session_id)
+}
+
+/// 26.x agents trim the stream to about 128 entries as they add to it, so an entry the group
+/// has not read within about 128 newer ones is gone for good. The worker's actors share one
+/// thread, and a long scheduling pass keeps it busy; the reader has a thread of its own, so
+/// entries added meanwhile are all read in time and handled once the actors' thread is free.
+#[actix::test]
+async fn entries_added_while_the_actors_thread_is_busy_are_not_lost_to_the_agents_trimming() {
+    const ENTRIES: usize = 1000;
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let (recorder, recorded) = recorder(EventInterest::names(&["agent_started"]));
+    let lines = LogLines::default();
+    let _worker = start_worker(&env, &test_log(&lines), "w1", TIMEOUT, vec![recorder]).await;
+    let agent = SimAgent::new("i-busy", WireFormat::Payload, 16001);
+    let started = Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let first = writer.send(&agent, &started).await.unwrap();
+    wait_for("the worker to read", LIMIT, || async {
+        recorded.lock().unwrap().contains(&first).then_some(())
+    })
+    .await;
+
+    // Another thread adds the entries, as agents do, over about a second, while this thread
+    // (the actors') is blocked for longer.
+    let redis_addr = env.redis.addr();
+    let adder = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let mut writer = StreamWriter::connect(&redis_addr).await.unwrap();
+            let mut ids = Vec::with_capacity(ENTRIES);
+            for n in 0..ENTRIES {
+                ids.push(writer.send(&agent, &started).await.unwrap());
+                if n % 10 == 9 {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            ids
+        })
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    let added = adder.join().unwrap();
+    let mut redis = env.redis.connection(db::STREAM).await;
+    let length: usize = redis::cmd("XLEN")
+        .arg("events")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(
+        length < ENTRIES / 2,
+        "the agents' MAXLEN ~ 128 trimmed the stream ({length} entries left)"
+    );
+    wait_for("every added entry handled", LIMIT, || async {
+        let recorded = recorded.lock().unwrap();
+        let seen: HashSet<&String> = recorded.iter().collect();
+        added.iter().all(|id| seen.contains(id)).then_some(())
+    })
+    .await;
 }
 
 /// Two workers' feeds (no consumer group between them): each delivers every forwarded event,

@@ -151,8 +151,8 @@ pub const ACTOR_NAME: &str = "event-bus";
 impl Actor for EventBus {
     type Context = Context<Self>;
 
-    /// Spawns the reader and the handler in the actor's context: they end with the actor (and
-    /// start again when the supervisor restarts it).
+    /// Starts the reader on its own thread and the handler in the actor's context: both end
+    /// with the actor (and start again when the supervisor restarts it).
     fn started(&mut self, ctx: &mut Self::Context) {
         slog::info!(self.log, "event bus: reading the event stream";
             "group" => &self.settings.group, "consumer" => &self.settings.consumer);
@@ -179,11 +179,26 @@ impl Actor for EventBus {
             connection: None,
             retained: Vec::new(),
         };
+        let reader_thread = match reader.spawn() {
+            Ok(thread) => thread,
+            Err(error) => {
+                slog::error!(self.log, "event bus: cannot start the reader's thread; retrying";
+                    "error" => %error);
+                ctx.run_later(consumer::RETRY_DELAY, |_, ctx| ctx.stop());
+                return;
+            }
+        };
         ctx.spawn(
             async move {
-                futures::future::join(reader.run(), handler.run()).await;
+                let _reader = reader_thread;
+                handler.run().await;
             }
-            .into_actor(self),
+            .into_actor(self)
+            // The handler ends only when the reader is gone: start both again.
+            .map(|(), bus, ctx| {
+                slog::warn!(bus.log, "event bus: the reader stopped");
+                ctx.stop();
+            }),
         );
     }
 }
