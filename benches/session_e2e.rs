@@ -21,7 +21,9 @@
 //! where PostgreSQL spent its time: `pg_stat_statements`, preloaded for this run; the manager
 //! then logs at INFO, so each run also lists its scheduling passes and their timings),
 //! BENCH_MANAGER_ENV (`NAME=value;NAME=value`, added to the manager's environment: a heap
-//! profiler's `LD_PRELOAD`).
+//! profiler's `LD_PRELOAD`), BENCH_MANAGER_BIN (the manager binary to run instead of the one
+//! built with this bench, e.g. `target/release/bai-manager` as `cargo build --release` makes
+//! it, with the release profile's link-time optimization).
 //!
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
@@ -1246,7 +1248,9 @@ fn start_manager(env: &TestEnv, knobs: &Knobs, db_port: u16) -> ServiceProcess {
         text.replace("level = \"INFO\"", "level = \"WARNING\"")
     };
     std::fs::write(&config, text).expect("writing manager.toml");
-    let mut command = Command::new(env!("CARGO_BIN_EXE_bai-manager"));
+    let binary = std::env::var("BENCH_MANAGER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_bai-manager").to_owned());
+    let mut command = Command::new(binary);
     command.arg("-f").arg(&config).arg("start-server");
     // For profilers that need the manager's environment (a heap profiler's preload library).
     if let Ok(extra) = std::env::var("BENCH_MANAGER_ENV") {
