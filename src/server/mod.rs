@@ -6,6 +6,7 @@ mod fault_injection;
 mod hold_route;
 pub mod idle_watchdog;
 pub mod listener;
+pub mod memory_trim;
 pub mod ops_listener;
 pub mod pid_file;
 pub mod preflight;
@@ -64,5 +65,9 @@ pub fn run_worker(config: LocalConfig, index: usize) -> i32 {
             return crate::exit::FAILURE;
         }
     };
+    if let Err(error) = memory_trim::start() {
+        warn!(logging.logger, "cannot start the thread that gives freed memory back";
+            "error" => %error);
+    }
     worker::run(config, index, logging.logger)
 }
