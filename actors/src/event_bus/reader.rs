@@ -17,8 +17,9 @@
 //! The reader runs on a thread of its own, with a runtime of its own: a worker's actors share
 //! one thread, and a scheduling pass or a large heartbeat flush can keep that thread busy for
 //! a few hundred milliseconds, in which 10,000 agents add about a thousand entries. A reader on
-//! the actors' thread lost a quarter of the `kernel_terminated` events to the trimming that
-//! way at 10,000 agents.
+//! the actors' thread read none of them meanwhile, and the trimming took all but the last
+//! hundred or so. (A handler that stays behind for longer than the queue holds still stops
+//! the reader; only a faster handler helps then.)
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
