@@ -22,8 +22,8 @@
 //! then logs at INFO, so each run also lists its scheduling passes and their timings),
 //! BENCH_MANAGER_ENV (`NAME=value;NAME=value`, added to the manager's environment: a heap
 //! profiler's `LD_PRELOAD`), BENCH_MANAGER_BIN (the manager binary to run instead of the one
-//! built with this bench, e.g. `target/release/bai-manager` as `cargo build --release` makes
-//! it, with the release profile's link-time optimization).
+//! built with this bench, e.g. one built with link-time optimization:
+//! `CARGO_PROFILE_RELEASE_LTO=fat CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 cargo build --release`).
 //!
 //! Measured per run:
 //! * sessions/s: the sustained run keeps BENCH_IN_FLIGHT sessions in the cycle (a new one is
