@@ -36,18 +36,28 @@ fn items(value: RedisValue) -> Result<Vec<RedisValue>, RedisValue> {
     }
 }
 
+/// The next of `parts` as text (an entry's id, a cursor); `what` names it in the error, which
+/// is the only place the value is formatted.
+fn leading_text(
+    parts: &mut impl Iterator<Item = RedisValue>,
+    what: &str,
+) -> Result<String, ReplyShapeError> {
+    match parts.next() {
+        Some(RedisValue::BulkString(raw)) => String::from_utf8(raw)
+            .map_err(|error| ReplyShapeError(format!("{what} {:?}", error.into_bytes()))),
+        Some(RedisValue::SimpleString(text)) => Ok(text),
+        Some(RedisValue::Int(number)) => Ok(number.to_string()),
+        Some(other) => Err(ReplyShapeError(format!("{what} {other:?}"))),
+        None => Err(ReplyShapeError(format!("{what} missing"))),
+    }
+}
+
 /// `[id, [field, value, ...]]` (RESP2) — the field list may also be a RESP3 map or nil.
 fn entry(value: RedisValue) -> Result<RawEntry, ReplyShapeError> {
     let mut parts = items(value)
         .map_err(|other| ReplyShapeError(format!("stream entry {other:?}")))?
         .into_iter();
-    let id = match parts.next() {
-        Some(first) => {
-            let shown = format!("{first:?}");
-            text(first).ok_or_else(|| ReplyShapeError(format!("stream entry id {shown}")))?
-        }
-        None => return Err(ReplyShapeError("stream entry without an id".to_owned())),
-    };
+    let id = leading_text(&mut parts, "stream entry id")?;
     let fields = match parts.next() {
         None | Some(RedisValue::Nil) => None,
         Some(RedisValue::Map(pairs)) => Some(
@@ -115,13 +125,7 @@ pub fn autoclaim_reply(value: RedisValue) -> Result<(String, Vec<RawEntry>), Rep
     let mut parts = items(value)
         .map_err(|other| ReplyShapeError(format!("xautoclaim {other:?}")))?
         .into_iter();
-    let next = match parts.next() {
-        Some(cursor) => {
-            let shown = format!("{cursor:?}");
-            text(cursor).ok_or_else(|| ReplyShapeError(format!("xautoclaim cursor {shown}")))?
-        }
-        None => return Err(ReplyShapeError("xautoclaim without a cursor".to_owned())),
-    };
+    let next = leading_text(&mut parts, "xautoclaim cursor")?;
     let mut claimed = match parts.next() {
         Some(list) => entries(list)?,
         None => Vec::new(),
