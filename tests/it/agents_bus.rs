@@ -1,5 +1,6 @@
 //! The event bus against a real Redis: malformed entries, two workers sharing the stream,
-//! entries left pending by a dead worker, entries added while the actors' thread is busy; and the session-event feed, which every worker reads
+//! entries left pending by a dead worker, entries added while the actors' thread is busy, a slow
+//! subscriber beside a fast one; and the session-event feed, which every worker reads
 //! in full (no group): each worker's feed sees every event, and a stopped feed restarts, counted,
 //! with its open receivers still receiving.
 
@@ -566,4 +567,95 @@ async fn events_a_subscriber_did_not_handle_stay_pending_and_come_again_once_it_
     .await;
     // Handled once after the restart, not again.
     assert_eq!(*handled.lock().unwrap(), vec![id]);
+}
+
+/// A subscriber that holds its first batch until the test opens the gate, and records the
+/// stream ids of every batch it handles.
+struct HeldAtTheGate {
+    gate: Option<tokio::sync::oneshot::Receiver<()>>,
+    handled: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl actix::Actor for HeldAtTheGate {
+    type Context = actix::Context<Self>;
+}
+
+impl actix::Handler<bai_actors::event_bus::EventBatch> for HeldAtTheGate {
+    type Result = actix::ResponseFuture<Result<(), bai_actors::event_bus::Unhandled>>;
+
+    fn handle(
+        &mut self,
+        batch: bai_actors::event_bus::EventBatch,
+        _ctx: &mut Self::Context,
+    ) -> Self::Result {
+        let gate = self.gate.take();
+        let handled = self.handled.clone();
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            let ids = batch.events.into_iter().map(|event| event.stream_id);
+            handled.lock().unwrap().extend(ids);
+            Ok(())
+        })
+    }
+}
+
+#[actix::test]
+async fn a_slow_subscriber_holds_back_only_its_own_events_and_gets_them_in_order() {
+    const ENTRIES: usize = 200;
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let (gate, held) = tokio::sync::oneshot::channel();
+    let slow_handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = HeldAtTheGate {
+        gate: Some(held),
+        handled: slow_handled.clone(),
+    };
+    let interest = EventInterest::names(&["agent_started"]);
+    let slow = bai_actors::event_bus::Subscription {
+        name: "slow".into(),
+        interest: interest.clone(),
+        recipient: actix::Actor::start(slow).recipient(),
+    };
+    let (recorder, recorded) = recorder(interest);
+    let lines = LogLines::default();
+    let _worker = start_worker(&env, &test_log(&lines), "w1", TIMEOUT, vec![slow, recorder]).await;
+
+    let agent = SimAgent::new("i-slow", WireFormat::Payload, 16001);
+    let started = Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let mut added = Vec::with_capacity(ENTRIES);
+    for _ in 0..ENTRIES {
+        added.push(writer.send(&agent, &started).await.unwrap());
+    }
+    wait_for(
+        "the other subscriber to handle every entry while the slow one holds its first batch",
+        LIMIT,
+        || async { (*recorded.lock().unwrap() == added).then_some(()) },
+    )
+    .await;
+    assert!(slow_handled.lock().unwrap().is_empty());
+    assert!(
+        pending_count(&env).await > 0,
+        "entries the slow subscriber has not handled stay unacknowledged"
+    );
+
+    gate.send(()).unwrap();
+    wait_for("the slow subscriber to catch up", LIMIT, || async {
+        (slow_handled.lock().unwrap().len() >= ENTRIES).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *slow_handled.lock().unwrap(),
+        added,
+        "every entry once, in stream order"
+    );
+    wait_for("every entry acknowledged", LIMIT, || async {
+        (pending_count(&env).await == 0).then_some(())
+    })
+    .await;
 }

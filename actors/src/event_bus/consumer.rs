@@ -1,22 +1,33 @@
 //! The handling half of the event bus: decode what the reader ([`super::reader`]) queued,
-//! hand it to the subscribers, XACK what they all handled, and try again from memory what they
-//! did not. Every failure is logged and retried; no entry can stop the loop.
+//! put each event in the lanes ([`super::lanes`]) of the subscribers that want it, send each
+//! subscriber its lane's events, XACK what all of them handled, and offer again what they did
+//! not. Every failure is logged and retried; no entry can stop the loop.
 //!
-//! An entry is acknowledged only once every subscriber that wanted it has replied to its
-//! `EventBatch`. Entries a subscriber named as unhandled (or whose subscriber stopped mid-batch)
-//! are kept in memory and offered again after [`RETRY_DELAY`], ahead of newer entries, so one
-//! kernel's events stay in order; they are not left to XAUTOCLAIM, because 26.x agents trim the
-//! stream and a pending entry can be trimmed before it is claimed. While this worker holds
-//! entries, it renews their claim (XCLAIM JUSTID) so that other workers do not take them over;
-//! if it dies, they are idle after [`CLAIM_MIN_IDLE`] and another worker claims them.
+//! Subscribers do not wait for one another: the heartbeat tracker keeps up with 10,000 agents'
+//! heartbeats while the scheduler applies a slow batch of kernel events. (When every batch
+//! waited for its slowest subscriber, the scheduler's transactions set the pace of the whole
+//! stream, the reader's queue filled, and the 26.x agents' trimming took the entries it could
+//! not read, `kernel_terminated` among them.) An entry is acknowledged only once every
+//! subscriber that wanted it has replied without naming it. Entries a subscriber named as
+//! unhandled (or whose subscriber stopped mid-batch) are offered to it again after
+//! [`RETRY_DELAY`], ahead of newer ones, so one kernel's events stay in order; they are not
+//! left to XAUTOCLAIM, because 26.x agents trim the stream and a pending entry can be trimmed
+//! before it is claimed. While this worker holds entries, it renews their claim (XCLAIM
+//! JUSTID) so that other workers do not take them over; if it dies, they are idle after
+//! [`CLAIM_MIN_IDLE`] and another worker claims them. Held entries keep their room in the
+//! reader's queue, so a subscriber that keeps failing stops the reader instead of filling
+//! memory.
 
-use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use futures::StreamExt;
+use futures::future::LocalBoxFuture;
+use futures::stream::FuturesUnordered;
 use redis::aio::MultiplexedConnection;
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
+use super::lanes::{LaneBatch, Lanes, Outcome};
 use super::reader::{InFlight, ReadBatch};
 use super::reply::RawEntry;
 use super::{EventBatch, ReceivedEvent, Subscription};
@@ -46,9 +57,6 @@ pub const RETRY_DELAY: Duration = Duration::from_millis(500);
 /// Held entries older than this get their claim renewed before they are handed out, well
 /// before [`CLAIM_MIN_IDLE`] lets another worker take them.
 pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
-/// Unhandled events kept in memory for another try, at most; beyond that (a subscriber that
-/// keeps failing while events keep coming) the oldest are left to XAUTOCLAIM.
-pub const MAX_RETAINED: usize = 10_000;
 /// Extra time on top of a blocking read before its reply counts as lost.
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 
@@ -82,9 +90,13 @@ pub(super) struct Consumer {
     pub in_flight: InFlight,
     pub queue: mpsc::UnboundedReceiver<ReadBatch>,
     pub connection: Option<MultiplexedConnection>,
-    /// Events a subscriber did not handle, in stream order.
-    pub retained: Vec<ReceivedEvent>,
+    pub lanes: Lanes,
+    /// The held entries' room in the reader's queue, given back as they are acknowledged.
+    pub room: Option<OwnedSemaphorePermit>,
 }
+
+/// A subscriber's answer to its lane's batch.
+type LaneReply = (usize, Vec<u64>, Outcome);
 
 /// Adds what is queued behind `batch`; unless that fills it, waits until it is
 /// [`GATHER_WINDOW`] old and adds what was read meanwhile: a quiet stream's entries come one
@@ -122,60 +134,78 @@ impl Consumer {
         Ok(connection)
     }
 
-    /// Handles what the reader queues until the reader is gone.
+    /// Takes what the reader queues and hands it to the subscribers until the reader is gone.
     pub async fn run(mut self) {
+        let mut replies: FuturesUnordered<LocalBoxFuture<'static, LaneReply>> =
+            FuturesUnordered::new();
+        let mut renewal = tokio::time::interval(LEASE_RENEW_AFTER / 2);
+        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let batch = if self.retained.is_empty() {
-                match self.queue.recv().await {
-                    Some(batch) => Some(batch),
+            for batch in self.lanes.ready(Instant::now()) {
+                replies.push(Box::pin(send(self.log.clone(), batch)));
+            }
+            let resume = self.lanes.next_resume().map(tokio::time::Instant::from_std);
+            tokio::select! {
+                batch = self.queue.recv() => match batch {
+                    Some(batch) => {
+                        let batch = gather(&mut self.queue, batch).await;
+                        self.accept(batch).await;
+                    }
                     None => return,
-                }
-            } else {
-                match tokio::time::timeout(RETRY_DELAY, self.queue.recv()).await {
-                    Ok(Some(batch)) => Some(batch),
-                    Ok(None) => return,
-                    // Nothing new: offer the retained events alone.
-                    Err(_) => None,
-                }
-            };
-            let batch = match batch {
-                Some(batch) => Some(gather(&mut self.queue, batch).await),
-                None => None,
-            };
-            self.handle(batch).await;
+                },
+                Some(reply) = replies.next(), if !replies.is_empty() => self.settle(reply).await,
+                () = sleep_until(resume), if resume.is_some() => {}
+                _ = renewal.tick() => self.renew_claims().await,
+            }
         }
     }
 
-    /// Decodes, dispatches and acknowledges one batch (after the events retained from earlier
-    /// ones). Malformed and deleted entries are logged with their id and acknowledged with the
-    /// rest.
-    async fn handle(&mut self, batch: Option<ReadBatch>) {
-        // The batch's room in the queue is given back once it has been handled.
-        let (entries, read_at, _room) = match batch {
-            Some(batch) => (batch.entries, Some(batch.read_at), batch.room),
-            None => (Vec::new(), None, Vec::new()),
-        };
-        let mut ids: Vec<String> = self.retained.iter().map(|r| r.stream_id.clone()).collect();
-        let retried = !ids.is_empty();
-        ids.extend(entries.iter().map(|entry| entry.id.clone()));
+    /// Decodes a batch and puts its events in their subscribers' lanes. Malformed and deleted
+    /// entries are logged with their id and acknowledged at once, with the events no
+    /// subscriber wants.
+    async fn accept(&mut self, batch: ReadBatch) {
+        let ReadBatch {
+            entries,
+            read_at,
+            room,
+        } = batch;
+        for permits in room {
+            match &mut self.room {
+                Some(held) => held.merge(permits),
+                None => self.room = Some(permits),
+            }
+        }
         // Decoding a batch of a thousand entries takes milliseconds: off the async thread.
         let log = self.log.clone();
-        let decoded = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
+        let (events, mut done) = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
             .await
             .unwrap_or_default();
-        record_event_lag(&decoded);
-        let mut events = std::mem::take(&mut self.retained);
-        events.extend(decoded);
-        if retried || read_at.is_some_and(|at| at.elapsed() >= LEASE_RENEW_AFTER) {
-            self.renew_claim(&events).await;
+        record_event_lag(&events);
+        match self.subscribers.lock() {
+            Ok(list) => self.lanes.add_subscribers(&list),
+            Err(poisoned) => self.lanes.add_subscribers(&poisoned.into_inner()),
         }
-        let unhandled = dispatch(&self.log, &self.subscribers, &events).await;
-        if !unhandled.is_empty() {
+        let unwanted = self.lanes.accept(events, read_at);
+        if !unwanted.is_empty() {
+            slog::debug!(self.log, "event bus: events without a subscriber"; "count" => unwanted.len());
+        }
+        done.extend(unwanted);
+        self.acknowledge_handled(done).await;
+    }
+
+    async fn settle(&mut self, (lane, sent, outcome): LaneReply) {
+        let settled = self
+            .lanes
+            .settle(lane, sent, &outcome, Instant::now(), RETRY_DELAY);
+        if settled.retried > 0 {
             slog::warn!(self.log, "event bus: keeping unhandled events for another try";
-                "count" => unhandled.len(), "consumer" => &self.settings.consumer);
-            self.retain(events, &unhandled);
+                "count" => settled.retried, "consumer" => &self.settings.consumer);
         }
-        let ids = acknowledgeable(ids, &unhandled);
+        self.acknowledge_handled(settled.handled).await;
+    }
+
+    /// XACKs what was handled and gives its room in the queue back.
+    async fn acknowledge_handled(&mut self, ids: Vec<String>) {
         if ids.is_empty() {
             return;
         }
@@ -188,21 +218,15 @@ impl Consumer {
             self.connection = None;
         }
         self.in_flight.remove_all(ids.iter().map(String::as_str));
-    }
-
-    fn retain(&mut self, events: Vec<ReceivedEvent>, unhandled: &HashSet<String>) {
-        let mut kept: Vec<ReceivedEvent> = events
-            .into_iter()
-            .filter(|received| unhandled.contains(&received.stream_id))
-            .collect();
-        if kept.len() > MAX_RETAINED {
-            let released: Vec<ReceivedEvent> = kept.drain(..kept.len() - MAX_RETAINED).collect();
-            slog::warn!(self.log, "event bus: too many unhandled events; leaving the oldest to XAUTOCLAIM";
-                "count" => released.len());
-            self.in_flight
-                .remove_all(released.iter().map(|r| r.stream_id.as_str()));
+        // A claim can bring more entries than it took room for: room is given back only
+        // beyond what is still held.
+        let held = self.lanes.held();
+        if let Some(room) = &mut self.room {
+            let excess = room.num_permits().saturating_sub(held);
+            if excess > 0 {
+                drop(room.split(excess));
+            }
         }
-        self.retained = kept;
     }
 
     async fn acknowledge(&mut self, ids: &[String]) -> Result<(), redis::RedisError> {
@@ -216,12 +240,18 @@ impl Consumer {
         Ok(())
     }
 
-    /// Resets the idle time of held entries (`XCLAIM ... 0 <ids> JUSTID`), so that other
-    /// workers' XAUTOCLAIM leaves them alone while this one still has them in hand. Best
-    /// effort: if it fails, another worker may handle some of them too, which idempotent
-    /// handlers allow.
-    async fn renew_claim(&mut self, events: &[ReceivedEvent]) {
-        if events.is_empty() {
+    /// Resets the idle time of the entries held for longer than [`LEASE_RENEW_AFTER`]
+    /// (`XCLAIM ... 0 <ids> JUSTID`), so that other workers' XAUTOCLAIM leaves them alone while
+    /// this one still has them in hand: waiting in a lane, with a subscriber, or kept for
+    /// another try. Best effort: if it fails, another worker may handle some of them too,
+    /// which idempotent handlers allow.
+    async fn renew_claims(&mut self) {
+        let now = Instant::now();
+        let Some(before) = now.checked_sub(LEASE_RENEW_AFTER) else {
+            return;
+        };
+        let ids = self.lanes.renew_older_than(before, now);
+        if ids.is_empty() {
             return;
         }
         let result: Result<redis::Value, redis::RedisError> = async {
@@ -231,12 +261,7 @@ impl Consumer {
                 .arg(&self.settings.group)
                 .arg(&self.settings.consumer)
                 .arg(0)
-                .arg(
-                    events
-                        .iter()
-                        .map(|r| r.stream_id.as_str())
-                        .collect::<Vec<_>>(),
-                )
+                .arg(&ids)
                 .arg("JUSTID")
                 .query_async(&mut connection)
                 .await
@@ -248,11 +273,43 @@ impl Consumer {
     }
 }
 
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    if let Some(at) = at {
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Sends a lane's batch to its subscriber and waits for the answer.
+async fn send(log: slog::Logger, batch: LaneBatch) -> LaneReply {
+    let LaneBatch {
+        lane,
+        subscription,
+        sent,
+        events,
+    } = batch;
+    let name = subscription.name;
+    // Counted in the subscriber's mailbox depth until it answers (`/metrics`).
+    let _in_flight = crate::supervision::in_flight(&name);
+    let outcome = match subscription.recipient.send(EventBatch { events }).await {
+        Ok(Ok(())) => Outcome::Handled,
+        Ok(Err(unhandled)) => {
+            slog::warn!(log, "event bus: subscriber could not handle some events; they stay pending";
+                "subscriber" => &name, "count" => unhandled.stream_ids.len());
+            Outcome::NotHandled(unhandled.stream_ids.into_iter().collect())
+        }
+        Err(error) => {
+            slog::error!(log, "event bus: subscriber did not handle its events; they stay pending";
+                "subscriber" => &name, "error" => %error);
+            Outcome::Lost
+        }
+    };
+    (lane, sent, outcome)
+}
+
 pub(super) fn shape_error(error: super::reply::ReplyShapeError) -> redis::RedisError {
     redis::RedisError::from((redis::ErrorKind::Client, "unexpected stream reply", error.0))
 }
 
-/// Turns raw entries into events, logging (and dropping) the ones that cannot be read.
 /// The milliseconds since the epoch when a stream entry was added (the first part of its id).
 pub fn entry_millis(stream_id: &str) -> Option<u64> {
     stream_id.split('-').next()?.parse().ok()
@@ -272,12 +329,19 @@ fn record_event_lag(events: &[ReceivedEvent]) {
     }
 }
 
-pub fn decode_batch(log: &slog::Logger, entries: Vec<RawEntry>) -> Vec<ReceivedEvent> {
+/// Turns raw entries into events, logging the ones that cannot be read; returns the events
+/// and the stream ids of the entries dropped.
+pub fn decode_batch(
+    log: &slog::Logger,
+    entries: Vec<RawEntry>,
+) -> (Vec<ReceivedEvent>, Vec<String>) {
     let mut events = Vec::with_capacity(entries.len());
+    let mut dropped = Vec::new();
     for entry in entries {
         let Some(fields) = entry.fields else {
             slog::warn!(log, "event bus: entry was deleted before it could be handled";
                 "stream_id" => &entry.id);
+            dropped.push(entry.id);
             continue;
         };
         match decode_entry(&fields) {
@@ -294,82 +358,11 @@ pub fn decode_batch(log: &slog::Logger, entries: Vec<RawEntry>) -> Vec<ReceivedE
                     .unwrap_or_else(|| "<none>".to_owned());
                 slog::warn!(log, "event bus: dropping a malformed event entry";
                     "stream_id" => &entry.id, "name" => name, "error" => %error);
+                dropped.push(entry.id);
             }
         }
     }
-    events
-}
-
-/// The ids of a batch that may be acknowledged: all but the unhandled ones.
-fn acknowledgeable(ids: Vec<String>, unhandled: &HashSet<String>) -> Vec<String> {
-    ids.into_iter()
-        .filter(|id| !unhandled.contains(id))
-        .collect()
-}
-
-/// Hands each subscriber the events it asked for and waits until every subscriber has
-/// handled them (its reply arrived), so that acknowledging afterwards means "handled". Returns
-/// the stream ids of the events that some subscriber did not take (closed mailbox, or the actor
-/// stopped before replying).
-pub(super) async fn dispatch(
-    log: &slog::Logger,
-    subscribers: &Subscribers,
-    events: &[ReceivedEvent],
-) -> HashSet<String> {
-    if events.is_empty() {
-        return HashSet::new();
-    }
-    let targets: Vec<Subscription> = match subscribers.lock() {
-        Ok(list) => list.clone(),
-        Err(poisoned) => poisoned.into_inner().clone(),
-    };
-    let sends = targets.iter().filter_map(|subscription| {
-        let wanted: Vec<ReceivedEvent> = events
-            .iter()
-            .filter(|received| subscription.interest.matches(&received.event))
-            .cloned()
-            .collect();
-        (!wanted.is_empty()).then(|| {
-            let name = subscription.name.clone();
-            let log = log.clone();
-            let ids: Vec<String> = wanted.iter().map(|r| r.stream_id.clone()).collect();
-            let send = subscription.recipient.send(EventBatch { events: wanted });
-            async move {
-                // Counted in the subscriber's mailbox depth until it answers (`/metrics`).
-                let _in_flight = crate::supervision::in_flight(&name);
-                match send.await {
-                    Ok(Ok(())) => Vec::new(),
-                    Ok(Err(unhandled)) => {
-                        slog::warn!(log, "event bus: subscriber could not handle some events; they stay pending";
-                            "subscriber" => name, "count" => unhandled.stream_ids.len());
-                        unhandled.stream_ids
-                    }
-                    Err(error) => {
-                        slog::error!(log, "event bus: subscriber did not handle its events; they stay pending";
-                            "subscriber" => name, "error" => %error);
-                        ids
-                    }
-                }
-            }
-        })
-    });
-    let unhandled: HashSet<String> = futures::future::join_all(sends)
-        .await
-        .into_iter()
-        .flatten()
-        .collect();
-    let unclaimed = events
-        .iter()
-        .filter(|received| {
-            !targets
-                .iter()
-                .any(|subscription| subscription.interest.matches(&received.event))
-        })
-        .count();
-    if unclaimed > 0 {
-        slog::debug!(log, "event bus: events without a subscriber"; "count" => unclaimed);
-    }
-    unhandled
+    (events, dropped)
 }
 
 #[cfg(test)]
@@ -469,16 +462,10 @@ mod tests {
             },
         ];
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let events = decode_batch(&log, entries);
+        let (events, dropped) = decode_batch(&log, entries);
+        assert_eq!(dropped, ["1-0", "2-0"]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].stream_id, "3-0");
         assert_eq!(events[0].source, "i-a");
-    }
-
-    #[test]
-    fn only_handled_entries_are_acknowledged() {
-        let ids = vec!["1-0".to_owned(), "2-0".to_owned(), "3-0".to_owned()];
-        let unhandled: HashSet<String> = ["2-0".to_owned()].into();
-        assert_eq!(acknowledgeable(ids, &unhandled), vec!["1-0", "3-0"]);
     }
 }

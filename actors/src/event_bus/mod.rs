@@ -14,11 +14,12 @@
 //!     .start();
 //! ```
 //! (or later with the [`Subscribe`] message).
-//! Two halves run inside the actor: the [`reader`] reads ahead (so the agents' own trimming of
-//! the stream does not take entries before this worker has them) into a queue bounded in
-//! entries, and the handler (`consumer`) hands each batch to the subscribers.
-//! The subscriber's `Handler<EventBatch>` gets the matching events of each batch, in stream
-//! order, and replies once it has handled them: `Ok(())`, or [`Unhandled`] naming the events it
+//! Two halves: the [`reader`] reads ahead, on a thread of its own (so the agents' own trimming
+//! of the stream does not take entries before this worker has them), into a queue bounded in
+//! entries, and the handler (`consumer`, in the actor's context) puts each event in the lane of
+//! every subscriber that wants it (`lanes`). Each subscriber's `Handler<EventBatch>` gets its
+//! events in stream order, one batch at a time (a slow subscriber holds back only its own
+//! lane), and replies once it has handled them: `Ok(())`, or [`Unhandled`] naming the events it
 //! could not handle now (e.g. the database was unreachable). An entry is acknowledged only when
 //! every subscriber that wanted it replied without naming it. Everything else is offered again
 //! from memory after [`RETRY_DELAY`], ahead of newer entries; if the worker dies holding it,
@@ -28,6 +29,7 @@
 //! `GET /events/session`) are read apart from the group, by [`session_feed`].
 
 mod consumer;
+mod lanes;
 pub mod reader;
 pub mod reply;
 pub mod session_feed;
@@ -177,7 +179,8 @@ impl Actor for EventBus {
             in_flight,
             queue: queued,
             connection: None,
-            retained: Vec::new(),
+            lanes: lanes::Lanes::default(),
+            room: None,
         };
         let reader_thread = match reader.spawn() {
             Ok(thread) => thread,
