@@ -177,9 +177,15 @@ impl Consumer {
         }
         // Decoding a batch of a thousand entries takes milliseconds: off the async thread.
         let log = self.log.clone();
-        let (events, mut done) = tokio::task::spawn_blocking(move || decode_batch(&log, entries))
-            .await
-            .unwrap_or_default();
+        let (events, mut done) =
+            match tokio::task::spawn_blocking(move || decode_batch(&log, entries)).await {
+                Ok(decoded) => decoded,
+                Err(error) => {
+                    // Its entries stay pending, for another worker's XAUTOCLAIM.
+                    slog::error!(self.log, "event bus: decoding a batch failed"; "error" => %error);
+                    return;
+                }
+            };
         record_event_lag(&events);
         match self.subscribers.lock() {
             Ok(list) => self.lanes.add_subscribers(&list),
