@@ -12,8 +12,8 @@
 //! unhandled (or whose subscriber stopped mid-batch) are offered to it again after
 //! [`RETRY_DELAY`], ahead of newer ones, so one kernel's events stay in order; they are not
 //! left to XAUTOCLAIM, because 26.x agents trim the stream and a pending entry can be trimmed
-//! before it is claimed. While this worker holds entries, it renews their claim (XCLAIM
-//! JUSTID) so that other workers do not take them over; if it dies, they are idle after
+//! before it is claimed. While this worker holds entries, the reader renews their claim
+//! (XCLAIM JUSTID) so that other workers do not take them over; if it dies, they are idle after
 //! [`CLAIM_MIN_IDLE`] and another worker claims them. Held entries keep their room in the
 //! reader's queue, so a subscriber that keeps failing stops the reader instead of filling
 //! memory.
@@ -54,9 +54,11 @@ pub const TRIM_INTERVAL: Duration = Duration::from_millis(1000);
 /// Pause after a Redis error before trying again, so a Redis outage does not spin a core; also
 /// the pause before unhandled events are offered again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Held entries older than this get their claim renewed before they are handed out, well
-/// before [`CLAIM_MIN_IDLE`] lets another worker take them.
+/// Held entries older than this get their claim renewed (by the reader), well before
+/// [`CLAIM_MIN_IDLE`] lets another worker take them.
 pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
+/// How often the reader looks for held entries to renew (and always right before it claims).
+pub const RENEW_INTERVAL: Duration = Duration::from_millis(200);
 /// Extra time on top of a blocking read before its reply counts as lost.
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 
@@ -138,8 +140,6 @@ impl Consumer {
     pub async fn run(mut self) {
         let mut replies: FuturesUnordered<LocalBoxFuture<'static, LaneReply>> =
             FuturesUnordered::new();
-        let mut renewal = tokio::time::interval(LEASE_RENEW_AFTER / 2);
-        renewal.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             for batch in self.lanes.ready(Instant::now()) {
                 replies.push(Box::pin(send(self.log.clone(), batch)));
@@ -155,7 +155,6 @@ impl Consumer {
                 },
                 Some(reply) = replies.next(), if !replies.is_empty() => self.settle(reply).await,
                 () = sleep_until(resume), if resume.is_some() => {}
-                _ = renewal.tick() => self.renew_claims().await,
             }
         }
     }
@@ -164,11 +163,7 @@ impl Consumer {
     /// entries are logged with their id and acknowledged at once, with the events no
     /// subscriber wants.
     async fn accept(&mut self, batch: ReadBatch) {
-        let ReadBatch {
-            entries,
-            read_at,
-            room,
-        } = batch;
+        let ReadBatch { entries, room, .. } = batch;
         for permits in room {
             match &mut self.room {
                 Some(held) => held.merge(permits),
@@ -191,7 +186,7 @@ impl Consumer {
             Ok(list) => self.lanes.add_subscribers(&list),
             Err(poisoned) => self.lanes.add_subscribers(&poisoned.into_inner()),
         }
-        let unwanted = self.lanes.accept(events, read_at);
+        let unwanted = self.lanes.accept(events);
         if !unwanted.is_empty() {
             slog::debug!(self.log, "event bus: events without a subscriber"; "count" => unwanted.len());
         }
@@ -244,38 +239,6 @@ impl Consumer {
             .query_async(&mut connection)
             .await?;
         Ok(())
-    }
-
-    /// Resets the idle time of the entries held for longer than [`LEASE_RENEW_AFTER`]
-    /// (`XCLAIM ... 0 <ids> JUSTID`), so that other workers' XAUTOCLAIM leaves them alone while
-    /// this one still has them in hand: waiting in a lane, with a subscriber, or kept for
-    /// another try. Best effort: if it fails, another worker may handle some of them too,
-    /// which idempotent handlers allow.
-    async fn renew_claims(&mut self) {
-        let now = Instant::now();
-        let Some(before) = now.checked_sub(LEASE_RENEW_AFTER) else {
-            return;
-        };
-        let ids = self.lanes.renew_older_than(before, now);
-        if ids.is_empty() {
-            return;
-        }
-        let result: Result<redis::Value, redis::RedisError> = async {
-            let mut connection = self.connection().await?;
-            redis::cmd("XCLAIM")
-                .arg(EVENT_STREAM)
-                .arg(&self.settings.group)
-                .arg(&self.settings.consumer)
-                .arg(0)
-                .arg(&ids)
-                .arg("JUSTID")
-                .query_async(&mut connection)
-                .await
-        }
-        .await;
-        if let Err(error) = result {
-            slog::debug!(self.log, "event bus: cannot renew the claim of held events"; "error" => %error);
-        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! only once its previous batch was answered, and then sends everything that queued up
 //! meanwhile (so a slow subscriber catches up in fewer, larger batches). Events a subscriber
 //! did not handle go back to the front of its lane and are offered again after a pause. No
-//! I/O here: the consumer ([`super::consumer`]) sends, acknowledges and renews claims.
+//! I/O here: the consumer ([`super::consumer`]) sends and acknowledges; the reader renews claims.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -18,9 +18,6 @@ struct Held {
     event: ReceivedEvent,
     /// Lanes that have not handled it yet.
     awaiting: usize,
-    /// When this worker last read, claimed or renewed the entry: its idle time in the
-    /// group's pending list starts then.
-    claimed_at: Instant,
 }
 
 struct Lane {
@@ -99,7 +96,7 @@ impl Lanes {
 
     /// Puts each event in the lanes of the subscribers that want it; returns the stream ids of
     /// the events no subscriber wants (handled, as far as this worker is concerned).
-    pub fn accept(&mut self, events: Vec<ReceivedEvent>, read_at: Instant) -> Vec<String> {
+    pub fn accept(&mut self, events: Vec<ReceivedEvent>) -> Vec<String> {
         let mut unwanted = Vec::new();
         for event in events {
             let sequence = self.next_sequence;
@@ -115,14 +112,7 @@ impl Lanes {
                 continue;
             }
             self.next_sequence += 1;
-            self.held.insert(
-                sequence,
-                Held {
-                    event,
-                    awaiting,
-                    claimed_at: read_at,
-                },
-            );
+            self.held.insert(sequence, Held { event, awaiting });
         }
         unwanted
     }
@@ -201,19 +191,6 @@ impl Lanes {
         }
         settled
     }
-
-    /// The stream ids of the held entries last claimed before `before`, marked as claimed
-    /// `now` (the caller renews their claim in the group).
-    pub fn renew_older_than(&mut self, before: Instant, now: Instant) -> Vec<String> {
-        self.held
-            .values_mut()
-            .filter(|held| held.claimed_at < before)
-            .map(|held| {
-                held.claimed_at = now;
-                held.event.stream_id.clone()
-            })
-            .collect()
-    }
 }
 
 #[cfg(test)]
@@ -280,14 +257,11 @@ mod tests {
     fn an_entry_is_handled_only_once_every_subscriber_that_wanted_it_has_handled_it() {
         let mut lanes = lanes(&[&["do_schedule"], &["do_schedule", "do_prepare"]]);
         let now = Instant::now();
-        let unwanted = lanes.accept(
-            vec![
-                schedule("1-0"),
-                prepare("2-0"),
-                event("3-0", Event::Trigger(Trigger::DoScale)),
-            ],
-            now,
-        );
+        let unwanted = lanes.accept(vec![
+            schedule("1-0"),
+            prepare("2-0"),
+            event("3-0", Event::Trigger(Trigger::DoScale)),
+        ]);
         assert_eq!(unwanted, ["3-0"]);
         let mut batches = lanes.ready(now);
         assert_eq!(batches.len(), 2);
@@ -306,12 +280,12 @@ mod tests {
     fn a_busy_lane_holds_back_only_its_own_subscriber() {
         let mut lanes = lanes(&[&["do_schedule"], &["do_schedule"]]);
         let now = Instant::now();
-        lanes.accept(vec![schedule("1-0")], now);
+        lanes.accept(vec![schedule("1-0")]);
         let mut batches = lanes.ready(now);
         let fast = batches.remove(1);
         let _slow = batches.remove(0);
         lanes.settle(1, fast.sent, &Outcome::Handled, now, PAUSE);
-        lanes.accept(vec![schedule("2-0"), schedule("3-0")], now);
+        lanes.accept(vec![schedule("2-0"), schedule("3-0")]);
         let batches = lanes.ready(now);
         assert_eq!(batches.len(), 1, "the slow lane has not answered");
         assert_eq!(batches[0].lane, 1);
@@ -322,9 +296,9 @@ mod tests {
     fn unhandled_events_come_again_first_in_stream_order_after_the_pause() {
         let mut lanes = lanes(&[&["do_schedule"]]);
         let now = Instant::now();
-        lanes.accept(vec![schedule("1-0"), schedule("2-0"), schedule("3-0")], now);
+        lanes.accept(vec![schedule("1-0"), schedule("2-0"), schedule("3-0")]);
         let batch = lanes.ready(now).remove(0);
-        lanes.accept(vec![schedule("4-0")], now);
+        lanes.accept(vec![schedule("4-0")]);
         let unhandled = Outcome::NotHandled(["1-0".to_owned(), "3-0".to_owned()].into());
         let settled = lanes.settle(0, batch.sent, &unhandled, now, PAUSE);
         assert_eq!(settled.handled, ["2-0"]);
@@ -339,7 +313,7 @@ mod tests {
     fn a_batch_its_subscriber_never_answered_comes_again_whole() {
         let mut lanes = lanes(&[&["do_schedule"], &["do_schedule"]]);
         let now = Instant::now();
-        lanes.accept(vec![schedule("1-0"), schedule("2-0")], now);
+        lanes.accept(vec![schedule("1-0"), schedule("2-0")]);
         let mut batches = lanes.ready(now);
         let answered = batches.remove(1);
         let lost = batches.remove(0);
@@ -356,17 +330,5 @@ mod tests {
         let settled = lanes.settle(0, again[0].sent.clone(), &Outcome::Handled, now, PAUSE);
         assert_eq!(settled.handled, ["1-0", "2-0"]);
         assert_eq!(lanes.held(), 0);
-    }
-
-    #[test]
-    fn held_entries_are_renewed_once_they_age() {
-        let mut lanes = lanes(&[&["do_schedule"]]);
-        let start = Instant::now();
-        lanes.accept(vec![schedule("1-0")], start);
-        let later = start + Duration::from_millis(300);
-        lanes.accept(vec![schedule("2-0")], later);
-        let renewed = lanes.renew_older_than(later, later + Duration::from_millis(100));
-        assert_eq!(renewed, ["1-0"]);
-        assert!(lanes.renew_older_than(later, later).is_empty());
     }
 }

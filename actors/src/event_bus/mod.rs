@@ -168,6 +168,7 @@ impl Actor for EventBus {
             queue,
             connection: None,
             last_claim: None,
+            last_renewal: None,
             last_trim: None,
             trim_candidate: None,
         };

@@ -21,7 +21,7 @@
 //! hundred or so. (A handler that stays behind for longer than the queue holds still stops
 //! the reader; only a faster handler helps then.)
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -29,7 +29,10 @@ use redis::Value as RedisValue;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::consumer::{CLAIM_INTERVAL, CLAIM_MIN_IDLE, READ_BATCH, READ_BLOCK, TRIM_INTERVAL};
+use super::consumer::{
+    CLAIM_INTERVAL, CLAIM_MIN_IDLE, LEASE_RENEW_AFTER, READ_BATCH, READ_BLOCK, RENEW_INTERVAL,
+    TRIM_INTERVAL,
+};
 use super::consumer::{ConsumerSettings, RETRY_DELAY, open_connection, shape_error};
 use super::reply::{RawEntry, autoclaim_reply, read_reply};
 use crate::wire::entry::{EVENT_STREAM, compare_stream_ids};
@@ -69,43 +72,57 @@ pub fn queue() -> (QueueSender, mpsc::UnboundedReceiver<ReadBatch>) {
     (QueueSender { batches, room }, received)
 }
 
-/// Stream ids this worker holds in memory (queued, being handled, or kept for another try), so
-/// that its own XAUTOCLAIM does not hand them out a second time.
+/// Stream ids this worker holds in memory (queued, being handled, or kept for another try),
+/// with when each was last claimed (read, claimed or renewed): its own XAUTOCLAIM does not hand
+/// them out a second time, and the reader renews their claim before they look idle to anyone.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashSet<String>>>);
+pub struct InFlight(Arc<Mutex<HashMap<String, Instant>>>);
 
 impl InFlight {
-    fn with<R>(&self, f: impl FnOnce(&mut HashSet<String>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Instant>) -> R) -> R {
         match self.0.lock() {
             Ok(mut ids) => f(&mut ids),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 
-    pub fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        self.with(|set| set.extend(ids.into_iter().map(str::to_owned)));
+    pub fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>, claimed_at: Instant) {
+        self.with(|held| held.extend(ids.into_iter().map(|id| (id.to_owned(), claimed_at))));
     }
 
     pub fn remove_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        self.with(|set| {
+        self.with(|held| {
             for id in ids {
-                set.remove(id);
+                held.remove(id);
             }
         });
     }
 
     /// Keeps the entries not held in memory already.
     pub fn not_held(&self, entries: Vec<RawEntry>) -> Vec<RawEntry> {
-        self.with(|set| {
+        self.with(|held| {
             entries
                 .into_iter()
-                .filter(|entry| !set.contains(&entry.id))
+                .filter(|entry| !held.contains_key(&entry.id))
+                .collect()
+        })
+    }
+
+    /// The held entries last claimed before `before`, marked as claimed `now`.
+    pub fn renew_older_than(&self, before: Instant, now: Instant) -> Vec<String> {
+        self.with(|held| {
+            held.iter_mut()
+                .filter(|(_, claimed_at)| **claimed_at < before)
+                .map(|(id, claimed_at)| {
+                    *claimed_at = now;
+                    id.clone()
+                })
                 .collect()
         })
     }
 
     pub fn len(&self) -> usize {
-        self.with(|set| set.len())
+        self.with(|held| held.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -134,6 +151,7 @@ pub(super) struct Reader {
     pub queue: QueueSender,
     pub connection: Option<MultiplexedConnection>,
     pub last_claim: Option<Instant>,
+    pub last_renewal: Option<Instant>,
     pub last_trim: Option<Instant>,
     /// The first id of the latest batch: everything before it has been delivered.
     pub trim_candidate: Option<String>,
@@ -211,7 +229,8 @@ impl Reader {
         }
     }
 
-    async fn hand_over(&mut self, entries: Vec<RawEntry>) -> Result<(), Stop> {
+    /// Queues entries read or claimed at `claimed_at`.
+    async fn hand_over(&mut self, entries: Vec<RawEntry>, claimed_at: Instant) -> Result<(), Stop> {
         if entries.is_empty() {
             return Ok(());
         }
@@ -222,7 +241,7 @@ impl Reader {
             .await
             .map_err(|_| Stop::QueueClosed)?;
         self.in_flight
-            .insert_all(entries.iter().map(|entry| entry.id.as_str()));
+            .insert_all(entries.iter().map(|entry| entry.id.as_str()), claimed_at);
         let batch = ReadBatch {
             entries,
             read_at: Instant::now(),
@@ -236,17 +255,28 @@ impl Reader {
 
     async fn step(&mut self) -> Result<(), Stop> {
         let mut connection = self.connection().await?;
-        if self
+        let claim_due = self
             .last_claim
-            .is_none_or(|at| at.elapsed() >= CLAIM_INTERVAL)
+            .is_none_or(|at| at.elapsed() >= CLAIM_INTERVAL);
+        // Renewing right before the claim keeps the claim off what this worker holds: an
+        // entry it holds and has not renewed is younger than the claim's idle time.
+        if claim_due
+            || self
+                .last_renewal
+                .is_none_or(|at| at.elapsed() >= RENEW_INTERVAL)
         {
+            self.last_renewal = Some(Instant::now());
+            self.renew_claims(&mut connection).await?;
+        }
+        if claim_due {
             self.last_claim = Some(Instant::now());
+            let claimed_at = Instant::now();
             let claimed = self.claim_pending(&mut connection).await?;
             let claimed = self.in_flight.not_held(claimed);
             if !claimed.is_empty() {
                 slog::info!(self.log, "event bus: claimed entries left pending";
                     "count" => claimed.len(), "consumer" => &self.settings.consumer);
-                self.hand_over(claimed).await?;
+                self.hand_over(claimed, claimed_at).await?;
             }
         }
         let reply: RedisValue = match redis::cmd("XREADGROUP")
@@ -270,11 +300,12 @@ impl Reader {
             }
             Err(error) => return Err(error.into()),
         };
+        let read_at = Instant::now();
         let entries = read_reply(reply).map_err(shape_error)?;
         if let Some(first) = entries.first() {
             self.trim_candidate = Some(first.id.clone());
         }
-        self.hand_over(entries).await?;
+        self.hand_over(entries, read_at).await?;
         if self
             .last_trim
             .is_none_or(|at| at.elapsed() >= TRIM_INTERVAL)
@@ -282,6 +313,36 @@ impl Reader {
             self.last_trim = Some(Instant::now());
             self.trim(&mut connection).await?;
         }
+        Ok(())
+    }
+
+    /// Resets the idle time of the entries held for longer than [`LEASE_RENEW_AFTER`]
+    /// (`XCLAIM ... 0 <ids> JUSTID`), wherever they wait (in the queue, in a subscriber's lane,
+    /// with a subscriber, or kept for another try), so that no XAUTOCLAIM, this worker's or
+    /// another's, takes them while this worker has them in hand. It runs on the reader's
+    /// thread, which a busy actors' thread cannot hold up. (Entries the stream has trimmed
+    /// meanwhile leave the pending list; this worker already has their contents.)
+    async fn renew_claims(
+        &mut self,
+        connection: &mut MultiplexedConnection,
+    ) -> Result<(), redis::RedisError> {
+        let now = Instant::now();
+        let Some(before) = now.checked_sub(LEASE_RENEW_AFTER) else {
+            return Ok(());
+        };
+        let ids = self.in_flight.renew_older_than(before, now);
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let _: RedisValue = redis::cmd("XCLAIM")
+            .arg(EVENT_STREAM)
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg(0)
+            .arg(&ids)
+            .arg("JUSTID")
+            .query_async(connection)
+            .await?;
         Ok(())
     }
 
@@ -396,7 +457,7 @@ mod tests {
     #[test]
     fn entries_held_in_memory_are_not_handed_out_twice() {
         let held = InFlight::default();
-        held.insert_all(["1-0", "2-0"]);
+        held.insert_all(["1-0", "2-0"], Instant::now());
         let entry = |id: &str| RawEntry {
             id: id.to_owned(),
             fields: None,
@@ -405,5 +466,17 @@ mod tests {
         assert_eq!(fresh, vec![entry("3-0")]);
         held.remove_all(["1-0"]);
         assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn held_entries_are_renewed_once_they_age() {
+        let held = InFlight::default();
+        let start = Instant::now();
+        held.insert_all(["1-0"], start);
+        let later = start + std::time::Duration::from_millis(300);
+        held.insert_all(["2-0"], later);
+        let renewed = held.renew_older_than(later, later + std::time::Duration::from_millis(100));
+        assert_eq!(renewed, ["1-0"]);
+        assert!(held.renew_older_than(later, later).is_empty());
     }
 }
