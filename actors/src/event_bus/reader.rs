@@ -21,7 +21,7 @@
 //! hundred or so. (A handler that stays behind for longer than the queue holds still stops
 //! the reader; only a faster handler helps then.)
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -76,34 +76,59 @@ pub fn queue() -> (QueueSender, mpsc::UnboundedReceiver<ReadBatch>) {
 /// with when each was last claimed (read, claimed or renewed): its own XAUTOCLAIM does not hand
 /// them out a second time, and the reader renews their claim before they look idle to anyone.
 #[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<HashMap<String, Instant>>>);
+pub struct InFlight(Arc<Mutex<Held>>);
+
+#[derive(Debug, Default)]
+struct Held {
+    claimed_at: HashMap<String, Instant>,
+    /// While the reader's XAUTOCLAIM is out: the ids let go meanwhile. XAUTOCLAIM returns what
+    /// was held when it ran; one acknowledged before the reply is checked would otherwise look
+    /// like an entry nobody holds, and be handled again.
+    released_during_claim: Option<HashSet<String>>,
+}
 
 impl InFlight {
-    fn with<R>(&self, f: impl FnOnce(&mut HashMap<String, Instant>) -> R) -> R {
+    fn with<R>(&self, f: impl FnOnce(&mut Held) -> R) -> R {
         match self.0.lock() {
-            Ok(mut ids) => f(&mut ids),
+            Ok(mut held) => f(&mut held),
             Err(poisoned) => f(&mut poisoned.into_inner()),
         }
     }
 
     pub fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>, claimed_at: Instant) {
-        self.with(|held| held.extend(ids.into_iter().map(|id| (id.to_owned(), claimed_at))));
+        self.with(|held| {
+            held.claimed_at
+                .extend(ids.into_iter().map(|id| (id.to_owned(), claimed_at)))
+        });
     }
 
     pub fn remove_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
         self.with(|held| {
             for id in ids {
-                held.remove(id);
+                if let Some((id, _)) = held.claimed_at.remove_entry(id)
+                    && let Some(released) = &mut held.released_during_claim
+                {
+                    released.insert(id);
+                }
             }
         });
     }
 
-    /// Keeps the entries not held in memory already.
+    /// Called before an XAUTOCLAIM: from now until [`InFlight::not_held`], what is let go
+    /// is remembered.
+    pub fn claim_started(&self) {
+        self.with(|held| held.released_during_claim = Some(HashSet::new()));
+    }
+
+    /// Keeps the entries neither held in memory nor let go since the claim started.
     pub fn not_held(&self, entries: Vec<RawEntry>) -> Vec<RawEntry> {
         self.with(|held| {
+            let released = held.released_during_claim.take().unwrap_or_default();
             entries
                 .into_iter()
-                .filter(|entry| !held.contains_key(&entry.id))
+                .filter(|entry| {
+                    !held.claimed_at.contains_key(&entry.id) && !released.contains(&entry.id)
+                })
                 .collect()
         })
     }
@@ -111,7 +136,8 @@ impl InFlight {
     /// The held entries last claimed before `before`, marked as claimed `now`.
     pub fn renew_older_than(&self, before: Instant, now: Instant) -> Vec<String> {
         self.with(|held| {
-            held.iter_mut()
+            held.claimed_at
+                .iter_mut()
                 .filter(|(_, claimed_at)| **claimed_at < before)
                 .map(|(id, claimed_at)| {
                     *claimed_at = now;
@@ -122,7 +148,7 @@ impl InFlight {
     }
 
     pub fn len(&self) -> usize {
-        self.with(|held| held.len())
+        self.with(|held| held.claimed_at.len())
     }
 
     pub fn is_empty(&self) -> bool {
@@ -271,6 +297,7 @@ impl Reader {
         if claim_due {
             self.last_claim = Some(Instant::now());
             let claimed_at = Instant::now();
+            self.in_flight.claim_started();
             let claimed = self.claim_pending(&mut connection).await?;
             let claimed = self.in_flight.not_held(claimed);
             if !claimed.is_empty() {
@@ -466,6 +493,26 @@ mod tests {
         assert_eq!(fresh, vec![entry("3-0")]);
         held.remove_all(["1-0"]);
         assert_eq!(held.len(), 1);
+    }
+
+    #[test]
+    fn an_entry_let_go_while_a_claim_is_out_is_not_taken_for_an_abandoned_one() {
+        let held = InFlight::default();
+        let entry = |id: &str| RawEntry {
+            id: id.to_owned(),
+            fields: None,
+        };
+        held.insert_all(["1-0", "2-0"], Instant::now());
+        held.claim_started();
+        // Handled and acknowledged after XAUTOCLAIM returned it, before the reply is checked.
+        held.remove_all(["1-0"]);
+        assert_eq!(
+            held.not_held(vec![entry("1-0"), entry("3-0")]),
+            vec![entry("3-0")]
+        );
+        // Outside a claim nothing is remembered.
+        held.remove_all(["2-0"]);
+        assert_eq!(held.not_held(vec![entry("2-0")]), vec![entry("2-0")]);
     }
 
     #[test]
