@@ -170,17 +170,23 @@ impl Consumer {
                 None => self.room = Some(permits),
             }
         }
+        let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
         // Decoding a batch of a thousand entries takes milliseconds: off the async thread.
         let log = self.log.clone();
-        let (events, mut done) =
-            match tokio::task::spawn_blocking(move || decode_batch(&log, entries)).await {
-                Ok(decoded) => decoded,
-                Err(error) => {
-                    // Its entries stay pending, for another worker's XAUTOCLAIM.
-                    slog::error!(self.log, "event bus: decoding a batch failed"; "error" => %error);
-                    return;
-                }
-            };
+        let (events, mut done) = match tokio::task::spawn_blocking(move || {
+            decode_batch(&log, entries)
+        })
+        .await
+        {
+            Ok(decoded) => decoded,
+            Err(error) => {
+                // Let go, they stay pending: the next XAUTOCLAIM offers them again.
+                slog::error!(self.log, "event bus: decoding a batch failed; its entries will be claimed again";
+                        "count" => ids.len(), "error" => %error);
+                self.in_flight.remove_all(ids.iter().map(String::as_str));
+                return;
+            }
+        };
         record_event_lag(&events);
         match self.subscribers.lock() {
             Ok(list) => self.lanes.add_subscribers(&list),

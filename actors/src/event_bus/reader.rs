@@ -292,14 +292,25 @@ impl Reader {
                 .is_none_or(|at| at.elapsed() >= RENEW_INTERVAL)
         {
             self.last_renewal = Some(Instant::now());
-            self.renew_claims(&mut connection).await?;
+            if let Err(error) = self.renew_claims(&mut connection).await {
+                // Best effort: another worker may take some of them too, which idempotent
+                // handlers allow; this worker's own claim leaves what it holds alone anyway.
+                slog::debug!(self.log, "event bus: cannot renew the claim of held entries";
+                    "error" => %error);
+            }
         }
         if claim_due {
             self.last_claim = Some(Instant::now());
             let claimed_at = Instant::now();
             self.in_flight.claim_started();
-            let claimed = self.claim_pending(&mut connection).await?;
-            let claimed = self.in_flight.not_held(claimed);
+            let claimed = match self.claim_pending(&mut connection).await {
+                Ok(claimed) => self.in_flight.not_held(claimed),
+                Err(error) => {
+                    // Ends the claim's window all the same.
+                    self.in_flight.not_held(Vec::new());
+                    return Err(error.into());
+                }
+            };
             if !claimed.is_empty() {
                 slog::info!(self.log, "event bus: claimed entries left pending";
                     "count" => claimed.len(), "consumer" => &self.settings.consumer);
