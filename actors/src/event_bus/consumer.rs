@@ -54,11 +54,6 @@ pub const TRIM_INTERVAL: Duration = Duration::from_millis(1000);
 /// Pause after a Redis error before trying again, so a Redis outage does not spin a core; also
 /// the pause before unhandled events are offered again.
 pub const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Held entries older than this get their claim renewed (by the reader), well before
-/// [`CLAIM_MIN_IDLE`] lets another worker take them.
-pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
-/// How often the reader looks for held entries to renew (and always right before it claims).
-pub const RENEW_INTERVAL: Duration = Duration::from_millis(200);
 /// Extra time on top of a blocking read before its reply counts as lost.
 const RESPONSE_SLACK: Duration = Duration::from_secs(5);
 
@@ -201,13 +196,10 @@ impl Consumer {
     }
 
     async fn settle(&mut self, (lane, sent, outcome): LaneReply) {
+        // What was not handled was logged with its subscriber when the answer came.
         let settled = self
             .lanes
             .settle(lane, sent, &outcome, Instant::now(), RETRY_DELAY);
-        if settled.retried > 0 {
-            slog::warn!(self.log, "event bus: keeping unhandled events for another try";
-                "count" => settled.retried, "consumer" => &self.settings.consumer);
-        }
         self.acknowledge_handled(settled.handled).await;
     }
 

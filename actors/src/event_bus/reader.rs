@@ -23,19 +23,22 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use redis::Value as RedisValue;
 use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
-use super::consumer::{
-    CLAIM_INTERVAL, CLAIM_MIN_IDLE, LEASE_RENEW_AFTER, READ_BATCH, READ_BLOCK, RENEW_INTERVAL,
-    TRIM_INTERVAL,
-};
+use super::consumer::{CLAIM_INTERVAL, CLAIM_MIN_IDLE, READ_BATCH, READ_BLOCK, TRIM_INTERVAL};
 use super::consumer::{ConsumerSettings, RETRY_DELAY, open_connection, shape_error};
 use super::reply::{RawEntry, autoclaim_reply, read_reply};
 use crate::wire::entry::{EVENT_STREAM, compare_stream_ids};
+
+/// Held entries older than this get their claim renewed, well before [`CLAIM_MIN_IDLE`] lets
+/// another worker take them.
+pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
+/// How often the reader looks for held entries to renew (and always right before it claims).
+pub const RENEW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Entries read and waiting to be handled, per worker: a few MiB of buffer, several seconds
 /// of a busy cluster's events.
