@@ -215,9 +215,11 @@ def main():
 
         def upload():
             page.goto(f"{args.url}/data", wait_until="load")
-            page.locator("vaadin-grid-cell-content div", has_text=args.folder).first.click(
-                timeout=STEP_MS
-            )
+            # The row's "open a folder" button: the cell's name is a narrow target inside a
+            # wider box, and a click on the box's centre can miss it by a few pixels.
+            page.locator(
+                f"#controls[folder-name='{args.folder}'] mwc-icon-button[icon='folder_open']"
+            ).first.click(timeout=STEP_MS)
             explorer = page.locator("#folder-explorer-dialog")
             # The dialog's host has no box of its own: wait for its upload button instead.
             explorer.get_by_text(re.compile("upload files", re.I)).first.wait_for(
