@@ -155,8 +155,19 @@ async fn two_workers_handle_every_heartbeat_exactly_once() {
     let union: HashSet<String> = a_set.union(&b_set).cloned().collect();
     assert_eq!(union, sent);
 
-    let stats_a = worker_a.tracker.send(GetTrackerStats).await.unwrap();
-    let stats_b = worker_b.tracker.send(GetTrackerStats).await.unwrap();
+    // The trackers' lanes run apart from the recorders': they may still be handling theirs.
+    let (stats_a, stats_b) = wait_for(
+        "both trackers to handle their heartbeats",
+        LIMIT,
+        || async {
+            let stats_a = worker_a.tracker.send(GetTrackerStats).await.unwrap();
+            let stats_b = worker_b.tracker.send(GetTrackerStats).await.unwrap();
+            let heartbeats = stats_a.heartbeats + stats_b.heartbeats;
+            let inserted = stats_a.inserted + stats_b.inserted;
+            (heartbeats >= 500 && inserted >= 100).then_some((stats_a, stats_b))
+        },
+    )
+    .await;
     assert_eq!(stats_a.heartbeats + stats_b.heartbeats, 500);
     assert_eq!(stats_a.inserted + stats_b.inserted, 100);
     let rows: i64 = env
@@ -658,4 +669,105 @@ async fn a_slow_subscriber_holds_back_only_its_own_events_and_gets_them_in_order
         (pending_count(&env).await == 0).then_some(())
     })
     .await;
+}
+
+/// XPENDING's per-consumer counts of the manager group.
+async fn pending_by_consumer(env: &TestEnv) -> std::collections::HashMap<String, i64> {
+    let mut redis = env.redis.connection(db::STREAM).await;
+    let summary: redis::Value = redis::cmd("XPENDING")
+        .arg("events")
+        .arg("manager")
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    let mut counts = std::collections::HashMap::new();
+    if let redis::Value::Array(parts) = summary
+        && let Some(redis::Value::Array(consumers)) = parts.get(3)
+    {
+        for consumer in consumers {
+            if let redis::Value::Array(pair) = consumer
+                && let [
+                    redis::Value::BulkString(name),
+                    redis::Value::BulkString(count),
+                ] = pair.as_slice()
+            {
+                let name = String::from_utf8_lossy(name).into_owned();
+                let count = String::from_utf8_lossy(count).parse().unwrap();
+                counts.insert(name, count);
+            }
+        }
+    }
+    counts
+}
+
+#[actix::test]
+async fn a_worker_whose_queue_is_full_keeps_its_entries_from_other_workers() {
+    use bai_actors::event_bus::MAX_QUEUED_ENTRIES;
+    // A full queue, and one read batch more waiting for room in it.
+    let entries = MAX_QUEUED_ENTRIES + 500;
+    let env = TestEnv::new().await;
+    insert_scaling_group(&env, "default").await;
+    create_group(&env).await;
+    let lines = LogLines::default();
+    let log = test_log(&lines);
+    let interest = EventInterest::names(&["agent_started"]);
+    let (gate, held) = tokio::sync::oneshot::channel();
+    let slow_handled = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let slow = bai_actors::event_bus::Subscription {
+        name: "slow".into(),
+        interest: interest.clone(),
+        recipient: actix::Actor::start(HeldAtTheGate {
+            gate: Some(held),
+            handled: slow_handled.clone(),
+        })
+        .recipient(),
+    };
+    let _busy = start_worker(&env, &log, "w-busy", TIMEOUT, vec![slow]).await;
+
+    // 23.09 agents, which do not trim the stream.
+    let agent = SimAgent::new("i-busy", WireFormat::Args, 16001);
+    let started = Event::AgentStarted {
+        reason: "self-started".into(),
+    };
+    let mut writer = StreamWriter::connect(&env.redis.addr()).await.unwrap();
+    let mut added = Vec::with_capacity(entries);
+    while added.len() < entries {
+        let burst = (entries - added.len()).min(500);
+        let events = std::iter::repeat_with(|| (&agent, started.clone())).take(burst);
+        added.extend(writer.send_many(events).await.unwrap());
+    }
+    wait_for("the busy worker to read every entry", LIMIT, || async {
+        let pending = pending_by_consumer(&env).await;
+        (pending.get("w-busy").copied() == Some(entries as i64)).then_some(())
+    })
+    .await;
+
+    // Well past the claim's idle time, with another worker claiming every second meanwhile.
+    let (recorder, taken_over) = recorder(interest);
+    let _other = start_worker(&env, &log, "w-other", TIMEOUT, vec![recorder]).await;
+    tokio::time::sleep(bai_actors::event_bus::CLAIM_MIN_IDLE * 4).await;
+    assert!(
+        taken_over.lock().unwrap().is_empty(),
+        "another worker took over entries the busy worker holds"
+    );
+    assert_eq!(
+        pending_by_consumer(&env).await.get("w-busy").copied(),
+        Some(entries as i64)
+    );
+
+    gate.send(()).unwrap();
+    wait_for("the busy worker to handle its entries", LIMIT, || async {
+        (slow_handled.lock().unwrap().len() >= entries).then_some(())
+    })
+    .await;
+    assert_eq!(
+        *slow_handled.lock().unwrap(),
+        added,
+        "every entry once, in stream order"
+    );
+    wait_for("every entry acknowledged", LIMIT, || async {
+        (pending_count(&env).await == 0).then_some(())
+    })
+    .await;
+    assert!(taken_over.lock().unwrap().is_empty());
 }

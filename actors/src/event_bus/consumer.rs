@@ -12,7 +12,7 @@
 //! unhandled (or whose subscriber stopped mid-batch) are offered to it again after
 //! [`RETRY_DELAY`], ahead of newer ones, so one kernel's events stay in order; they are not
 //! left to XAUTOCLAIM, because 26.x agents trim the stream and a pending entry can be trimmed
-//! before it is claimed. While this worker holds entries, the reader renews their claim
+//! before it is claimed. While this worker holds entries, [`super::leases`] renews their claim
 //! (XCLAIM JUSTID) so that other workers do not take them over; if it dies, they are idle after
 //! [`CLAIM_MIN_IDLE`] and another worker claims them. Held entries keep their room in the
 //! reader's queue, so a subscriber that keeps failing stops the reader instead of filling
@@ -28,7 +28,8 @@ use redis::aio::MultiplexedConnection;
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use super::lanes::{LaneBatch, Lanes, Outcome};
-use super::reader::{InFlight, ReadBatch};
+use super::leases::InFlight;
+use super::reader::ReadBatch;
 use super::reply::RawEntry;
 use super::{EventBatch, ReceivedEvent, Subscription};
 use crate::redis::{RedisSettings, db};

@@ -30,6 +30,7 @@
 
 mod consumer;
 mod lanes;
+pub mod leases;
 pub mod reader;
 pub mod reply;
 pub mod session_feed;
@@ -159,7 +160,7 @@ impl Actor for EventBus {
         slog::info!(self.log, "event bus: reading the event stream";
             "group" => &self.settings.group, "consumer" => &self.settings.consumer);
         let (queue, queued) = reader::queue();
-        let in_flight = reader::InFlight::default();
+        let in_flight = leases::InFlight::default();
         let reader = reader::Reader {
             log: self.log.clone(),
             redis: self.redis.clone(),
@@ -168,7 +169,6 @@ impl Actor for EventBus {
             queue,
             connection: None,
             last_claim: None,
-            last_renewal: None,
             last_trim: None,
             trim_candidate: None,
         };

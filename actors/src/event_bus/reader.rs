@@ -21,9 +21,8 @@
 //! hundred or so. (A handler that stays behind for longer than the queue holds still stops
 //! the reader; only a faster handler helps then.)
 
-use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use redis::Value as RedisValue;
 use redis::aio::MultiplexedConnection;
@@ -31,21 +30,16 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 use super::consumer::{CLAIM_INTERVAL, CLAIM_MIN_IDLE, READ_BATCH, READ_BLOCK, TRIM_INTERVAL};
 use super::consumer::{ConsumerSettings, RETRY_DELAY, open_connection, shape_error};
+use super::leases::{self, InFlight};
 use super::reply::{RawEntry, autoclaim_reply, read_reply};
 use crate::wire::entry::{EVENT_STREAM, compare_stream_ids};
-
-/// Held entries older than this get their claim renewed, well before [`CLAIM_MIN_IDLE`] lets
-/// another worker take them.
-pub const LEASE_RENEW_AFTER: Duration = Duration::from_millis(400);
-/// How often the reader looks for held entries to renew (and always right before it claims).
-pub const RENEW_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Entries read and waiting to be handled, per worker: a few MiB of buffer, several seconds
 /// of a busy cluster's events.
 pub const MAX_QUEUED_ENTRIES: usize = 8 * READ_BATCH;
 
 /// One read: its entries, when they were read (their idle time in the pending list starts
-/// then; see the handler's lease renewal) and their room in the queue, given back
+/// then; see [`super::leases`]) and their room in the queue, given back
 /// when the batch is dropped.
 #[derive(Debug)]
 pub struct ReadBatch {
@@ -75,90 +69,6 @@ pub fn queue() -> (QueueSender, mpsc::UnboundedReceiver<ReadBatch>) {
     (QueueSender { batches, room }, received)
 }
 
-/// Stream ids this worker holds in memory (queued, being handled, or kept for another try),
-/// with when each was last claimed (read, claimed or renewed): its own XAUTOCLAIM does not hand
-/// them out a second time, and the reader renews their claim before they look idle to anyone.
-#[derive(Debug, Clone, Default)]
-pub struct InFlight(Arc<Mutex<Held>>);
-
-#[derive(Debug, Default)]
-struct Held {
-    claimed_at: HashMap<String, Instant>,
-    /// While the reader's XAUTOCLAIM is out: the ids let go meanwhile. XAUTOCLAIM returns what
-    /// was held when it ran; one acknowledged before the reply is checked would otherwise look
-    /// like an entry nobody holds, and be handled again.
-    released_during_claim: Option<HashSet<String>>,
-}
-
-impl InFlight {
-    fn with<R>(&self, f: impl FnOnce(&mut Held) -> R) -> R {
-        match self.0.lock() {
-            Ok(mut held) => f(&mut held),
-            Err(poisoned) => f(&mut poisoned.into_inner()),
-        }
-    }
-
-    pub fn insert_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>, claimed_at: Instant) {
-        self.with(|held| {
-            held.claimed_at
-                .extend(ids.into_iter().map(|id| (id.to_owned(), claimed_at)))
-        });
-    }
-
-    pub fn remove_all<'a>(&self, ids: impl IntoIterator<Item = &'a str>) {
-        self.with(|held| {
-            for id in ids {
-                if let Some((id, _)) = held.claimed_at.remove_entry(id)
-                    && let Some(released) = &mut held.released_during_claim
-                {
-                    released.insert(id);
-                }
-            }
-        });
-    }
-
-    /// Called before an XAUTOCLAIM: from now until [`InFlight::not_held`], what is let go
-    /// is remembered.
-    pub fn claim_started(&self) {
-        self.with(|held| held.released_during_claim = Some(HashSet::new()));
-    }
-
-    /// Keeps the entries neither held in memory nor let go since the claim started.
-    pub fn not_held(&self, entries: Vec<RawEntry>) -> Vec<RawEntry> {
-        self.with(|held| {
-            let released = held.released_during_claim.take().unwrap_or_default();
-            entries
-                .into_iter()
-                .filter(|entry| {
-                    !held.claimed_at.contains_key(&entry.id) && !released.contains(&entry.id)
-                })
-                .collect()
-        })
-    }
-
-    /// The held entries last claimed before `before`, marked as claimed `now`.
-    pub fn renew_older_than(&self, before: Instant, now: Instant) -> Vec<String> {
-        self.with(|held| {
-            held.claimed_at
-                .iter_mut()
-                .filter(|(_, claimed_at)| **claimed_at < before)
-                .map(|(id, claimed_at)| {
-                    *claimed_at = now;
-                    id.clone()
-                })
-                .collect()
-        })
-    }
-
-    pub fn len(&self) -> usize {
-        self.with(|held| held.claimed_at.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// The reader's thread, which ends when this is dropped (with the bus's handling half): the
 /// reader stops at once, in a read or waiting for room in the queue.
 pub struct ReaderThread {
@@ -180,7 +90,6 @@ pub(super) struct Reader {
     pub queue: QueueSender,
     pub connection: Option<MultiplexedConnection>,
     pub last_claim: Option<Instant>,
-    pub last_renewal: Option<Instant>,
     pub last_trim: Option<Instant>,
     /// The first id of the latest batch: everything before it has been delivered.
     pub trim_candidate: Option<String>,
@@ -234,6 +143,13 @@ impl Reader {
     }
 
     async fn run(mut self, mut stop: oneshot::Receiver<()>) {
+        // Ends with this runtime, when the reader returns.
+        tokio::spawn(leases::keep_leases(
+            self.log.clone(),
+            self.redis.clone(),
+            self.settings.clone(),
+            self.in_flight.clone(),
+        ));
         loop {
             let step = tokio::select! {
                 _ = &mut stop => return,
@@ -258,19 +174,20 @@ impl Reader {
         }
     }
 
-    /// Queues entries read or claimed at `claimed_at`.
+    /// Queues entries read or claimed at `claimed_at`. They count as held from now on, while
+    /// they wait for room too (see [`super::leases`]).
     async fn hand_over(&mut self, entries: Vec<RawEntry>, claimed_at: Instant) -> Result<(), Stop> {
         if entries.is_empty() {
             return Ok(());
         }
+        self.in_flight
+            .insert_all(entries.iter().map(|entry| entry.id.as_str()), claimed_at);
         // A claim can bring more than the whole queue holds: it takes all the room there is.
         let wanted = entries.len().min(MAX_QUEUED_ENTRIES) as u32;
         let room = Arc::clone(&self.queue.room)
             .acquire_many_owned(wanted)
             .await
             .map_err(|_| Stop::QueueClosed)?;
-        self.in_flight
-            .insert_all(entries.iter().map(|entry| entry.id.as_str()), claimed_at);
         let batch = ReadBatch {
             entries,
             read_at: Instant::now(),
@@ -287,21 +204,6 @@ impl Reader {
         let claim_due = self
             .last_claim
             .is_none_or(|at| at.elapsed() >= CLAIM_INTERVAL);
-        // Renewing right before the claim keeps the claim off what this worker holds: an
-        // entry it holds and has not renewed is younger than the claim's idle time.
-        if claim_due
-            || self
-                .last_renewal
-                .is_none_or(|at| at.elapsed() >= RENEW_INTERVAL)
-        {
-            self.last_renewal = Some(Instant::now());
-            if let Err(error) = self.renew_claims(&mut connection).await {
-                // Best effort: another worker may take some of them too, which idempotent
-                // handlers allow; this worker's own claim leaves what it holds alone anyway.
-                slog::debug!(self.log, "event bus: cannot renew the claim of held entries";
-                    "error" => %error);
-            }
-        }
         if claim_due {
             self.last_claim = Some(Instant::now());
             let claimed_at = Instant::now();
@@ -309,8 +211,7 @@ impl Reader {
             let claimed = match self.claim_pending(&mut connection).await {
                 Ok(claimed) => self.in_flight.not_held(claimed),
                 Err(error) => {
-                    // Ends the claim's window all the same.
-                    self.in_flight.not_held(Vec::new());
+                    self.in_flight.claim_failed();
                     return Err(error.into());
                 }
             };
@@ -354,36 +255,6 @@ impl Reader {
             self.last_trim = Some(Instant::now());
             self.trim(&mut connection).await?;
         }
-        Ok(())
-    }
-
-    /// Resets the idle time of the entries held for longer than [`LEASE_RENEW_AFTER`]
-    /// (`XCLAIM ... 0 <ids> JUSTID`), wherever they wait (in the queue, in a subscriber's lane,
-    /// with a subscriber, or kept for another try), so that no XAUTOCLAIM, this worker's or
-    /// another's, takes them while this worker has them in hand. It runs on the reader's
-    /// thread, which a busy actors' thread cannot hold up. (Entries the stream has trimmed
-    /// meanwhile leave the pending list; this worker already has their contents.)
-    async fn renew_claims(
-        &mut self,
-        connection: &mut MultiplexedConnection,
-    ) -> Result<(), redis::RedisError> {
-        let now = Instant::now();
-        let Some(before) = now.checked_sub(LEASE_RENEW_AFTER) else {
-            return Ok(());
-        };
-        let ids = self.in_flight.renew_older_than(before, now);
-        if ids.is_empty() {
-            return Ok(());
-        }
-        let _: RedisValue = redis::cmd("XCLAIM")
-            .arg(EVENT_STREAM)
-            .arg(&self.settings.group)
-            .arg(&self.settings.consumer)
-            .arg(0)
-            .arg(&ids)
-            .arg("JUSTID")
-            .query_async(connection)
-            .await?;
         Ok(())
     }
 
@@ -493,51 +364,5 @@ mod tests {
         assert!(compare_stream_ids("9-0", "10-0").is_lt());
         assert!(compare_stream_ids("10-2", "10-10").is_lt());
         assert!(!compare_stream_ids("10-0", "10-0").is_lt());
-    }
-
-    #[test]
-    fn entries_held_in_memory_are_not_handed_out_twice() {
-        let held = InFlight::default();
-        held.insert_all(["1-0", "2-0"], Instant::now());
-        let entry = |id: &str| RawEntry {
-            id: id.to_owned(),
-            fields: None,
-        };
-        let fresh = held.not_held(vec![entry("1-0"), entry("3-0")]);
-        assert_eq!(fresh, vec![entry("3-0")]);
-        held.remove_all(["1-0"]);
-        assert_eq!(held.len(), 1);
-    }
-
-    #[test]
-    fn an_entry_let_go_while_a_claim_is_out_is_not_taken_for_an_abandoned_one() {
-        let held = InFlight::default();
-        let entry = |id: &str| RawEntry {
-            id: id.to_owned(),
-            fields: None,
-        };
-        held.insert_all(["1-0", "2-0"], Instant::now());
-        held.claim_started();
-        // Handled and acknowledged after XAUTOCLAIM returned it, before the reply is checked.
-        held.remove_all(["1-0"]);
-        assert_eq!(
-            held.not_held(vec![entry("1-0"), entry("3-0")]),
-            vec![entry("3-0")]
-        );
-        // Outside a claim nothing is remembered.
-        held.remove_all(["2-0"]);
-        assert_eq!(held.not_held(vec![entry("2-0")]), vec![entry("2-0")]);
-    }
-
-    #[test]
-    fn held_entries_are_renewed_once_they_age() {
-        let held = InFlight::default();
-        let start = Instant::now();
-        held.insert_all(["1-0"], start);
-        let later = start + std::time::Duration::from_millis(300);
-        held.insert_all(["2-0"], later);
-        let renewed = held.renew_older_than(later, later + std::time::Duration::from_millis(100));
-        assert_eq!(renewed, ["1-0"]);
-        assert!(held.renew_older_than(later, later).is_empty());
     }
 }
