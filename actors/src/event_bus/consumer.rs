@@ -33,7 +33,9 @@ use super::reader::ReadBatch;
 use super::reply::RawEntry;
 use super::{EventBatch, ReceivedEvent, Subscription};
 use crate::redis::{RedisSettings, db};
+use crate::wire::Event;
 use crate::wire::entry::{EVENT_STREAM, decode_entry};
+use crate::wire::shared_parts::SharedParts;
 
 /// How long one XREADGROUP waits for new entries. Short enough that pending entries of a dead
 /// worker are claimed within about a second on a quiet stream.
@@ -298,13 +300,15 @@ fn record_event_lag(events: &[ReceivedEvent]) {
 }
 
 /// Turns raw entries into events, logging the ones that cannot be read; returns the events
-/// and the stream ids of the entries dropped.
+/// and the stream ids of the entries dropped. The batch's heartbeats share the parts they
+/// have in common ([`SharedParts`]): they may wait in a lane for a while.
 pub fn decode_batch(
     log: &slog::Logger,
     entries: Vec<RawEntry>,
 ) -> (Vec<ReceivedEvent>, Vec<String>) {
     let mut events = Vec::with_capacity(entries.len());
     let mut dropped = Vec::new();
+    let mut shared = SharedParts::default();
     for entry in entries {
         let Some(fields) = entry.fields else {
             slog::warn!(log, "event bus: entry was deleted before it could be handled";
@@ -313,11 +317,18 @@ pub fn decode_batch(
             continue;
         };
         match decode_entry(&fields) {
-            Ok((source, event)) => events.push(ReceivedEvent {
-                stream_id: entry.id,
-                source,
-                event,
-            }),
+            Ok((source, mut event)) => {
+                if let Event::AgentHeartbeat(info) = &mut event
+                    && let Some(info) = Arc::get_mut(info)
+                {
+                    shared.share(info);
+                }
+                events.push(ReceivedEvent {
+                    stream_id: entry.id,
+                    source,
+                    event,
+                })
+            }
             Err(error) => {
                 let name = fields
                     .iter()
@@ -406,6 +417,66 @@ mod tests {
         assert_eq!(batch.entries.len(), READ_BATCH);
         // Paused time moves only while something sleeps.
         assert_eq!(started.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_heartbeats_of_a_batch_share_the_parts_they_have_in_common() {
+        use crate::wire::{AgentInfo, WireFormat, render_entry};
+        use bai_schema::{ResourceSlot, SlotAmount, SlotUnit};
+        let info = |addr: &str| AgentInfo {
+            ip: "10.0.0.1".into(),
+            region: "local".into(),
+            scaling_group: "default".into(),
+            addr: addr.into(),
+            public_key: None,
+            public_host: "10.0.0.1".into(),
+            available_slots: ResourceSlot::from_pairs([("cpu", SlotAmount::from(16))]).into(),
+            slot_types: std::collections::BTreeMap::from([("cpu".to_owned(), SlotUnit::Count)])
+                .into(),
+            version: "26.1.0".into(),
+            compute_plugins: serde_json::json!({"cpu": {"version": "26.1.0"}}).into(),
+            images: None,
+            architecture: "x86_64".into(),
+            auto_terminate_abusing_kernel: false,
+        };
+        let sent = [info("tcp://10.0.0.1:6001"), info("tcp://10.0.0.2:6001")];
+        let entries = sent
+            .iter()
+            .enumerate()
+            .map(|(n, info)| {
+                let event = Event::AgentHeartbeat(Arc::new(info.clone()));
+                let fields = render_entry(&event, &format!("i-{n}"), WireFormat::Payload).unwrap();
+                RawEntry {
+                    id: format!("{n}-0"),
+                    fields: Some(
+                        fields
+                            .into_iter()
+                            .map(|(key, value)| (key.as_bytes().to_vec(), value))
+                            .collect(),
+                    ),
+                }
+            })
+            .collect();
+        let log = slog::Logger::root(slog::Discard, slog::o!());
+        let (events, dropped) = decode_batch(&log, entries);
+        assert!(dropped.is_empty());
+        let decoded: Vec<&AgentInfo> = events
+            .iter()
+            .map(|received| match &received.event {
+                Event::AgentHeartbeat(info) => &**info,
+                other => panic!("not a heartbeat: {other:?}"),
+            })
+            .collect();
+        assert_eq!(decoded, sent.iter().collect::<Vec<_>>());
+        assert!(Arc::ptr_eq(
+            &decoded[0].available_slots,
+            &decoded[1].available_slots
+        ));
+        assert!(Arc::ptr_eq(&decoded[0].slot_types, &decoded[1].slot_types));
+        assert!(Arc::ptr_eq(
+            &decoded[0].compute_plugins,
+            &decoded[1].compute_plugins
+        ));
     }
 
     #[test]

@@ -29,12 +29,12 @@ impl AgentSnapshot {
         AgentSnapshot {
             status: AgentStatus::Alive,
             scaling_group: info.scaling_group.clone(),
-            available_slots: info.available_slots.clone(),
+            available_slots: (*info.available_slots).clone(),
             addr: info.addr.clone(),
             public_host: Some(info.public_host.clone()),
             public_key: info.public_key.clone(),
             version: info.version.clone(),
-            compute_plugins: info.compute_plugins.clone(),
+            compute_plugins: (*info.compute_plugins).clone(),
             architecture: info.architecture.clone(),
             auto_terminate_abusing_kernel: info.auto_terminate_abusing_kernel,
         }
@@ -277,10 +277,10 @@ mod tests {
             addr: "tcp://127.0.0.1:6001".into(),
             public_key: None,
             public_host: "127.0.0.1".into(),
-            available_slots: ResourceSlot::from_pairs([("cpu", SlotAmount::from(4))]),
+            available_slots: ResourceSlot::from_pairs([("cpu", SlotAmount::from(4))]).into(),
             slot_types: Default::default(),
             version: "26.9.6".into(),
-            compute_plugins: serde_json::json!({}),
+            compute_plugins: serde_json::json!({}).into(),
             images: None,
             architecture: "x86_64".into(),
             auto_terminate_abusing_kernel: false,
@@ -301,19 +301,20 @@ mod tests {
     #[test]
     fn a_kept_row_tells_an_unchanged_heartbeat_from_every_change_the_row_would_see() {
         let mut info = info();
-        info.compute_plugins = serde_json::json!({"cpu": {"version": "1.0", "n": 4}, "mem": {}});
+        info.compute_plugins =
+            serde_json::json!({"cpu": {"version": "1.0", "n": 4}, "mem": {}}).into();
         let kept = AgentSnapshot::alive_from(&info).kept();
         assert_eq!(kept, KeptRow::alive(&info));
         assert!(leaves_unchanged(&kept, &info));
 
         let changes: [fn(&mut AgentInfo); 9] = [
             |i| i.scaling_group = "gpu".into(),
-            |i| i.available_slots = ResourceSlot::from_pairs([("cpu", SlotAmount::from(8))]),
+            |i| i.available_slots = ResourceSlot::from_pairs([("cpu", SlotAmount::from(8))]).into(),
             |i| i.addr = "tcp://10.0.0.2:6001".into(),
             |i| i.public_host = "10.0.0.2".into(),
             |i| i.public_key = Some("key".into()),
             |i| i.version = "26.9.7".into(),
-            |i| i.compute_plugins["cpu"]["n"] = serde_json::json!(8),
+            |i| std::sync::Arc::make_mut(&mut i.compute_plugins)["cpu"]["n"] = serde_json::json!(8),
             |i| i.architecture = "aarch64".into(),
             |i| i.auto_terminate_abusing_kernel = true,
         ];
@@ -337,7 +338,8 @@ mod tests {
     #[test]
     fn a_row_read_back_from_jsonb_keeps_the_fingerprint_of_the_heartbeat_that_wrote_it() {
         let mut info = info();
-        info.compute_plugins = serde_json::json!({"mem": {"b": 1, "a": [1, 2.5]}, "cpu": {}});
+        info.compute_plugins =
+            serde_json::json!({"mem": {"b": 1, "a": [1, 2.5]}, "cpu": {}}).into();
         let mut row = AgentSnapshot::alive_from(&info);
         // PostgreSQL returns jsonb objects with their keys in its own order.
         row.compute_plugins = serde_json::json!({"cpu": {}, "mem": {"a": [1, 2.5], "b": 1}});
@@ -353,7 +355,7 @@ mod tests {
         let row = AgentSnapshot::alive_from(&info());
         let mut moved = info();
         moved.addr = "tcp://10.0.0.2:6001".into();
-        moved.available_slots = ResourceSlot::from_pairs([("cpu", SlotAmount::from(8))]);
+        moved.available_slots = ResourceSlot::from_pairs([("cpu", SlotAmount::from(8))]).into();
         assert_eq!(
             decide_heartbeat(Some(&row), &moved),
             HeartbeatDecision::Update(vec!["available_slots", "addr"])

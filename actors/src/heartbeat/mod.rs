@@ -565,7 +565,7 @@ impl TrackerCore {
         let mut new_types: HashMap<String, SlotUnit> = HashMap::new();
         let intrinsic: HashSet<&str> = ["cpu", "mem"].into();
         for info in infos {
-            for (slot, unit) in &info.slot_types {
+            for (slot, unit) in info.slot_types.iter() {
                 if !intrinsic.contains(slot.as_str()) && !self.known_slot_types.contains_key(slot) {
                     new_types.insert(slot.clone(), *unit);
                 }

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::sync::Arc;
 
 use bai_schema::{ResourceSlot, SlotAmount, SlotUnit};
 use serde_json::json;
@@ -27,11 +28,13 @@ pub struct AgentInfo {
     /// The agent's Z85 CURVE public key; `None` means RPC without encryption.
     pub public_key: Option<String>,
     pub public_host: String,
-    pub available_slots: ResourceSlot,
-    pub slot_types: BTreeMap<String, SlotUnit>,
+    /// Shared (`Arc`) with the other heartbeats of a batch that report the same, like
+    /// `slot_types` and `compute_plugins`: see [`super::shared_parts`].
+    pub available_slots: Arc<ResourceSlot>,
+    pub slot_types: Arc<BTreeMap<String, SlotUnit>>,
     pub version: String,
     /// `{plugin key: {"version": ..., ...}}`, stored as-is in `agents.compute_plugins`.
-    pub compute_plugins: serde_json::Value,
+    pub compute_plugins: Arc<serde_json::Value>,
     /// The images the agent holds; `None` when the agent does not report them in heartbeats
     /// (26.x agents).
     pub images: Option<Vec<AgentImage>>,
@@ -149,10 +152,10 @@ impl AgentInfo {
             scaling_group: text("scaling_group")?.unwrap_or_else(|| "default".to_owned()),
             addr,
             public_key: text("public_key")?,
-            available_slots,
-            slot_types,
+            available_slots: Arc::new(available_slots),
+            slot_types: Arc::new(slot_types),
             version: text("version")?.unwrap_or_default(),
-            compute_plugins,
+            compute_plugins: Arc::new(compute_plugins),
             images: Some(read_images(info)?),
             architecture: text("architecture")?.unwrap_or_else(|| "x86_64".to_owned()),
             auto_terminate_abusing_kernel,
@@ -224,10 +227,10 @@ impl AgentInfo {
             scaling_group: text("scaling_group")?.unwrap_or_else(|| "default".to_owned()),
             addr,
             public_key: text("public_key")?,
-            available_slots,
-            slot_types,
+            available_slots: Arc::new(available_slots),
+            slot_types: Arc::new(slot_types),
             version: text("version")?.unwrap_or_default(),
-            compute_plugins,
+            compute_plugins: Arc::new(compute_plugins),
             images: None,
             architecture: text("architecture")?.unwrap_or_else(|| "x86_64".to_owned()),
             auto_terminate_abusing_kernel,
@@ -318,7 +321,7 @@ impl AgentInfo {
             "available_resource_slots": slots,
             "slot_key_and_units": units,
             "version": self.version,
-            "compute_plugins": self.compute_plugins,
+            "compute_plugins": *self.compute_plugins,
             "architecture": self.architecture,
             "auto_terminate_abusing_kernel": self.auto_terminate_abusing_kernel,
         })
@@ -396,18 +399,18 @@ mod tests {
             addr: "tcp://127.0.0.1:16001".into(),
             public_key: None,
             public_host: "127.0.0.1".into(),
-            available_slots: ResourceSlot::from_pairs([
+            available_slots: Arc::new(ResourceSlot::from_pairs([
                 ("cpu", SlotAmount::parse("9").unwrap()),
                 ("mem", SlotAmount::parse("48926258176").unwrap()),
                 ("cuda.shares", SlotAmount::parse("0.5").unwrap()),
-            ]),
-            slot_types: BTreeMap::from([
+            ])),
+            slot_types: Arc::new(BTreeMap::from([
                 ("cpu".to_owned(), SlotUnit::Count),
                 ("mem".to_owned(), SlotUnit::Bytes),
                 ("cuda.shares".to_owned(), SlotUnit::Count),
-            ]),
+            ])),
             version: "23.09.10".into(),
-            compute_plugins: json!({"cpu": {"version": "23.09.10"}}),
+            compute_plugins: Arc::new(json!({"cpu": {"version": "23.09.10"}})),
             images: Some(vec![AgentImage {
                 canonical: "cr.backend.ai/stable/python:3.9-ubuntu20.04".into(),
                 digest: "sha256:abcd".into(),

@@ -16,6 +16,7 @@ pub mod msgpack;
 pub mod msgpack_json;
 pub mod pickle;
 pub mod producer;
+pub mod shared_parts;
 pub mod temporenc;
 
 pub use agent_info::{AgentImage, AgentInfo, AgentInfoError};

@@ -66,12 +66,14 @@ impl SimAgent {
                 available_slots: ResourceSlot::from_pairs([
                     ("cpu", SlotAmount::from(4)),
                     ("mem", SlotAmount::from(8_589_934_592)),
-                ]),
-                slot_types,
+                ])
+                .into(),
+                slot_types: slot_types.into(),
                 version: version.into(),
                 compute_plugins: serde_json::json!({
                     "cpu": {"version": version}, "mem": {"version": version}
-                }),
+                })
+                .into(),
                 images: match format {
                     WireFormat::Args => Some(Vec::new()),
                     WireFormat::Payload => None,
@@ -84,8 +86,8 @@ impl SimAgent {
     }
 
     pub fn with_slot(mut self, slot: &str, unit: SlotUnit, amount: SlotAmount) -> SimAgent {
-        self.info.available_slots.set(slot, amount);
-        self.info.slot_types.insert(slot.to_owned(), unit);
+        std::sync::Arc::make_mut(&mut self.info.available_slots).set(slot, amount);
+        std::sync::Arc::make_mut(&mut self.info.slot_types).insert(slot.to_owned(), unit);
         self
     }
 
