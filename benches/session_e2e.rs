@@ -44,7 +44,8 @@
 //!   (`pg_stat_user_tables`); the peak RSS of each worker;
 //! * once, before the runs: what the idle cluster writes per second (heartbeats, the timers of
 //!   the scheduler and the reconciler), so that a run's write transactions per session can be
-//!   told with and without it.
+//!   told with and without it; and the cores it keeps busy, split as above (at 10,000 agents
+//!   the heartbeats alone take a share of the two cores that no session can use).
 //!
 //! How a session moves on: this program polls PostgreSQL (one `status = ANY` query every 25 ms
 //! over the sessions in flight) and destroys each session it finds RUNNING.
@@ -362,6 +363,17 @@ struct CpuSplit {
 }
 
 impl CpuSplit {
+    fn scaled(&self, factor: f64) -> CpuSplit {
+        CpuSplit {
+            machine: self.machine * factor,
+            manager: self.manager * factor,
+            simulators: self.simulators * factor,
+            bench: self.bench * factor,
+            postgres: self.postgres * factor,
+            redis_etcd: self.redis_etcd * factor,
+        }
+    }
+
     fn since(&self, before: &CpuSplit) -> CpuSplit {
         CpuSplit {
             machine: self.machine - before.machine,
@@ -826,13 +838,23 @@ async fn database_counters(client: &tokio_postgres::Client, driver: &Driver) -> 
 struct IdleRates {
     writes_per_second: f64,
     commits_per_second: f64,
+    /// CPU seconds per second (cores busy), by part.
+    cores: CpuSplit,
 }
 
-async fn idle_rates(client: &tokio_postgres::Client, driver: &Driver) -> IdleRates {
+async fn idle_rates(
+    client: &tokio_postgres::Client,
+    driver: &Driver,
+    manager: &ManagerProcs,
+) -> IdleRates {
     const WINDOW: Duration = Duration::from_secs(10);
     let own_before = driver.own_statements.load(Ordering::Relaxed);
     let (commits_before, _, xid_before) = database_counters(client, driver).await;
+    let cpu_before = manager.cpu_split();
+    let started = Instant::now();
     tokio::time::sleep(WINDOW).await;
+    let cpu = manager.cpu_split().since(&cpu_before);
+    let cpu_seconds = started.elapsed().as_secs_f64();
     // pg_stat counters are flushed by backends about once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let (commits_after, _, xid_after) = database_counters(client, driver).await;
@@ -841,6 +863,7 @@ async fn idle_rates(client: &tokio_postgres::Client, driver: &Driver) -> IdleRat
     IdleRates {
         writes_per_second: (xid_after - xid_before) as f64 / seconds,
         commits_per_second: (commits_after - commits_before - own as i64) as f64 / seconds,
+        cores: cpu.scaled(1.0 / cpu_seconds),
     }
 }
 
@@ -1483,10 +1506,27 @@ async fn bench(knobs: Knobs) {
             kept.display()
         );
     }
-    let idle = idle_rates(&observer, &driver).await;
+    let idle = idle_rates(&observer, &driver, &procs).await;
     println!(
         "  idle cluster (no sessions)   {:.1} write transactions/s, {:.1} commits/s (heartbeats, timers)",
         idle.writes_per_second, idle.commits_per_second
+    );
+    let cores = &idle.cores;
+    println!(
+        "  idle cluster's cores busy    {:.2} of {}: manager {:.2}, PostgreSQL {:.2}, Redis and etcd {:.2}, simulated agents {:.2}, this program {:.2}, other processes {:.2}",
+        cores.machine,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cores.manager,
+        cores.postgres,
+        cores.redis_etcd,
+        cores.simulators,
+        cores.bench,
+        cores.machine
+            - cores.manager
+            - cores.postgres
+            - cores.redis_etcd
+            - cores.simulators
+            - cores.bench
     );
     let mut runs = vec![RunSpec {
         label: format!(
