@@ -82,6 +82,19 @@ impl KeptRow {
     }
 }
 
+/// How long `agent`'s cached row is trusted before a heartbeat re-reads it: between half of
+/// `longest` and `longest`, the same for an agent every time and spread evenly across agents.
+/// Agents that joined together (when a cluster or this manager starts) were otherwise all
+/// re-read within the same few seconds, every `longest`: at 10,000 agents, ten thousand rows
+/// read in a burst while the heartbeats behind them waited in the event bus.
+pub fn trust_cached_row_for(agent: &str, longest: std::time::Duration) -> std::time::Duration {
+    let mut hasher = std::hash::DefaultHasher::new();
+    agent.hash(&mut hasher);
+    let half = longest / 2;
+    let spread_millis = u64::try_from(half.as_millis()).unwrap_or(u64::MAX).max(1);
+    half + std::time::Duration::from_millis(hasher.finish() % spread_millis)
+}
+
 /// Whether a heartbeat reporting `info` leaves a row kept as `kept` unchanged: the row is
 /// ALIVE and the columns the heartbeat would write hold what it reports. A fingerprint that
 /// differs (or, once in 2^64, collides) only sends the heartbeat to the row itself.
@@ -268,6 +281,26 @@ pub fn lost_agents<'a>(
 mod tests {
     use super::*;
     use bai_schema::SlotAmount;
+
+    #[test]
+    fn cached_rows_are_trusted_for_a_spread_of_times_each_agent_keeps() {
+        use std::time::Duration;
+        let longest = Duration::from_secs(60);
+        let times: Vec<Duration> = (0..1000)
+            .map(|n| trust_cached_row_for(&format!("i-agent-{n:05}"), longest))
+            .collect();
+        assert!(times.iter().all(|t| *t >= longest / 2 && *t < longest));
+        // Spread over the whole range: every 3-second slice gets some, none gets a crowd.
+        let mut slices = [0usize; 10];
+        for t in &times {
+            slices[((t.as_millis() - 30_000) / 3_000) as usize] += 1;
+        }
+        assert!(
+            slices.iter().all(|count| (50..=150).contains(count)),
+            "{slices:?}"
+        );
+        assert_eq!(trust_cached_row_for("i-agent-00007", longest), times[7]);
+    }
 
     fn info() -> AgentInfo {
         AgentInfo {

@@ -37,8 +37,9 @@ use crate::wire::{AgentInfo, Event, EventProducer};
 
 /// How often the lost-agent sweep runs (the original's `check_agent_lost` timer).
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-/// How long a cached row is trusted before the next heartbeat re-reads it; bounds how long a
-/// change made by another worker or by hand can go unnoticed.
+/// The longest a cached row is trusted before the next heartbeat re-reads it (each agent's
+/// own time is between half of it and it: [`decide::trust_cached_row_for`]); bounds how long
+/// a change made by another worker or by hand can go unnoticed.
 pub const CACHE_REVALIDATE_AFTER: Duration = Duration::from_secs(60);
 /// Where the known slot types live in etcd (`<prefix><slot>` = count|bytes|unique).
 pub const SLOT_TYPES_PREFIX: &str = "config/resource_slots/";
@@ -365,7 +366,8 @@ impl TrackerCore {
             };
             let fast = !was_absent
                 && self.cache.get(agent).is_some_and(|cached| {
-                    cached.verified_at.elapsed() < CACHE_REVALIDATE_AFTER
+                    cached.verified_at.elapsed()
+                        < decide::trust_cached_row_for(agent, CACHE_REVALIDATE_AFTER)
                         && leaves_unchanged(&cached.row, info)
                 });
             if fast {
