@@ -655,35 +655,37 @@ async fn a_slow_subscriber_holds_back_only_its_own_events_and_gets_them_in_order
         "entries the slow subscriber has not handled stay unacknowledged"
     );
 
+    open_gate_and_expect_each_entry_once(gate, &slow_handled, &added, &env).await;
+}
+
+/// Lets a `HeldAtTheGate` subscriber go, then checks that it handles every added entry once,
+/// in stream order, and that all of them end up acknowledged.
+async fn open_gate_and_expect_each_entry_once(
+    gate: tokio::sync::oneshot::Sender<()>,
+    handled: &std::sync::Mutex<Vec<String>>,
+    added: &[String],
+    env: &TestEnv,
+) {
     gate.send(()).unwrap();
-    wait_for("the slow subscriber to catch up", LIMIT, || async {
-        (slow_handled.lock().unwrap().len() >= ENTRIES).then_some(())
+    wait_for("the held subscriber to catch up", LIMIT, || async {
+        (handled.lock().unwrap().len() >= added.len()).then_some(())
     })
     .await;
     assert_eq!(
-        *slow_handled.lock().unwrap(),
+        *handled.lock().unwrap(),
         added,
         "every entry once, in stream order"
     );
     wait_for("every entry acknowledged", LIMIT, || async {
-        (pending_count(&env).await == 0).then_some(())
+        (pending_count(env).await == 0).then_some(())
     })
     .await;
 }
 
 /// XPENDING's per-consumer counts of the manager group.
 async fn pending_by_consumer(env: &TestEnv) -> std::collections::HashMap<String, i64> {
-    let mut redis = env.redis.connection(db::STREAM).await;
-    let summary: redis::Value = redis::cmd("XPENDING")
-        .arg("events")
-        .arg("manager")
-        .query_async(&mut redis)
-        .await
-        .unwrap();
     let mut counts = std::collections::HashMap::new();
-    if let redis::Value::Array(parts) = summary
-        && let Some(redis::Value::Array(consumers)) = parts.get(3)
-    {
+    if let Some(redis::Value::Array(consumers)) = xpending_summary(env).await.get(3) {
         for consumer in consumers {
             if let redis::Value::Array(pair) = consumer
                 && let [
@@ -755,19 +757,6 @@ async fn a_worker_whose_queue_is_full_keeps_its_entries_from_other_workers() {
         Some(entries as i64)
     );
 
-    gate.send(()).unwrap();
-    wait_for("the busy worker to handle its entries", LIMIT, || async {
-        (slow_handled.lock().unwrap().len() >= entries).then_some(())
-    })
-    .await;
-    assert_eq!(
-        *slow_handled.lock().unwrap(),
-        added,
-        "every entry once, in stream order"
-    );
-    wait_for("every entry acknowledged", LIMIT, || async {
-        (pending_count(&env).await == 0).then_some(())
-    })
-    .await;
+    open_gate_and_expect_each_entry_once(gate, &slow_handled, &added, &env).await;
     assert!(taken_over.lock().unwrap().is_empty());
 }

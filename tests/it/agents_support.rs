@@ -205,8 +205,8 @@ pub async fn agent_status(env: &TestEnv, agent: &str) -> Option<String> {
         .map(|row| row.get(0))
 }
 
-/// XPENDING count of the manager group.
-pub async fn pending_count(env: &TestEnv) -> i64 {
+/// The parts of the manager group's XPENDING summary: count, first id, last id, consumers.
+pub async fn xpending_summary(env: &TestEnv) -> Vec<redis::Value> {
     let mut redis = env.redis.connection(db::STREAM).await;
     let summary: redis::Value = redis::cmd("XPENDING")
         .arg("events")
@@ -215,10 +215,15 @@ pub async fn pending_count(env: &TestEnv) -> i64 {
         .await
         .unwrap();
     match summary {
-        redis::Value::Array(parts) => match parts.first() {
-            Some(redis::Value::Int(count)) => *count,
-            _ => 0,
-        },
+        redis::Value::Array(parts) => parts,
+        other => panic!("XPENDING answered {other:?}"),
+    }
+}
+
+/// XPENDING count of the manager group.
+pub async fn pending_count(env: &TestEnv) -> i64 {
+    match xpending_summary(env).await.first() {
+        Some(redis::Value::Int(count)) => *count,
         _ => 0,
     }
 }
