@@ -20,6 +20,7 @@ pub mod redis;
 pub mod registry_sync;
 pub mod scheduler;
 pub mod session_callback;
+pub mod shared_values;
 pub mod storage;
 pub mod supervision;
 pub mod wire;

@@ -19,6 +19,7 @@ use super::agent_cache::AgentCache;
 use super::policy::SchedulingPolicy;
 use super::selector::AgentSelectionStrategy;
 use super::snapshot::*;
+use crate::shared_values::SharedValues;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -197,9 +198,10 @@ async fn load_agents<C: GenericClient>(
     count_containers: bool,
 ) -> Result<Vec<Arc<AgentView>>, LoadError> {
     let rows = queries::schedulable_agents(client, scaling_groups, count_containers).await?;
+    let mut shared = SharedValues::new(SLOT_VALUES_SHARED);
     Ok(rows
         .into_iter()
-        .map(|row| Arc::new(agent_view(row)))
+        .map(|row| Arc::new(agent_view(row, &mut shared)))
         .collect())
 }
 
@@ -215,24 +217,36 @@ async fn load_agents_through<C: GenericClient>(
     let fresh = if stale.is_empty() {
         Vec::new()
     } else {
-        queries::schedulable_agents_by_id(client, &stale, scaling_groups)
-            .await?
-            .into_iter()
-            .map(|(version, row)| (version, agent_view(row)))
+        let rows = queries::schedulable_agents_by_id(client, &stale, scaling_groups).await?;
+        let shared = cache.shared_slots();
+        rows.into_iter()
+            .map(|(version, row)| (version, agent_view(row, shared)))
             .collect()
     };
     Ok(cache.refresh(scaling_groups, &listing, fresh))
 }
 
-fn agent_view(row: queries::SchedulableAgentRow) -> AgentView {
+/// Distinct slot values a loader shares among the agents it reads: their kinds of node, the
+/// idle agents' zeros and a few shapes of what runs on them.
+pub const SLOT_VALUES_SHARED: usize = 16;
+
+/// An agent's view, with its slots (and the free slots worked out from them) shared with the
+/// agents read before that have the same.
+fn agent_view(
+    row: queries::SchedulableAgentRow,
+    shared: &mut SharedValues<ResourceSlot>,
+) -> AgentView {
+    let available = shared.share_owned(slots_of(row.available_slots));
+    let occupied = shared.share_owned(slots_of(row.occupied_slots));
+    let free = shared.share_owned(&*available - &*occupied);
     AgentView {
         id: row.id,
         scaling_group: row.scaling_group,
         architecture: row.architecture,
-        available_slots: slots_of(row.available_slots),
-        occupied_slots: slots_of(row.occupied_slots),
+        available_slots: available,
+        occupied_slots: occupied,
         container_count: row.containers.max(0) as u32,
-        free: Default::default(),
+        free: FreeSlots::known(free),
     }
 }
 
@@ -448,4 +462,49 @@ async fn load_image_minimums<C: GenericClient>(
         }
     }
     Ok(minimums)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn row(id: &str, available: Value, occupied: Value) -> queries::SchedulableAgentRow {
+        queries::SchedulableAgentRow {
+            id: id.to_owned(),
+            scaling_group: "default".to_owned(),
+            architecture: "x86_64".to_owned(),
+            available_slots: Some(available),
+            occupied_slots: Some(occupied),
+            containers: 0,
+        }
+    }
+
+    #[test]
+    fn agents_with_the_same_slots_share_one_copy_and_free_slots_are_worked_out() {
+        let mut shared = SharedValues::new(SLOT_VALUES_SHARED);
+        let node = json!({"cpu": "16", "mem": "68719476736"});
+        let idle = json!({"cpu": "0", "mem": "0"});
+        let first = agent_view(row("i-1", node.clone(), idle.clone()), &mut shared);
+        let second = agent_view(row("i-2", node.clone(), idle), &mut shared);
+        let busy = agent_view(
+            row("i-3", node, json!({"cpu": "4", "mem": "0"})),
+            &mut shared,
+        );
+
+        assert!(Arc::ptr_eq(&first.available_slots, &second.available_slots));
+        assert!(Arc::ptr_eq(&first.available_slots, &busy.available_slots));
+        assert!(Arc::ptr_eq(&first.occupied_slots, &second.occupied_slots));
+        assert!(Arc::ptr_eq(&first.free_slots(), &second.free_slots()));
+        assert!(!Arc::ptr_eq(&first.free_slots(), &busy.free_slots()));
+        assert_eq!(
+            *busy.free_slots(),
+            ResourceSlot::from_pairs([("cpu", 12), ("mem", 68719476736)])
+        );
+        assert_eq!(
+            *first.free_slots(),
+            &*first.available_slots - &*first.occupied_slots
+        );
+    }
 }

@@ -42,8 +42,8 @@ fn agent(name: &str, available: ResourceSlot) -> AgentView {
         id: name.to_owned(),
         scaling_group: "default".to_owned(),
         architecture: "x86_64".to_owned(),
-        available_slots: available,
-        occupied_slots: ResourceSlot::new(),
+        available_slots: Arc::new(available),
+        occupied_slots: Default::default(),
         container_count: 0,
         free: Default::default(),
     }
@@ -201,7 +201,7 @@ fn drf_favours_the_keypair_with_the_smaller_dominant_share() {
         "default".to_owned(),
         BTreeMap::from([("AK-BIG".to_owned(), slots(8, 8))]),
     );
-    Arc::make_mut(&mut snap.agents[0]).occupied_slots = slots(8, 8);
+    Arc::make_mut(&mut snap.agents[0]).occupied_slots = Arc::new(slots(8, 8));
     let plan = plan_pass(&snap);
     // Only 8 cpus are free: both go to AK-SMALL, whose share stays below AK-BIG's.
     assert_eq!(scheduled_ids(&plan), vec![id(3), id(4)]);
@@ -232,7 +232,7 @@ fn drf_alternates_between_equal_keypairs() {
 #[test]
 fn dispersed_takes_the_emptiest_and_concentrated_the_fullest_agent() {
     let mut busy = agent("i-busy", slots(8, 16));
-    busy.occupied_slots = slots(6, 8);
+    busy.occupied_slots = Arc::new(slots(6, 8));
     let agents = vec![busy, agent("i-idle", slots(8, 16))];
     let pending = vec![session(1, "AK1", slots(1, 1))];
     let dispersed = plan_pass(&snapshot(
@@ -254,7 +254,7 @@ fn dispersed_takes_the_emptiest_and_concentrated_the_fullest_agent() {
 #[test]
 fn legacy_takes_the_biggest_agent_that_fits() {
     let mut big = agent("i-big", slots(64, 256));
-    big.occupied_slots = slots(63, 0);
+    big.occupied_slots = Arc::new(slots(63, 0));
     let agents = vec![
         agent("i-small", slots(4, 8)),
         big,
@@ -295,7 +295,7 @@ fn roundrobin_cycles_through_agents_by_id_and_remembers_the_cursor() {
 #[test]
 fn sessions_without_accelerators_avoid_accelerator_nodes() {
     let mut gpu = agent("i-gpu", slots(64, 256));
-    gpu.available_slots.set("cuda.device", 8);
+    Arc::make_mut(&mut gpu.available_slots).set("cuda.device", 8);
     let agents = vec![gpu, agent("i-cpu", slots(4, 8))];
     let mut request = slots(1, 1);
     request.set("cuda.device", 0);
@@ -711,9 +711,9 @@ fn build_snapshot(
         .map(|(n, (cpu, mem, ocpu, omem, gpus, arm))| {
             let mut a = agent(&format!("i-{n:03}"), slots(cpu, mem));
             if gpus > 0 {
-                a.available_slots.set("cuda.device", i64::from(gpus));
+                Arc::make_mut(&mut a.available_slots).set("cuda.device", i64::from(gpus));
             }
-            a.occupied_slots = slots(ocpu.min(cpu), omem.min(mem));
+            a.occupied_slots = Arc::new(slots(ocpu.min(cpu), omem.min(mem)));
             if arm {
                 a.architecture = "aarch64".to_owned();
             }
@@ -781,8 +781,8 @@ proptest! {
         }
         for agent in &snap.agents {
             let used = match added.get(&agent.id) {
-                Some(extra) => &agent.occupied_slots + extra,
-                None => agent.occupied_slots.clone(),
+                Some(extra) => &*agent.occupied_slots + extra,
+                None => (*agent.occupied_slots).clone(),
             };
             for (slot, amount) in used.iter() {
                 prop_assert!(*amount <= agent.available_slots.get(slot),

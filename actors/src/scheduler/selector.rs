@@ -326,7 +326,7 @@ impl AgentPool {
         let agent = &self.agents[index];
         let extras = num_extras(&agent.view.available_slots, &shape.zero_slots);
         let (source, descending) = match self.strategy {
-            AgentSelectionStrategy::Legacy => (&agent.view.available_slots, true),
+            AgentSelectionStrategy::Legacy => (&*agent.view.available_slots, true),
             AgentSelectionStrategy::Concentrated => (&*agent.free, false),
             _ => (&*agent.free, true),
         };
@@ -490,7 +490,7 @@ mod tests {
             .filter(|(_, free)| requested.fits_within(free));
         let key = |view: &AgentView, free: &ResourceSlot| -> (u32, Vec<Rank>) {
             let (source, descending) = match strategy {
-                AgentSelectionStrategy::Legacy => (&view.available_slots, true),
+                AgentSelectionStrategy::Legacy => (&*view.available_slots, true),
                 AgentSelectionStrategy::Concentrated => (free, false),
                 _ => (free, true),
             };
@@ -536,15 +536,15 @@ mod tests {
                     id: format!("i-{n:02}"),
                     scaling_group: "default".to_owned(),
                     architecture: "x86_64".to_owned(),
-                    available_slots: available,
-                    occupied_slots: ResourceSlot::new(),
+                    available_slots: Arc::new(available),
+                    occupied_slots: Default::default(),
                     container_count: 0,
                     free: Default::default(),
                 })
                 .collect();
             let mut pool = AgentPool::new(views.iter().cloned().map(Arc::new).collect(), strategy, &priority, None, BTreeMap::new());
             let mut mirror: Vec<(AgentView, ResourceSlot)> =
-                views.into_iter().map(|v| { let free = v.available_slots.clone(); (v, free) }).collect();
+                views.into_iter().map(|v| { let free = (*v.available_slots).clone(); (v, free) }).collect();
             for request in requests {
                 let expected = naive_select(&mirror, strategy, &request, &priority);
                 let chosen = pool.select("x86_64", &request, 1);

@@ -129,12 +129,15 @@ pub struct AgentView {
     pub id: String,
     pub scaling_group: String,
     pub architecture: String,
-    pub available_slots: ResourceSlot,
-    pub occupied_slots: ResourceSlot,
+    /// Shared (`Arc`) with the other agents that have the same, like `occupied_slots` (every
+    /// idle agent's zeros) and the free slots: a worker keeps a view of every agent between
+    /// its passes (see [`super::agent_cache`]).
+    pub available_slots: Arc<ResourceSlot>,
+    pub occupied_slots: Arc<ResourceSlot>,
     /// Containers the agent runs now (for `config/agent/max-container-count`).
     pub container_count: u32,
-    /// `available_slots - occupied_slots`, worked out on first use and then shared by every
-    /// pass that plans with this view (views are not changed once shared).
+    /// `available_slots - occupied_slots`, worked out when loaded or on first use, and then
+    /// shared by every pass that plans with this view (views are not changed once shared).
     pub free: FreeSlots,
 }
 
@@ -143,7 +146,7 @@ impl AgentView {
         Arc::clone(
             self.free
                 .0
-                .get_or_init(|| Arc::new(&self.available_slots - &self.occupied_slots)),
+                .get_or_init(|| Arc::new(&*self.available_slots - &*self.occupied_slots)),
         )
     }
 }
@@ -152,6 +155,13 @@ impl AgentView {
 /// takes no part in comparing views.
 #[derive(Debug, Clone, Default)]
 pub struct FreeSlots(OnceLock<Arc<ResourceSlot>>);
+
+impl FreeSlots {
+    /// Free slots already worked out (by the loader, which shares equal ones).
+    pub fn known(free: Arc<ResourceSlot>) -> Self {
+        FreeSlots(OnceLock::from(free))
+    }
+}
 
 impl PartialEq for FreeSlots {
     fn eq(&self, _other: &Self) -> bool {

@@ -7,43 +7,47 @@
 //! strings), so the heartbeats of a batch share one copy of each value they have in common.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bai_schema::{ResourceSlot, SlotUnit};
 
 use super::agent_info::AgentInfo;
+use crate::shared_values::SharedValues;
 
 /// Distinct values kept per part: a cluster has a few kinds of node; beyond that, values are
 /// left as decoded instead of searched for.
 const KINDS_KEPT: usize = 8;
 
 /// The values seen so far in one batch.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct SharedParts {
-    slots: Vec<Arc<ResourceSlot>>,
-    slot_types: Vec<Arc<BTreeMap<String, SlotUnit>>>,
-    compute_plugins: Vec<Arc<serde_json::Value>>,
+    slots: SharedValues<ResourceSlot>,
+    slot_types: SharedValues<BTreeMap<String, SlotUnit>>,
+    compute_plugins: SharedValues<serde_json::Value>,
+}
+
+impl Default for SharedParts {
+    fn default() -> Self {
+        SharedParts {
+            slots: SharedValues::new(KINDS_KEPT),
+            slot_types: SharedValues::new(KINDS_KEPT),
+            compute_plugins: SharedValues::new(KINDS_KEPT),
+        }
+    }
 }
 
 impl SharedParts {
     /// Points `info`'s parts at the equal values seen before, and remembers the new ones.
     pub fn share(&mut self, info: &mut AgentInfo) {
-        share_one(&mut self.slots, &mut info.available_slots);
-        share_one(&mut self.slot_types, &mut info.slot_types);
-        share_one(&mut self.compute_plugins, &mut info.compute_plugins);
-    }
-}
-
-fn share_one<T: PartialEq>(seen: &mut Vec<Arc<T>>, part: &mut Arc<T>) {
-    if let Some(same) = seen.iter().find(|value| ***value == **part) {
-        *part = Arc::clone(same);
-    } else if seen.len() < KINDS_KEPT {
-        seen.push(Arc::clone(part));
+        self.slots.share(&mut info.available_slots);
+        self.slot_types.share(&mut info.slot_types);
+        self.compute_plugins.share(&mut info.compute_plugins);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use bai_schema::SlotAmount;
 
@@ -93,8 +97,12 @@ mod tests {
     #[test]
     fn past_the_kinds_kept_values_stay_as_decoded() {
         let mut shared = SharedParts::default();
+        // The batch's heartbeats stay alive while it is decoded.
+        let mut batch = Vec::new();
         for version in 0..KINDS_KEPT + 4 {
-            shared.share(&mut info("16", &version.to_string()));
+            let mut heartbeat = info("16", &version.to_string());
+            shared.share(&mut heartbeat);
+            batch.push(heartbeat);
         }
         assert_eq!(shared.compute_plugins.len(), KINDS_KEPT);
         let mut late = info("16", &(KINDS_KEPT + 1).to_string());
