@@ -14,6 +14,8 @@
 //! TERMINATED in the sustained run), BENCH_CONNECTIONS (32 for creates, as many for destroys),
 //! BENCH_NUM_PROC (1 manager worker), BENCH_AGENT_CPUS (16), BENCH_AGENT_MEM_GIB (64),
 //! BENCH_PORT_BASE (20000: agent n listens on base + n), BENCH_HEARTBEAT_SECONDS (3),
+//! BENCH_AGENT_IMAGES (0: the images each 23.09 agent lists in every heartbeat, the same for
+//! all agents, as in a cluster whose nodes were provisioned alike),
 //! BENCH_AGENTS_PER_SIMULATOR (4000; one process cannot hold 10,000 listeners and their
 //! accepted connections under a 20,000 descriptor limit), BENCH_COUNT_STATEMENTS (1: the
 //! manager reaches PostgreSQL through a relay that counts its statements), BENCH_STATEMENT_PROFILE
@@ -76,6 +78,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bai_actors::wire::WireFormat;
+use bai_actors::wire::agent_info::AgentImage;
 use bai_agent_sim::rpc::{SharedLedger, serve_fleet};
 use bai_agent_sim::{SimAgent, StreamWriter, fleet, run_heartbeats};
 use bai_schema::{SlotAmount, SlotUnit};
@@ -114,6 +117,7 @@ struct Knobs {
     agent_mem_gib: u64,
     port_base: u16,
     heartbeat_seconds: u64,
+    agent_images: usize,
     per_simulator: usize,
     count_statements: bool,
     statement_profile: bool,
@@ -146,6 +150,7 @@ impl Knobs {
             agent_mem_gib: knob("BENCH_AGENT_MEM_GIB", 64),
             port_base: knob("BENCH_PORT_BASE", 20000) as u16,
             heartbeat_seconds: knob("BENCH_HEARTBEAT_SECONDS", 3).max(1),
+            agent_images: knob("BENCH_AGENT_IMAGES", 0) as usize,
             per_simulator: (knob("BENCH_AGENTS_PER_SIMULATOR", 4000) as usize).max(1),
             count_statements: knob("BENCH_COUNT_STATEMENTS", 1) != 0,
             statement_profile: knob("BENCH_STATEMENT_PROFILE", 0) != 0,
@@ -160,13 +165,23 @@ impl Knobs {
         }
     }
 
-    /// Agents `first .. first + count` of the fleet, with this run's slots.
+    /// Agents `first .. first + count` of the fleet, with this run's slots (and images).
     fn agents(&self, first: usize, count: usize) -> Vec<SimAgent> {
+        let images: Vec<AgentImage> = (0..self.agent_images)
+            .map(|n| AgentImage {
+                canonical: format!("cr.backend.ai/stable/python:3.{n}-ubuntu22.04"),
+                digest: format!("sha256:{n:064x}"),
+            })
+            .collect();
         fleet(AGENT_PREFIX, self.agents, self.format, self.port_base)
             .into_iter()
             .skip(first)
             .take(count)
             .map(|agent| {
+                let agent = match self.format {
+                    WireFormat::Args if !images.is_empty() => agent.with_images(images.clone()),
+                    _ => agent,
+                };
                 agent
                     .with_slot(
                         "cpu",
@@ -1460,11 +1475,15 @@ async fn bench(knobs: Knobs) {
     let setup = Instant::now();
     wait_for_agents(&observer, knobs.agents).await;
     println!(
-        "session_e2e: {} agents ({} format, {} cpu / {} GiB each, heartbeat every {} s, {} simulator processes), {} worker(s), sessions of 1 cpu / 512 MiB",
+        "session_e2e: {} agents ({} format, {} cpu / {} GiB{} each, heartbeat every {} s, {} simulator processes), {} worker(s), sessions of 1 cpu / 512 MiB",
         knobs.agents,
         knobs.format_name(),
         knobs.agent_cpus,
         knobs.agent_mem_gib,
+        match (knobs.format, knobs.agent_images) {
+            (WireFormat::Args, images) if images > 0 => format!(" / {images} images"),
+            _ => String::new(),
+        },
         knobs.heartbeat_seconds,
         simulators.len(),
         knobs.num_proc

@@ -93,6 +93,8 @@ pub(super) struct Consumer {
     pub lanes: Lanes,
     /// The held entries' room in the reader's queue, given back as they are acknowledged.
     pub room: Option<OwnedSemaphorePermit>,
+    /// The heartbeat parts the events waiting here share, kept from batch to batch.
+    pub shared_parts: SharedParts,
 }
 
 /// A subscriber's answer to its lane's batch.
@@ -171,12 +173,17 @@ impl Consumer {
         let ids: Vec<String> = entries.iter().map(|entry| entry.id.clone()).collect();
         // Decoding a batch of a thousand entries takes milliseconds: off the async thread.
         let log = self.log.clone();
+        let mut shared_parts = std::mem::take(&mut self.shared_parts);
         let (events, mut done) = match tokio::task::spawn_blocking(move || {
-            decode_batch(&log, entries)
+            let decoded = decode_batch(&log, entries, &mut shared_parts);
+            (decoded, shared_parts)
         })
         .await
         {
-            Ok(decoded) => decoded,
+            Ok((decoded, shared_parts)) => {
+                self.shared_parts = shared_parts;
+                decoded
+            }
             Err(error) => {
                 // Let go, they stay pending: the next XAUTOCLAIM offers them again.
                 slog::error!(self.log, "event bus: decoding a batch failed; its entries will be claimed again";
@@ -300,15 +307,16 @@ fn record_event_lag(events: &[ReceivedEvent]) {
 }
 
 /// Turns raw entries into events, logging the ones that cannot be read; returns the events
-/// and the stream ids of the entries dropped. The batch's heartbeats share the parts they
-/// have in common ([`SharedParts`]): they may wait in a lane for a while.
+/// and the stream ids of the entries dropped. Heartbeats share the parts they have in common
+/// with the others decoded through `shared` ([`SharedParts`]): they may wait in a lane for a
+/// while.
 pub fn decode_batch(
     log: &slog::Logger,
     entries: Vec<RawEntry>,
+    shared: &mut SharedParts,
 ) -> (Vec<ReceivedEvent>, Vec<String>) {
     let mut events = Vec::with_capacity(entries.len());
     let mut dropped = Vec::new();
-    let mut shared = SharedParts::default();
     for entry in entries {
         let Some(fields) = entry.fields else {
             slog::warn!(log, "event bus: entry was deleted before it could be handled";
@@ -420,9 +428,15 @@ mod tests {
     }
 
     #[test]
-    fn the_heartbeats_of_a_batch_share_the_parts_they_have_in_common() {
-        use crate::wire::{AgentInfo, WireFormat, render_entry};
+    fn heartbeats_share_the_parts_they_have_in_common_within_and_across_batches() {
+        use crate::wire::{AgentImage, AgentInfo, WireFormat, render_entry};
         use bai_schema::{ResourceSlot, SlotAmount, SlotUnit};
+        let images = (0..20)
+            .map(|n| AgentImage {
+                canonical: format!("cr.backend.ai/stable/python:3.{n}-ubuntu22.04"),
+                digest: format!("sha256:{n:064x}"),
+            })
+            .collect::<Vec<_>>();
         let info = |addr: &str| AgentInfo {
             ip: "10.0.0.1".into(),
             region: "local".into(),
@@ -433,33 +447,42 @@ mod tests {
             available_slots: ResourceSlot::from_pairs([("cpu", SlotAmount::from(16))]).into(),
             slot_types: std::collections::BTreeMap::from([("cpu".to_owned(), SlotUnit::Count)])
                 .into(),
-            version: "26.1.0".into(),
-            compute_plugins: serde_json::json!({"cpu": {"version": "26.1.0"}}).into(),
-            images: None,
+            version: "23.09.10".into(),
+            compute_plugins: serde_json::json!({"cpu": {"version": "23.09.10"}}).into(),
+            images: Some(Arc::new(images.clone())),
             architecture: "x86_64".into(),
             auto_terminate_abusing_kernel: false,
         };
-        let sent = [info("tcp://10.0.0.1:6001"), info("tcp://10.0.0.2:6001")];
-        let entries = sent
-            .iter()
-            .enumerate()
-            .map(|(n, info)| {
-                let event = Event::AgentHeartbeat(Arc::new(info.clone()));
-                let fields = render_entry(&event, &format!("i-{n}"), WireFormat::Payload).unwrap();
-                RawEntry {
-                    id: format!("{n}-0"),
-                    fields: Some(
-                        fields
-                            .into_iter()
-                            .map(|(key, value)| (key.as_bytes().to_vec(), value))
-                            .collect(),
-                    ),
-                }
-            })
-            .collect();
+        let sent = [
+            info("tcp://10.0.0.1:6001"),
+            info("tcp://10.0.0.2:6001"),
+            info("tcp://10.0.0.3:6001"),
+        ];
+        let entries = |range: std::ops::Range<usize>| -> Vec<RawEntry> {
+            range
+                .map(|n| {
+                    let event = Event::AgentHeartbeat(Arc::new(sent[n].clone()));
+                    let fields = render_entry(&event, &format!("i-{n}"), WireFormat::Args).unwrap();
+                    RawEntry {
+                        id: format!("{n}-0"),
+                        fields: Some(
+                            fields
+                                .into_iter()
+                                .map(|(key, value)| (key.as_bytes().to_vec(), value))
+                                .collect(),
+                        ),
+                    }
+                })
+                .collect()
+        };
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let (events, dropped) = decode_batch(&log, entries);
+        let mut shared = SharedParts::default();
+        let (mut events, dropped) = decode_batch(&log, entries(0..2), &mut shared);
         assert!(dropped.is_empty());
+        // A later batch, decoded while the first one's heartbeats still wait.
+        let (later, dropped) = decode_batch(&log, entries(2..3), &mut shared);
+        assert!(dropped.is_empty());
+        events.extend(later);
         let decoded: Vec<&AgentInfo> = events
             .iter()
             .map(|received| match &received.event {
@@ -468,15 +491,21 @@ mod tests {
             })
             .collect();
         assert_eq!(decoded, sent.iter().collect::<Vec<_>>());
-        assert!(Arc::ptr_eq(
-            &decoded[0].available_slots,
-            &decoded[1].available_slots
-        ));
-        assert!(Arc::ptr_eq(&decoded[0].slot_types, &decoded[1].slot_types));
-        assert!(Arc::ptr_eq(
-            &decoded[0].compute_plugins,
-            &decoded[1].compute_plugins
-        ));
+        for other in &decoded[1..] {
+            assert!(Arc::ptr_eq(
+                &decoded[0].available_slots,
+                &other.available_slots
+            ));
+            assert!(Arc::ptr_eq(&decoded[0].slot_types, &other.slot_types));
+            assert!(Arc::ptr_eq(
+                &decoded[0].compute_plugins,
+                &other.compute_plugins
+            ));
+            let (Some(first), Some(this)) = (&decoded[0].images, &other.images) else {
+                panic!("23.09 heartbeats carry their images");
+            };
+            assert!(Arc::ptr_eq(first, this));
+        }
     }
 
     #[test]
@@ -501,7 +530,7 @@ mod tests {
             },
         ];
         let log = slog::Logger::root(slog::Discard, slog::o!());
-        let (events, dropped) = decode_batch(&log, entries);
+        let (events, dropped) = decode_batch(&log, entries, &mut SharedParts::default());
         assert_eq!(dropped, ["1-0", "2-0"]);
         assert_eq!(events.len(), 1);
         assert_eq!(events[0].stream_id, "3-0");

@@ -182,6 +182,7 @@ impl Actor for EventBus {
             connection: None,
             lanes: lanes::Lanes::default(),
             room: None,
+            shared_parts: Default::default(),
         };
         let reader_thread = match reader.spawn() {
             Ok(thread) => thread,

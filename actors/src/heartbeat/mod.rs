@@ -214,7 +214,7 @@ impl Handler<GetTrackerStats> for HeartbeatTracker {
 fn images_fingerprint(info: &AgentInfo) -> Option<u64> {
     let images = info.images.as_ref()?;
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    for image in images {
+    for image in images.iter() {
         image.canonical.hash(&mut hasher);
         image.digest.hash(&mut hasher);
     }

@@ -36,8 +36,9 @@ pub struct AgentInfo {
     /// `{plugin key: {"version": ..., ...}}`, stored as-is in `agents.compute_plugins`.
     pub compute_plugins: Arc<serde_json::Value>,
     /// The images the agent holds; `None` when the agent does not report them in heartbeats
-    /// (26.x agents).
-    pub images: Option<Vec<AgentImage>>,
+    /// (26.x agents). Shared like the slots: 23.09 agents send the whole list in every
+    /// heartbeat, and the agents of a cluster mostly hold the same images.
+    pub images: Option<Arc<Vec<AgentImage>>>,
     pub architecture: String,
     pub auto_terminate_abusing_kernel: bool,
 }
@@ -156,7 +157,7 @@ impl AgentInfo {
             slot_types: Arc::new(slot_types),
             version: text("version")?.unwrap_or_default(),
             compute_plugins: Arc::new(compute_plugins),
-            images: Some(read_images(info)?),
+            images: Some(Arc::new(read_images(info)?)),
             architecture: text("architecture")?.unwrap_or_else(|| "x86_64".to_owned()),
             auto_terminate_abusing_kernel,
         })
@@ -260,7 +261,7 @@ impl AgentInfo {
         let images: Vec<Value> = self
             .images
             .iter()
-            .flatten()
+            .flat_map(|images| images.iter())
             .map(|image| {
                 Value::Array(vec![
                     Value::str(image.canonical.as_str()),
@@ -411,10 +412,10 @@ mod tests {
             ])),
             version: "23.09.10".into(),
             compute_plugins: Arc::new(json!({"cpu": {"version": "23.09.10"}})),
-            images: Some(vec![AgentImage {
+            images: Some(Arc::new(vec![AgentImage {
                 canonical: "cr.backend.ai/stable/python:3.9-ubuntu20.04".into(),
                 digest: "sha256:abcd".into(),
-            }]),
+            }])),
             architecture: "x86_64".into(),
             auto_terminate_abusing_kernel: false,
         }

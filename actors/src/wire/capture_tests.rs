@@ -83,7 +83,7 @@ fn the_23_09_and_26_heartbeats_decode_to_the_same_fields() {
     );
     assert_eq!(old.version, "23.09.10");
     assert_eq!(new.version, "26.9.6");
-    assert_eq!(old.images, Some(vec![]));
+    assert_eq!(old.images.as_deref(), Some(&vec![]));
     assert_eq!(new.images, None);
 }
 

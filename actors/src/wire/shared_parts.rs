@@ -1,16 +1,18 @@
 //! One copy of the parts that heartbeats repeat: most agents of a cluster report the same slot
-//! types, the same compute plugins and often the same slots, in every heartbeat.
+//! types, the same compute plugins, often the same slots and (23.09 agents) the same images,
+//! in every heartbeat.
 //!
 //! Decoded heartbeats wait in the event bus's lanes until the tracker handles them, up to the
-//! reader's queue bound (thousands at 10,000 agents when the tracker is behind). Each decoded
-//! copy of these three parts is about three quarters of a heartbeat's memory (maps of owned
-//! strings), so the heartbeats of a batch share one copy of each value they have in common.
+//! reader's queue bound (thousands at 10,000 agents when the tracker is behind). Decoded, these
+//! parts are most of a heartbeat's memory (maps of owned strings; a 23.09 agent's list of a
+//! few dozen images is several KiB), so the heartbeats waiting in a worker share one copy of
+//! each value they have in common: the consumer keeps one `SharedParts` from batch to batch.
 
 use std::collections::BTreeMap;
 
 use bai_schema::{ResourceSlot, SlotUnit};
 
-use super::agent_info::AgentInfo;
+use super::agent_info::{AgentImage, AgentInfo};
 use crate::shared_values::SharedValues;
 
 /// Distinct values kept per part: a cluster has a few kinds of node; beyond that, values are
@@ -23,6 +25,7 @@ pub struct SharedParts {
     slots: SharedValues<ResourceSlot>,
     slot_types: SharedValues<BTreeMap<String, SlotUnit>>,
     compute_plugins: SharedValues<serde_json::Value>,
+    images: SharedValues<Vec<AgentImage>>,
 }
 
 impl Default for SharedParts {
@@ -31,6 +34,7 @@ impl Default for SharedParts {
             slots: SharedValues::new(KINDS_KEPT),
             slot_types: SharedValues::new(KINDS_KEPT),
             compute_plugins: SharedValues::new(KINDS_KEPT),
+            images: SharedValues::new(KINDS_KEPT),
         }
     }
 }
@@ -41,6 +45,9 @@ impl SharedParts {
         self.slots.share(&mut info.available_slots);
         self.slot_types.share(&mut info.slot_types);
         self.compute_plugins.share(&mut info.compute_plugins);
+        if let Some(images) = &mut info.images {
+            self.images.share(images);
+        }
     }
 }
 

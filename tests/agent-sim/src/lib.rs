@@ -75,7 +75,7 @@ impl SimAgent {
                 })
                 .into(),
                 images: match format {
-                    WireFormat::Args => Some(Vec::new()),
+                    WireFormat::Args => Some(Default::default()),
                     WireFormat::Payload => None,
                 },
                 architecture: "x86_64".into(),
@@ -97,7 +97,7 @@ impl SimAgent {
     }
 
     pub fn with_images(mut self, images: Vec<AgentImage>) -> SimAgent {
-        self.info.images = Some(images);
+        self.info.images = Some(std::sync::Arc::new(images));
         self
     }
 
