@@ -50,10 +50,15 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/{db}", self.port)
     }
 
+    /// A connection for a test's own reads and writes. Its replies may take up to 10 s: the
+    /// client's default (half a second) failed tests on a loaded machine while a worker under
+    /// test renewed thousands of claims.
     pub async fn connection(&self, db: u8) -> redis::aio::MultiplexedConnection {
+        let config = redis::AsyncConnectionConfig::new()
+            .set_response_timeout(Some(std::time::Duration::from_secs(10)));
         redis::Client::open(self.url(db))
             .expect("a valid redis url")
-            .get_multiplexed_async_connection()
+            .get_multiplexed_async_connection_with_config(&config)
             .await
             .unwrap_or_else(|e| panic!("connecting to {}: {e}", self.url(db)))
     }
