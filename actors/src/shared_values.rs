@@ -45,12 +45,9 @@ impl<T: PartialEq> SharedValues<T> {
     }
 
     /// How many distinct values are kept.
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.kept.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.kept.is_empty()
     }
 
     fn find(&self, value: &T) -> Option<Arc<T>> {

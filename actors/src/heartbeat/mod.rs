@@ -92,7 +92,9 @@ pub struct GetTrackerStats;
 struct CachedAgent {
     row: KeptRow,
     images_fingerprint: Option<u64>,
-    verified_at: Instant,
+    /// Until when a heartbeat may trust `row` without reading it again: the agent's own time
+    /// after the read ([`decide::trust_cached_row_for`]), worked out once per read.
+    trusted_until: Instant,
 }
 
 struct TrackerCore {
@@ -227,12 +229,14 @@ impl TrackerCore {
             Ok(rows) => {
                 let now = Instant::now();
                 for (agent, snapshot) in rows {
+                    let trusted_until =
+                        now + decide::trust_cached_row_for(&agent, CACHE_REVALIDATE_AFTER);
                     self.cache.insert(
                         agent,
                         CachedAgent {
                             row: snapshot.kept(),
                             images_fingerprint: None,
-                            verified_at: now,
+                            trusted_until,
                         },
                     );
                 }
@@ -366,9 +370,7 @@ impl TrackerCore {
             };
             let fast = !was_absent
                 && self.cache.get(agent).is_some_and(|cached| {
-                    cached.verified_at.elapsed()
-                        < decide::trust_cached_row_for(agent, CACHE_REVALIDATE_AFTER)
-                        && leaves_unchanged(&cached.row, info)
+                    Instant::now() < cached.trusted_until && leaves_unchanged(&cached.row, info)
                 });
             if fast {
                 self.record_images(agent, info, false).await;
@@ -529,7 +531,8 @@ impl TrackerCore {
             CachedAgent {
                 row,
                 images_fingerprint,
-                verified_at: Instant::now(),
+                trusted_until: Instant::now()
+                    + decide::trust_cached_row_for(agent, CACHE_REVALIDATE_AFTER),
             },
         );
     }

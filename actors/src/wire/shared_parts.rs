@@ -19,7 +19,7 @@ use crate::shared_values::SharedValues;
 /// left as decoded instead of searched for.
 const KINDS_KEPT: usize = 8;
 
-/// The values seen so far in one batch.
+/// The values the decoded heartbeats share; the consumer keeps one from batch to batch.
 #[derive(Debug)]
 pub struct SharedParts {
     slots: SharedValues<ResourceSlot>,
